@@ -1,0 +1,36 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "RedisAmbassador",
+    products: [
+        .executable(name: "redis-ambassador", targets: ["RedisAmbassador"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // libevent 2.1 as a system library: module map + a thin shim (see Sources/CLibevent/shim.h).
+        .systemLibrary(
+            name: "CLibevent",
+            pkgConfig: "libevent",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        // The only module that imports CLibevent or touches Unmanaged / unsafe mutable pointers.
+        .target(name: "EventLoop", dependencies: ["CLibevent"]),
+        // RESP framing and encoding: pure Swift, no I/O.
+        .target(name: "RESP"),
+        // Command table (generated) and command classification: pure Swift.
+        .target(name: "Routing", dependencies: ["RESP"]),
+        .executableTarget(
+            name: "RedisAmbassador",
+            dependencies: [
+                "EventLoop", "RESP", "Routing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
+        .testTarget(name: "RESPTests", dependencies: ["RESP"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP"]),
+    ]
+)

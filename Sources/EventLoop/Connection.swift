@@ -1,0 +1,371 @@
+internal import CLibevent
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// What a connection tells its owner. Every method runs on the connection's loop thread.
+public protocol ConnectionDelegate: AnyObject {
+    /// An outbound connection finished connecting. Output written before this is sent now.
+    func connectionDidConnect(_ connection: Connection)
+    /// New bytes were appended to the input buffer.
+    func connectionDidRead(_ connection: Connection)
+    /// The connection is closed: by the peer (`error == nil` for an orderly EOF), by an I/O error,
+    /// a failed or timed-out connect, or by `close()` (after its output was flushed). Called once.
+    func connectionDidClose(_ connection: Connection, error: SocketError?)
+}
+
+extension ConnectionDelegate {
+    public func connectionDidConnect(_ connection: Connection) {}
+}
+
+/// A TCP stream on raw libevent events and two evbuffers (LIBEVENT-NOTES.md: no bufferevents).
+///
+/// - Reads go straight into the input evbuffer with `evbuffer_reserve_space` → `readv` →
+///   `evbuffer_commit_space`, with no 4 KiB cap.
+/// - Writes append to the output evbuffer and are flushed once per loop iteration with
+///   `evbuffer_write_atmost`; EV_WRITE is armed only after the kernel said EAGAIN.
+/// - `moveInput(_:to:)` hands bytes to another connection's output without copying whole chunks.
+///
+/// Lifetime: while open, the connection holds one retain on itself (taken in `start`/`connect`,
+/// released in `teardown`), because libevent's callbacks need it alive and nothing else may.
+public final class Connection {
+    private enum State { case idle, connecting, open, closing, closed }
+
+    public let loop: EventLoop
+    /// Held strongly while the connection is open; released when it closes (which breaks the
+    /// usual connection ⇄ session cycle).
+    public var delegate: ConnectionDelegate?
+    /// Reading pauses while the input holds this many bytes or more; it resumes by itself once the
+    /// owner consumes below it. `Int.max` (the default) never pauses.
+    public var readHighWaterMark = Int.max
+    /// Bytes asked of the kernel per `readv`.
+    public var readChunkSize = 16 * 1024
+
+    let fd: Int32
+    private var state: State = .idle
+    private let input: OpaquePointer
+    private let output: OpaquePointer
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    private var readEnabled = false
+    private var pausedByOwner = false
+    private var writeArmed = false
+    private var dirty = false
+    private var selfRetain: Unmanaged<Connection>?
+
+    init(loop: EventLoop, fd: Int32) {
+        self.loop = loop
+        self.fd = fd
+        input = evbuffer_new()
+        output = evbuffer_new()
+    }
+
+    deinit {
+        precondition(state == .idle || state == .closed, "connection freed while open")
+        if state == .idle { _ = Glibc.close(fd) }
+        evbuffer_free(input)
+        evbuffer_free(output)
+    }
+
+    // MARK: opening
+
+    /// Opens an outbound connection. The delegate hears `connectionDidConnect` or
+    /// `connectionDidClose(error:)` (refused, unreachable, or no answer within `timeout` seconds).
+    public static func connect(to endpoint: Endpoint, on loop: EventLoop, timeout: Double,
+                               delegate: ConnectionDelegate) throws(SocketError) -> Connection {
+        let fd = try Socket.startConnect(endpoint)
+        let connection = Connection(loop: loop, fd: fd)
+        connection.delegate = delegate
+        connection.state = .connecting
+        connection.createEvents()
+        var tv = timeval(seconds: timeout)
+        event_add(connection.writeEvent, &tv)
+        connection.writeArmed = true
+        return connection
+    }
+
+    /// Starts reading an accepted connection (see `Listener`).
+    public func start(delegate: ConnectionDelegate) {
+        precondition(state == .idle, "start() on a connection that is already running")
+        self.delegate = delegate
+        state = .open
+        createEvents()
+        updateReading()
+    }
+
+    private func createEvents() {
+        selfRetain = Unmanaged.passRetained(self)
+        let context = selfRetain!.toOpaque()
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
+            Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleReadable()
+        }, context)
+        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, what, ctx in
+            Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleWritable(timedOut: Int32(what) & EV_TIMEOUT != 0)
+        }, context)
+    }
+
+    // MARK: state
+
+    /// True until the connection is closed (or starts closing after `close()`).
+    public var isOpen: Bool { state == .open || state == .connecting }
+    public var isConnected: Bool { state == .open }
+    /// Bytes waiting in the input buffer.
+    public var inputCount: Int { evbuffer_get_length(input) }
+    /// Bytes waiting to be written.
+    public var outputCount: Int { evbuffer_get_length(output) }
+    /// The local port (useful when a test connects to port 0 listeners).
+    public var localPort: UInt16 { Socket.localPort(fd) }
+
+    // MARK: reading
+
+    /// Stops reading until `resumeReading()` (back-pressure from the owner).
+    public func pauseReading() {
+        pausedByOwner = true
+        updateReading()
+    }
+
+    public func resumeReading() {
+        pausedByOwner = false
+        updateReading()
+    }
+
+    private func updateReading() {
+        guard state == .open else { return }
+        let want = !pausedByOwner && inputCount < readHighWaterMark
+        if want != readEnabled {
+            readEnabled = want
+            if want { event_add(readEvent, nil) } else { event_del(readEvent) }
+        }
+    }
+
+    private func handleReadable() {
+        guard state == .open else { return }
+        var rounds = 0
+        while rounds < 4 {
+            rounds += 1
+            let room = min(readChunkSize, readHighWaterMark == .max ? readChunkSize : max(readHighWaterMark - inputCount, 1))
+            let vectors = evbuffer_reserve_space(input, room, loop.iovecs, 2)
+            guard vectors > 0 else { return fail(SocketError(.read, detail: "out of memory reserving input")) }
+            let got = readv(fd, loop.iovecs, vectors)
+            if got > 0 {
+                // Commit exactly what was read: trim the vectors to `got` bytes.
+                var left = got
+                for i in 0..<Int(vectors) {
+                    let take = min(left, loop.iovecs[i].iov_len)
+                    loop.iovecs[i].iov_len = take
+                    left -= take
+                }
+                evbuffer_commit_space(input, loop.iovecs, vectors)
+                if got < room { break }
+            } else if got == 0 {
+                evbuffer_commit_space(input, loop.iovecs, 0)
+                return peerClosed()
+            } else {
+                let e = errno
+                evbuffer_commit_space(input, loop.iovecs, 0)
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { break }
+                return fail(SocketError(.read, code: e, detail: "read: \(Socket.errnoText(e))"))
+            }
+            if inputCount >= readHighWaterMark { break }
+        }
+        delegate?.connectionDidRead(self)
+        updateReading()
+    }
+
+    /// Calls `body` with each contiguous chunk of input from byte `offset` on, in order, until it
+    /// returns false. The spans borrow libevent's memory and must not escape the call.
+    public func withInputChunks(from offset: Int = 0, _ body: (Span<UInt8>) -> Bool) {
+        var position = offset
+        var remaining = inputCount - offset
+        while remaining > 0 {
+            var ptr = evbuffer_ptr()
+            guard evbuffer_ptr_set(input, &ptr, position, EVBUFFER_PTR_SET) == 0 else { return }
+            // evbuffer_peek reports how many vectors the span needs, but fills at most
+            // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3).
+            let needed = evbuffer_peek(input, remaining, &ptr, loop.iovecs, Int32(EventLoop.iovecCapacity))
+            let filled = min(Int(needed), EventLoop.iovecCapacity)
+            guard filled > 0 else { return }
+            for i in 0..<filled {
+                let vector = loop.iovecs[i]
+                let length = min(vector.iov_len, remaining)
+                let chunk = UnsafeBufferPointer(start: vector.iov_base.assumingMemoryBound(to: UInt8.self),
+                                                count: length)
+                if !body(chunk.span) { return }
+                position += length
+                remaining -= length
+                if remaining == 0 { return }
+            }
+        }
+    }
+
+    /// Copies `count` input bytes starting at `offset` into `destination` (appending).
+    public func copyInput(from offset: Int, count: Int, into destination: inout [UInt8]) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")
+        guard count > 0 else { return }
+        var ptr = evbuffer_ptr()
+        evbuffer_ptr_set(input, &ptr, offset, EVBUFFER_PTR_SET)
+        let start = destination.count
+        destination.append(contentsOf: repeatElement(0, count: count))
+        destination.withUnsafeMutableBytes { raw in
+            _ = evbuffer_copyout_from(input, &ptr, raw.baseAddress! + start, count)
+        }
+    }
+
+    /// Drops the first `count` input bytes.
+    public func discardInput(_ count: Int) {
+        evbuffer_drain(input, count)
+        updateReading()
+    }
+
+    /// Moves the first `count` input bytes to `other`'s output. Whole libevent chunks change owner
+    /// without being copied; only a partial chunk at either end is copied.
+    public func moveInput(_ count: Int, to other: Connection) {
+        precondition(count <= inputCount, "moveInput beyond the input")
+        evbuffer_remove_buffer(input, other.output, count)
+        other.outputAppended()
+        updateReading()
+    }
+
+    // MARK: writing
+
+    /// Appends bytes to the output; they are written at the end of this loop iteration.
+    public func write(_ bytes: Span<UInt8>) {
+        guard isOpen else { return }
+        bytes.withUnsafeBufferPointer { raw in
+            _ = evbuffer_add(output, raw.baseAddress, raw.count)
+        }
+        outputAppended()
+    }
+
+    public func write(_ bytes: [UInt8]) { write(bytes.span) }
+
+    public func write(_ text: String) {
+        var text = text
+        text.withUTF8 { utf8 in write(utf8.span) }
+    }
+
+    private func outputAppended() {
+        guard !dirty, isOpen || state == .closing else { return }
+        dirty = true
+        loop.markDirty(self)
+    }
+
+    /// Writes what the kernel takes now; arms EV_WRITE for the rest. Called by the loop's
+    /// end-of-iteration flush and by EV_WRITE.
+    func flushNow() {
+        dirty = false
+        guard state == .open || state == .closing else { return }
+        while evbuffer_get_length(output) > 0 {
+            let written = evbuffer_write_atmost(output, fd, -1)
+            if written < 0 {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { break }
+                if e == EINTR { continue }
+                return fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
+            }
+            if written == 0 { break }
+        }
+        let pending = evbuffer_get_length(output) > 0
+        if pending != writeArmed {
+            writeArmed = pending
+            if pending { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+        }
+        if !pending && state == .closing { teardown(error: nil) }
+    }
+
+    private func handleWritable(timedOut: Bool) {
+        if state == .connecting {
+            return finishConnect(timedOut: timedOut)
+        }
+        flushNow()
+    }
+
+    private func finishConnect(timedOut: Bool) {
+        if timedOut {
+            return fail(SocketError(.timeout, detail: "connect timed out"))
+        }
+        let e = Socket.pendingError(fd)
+        if e != 0 {
+            return fail(SocketError(.connect, code: e, detail: "connect: \(Socket.errnoText(e))"))
+        }
+        event_del(writeEvent)
+        writeArmed = false
+        state = .open
+        updateReading()
+        delegate?.connectionDidConnect(self)
+        if evbuffer_get_length(output) > 0 { flushNow() }
+    }
+
+    // MARK: closing
+
+    /// Closes the connection. With `flush` (the default) pending output is written first and
+    /// nothing more is read; the delegate hears `connectionDidClose` when the socket is closed.
+    public func close(flush: Bool = true) {
+        switch state {
+        case .idle:
+            state = .closed
+            _ = Glibc.close(fd)
+        case .connecting:
+            teardown(error: nil)
+        case .open:
+            if flush && evbuffer_get_length(output) > 0 {
+                state = .closing
+                readEnabled = false
+                event_del(readEvent)
+                flushNow()
+            } else {
+                teardown(error: nil)
+            }
+        case .closing, .closed:
+            return
+        }
+    }
+
+    private func peerClosed() {
+        teardown(error: nil)
+    }
+
+    private func fail(_ error: SocketError) {
+        teardown(error: error)
+    }
+
+    /// The one place a running connection ends: frees its events, closes the socket, tells the
+    /// delegate, and releases the retain taken in `createEvents`.
+    private func teardown(error: SocketError?) {
+        guard state != .closed else { return }
+        state = .closed
+        if let readEvent { event_free(readEvent) }
+        if let writeEvent { event_free(writeEvent) }
+        readEvent = nil
+        writeEvent = nil
+        _ = Glibc.close(fd)
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connectionDidClose(self, error: error)
+        selfRetain?.release()
+        selfRetain = nil
+    }
+}
+
+extension timeval {
+    init(seconds: Double) {
+        let whole = seconds.rounded(.down)
+        self.init(tv_sec: Int(whole), tv_usec: Int((seconds - whole) * 1_000_000))
+    }
+}
+
+extension Connection {
+    public enum Side: Sendable { case input, output }
+
+    /// The start addresses of the libevent chunks holding a buffer's bytes: two buffers that report
+    /// the same addresses share memory, which is how the tests prove a move did not copy.
+    @_spi(Testing) public func chunkAddresses(of side: Side) -> [UInt] {
+        let buffer = side == .input ? input : output
+        let count = Int(evbuffer_peek(buffer, -1, nil, nil, 0))
+        guard count > 0 else { return [] }
+        let vectors = UnsafeMutablePointer<iovec>.allocate(capacity: count)
+        defer { vectors.deallocate() }
+        let filled = Int(evbuffer_peek(buffer, -1, nil, vectors, Int32(count)))
+        return (0..<min(filled, count)).map { UInt(bitPattern: vectors[$0].iov_base) }
+    }
+}

@@ -1,0 +1,157 @@
+internal import CLibevent
+#if canImport(Glibc)
+internal import Glibc
+#endif
+import Synchronization
+
+/// One libevent event base, driven by exactly one thread.
+///
+/// Everything created on a loop (connections, listeners, timers) must be used on that loop's thread
+/// only; that is a runtime invariant, not one the type system proves (LIBEVENT-NOTES.md). Other
+/// threads talk to a loop through its `handle`.
+///
+/// Output written during one loop iteration is flushed once at the end of that iteration
+/// (`scheduleFlush`), so commands from many clients bound for one backend coalesce into one write.
+public final class EventLoop {
+    let base: OpaquePointer
+    private let mailbox: Mailbox
+    private var wakeEvent: OpaquePointer?
+    private var flushEvent: OpaquePointer?
+    private var flushScheduled = false
+    private var dirty: [Connection] = []
+    /// Scratch vectors for reads and peeks, reused by every connection of this loop.
+    let iovecs: UnsafeMutablePointer<iovec>
+    static let iovecCapacity = 16
+
+    public init() throws(SocketError) {
+        // A peer that closes while we write would otherwise kill the process (LIBEVENT-NOTES.md #4).
+        signal(SIGPIPE, SIG_IGN)
+        let config = event_config_new()
+        // One base per thread, nothing shared: no locking inside libevent.
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
+        let base = event_base_new_with_config(config)
+        event_config_free(config)
+        guard let base else { throw SocketError(.socket, detail: "event_base_new failed") }
+        self.base = base
+        let fd = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        guard fd >= 0 else {
+            event_base_free(base)
+            throw SocketError(.socket, code: errno, detail: "eventfd failed")
+        }
+        mailbox = Mailbox(fd: fd)
+        iovecs = .allocate(capacity: Self.iovecCapacity)
+        dirty.reserveCapacity(64)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        wakeEvent = event_new(base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
+            Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue().drainMailbox()
+        }, context)
+        event_add(wakeEvent, nil)
+        flushEvent = event_new(base, -1, 0, { _, _, ctx in
+            Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue().flushDirty()
+        }, context)
+    }
+
+    deinit {
+        if let wakeEvent { event_free(wakeEvent) }
+        if let flushEvent { event_free(flushEvent) }
+        mailbox.close()
+        iovecs.deallocate()
+        event_base_free(base)
+    }
+
+    /// Runs until `stop()` is called or nothing is left to wait for.
+    public func run() {
+        event_base_dispatch(base)
+    }
+
+    /// Makes `run()` return after the callbacks already running finish.
+    public func stop() {
+        event_base_loopbreak(base)
+    }
+
+    /// The loop's cached time of the current iteration, in seconds since the epoch.
+    public var now: Double {
+        var tv = timeval()
+        event_base_gettimeofday_cached(base, &tv)
+        return Double(tv.tv_sec) + Double(tv.tv_usec) / 1_000_000
+    }
+
+    /// A thread-safe way to reach this loop from other threads.
+    public var handle: EventLoopHandle { EventLoopHandle(mailbox: mailbox) }
+
+    // MARK: deferred flush
+
+    /// Queues `connection` to be written out at the end of this loop iteration.
+    func markDirty(_ connection: Connection) {
+        dirty.append(connection)
+        if !flushScheduled {
+            flushScheduled = true
+            // Active events run FIFO within a priority, so this runs after every I/O callback
+            // already activated in this iteration.
+            event_active(flushEvent, 0, 0)
+        }
+    }
+
+    private func flushDirty() {
+        flushScheduled = false
+        // A flush may mark connections dirty again (a close that completes), so walk by index.
+        var index = 0
+        while index < dirty.count {
+            dirty[index].flushNow()
+            index += 1
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: cross-thread mailbox
+
+    private func drainMailbox() {
+        for work in mailbox.take() { work(self) }
+    }
+}
+
+/// The part of a loop other threads may hold: post work to it, or stop it.
+public struct EventLoopHandle: Sendable {
+    let mailbox: Mailbox
+
+    /// Runs `work` on the loop's thread during one of its next iterations.
+    public func post(_ work: @escaping @Sendable (EventLoop) -> Void) {
+        mailbox.put(work)
+    }
+
+    /// Stops the loop from any thread.
+    public func stop() {
+        post { $0.stop() }
+    }
+}
+
+/// A locked queue plus an eventfd that wakes the loop. Mutex-guarded, so Sendable.
+final class Mailbox: Sendable {
+    private let queue = Mutex<[@Sendable (EventLoop) -> Void]>([])
+    private let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    func put(_ work: @escaping @Sendable (EventLoop) -> Void) {
+        let wasEmpty = queue.withLock { queue in
+            queue.append(work)
+            return queue.count == 1
+        }
+        if wasEmpty {
+            var one: UInt64 = 1
+            _ = write(fd, &one, 8)
+        }
+    }
+
+    func take() -> [@Sendable (EventLoop) -> Void] {
+        var counter: UInt64 = 0
+        _ = read(fd, &counter, 8)
+        return queue.withLock { queue in
+            let taken = queue
+            queue.removeAll()
+            return taken
+        }
+    }
+
+    func close() { _ = Glibc.close(fd) }
+}

@@ -1,0 +1,115 @@
+internal import CLibevent
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// The C socket calls the loop needs, each wrapped once, with errno turned into `SocketError`.
+enum Socket {
+    /// A resolved socket address (`sockaddr_storage` plus its length).
+    struct Address {
+        var storage = sockaddr_storage()
+        var length: socklen_t = 0
+        var family: Int32 { Int32(storage.ss_family) }
+    }
+
+    static func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// Resolves `endpoint` (numeric addresses without a DNS query; names through getaddrinfo,
+    /// which blocks: a name is resolved on every connect, as pod IPs change).
+    static func resolve(_ endpoint: Endpoint) throws(SocketError) -> Address {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &result)
+        guard rc == 0, let first = result else {
+            let why = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
+            throw SocketError(.resolve, detail: "cannot resolve \(endpoint.host): \(why)")
+        }
+        defer { freeaddrinfo(result) }
+        var address = Address()
+        address.length = first.pointee.ai_addrlen
+        withUnsafeMutableBytes(of: &address.storage) { raw in
+            raw.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr,
+                                                        count: Int(first.pointee.ai_addrlen)))
+        }
+        return address
+    }
+
+    static func open(family: Int32) throws(SocketError) -> Int32 {
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(family, type, 0)
+        guard fd >= 0 else {
+            let e = errno
+            throw SocketError(.socket, code: e, detail: "socket(): \(errnoText(e))")
+        }
+        return fd
+    }
+
+    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32 = 1) {
+        var v = value
+        _ = setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    static func setNoDelay(_ fd: Int32) { setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY) }
+
+    static func bindAndListen(_ endpoint: Endpoint, reusePort: Bool, backlog: Int32) throws(SocketError) -> Int32 {
+        var address = try resolve(endpoint)
+        let fd = try open(family: address.family)
+        setOption(fd, SOL_SOCKET, SO_REUSEADDR)
+        if reusePort { setOption(fd, SOL_SOCKET, SO_REUSEPORT) }
+        let bound = withUnsafePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, address.length) }
+        }
+        if bound != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw SocketError(.bind, code: e, detail: "bind \(endpoint): \(errnoText(e))")
+        }
+        if Glibc.listen(fd, backlog) != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw SocketError(.listen, code: e, detail: "listen \(endpoint): \(errnoText(e))")
+        }
+        return fd
+    }
+
+    /// Starts a non-blocking connect. Returns the fd; completion is signalled by writability.
+    static func startConnect(_ endpoint: Endpoint) throws(SocketError) -> Int32 {
+        var address = try resolve(endpoint)
+        let fd = try open(family: address.family)
+        setNoDelay(fd)
+        let rc = withUnsafePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+        }
+        if rc != 0 && errno != EINPROGRESS {
+            let e = errno
+            Glibc.close(fd)
+            throw SocketError(.connect, code: e, detail: "connect \(endpoint): \(errnoText(e))")
+        }
+        return fd
+    }
+
+    /// The pending error of a socket whose non-blocking connect finished (0 on success).
+    static func pendingError(_ fd: Int32) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0 { return errno }
+        return value
+    }
+
+    /// The local port a socket is bound to.
+    static func localPort(_ fd: Int32) -> UInt16 {
+        var address = Address()
+        address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &address.length) }
+        }
+        guard rc == 0 else { return 0 }
+        // sin_port and sin6_port both sit at byte offset 2, in network order.
+        return withUnsafeBytes(of: address.storage) {
+            UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))
+        }
+    }
+}

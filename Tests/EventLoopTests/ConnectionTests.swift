@@ -1,0 +1,230 @@
+@_spi(Testing) import EventLoop
+import Testing
+import Synchronization
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct ConnectionTests {
+    @Test func echoRoundTrip() throws {
+        let loop = try EventLoop()
+        let echo = Echo()
+        let listener = try Listener(loop: loop, endpoint: loopback) { $0.start(delegate: echo) }
+        let client = Collector(loop: loop)
+        client.expected = 5
+        client.onConnect = { $0.write("hello") }
+        let connection = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port),
+                                                on: loop, timeout: 2, delegate: client)
+        runLoop(loop)
+        #expect(client.connected)
+        #expect(client.received == Array("hello".utf8))
+        connection.close()
+    }
+
+    @Test func eightMebibytesIntactBothWays() throws {
+        let loop = try EventLoop()
+        let size = 8 << 20
+        let payload = pattern(size)
+        // The server echoes by moving its input into its output: 8 MiB go up and come back.
+        let listener = try Listener(loop: loop, endpoint: loopback) { $0.start(delegate: Echo()) }
+        let client = Collector(loop: loop)
+        client.expected = size
+        client.onConnect = { $0.write(payload) }
+        let connection = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port),
+                                                on: loop, timeout: 2, delegate: client)
+        runLoop(loop, timeout: 30)
+        #expect(client.received.count == size)
+        #expect(client.received == payload)
+        connection.close()
+    }
+
+    @Test func moveBetweenConnectionsDoesNotCopyWholeChunks() throws {
+        let loop = try EventLoop()
+        // Two accepted connections: bytes read on `a` are moved to `b`'s output.
+        var accepted: [Connection] = []
+        final class Hold: ConnectionDelegate {
+            func connectionDidRead(_ connection: Connection) {}
+            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+        }
+        let hold = Hold()
+        let listener = try Listener(loop: loop, endpoint: loopback) { connection in
+            connection.start(delegate: hold)
+            accepted.append(connection)
+        }
+        let size = 256 * 1024
+        let writer = Collector(loop: loop)
+        writer.onConnect = { $0.write(pattern(size)) }
+        let reader = Collector(loop: loop)
+        let w = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: writer)
+        let r = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: reader)
+        // Wait until both are accepted and all bytes sit in one accepted connection's input.
+        let poll = Timer(loop: loop, repeating: true) {
+            if accepted.count == 2, accepted.contains(where: { $0.inputCount == size }) { loop.stop() }
+        }
+        poll.schedule(after: 0.005)
+        runLoop(loop)
+        poll.cancel()
+        let source = try #require(accepted.first { $0.inputCount == size })
+        let sink = try #require(accepted.first { $0 !== source })
+        let before = source.chunkAddresses(of: .input)
+        #expect(!before.isEmpty)
+        source.moveInput(size, to: sink)
+        let after = sink.chunkAddresses(of: .output)
+        #expect(source.inputCount == 0)
+        #expect(after == before, "whole chunks must change owner, not be copied")
+        // And the moved bytes arrive intact at the other end.
+        reader.expected = size
+        runLoop(loop)
+        #expect(reader.received == pattern(size))
+        w.close(); r.close(); listener.close()
+    }
+
+    @Test func connectingToAClosedPortReportsAnError() throws {
+        let loop = try EventLoop()
+        // Bind a port, then close it, so nothing listens there.
+        let port: UInt16
+        do {
+            let probe = try Listener(loop: loop, endpoint: loopback) { _ in }
+            port = probe.port
+            probe.close()
+        }
+        let client = Collector(loop: loop)
+        client.onClose = { loop.stop() }
+        _ = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: port), on: loop, timeout: 2, delegate: client)
+        runLoop(loop)
+        #expect(client.closed)
+        #expect(!client.connected)
+        #expect(client.closeError?.kind == .connect)
+        #expect(client.closeError?.code == ECONNREFUSED)
+    }
+
+    @Test func unresolvableHostIsAnErrorNotACrash() throws {
+        let loop = try EventLoop()
+        #expect(throws: SocketError.self) {
+            _ = try Connection.connect(to: Endpoint(host: "no-such-host.invalid", port: 1), on: loop,
+                                       timeout: 1, delegate: Collector(loop: loop))
+        }
+    }
+
+    @Test func closeFlushesPendingOutputFirst() throws {
+        let loop = try EventLoop()
+        let size = 4 << 20
+        let payload = pattern(size, seed: 3)
+        final class WriteThenClose: ConnectionDelegate {
+            let payload: [UInt8]
+            init(_ payload: [UInt8]) { self.payload = payload }
+            func connectionDidRead(_ connection: Connection) {
+                connection.discardInput(connection.inputCount)
+                // More than the socket buffers hold: close() must wait for all of it.
+                connection.write(payload)
+                connection.close()
+            }
+            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+        }
+        let server = WriteThenClose(payload)
+        let listener = try Listener(loop: loop, endpoint: loopback) { $0.start(delegate: server) }
+        let client = Collector(loop: loop)
+        client.onConnect = { $0.write("go") }
+        client.onClose = { loop.stop() }
+        _ = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: client)
+        runLoop(loop, timeout: 20)
+        #expect(client.closed)
+        #expect(client.closeError == nil, "orderly EOF after the data")
+        #expect(client.received == payload)
+    }
+
+    @Test func highWaterMarkPausesReadingUntilDrained() throws {
+        let loop = try EventLoop()
+        final class Slow: ConnectionDelegate {
+            var connection: Connection?
+            var peak = 0
+            func connectionDidRead(_ connection: Connection) {
+                self.connection = connection
+                peak = max(peak, connection.inputCount)
+            }
+            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+        }
+        let slow = Slow()
+        let mark = 64 * 1024
+        let listener = try Listener(loop: loop, endpoint: loopback) {
+            $0.readHighWaterMark = mark
+            $0.start(delegate: slow)
+        }
+        let size = 1 << 20
+        let client = Collector(loop: loop)
+        client.onConnect = { $0.write(pattern(size)) }
+        let c = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: client)
+        var drained = 0
+        var sawPause = false
+        let tick = Timer(loop: loop, repeating: true) {
+            guard let server = slow.connection else { return }
+            if server.inputCount >= mark { sawPause = true }
+            // Drain slowly; reading resumes by itself below the mark.
+            let n = server.inputCount
+            drained += n
+            server.discardInput(n)
+            if drained == size { loop.stop() }
+        }
+        tick.schedule(after: 0.01)
+        runLoop(loop, timeout: 20)
+        #expect(sawPause)
+        #expect(slow.peak <= mark + 16 * 1024, "reads stop near the mark")
+        #expect(drained == size)
+        c.close()
+    }
+}
+
+@Suite struct LoopTests {
+    @Test func oneShotAndRepeatingTimers() throws {
+        let loop = try EventLoop()
+        var ticks = 0
+        var fired = false
+        let repeating = Timer(loop: loop, repeating: true) { ticks += 1 }
+        repeating.schedule(after: 0.01)
+        let once = Timer(loop: loop) {
+            fired = true
+            loop.stop()
+        }
+        once.schedule(after: 0.12)
+        let start = loop.now
+        runLoop(loop)
+        #expect(fired)
+        #expect(ticks >= 5 && ticks <= 13, "10 ms ticks over ~120 ms, got \(ticks)")
+        #expect(loop.now - start >= 0.1)
+        #expect(!once.isScheduled)
+        #expect(repeating.isScheduled)
+        repeating.cancel()
+        #expect(!repeating.isScheduled)
+    }
+
+    @Test func signalRunsHandlerOnTheLoop() throws {
+        let loop = try EventLoop()
+        var got = false
+        let handler = SignalHandler(loop: loop, signal: SIGUSR1) {
+            got = true
+            loop.stop()
+        }
+        let sender = Timer(loop: loop) { kill(getpid(), SIGUSR1) }
+        sender.schedule(after: 0.01)
+        runLoop(loop)
+        #expect(got)
+        _ = handler
+    }
+
+    @Test func postFromAnotherThreadRunsOnTheLoopThread() throws {
+        let thread = try EventLoopThread.start(name: "post-test")
+        let received = Mutex(0)
+        let done = DispatchSemaphore(value: 0)
+        for i in 1...100 {
+            thread.handle.post { _ in
+                received.withLock { $0 += i }
+                if i == 100 { done.signal() }
+            }
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(received.withLock { $0 } == 5050)
+        thread.handle.stop()
+        thread.join()
+    }
+}
