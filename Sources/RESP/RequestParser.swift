@@ -1,0 +1,306 @@
+/// One complete request found in the byte stream.
+public struct RequestFrame: Sendable, Equatable {
+    /// Bytes the request occupies in the stream, from its first byte through its last CRLF.
+    /// Forwarding exactly these bytes gives Redis the same command.
+    public var length: Int
+    /// Number of arguments including the command name. 0 for frames Redis ignores without a
+    /// reply (`*0`, `*-1`, an empty or blank inline line): drop their bytes and move on.
+    public var argumentCount: Int
+    /// Argument 0, lower-cased (the command name).
+    public var name: ShortBytes
+    /// Argument 1, lower-cased (the subcommand or first key); empty if there is none.
+    public var firstArgument: ShortBytes
+    /// An inline command (`PING\r\n`): its arguments are unescaped into `RequestParser.inlineBytes`.
+    public var isInline: Bool
+}
+
+/// Where one argument's bytes are: for a multibulk request, an offset from the frame's first byte;
+/// for an inline request, an offset into `RequestParser.inlineBytes`.
+public struct ArgumentRange: Sendable, Equatable {
+    public var offset: Int
+    public var count: Int
+}
+
+/// A resumable parser for client requests, multibulk (`*N\r\n$len\r\n…`) and inline, that frames
+/// them exactly as Redis's `processMultibulkBuffer`/`processInlineBuffer` do, so forwarding each
+/// frame's bytes untouched gives Redis the same commands.
+///
+/// Feed it bytes in order, in any split; it keeps its place between calls and never copies a
+/// payload (only the first 32 bytes of arguments 0 and 1, lower-cased, and inline lines, which are
+/// bounded by `maxInlineSize`). After a frame, `arguments` lists where each argument lies.
+/// Its buffers are reused: in steady state it allocates nothing.
+public struct RequestParser: Sendable {
+    private enum State: UInt8 {
+        case frameStart, countLine, countLineEnd, bulkLine, bulkLineEnd, bulkData, bulkTrailer, inlineLine
+    }
+
+    public let limits: RESPLimits
+    /// The argument ranges of the frame most recently returned.
+    public private(set) var arguments: [ArgumentRange] = []
+    /// Unescaped inline arguments of the frame most recently returned (when it was inline).
+    public private(set) var inlineBytes: [UInt8] = []
+
+    private var state = State.frameStart
+    /// Bytes of the current frame consumed so far.
+    public private(set) var position = 0
+    private var number = DecimalNumber()
+    private var lineLength = 0
+    private var bulkFirstByte: UInt8 = 0
+    private var haveFirstByte = false
+    private var argumentsExpected = 0
+    private var remaining = 0
+    private var frame = RequestFrame(length: 0, argumentCount: 0, name: ShortBytes(),
+                                     firstArgument: ShortBytes(), isInline: false)
+    private var line: [UInt8] = []
+
+    public init(limits: RESPLimits = .redis) {
+        self.limits = limits
+        arguments.reserveCapacity(16)
+    }
+
+    /// True between frames (nothing of a next frame consumed yet).
+    public var isAtFrameStart: Bool { state == .frameStart }
+
+    /// Consumes bytes from `bytes[index...]`, advancing `index`. Returns the frame as soon as one
+    /// is complete (`index` then points just past it), or nil when every byte was consumed and the
+    /// frame is not complete yet. Throws on input Redis would reject; the stream is then unusable.
+    public mutating func parse(_ bytes: Span<UInt8>, from index: inout Int) throws(ProtocolError) -> RequestFrame? {
+        var i = index
+        defer { index = i }
+        let end = bytes.count
+        while i < end {
+            switch state {
+            case .frameStart:
+                beginFrame()
+                if bytes[i] == UInt8(ascii: "*") {
+                    state = .countLine
+                    i += 1
+                    position = 1
+                } else {
+                    state = .inlineLine
+                }
+
+            case .countLine:
+                // Redis finds the '\r', then reads the count between '*' and it.
+                let start = i
+                while i < end && bytes[i] != 13 {
+                    number.push(bytes[i])
+                    i += 1
+                }
+                lineLength += i - start
+                position += i - start
+                if i == end {
+                    if lineLength > limits.maxInlineSize { throw .tooBigMultibulkCountString }
+                    break
+                }
+                i += 1
+                position += 1
+                state = .countLineEnd
+
+            case .countLineEnd:
+                // The byte after '\r' is skipped unchecked, as Redis does.
+                i += 1
+                position += 1
+                guard let count = number.value, count <= Int64(limits.maxMultibulkCount) else {
+                    throw .invalidMultibulkLength
+                }
+                if count <= 0 { return finishFrame() }
+                argumentsExpected = Int(count)
+                startBulk()
+
+            case .bulkLine:
+                // As for the count line, Redis first finds the '\r', then checks for '$'.
+                let start = i
+                if !haveFirstByte {
+                    haveFirstByte = true
+                    bulkFirstByte = bytes[i]
+                    if bulkFirstByte != 13 { i += 1 }
+                }
+                while i < end && bytes[i] != 13 {
+                    number.push(bytes[i])
+                    i += 1
+                }
+                lineLength += i - start
+                position += i - start
+                if i == end {
+                    if lineLength > limits.maxInlineSize { throw .tooBigBulkCountString }
+                    break
+                }
+                i += 1
+                position += 1
+                state = .bulkLineEnd
+
+            case .bulkLineEnd:
+                i += 1
+                position += 1
+                guard bulkFirstByte == UInt8(ascii: "$") else { throw .expectedDollar(got: bulkFirstByte) }
+                guard let length = number.value, length >= 0, length <= Int64(limits.maxBulkLength) else {
+                    throw .invalidBulkLength
+                }
+                remaining = Int(length)
+                arguments.append(ArgumentRange(offset: position, count: remaining))
+                state = .bulkData
+
+            case .bulkData:
+                let take = min(remaining, end - i)
+                let argument = arguments.count - 1
+                if argument < 2 {
+                    // Keep the first 32 bytes of the name and first argument; past that, the length.
+                    let already = arguments[argument].count - remaining
+                    let capture = min(take, max(0, ShortBytes.capacity - already))
+                    for k in 0..<capture {
+                        if argument == 0 { frame.name.append(bytes[i + k]) } else { frame.firstArgument.append(bytes[i + k]) }
+                    }
+                    if argument == 0 { frame.name.count += take - capture } else { frame.firstArgument.count += take - capture }
+                }
+                i += take
+                position += take
+                remaining -= take
+                if remaining == 0 {
+                    remaining = 2
+                    state = .bulkTrailer
+                }
+
+            case .bulkTrailer:
+                // Redis skips the two bytes after the payload without looking at them.
+                let take = min(remaining, end - i)
+                i += take
+                position += take
+                remaining -= take
+                if remaining == 0 {
+                    if arguments.count == argumentsExpected { return finishFrame() }
+                    startBulk()
+                }
+
+            case .inlineLine:
+                let start = i
+                while i < end && bytes[i] != 10 { i += 1 }
+                if line.count + (i - start) > limits.maxInlineSize { throw .tooBigInlineRequest }
+                for k in start..<i { line.append(bytes[k]) }
+                position += i - start
+                if i == end { break }
+                i += 1
+                position += 1
+                return try finishInline()
+            }
+        }
+        return nil
+    }
+
+    private mutating func beginFrame() {
+        position = 0
+        number = DecimalNumber()
+        lineLength = 0
+        arguments.removeAll(keepingCapacity: true)
+        frame = RequestFrame(length: 0, argumentCount: 0, name: ShortBytes(), firstArgument: ShortBytes(), isInline: false)
+    }
+
+    private mutating func startBulk() {
+        number = DecimalNumber()
+        lineLength = 0
+        haveFirstByte = false
+        state = .bulkLine
+    }
+
+    private mutating func finishFrame() -> RequestFrame {
+        frame.length = position
+        frame.argumentCount = arguments.count
+        state = .frameStart
+        return frame
+    }
+
+    private mutating func finishInline() throws(ProtocolError) -> RequestFrame {
+        if line.last == 13 { line.removeLast() }
+        inlineBytes.removeAll(keepingCapacity: true)
+        defer { line.removeAll(keepingCapacity: true) }
+        guard InlineSplitter.split(line, into: &inlineBytes, ranges: &arguments) else {
+            throw .unbalancedQuotes
+        }
+        frame.isInline = true
+        if arguments.count > 0 {
+            let name = arguments[0]
+            frame.name = ShortBytes(bytes: inlineBytes[name.offset..<name.offset + name.count])
+        }
+        if arguments.count > 1 {
+            let first = arguments[1]
+            frame.firstArgument = ShortBytes(bytes: inlineBytes[first.offset..<first.offset + first.count])
+        }
+        return finishFrame()
+    }
+}
+
+/// Redis's `sdssplitargs`: splits an inline line into arguments, with "double quotes" (escapes
+/// `\n \r \t \b \a \\ \" \xHH`) and 'single quotes' (escape `\'`). A closing quote must be
+/// followed by a space or the end; a NUL byte ends the line (it is a C string to Redis).
+enum InlineSplitter {
+    static func split(_ line: [UInt8], into out: inout [UInt8], ranges: inout [ArgumentRange]) -> Bool {
+        ranges.removeAll(keepingCapacity: true)
+        let n = line.firstIndex(of: 0) ?? line.count
+        @inline(__always) func at(_ i: Int) -> UInt8 { i < n ? line[i] : 0 }
+        @inline(__always) func isSpace(_ c: UInt8) -> Bool { c == 32 || (c >= 9 && c <= 13) }
+        var p = 0
+        while true {
+            while p < n && isSpace(line[p]) { p += 1 }
+            if p >= n { return true }
+            var inDouble = false, inSingle = false, done = false
+            let start = out.count
+            while !done {
+                let c = at(p)
+                if inDouble {
+                    if c == UInt8(ascii: "\\") && at(p + 1) == UInt8(ascii: "x"),
+                       let hi = hexValue(at(p + 2)), let lo = hexValue(at(p + 3)) {
+                        out.append(hi << 4 | lo)
+                        p += 3
+                    } else if c == UInt8(ascii: "\\") && at(p + 1) != 0 {
+                        p += 1
+                        switch at(p) {
+                        case UInt8(ascii: "n"): out.append(10)
+                        case UInt8(ascii: "r"): out.append(13)
+                        case UInt8(ascii: "t"): out.append(9)
+                        case UInt8(ascii: "b"): out.append(8)
+                        case UInt8(ascii: "a"): out.append(7)
+                        default: out.append(at(p))
+                        }
+                    } else if c == UInt8(ascii: "\"") {
+                        if at(p + 1) != 0 && !isSpace(at(p + 1)) { return false }
+                        done = true
+                    } else if c == 0 {
+                        return false
+                    } else {
+                        out.append(c)
+                    }
+                } else if inSingle {
+                    if c == UInt8(ascii: "\\") && at(p + 1) == UInt8(ascii: "'") {
+                        p += 1
+                        out.append(UInt8(ascii: "'"))
+                    } else if c == UInt8(ascii: "'") {
+                        if at(p + 1) != 0 && !isSpace(at(p + 1)) { return false }
+                        done = true
+                    } else if c == 0 {
+                        return false
+                    } else {
+                        out.append(c)
+                    }
+                } else {
+                    switch c {
+                    case 32, 10, 13, 9, 0: done = true
+                    case UInt8(ascii: "\""): inDouble = true
+                    case UInt8(ascii: "'"): inSingle = true
+                    default: out.append(c)
+                    }
+                }
+                if at(p) != 0 { p += 1 }
+            }
+            ranges.append(ArgumentRange(offset: start, count: out.count - start))
+        }
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - 48
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - 87
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - 55
+        default: return nil
+        }
+    }
+}
