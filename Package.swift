@@ -29,8 +29,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Real redis-server processes and a blocking client for the tests (no mock Redis).
+        .target(name: "TestSupport", dependencies: ["RESP"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
     ]
 )

@@ -12,6 +12,14 @@ public struct RequestFrame: Sendable, Equatable {
     public var firstArgument: ShortBytes
     /// An inline command (`PING\r\n`): its arguments are unescaped into `RequestParser.inlineBytes`.
     public var isInline: Bool
+
+    public init(length: Int, argumentCount: Int, name: ShortBytes, firstArgument: ShortBytes, isInline: Bool) {
+        self.length = length
+        self.argumentCount = argumentCount
+        self.name = name
+        self.firstArgument = firstArgument
+        self.isInline = isInline
+    }
 }
 
 /// Where one argument's bytes are: for a multibulk request, an offset from the frame's first byte;

@@ -1,1 +1,156 @@
 import RESP
+
+/// Where a command may run, as far as the command alone tells (the session's state and the
+/// topology are the router's business).
+public enum CommandClass: Hashable, Sendable {
+    /// Read-only (`readonly` and not `write` in Redis's flags): may be served by a replica.
+    case read
+    /// Must run on the master: writes, admin and server commands, scripts (`EVAL`, `FCALL`) and
+    /// everything not flagged read-only.
+    case write
+    /// Changes or depends on the state of the connection it runs on.
+    case stateful(StatefulKind)
+    /// Answered by the ambassador itself.
+    case local(LocalKind)
+    /// Not in the table (a module command, or a typo): sent to the master, never to a replica,
+    /// where Redis gives its own answer (including `-ERR unknown command`).
+    case unknown
+
+    /// Unknown commands are routed like writes.
+    public var runsOnMaster: Bool { self != .read }
+}
+
+public enum StatefulKind: Hashable, Sendable {
+    /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    case transaction
+    /// Commands that can wait: BLPOP & co, XREAD/XREADGROUP with BLOCK, and WAIT (which also
+    /// counts acknowledgements of writes made on the same connection).
+    case blocking
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and their UNSUBSCRIBEs: the connection enters pub/sub mode.
+    case pubsub
+    /// MONITOR, SYNC, PSYNC: the connection becomes a stream.
+    case monitor
+    /// CLIENT TRACKING / CACHING / GETREDIR / TRACKINGINFO / REPLY / NO-EVICT / NO-TOUCH.
+    case clientState
+    /// SELECT.
+    case dbSelect
+    /// HELLO (protocol version, and optionally AUTH and SETNAME).
+    case protocolVersion
+}
+
+public enum LocalKind: Hashable, Sendable {
+    case ping, echo, quit, auth, reset
+    case clientSetName, clientGetName, clientSetInfo, clientID
+    /// The ambassador's own command (`AMBASSADOR INFO|CONFIG|RELOAD`).
+    case ambassador
+}
+
+/// The arguments of a request, as `classify` reads them: lower-cased, first 32 bytes each.
+/// The proxy reads them from the client's input buffer; tests from an array.
+public protocol CommandArguments {
+    /// Number of arguments, the command name included.
+    var count: Int { get }
+    /// Argument `index` (0 is the command name).
+    func shortArgument(_ index: Int) -> ShortBytes
+}
+
+extension CommandTable {
+    /// Classifies a request from its parsed frame. Only XREAD and XREADGROUP look past the first
+    /// argument (for BLOCK); every other command is one table lookup.
+    @inline(__always)
+    public func classify(_ frame: RequestFrame, arguments: some CommandArguments) -> CommandClass {
+        guard var index = find(frame.name) else { return .unknown }
+        if frame.argumentCount > 1, let sub = findSubcommand(frame.firstArgument, of: index) { index = sub }
+        switch entries[index].rule {
+        case .fixed(let kind):
+            return kind
+        case .streamRead(let withoutBlock, let isGroup):
+            return Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock
+        }
+    }
+
+    /// Classifies a command given as its arguments (`["XREAD", "BLOCK", "0", …]`); for tests and
+    /// configuration.
+    public func classify(_ arguments: [String]) -> CommandClass {
+        let list = ArgumentList(arguments)
+        var frame = RequestFrame(length: 0, argumentCount: arguments.count, name: ShortBytes(),
+                                 firstArgument: ShortBytes(), isInline: false)
+        if arguments.count > 0 { frame.name = list.shortArgument(0) }
+        if arguments.count > 1 { frame.firstArgument = list.shortArgument(1) }
+        return classify(frame, arguments: list)
+    }
+
+    /// Redis's `xreadCommand` option loop: BLOCK before STREAMS makes the call blocking; the
+    /// values of COUNT, BLOCK and GROUP are skipped so a group or consumer named "block" is not
+    /// mistaken for the option.
+    static func hasBlockOption(_ arguments: some CommandArguments, isGroup: Bool) -> Bool {
+        var i = 1
+        let count = arguments.count
+        while i < count {
+            let more = count - i - 1
+            let option = arguments.shortArgument(i)
+            if option == Keyword.block && more > 0 { return true }
+            if option == Keyword.streams && more > 0 { return false }
+            if option == Keyword.count && more > 0 { i += 2; continue }
+            if isGroup && option == Keyword.group && more >= 2 { i += 3; continue }
+            i += 1
+        }
+        return false
+    }
+
+    /// The fixed class of a command, from its name where Redis's flags do not say enough, else from
+    /// its flags.
+    static func rule(for command: CommandInfo) -> Rule {
+        switch command.name {
+        case "multi", "exec", "discard", "watch", "unwatch":
+            return .fixed(.stateful(.transaction))
+        case "wait", "waitaof":
+            return .fixed(.stateful(.blocking))
+        case "xread":
+            return .streamRead(withoutBlock: .read, isGroup: false)
+        case "xreadgroup":
+            return .streamRead(withoutBlock: .write, isGroup: true)
+        case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
+            return .fixed(.stateful(.pubsub))
+        case "monitor", "sync", "psync":
+            return .fixed(.stateful(.monitor))
+        case "client|tracking", "client|caching", "client|getredir", "client|trackinginfo",
+             "client|reply", "client|no-evict", "client|no-touch":
+            return .fixed(.stateful(.clientState))
+        case "select":
+            return .fixed(.stateful(.dbSelect))
+        case "hello":
+            return .fixed(.stateful(.protocolVersion))
+        case "ping": return .fixed(.local(.ping))
+        case "echo": return .fixed(.local(.echo))
+        case "quit": return .fixed(.local(.quit))
+        case "auth": return .fixed(.local(.auth))
+        case "reset": return .fixed(.local(.reset))
+        case "client|setname": return .fixed(.local(.clientSetName))
+        case "client|getname": return .fixed(.local(.clientGetName))
+        case "client|setinfo": return .fixed(.local(.clientSetInfo))
+        case "client|id": return .fixed(.local(.clientID))
+        case "ambassador": return .fixed(.local(.ambassador))
+        default:
+            if command.flags.contains(.blocking) { return .fixed(.stateful(.blocking)) }
+            if command.flags.contains(.readonly) && !command.flags.contains(.write) { return .fixed(.read) }
+            return .fixed(.write)
+        }
+    }
+}
+
+/// Keywords compared against arguments, packed once.
+enum Keyword {
+    static let block = ShortBytes("block")
+    static let streams = ShortBytes("streams")
+    static let count = ShortBytes("count")
+    static let group = ShortBytes("group")
+}
+
+/// `CommandArguments` over an array of strings.
+public struct ArgumentList: CommandArguments, Sendable {
+    public let arguments: [String]
+    public init(_ arguments: [String]) { self.arguments = arguments }
+    public var count: Int { arguments.count }
+    public func shortArgument(_ index: Int) -> ShortBytes { ShortBytes(arguments[index]) }
+}

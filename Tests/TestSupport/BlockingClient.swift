@@ -1,0 +1,107 @@
+import Foundation
+import RESP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain blocking Redis client for tests: sends commands as multibulk, reads replies with the
+/// RESP decoder, and can send raw bytes to provoke protocol errors. It is the "app" in tests.
+public final class BlockingClient {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    public init(host: String = "127.0.0.1", port: UInt16, timeout: Double = 5) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket") }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr(host)
+        address.sin_port = port.bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if rc != 0 {
+            close(fd)
+            throw ClientError.io("connect to \(host):\(port): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends raw bytes as they are.
+    public func send(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw ClientError.io("send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+    }
+
+    public static func encode(_ arguments: [String]) -> [UInt8] {
+        var out = Array("*\(arguments.count)\r\n".utf8)
+        for argument in arguments {
+            out += Array("$\(argument.utf8.count)\r\n".utf8) + Array(argument.utf8) + [13, 10]
+        }
+        return out
+    }
+
+    /// Sends one command and reads its reply.
+    public func command(_ arguments: [String]) throws -> RESPValue {
+        try send(Self.encode(arguments))
+        return try readReply()
+    }
+
+    /// Reads one complete reply.
+    public func readReply() throws -> RESPValue {
+        while true {
+            if let (value, used) = try RESPValue.decode(buffer) {
+                buffer.removeFirst(used)
+                return value
+            }
+            try fill()
+        }
+    }
+
+    /// Reads one reply and returns its exact bytes.
+    public func readRawReply() throws -> [UInt8] {
+        while true {
+            if let (_, used) = try RESPValue.decode(buffer) {
+                defer { buffer.removeFirst(used) }
+                return Array(buffer[..<used])
+            }
+            try fill()
+        }
+    }
+
+    /// True when the server closed the connection (reads EOF) within the timeout.
+    public func isClosedByPeer() -> Bool {
+        do {
+            while true { try fill() }
+        } catch ClientError.closed {
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n == 0 { throw ClientError.closed }
+        if n < 0 { throw ClientError.io("recv: \(String(cString: strerror(errno)))") }
+        buffer += chunk[..<n]
+    }
+}
+
+public enum ClientError: Error {
+    case io(String)
+    case closed
+}

@@ -1,0 +1,130 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` on a free loopback port, started for a test and stopped with it.
+/// No mock: tests talk to the same server a production ambassador would.
+public final class RedisServer: @unchecked Sendable {
+    public let port: UInt16
+    public let directory: URL
+    private let process: Process
+    private let lock = NSLock()
+    private var stopped = false
+
+    /// Starts `redis-server` with persistence off; `arguments` are appended (`--replicaof …`).
+    public init(arguments: [String] = []) throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ra-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.directory = directory
+        var lastError: Error = RedisServerError.didNotStart("no attempt")
+        // A free port can be taken between probing and binding: retry with another.
+        for _ in 0..<5 {
+            let port = try Self.freePort()
+            let process = Process()
+            process.executableURL = try Self.executable("redis-server")
+            process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", directory.path,
+                                 "--logfile", directory.appendingPathComponent("redis.log").path,
+                                 "--daemonize", "no"] + arguments
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            if Self.waitForPing(port: port, timeout: 10) {
+                self.port = port
+                self.process = process
+                return
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            lastError = RedisServerError.didNotStart("redis-server on port \(port) did not answer PING")
+        }
+        throw lastError
+    }
+
+    deinit { stop() }
+
+    /// Stops the server: `SHUTDOWN NOSAVE`, then SIGKILL if it is still running after 5 s.
+    ///
+    /// Not SIGTERM: a test runs on a libdispatch worker thread, which blocks signals, and the child
+    /// inherits that mask, so redis-server would never see a SIGTERM. Safe to call twice.
+    public func stop() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped else { return }
+        stopped = true
+        if process.isRunning {
+            _ = try? BlockingClient(port: port, timeout: 2).send(BlockingClient.encode(["SHUTDOWN", "NOSAVE"]))
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or a lost pod would.
+    public func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+    }
+
+    /// A new blocking client connected to this server.
+    public func client(timeout: Double = 5) throws -> BlockingClient {
+        try BlockingClient(port: port, timeout: timeout)
+    }
+
+    public static func executable(_ name: String) throws -> URL {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let directories = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
+        for directory in directories {
+            let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw RedisServerError.notInstalled(name)
+    }
+
+    /// A loopback port nothing listens on right now.
+    public static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RedisServerError.didNotStart("socket()") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard ok else { throw RedisServerError.didNotStart("bind()") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    static func waitForPing(port: UInt16, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let client = try? BlockingClient(port: port, timeout: 1),
+               let reply = try? client.command(["PING"]), reply == .simple("PONG") {
+                return true
+            }
+            usleep(20_000)
+        }
+        return false
+    }
+}
+
+public enum RedisServerError: Error, CustomStringConvertible {
+    case notInstalled(String)
+    case didNotStart(String)
+
+    public var description: String {
+        switch self {
+        case .notInstalled(let name): return "\(name) is not installed (apt-get install redis-server redis-tools)"
+        case .didNotStart(let why): return "redis-server did not start: \(why)"
+        }
+    }
+}
