@@ -8,6 +8,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // libevent 2.1 as a system library: module map + a thin shim (see Sources/CLibevent/shim.h).
@@ -22,6 +23,8 @@ let package = Package(
         .target(name: "RESP"),
         // Command table (generated) and command classification: pure Swift.
         .target(name: "Routing", dependencies: ["RESP"]),
+        // The YAML config file → validated values; errors name the key and line.
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "RedisAmbassador",
             dependencies: [
@@ -34,5 +37,6 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
     ]
 )

@@ -1,6 +1,4 @@
-/// A TCP endpoint written as `host:port` (`127.0.0.1:6379`, `localhost:6380`, `[::1]:6379`).
-///
-/// Pure value type: parsing never touches the network; names are resolved when a socket is opened,
+/// A TCP endpoint (host name or address, and port). Names are resolved when a socket is opened,
 /// so a host name is looked up again on every reconnect.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     public var host: String
@@ -8,29 +6,6 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
     public init(host: String, port: UInt16) {
         self.host = host
-        self.port = port
-    }
-
-    /// Parses `host:port` or `[ipv6]:port`. Returns nil with no port, an empty host or a port
-    /// outside 0...65535.
-    public init?(parsing text: String) {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-            if host.contains(":") { return nil }  // bare IPv6 needs brackets
-        }
-        guard !host.isEmpty, !portText.isEmpty, portText.allSatisfy(\.isASCII),
-              let port = UInt16(portText) else { return nil }
-        self.host = String(host)
         self.port = port
     }
 

@@ -1,0 +1,177 @@
+import Foundation
+import Yams
+
+/// Reads and validates the YAML config. Every problem names its key and line; nothing is applied
+/// until the whole file is valid.
+public enum ConfigLoader {
+    /// The keys a file may have, with what each one expects (for error messages).
+    static let keys: [String: String] = [
+        "listen": "host:port", "master": "host:port", "replicas": "a list of host:port",
+        "read_policy": "master | prefer-replica | replica", "username": "a string",
+        "password_file": "a file path", "backend_connections": "an integer 1...64",
+        "pinned_pool_size": "an integer 0...1024", "connect_timeout": "a duration (250ms, 2s)",
+        "reconnect_interval": "a duration (250ms, 2s)", "log_level": "debug | info | warning | error",
+    ]
+
+    /// Loads the file at `path`. `environment` supplies `REDIS_AMBASSADOR_PASSWORD`.
+    public static func load(path: String,
+                            environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(ConfigError) -> AmbassadorConfig
+    {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(key: nil, line: nil, "cannot read \(path)")
+        }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(String(decoding: data, as: UTF8.self), baseDirectory: base, environment: environment)
+    }
+
+    /// Parses YAML text. Relative `password_file` paths are relative to `baseDirectory`.
+    public static func parse(_ text: String, baseDirectory: String = ".",
+                             environment: [String: String] = [:]) throws(ConfigError) -> AmbassadorConfig {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw ConfigError(key: nil, line: nil, "the file is empty: `listen` and `master` are required")
+            }
+            root = node
+        } catch let error as ConfigError {
+            throw error
+        } catch let error as YamlError {
+            throw ConfigError(key: nil, line: yamlLine(error), "not valid YAML: \(yamlMessage(error))")
+        } catch {
+            throw ConfigError(key: nil, line: nil, "not valid YAML: \(error)")
+        }
+        guard let mapping = root.mapping else {
+            throw ConfigError(key: nil, line: line(root), "the top level must be a mapping of keys")
+        }
+        var values: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                throw ConfigError(key: nil, line: line(keyNode), "keys must be strings")
+            }
+            guard keys[key] != nil else {
+                let known = keys.keys.sorted().joined(separator: ", ")
+                throw ConfigError(key: key, line: line(keyNode), "unknown key (known keys: \(known))")
+            }
+            values[key] = value
+        }
+        func required(_ key: String) throws(ConfigError) -> Node {
+            guard let node = values[key] else { throw ConfigError(key: key, line: nil, "is required") }
+            return node
+        }
+        var config = AmbassadorConfig(listen: try address("listen", try required("listen")),
+                                      master: try address("master", try required("master")))
+        // `replicas:` with nothing after it means none.
+        if let node = values["replicas"], node.null == nil {
+            guard let sequence = node.sequence else {
+                throw ConfigError(key: "replicas", line: line(node), "expected a list of host:port")
+            }
+            config.replicas = try sequence.map { (item) throws(ConfigError) -> Address in try address("replicas", item) }
+            if Set(config.replicas).count != config.replicas.count {
+                throw ConfigError(key: "replicas", line: line(node), "lists the same replica twice")
+            }
+            if config.replicas.contains(config.master) {
+                throw ConfigError(key: "replicas", line: line(node), "lists the master \(config.master)")
+            }
+        }
+        return try finish(config, values, baseDirectory, environment)
+    }
+
+    private static func finish(_ partial: AmbassadorConfig, _ values: [String: Node], _ baseDirectory: String,
+                               _ environment: [String: String]) throws(ConfigError) -> AmbassadorConfig {
+        var config = partial
+        if let node = values["read_policy"] {
+            let text = try string("read_policy", node)
+            guard let policy = ReadPolicy(rawValue: text) else {
+                throw ConfigError(key: "read_policy", line: line(node),
+                                  "expected master, prefer-replica or replica, got '\(text)'")
+            }
+            config.readPolicy = policy
+        }
+        if let node = values["username"] { config.username = try string("username", node) }
+        if let node = values["password_file"] {
+            var path = try string("password_file", node)
+            if !path.hasPrefix("/") { path = baseDirectory + "/" + path }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError(key: "password_file", line: line(node), "cannot read \(path)")
+            }
+            // A trailing newline (as `echo` or a Kubernetes Secret may leave) is not part of it.
+            var password = String(decoding: data, as: UTF8.self)
+            while password.hasSuffix("\n") || password.hasSuffix("\r") { password.removeLast() }
+            config.password = password
+            config.passwordSource = "password_file \(path)"
+        } else if let password = environment["REDIS_AMBASSADOR_PASSWORD"], !password.isEmpty {
+            config.password = password
+            config.passwordSource = "environment REDIS_AMBASSADOR_PASSWORD"
+        }
+        if let node = values["backend_connections"] {
+            config.backendConnections = try integer("backend_connections", node, in: 1...64)
+        }
+        if let node = values["pinned_pool_size"] {
+            config.pinnedPoolSize = try integer("pinned_pool_size", node, in: 0...1024)
+        }
+        if let node = values["connect_timeout"] { config.connectTimeout = try duration("connect_timeout", node) }
+        if let node = values["reconnect_interval"] { config.reconnectInterval = try duration("reconnect_interval", node) }
+        if let node = values["log_level"] {
+            let level = try string("log_level", node)
+            guard ["debug", "info", "warning", "error"].contains(level) else {
+                throw ConfigError(key: "log_level", line: line(node), "expected debug, info, warning or error, got '\(level)'")
+            }
+            config.logLevel = level
+        }
+        return config
+    }
+
+    // MARK: typed values
+
+    static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+
+    static func string(_ key: String, _ node: Node) throws(ConfigError) -> String {
+        guard let scalar = node.scalar else {
+            throw ConfigError(key: key, line: line(node), "expected \(keys[key] ?? "a value")")
+        }
+        return scalar.string
+    }
+
+    static func address(_ key: String, _ node: Node) throws(ConfigError) -> Address {
+        let text = try string(key, node)
+        guard let address = Address(parsing: text) else {
+            throw ConfigError(key: key, line: line(node), "'\(text)' is not host:port")
+        }
+        return address
+    }
+
+    static func integer(_ key: String, _ node: Node, in range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try string(key, node)
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigError(key: key, line: line(node), "expected \(keys[key] ?? "an integer"), got '\(text)'")
+        }
+        return value
+    }
+
+    static func duration(_ key: String, _ node: Node) throws(ConfigError) -> Duration {
+        let text = try string(key, node)
+        guard let value = Duration(parsing: text) else {
+            throw ConfigError(key: key, line: line(node), "expected a duration with a unit (250ms, 2s, 1m), got '\(text)'")
+        }
+        return value
+    }
+
+    static func yamlLine(_ error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return mark.line
+        default:
+            return nil
+        }
+    }
+
+    static func yamlMessage(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default:
+            return "\(error)"
+        }
+    }
+}

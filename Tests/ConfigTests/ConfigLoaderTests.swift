@@ -1,0 +1,101 @@
+import Config
+import Foundation
+import Testing
+
+@Suite struct ConfigLoaderTests {
+    @Test func fullFileParses() throws {
+        let config = try ConfigLoader.parse("""
+            listen: 127.0.0.1:6380
+            master: 127.0.0.1:6379
+            replicas:
+              - 127.0.0.1:6381
+              - "[::1]:6382"
+            read_policy: replica
+            username: app
+            backend_connections: 4
+            pinned_pool_size: 2
+            connect_timeout: 250ms
+            reconnect_interval: 1s
+            log_level: debug
+            """)
+        #expect(config.listen == Address(host: "127.0.0.1", port: 6380))
+        #expect(config.master == Address(host: "127.0.0.1", port: 6379))
+        #expect(config.replicas == [Address(host: "127.0.0.1", port: 6381), Address(host: "::1", port: 6382)])
+        #expect(config.readPolicy == .replica)
+        #expect(config.username == "app")
+        #expect(config.backendConnections == 4)
+        #expect(config.pinnedPoolSize == 2)
+        #expect(config.connectTimeout == Duration(seconds: 0.25))
+        #expect(config.reconnectInterval == Duration(seconds: 1))
+        #expect(config.logLevel == "debug")
+    }
+
+    @Test func defaultsApplyWhenKeysAreAbsent() throws {
+        let config = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: localhost:6379\nreplicas:\n")
+        #expect(config.readPolicy == .preferReplica)
+        #expect(config.replicas.isEmpty)
+        #expect(config.backendConnections == 2)
+        #expect(config.password == nil)
+    }
+
+    @Test func errorsNameTheKeyAndLine() {
+        let cases: [(String, String, Int?)] = [
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nfoo: 1\n", "foo", 3),
+            ("listen: nope\nmaster: 127.0.0.1:6379\n", "listen", 1),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:99999\n", "master", 2),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nread_policy: sometimes\n", "read_policy", 3),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nconnect_timeout: 5\n", "connect_timeout", 3),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nbackend_connections: 0\n", "backend_connections", 3),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nreplicas: 127.0.0.1:6381\n", "replicas", 3),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nreplicas:\n  - 127.0.0.1:6379\n", "replicas", 4),
+            ("listen: 127.0.0.1:6380\n", "master", nil),
+        ]
+        for (text, key, line) in cases {
+            do {
+                _ = try ConfigLoader.parse(text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.key == key, "\(text)")
+                #expect(error.line == line, "\(error)")
+                #expect(error.description.contains(key))
+            }
+        }
+    }
+
+    @Test func invalidYAMLIsAnErrorWithItsLine() {
+        do {
+            _ = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: [unclosed\n")
+            Issue.record("accepted broken YAML")
+        } catch {
+            #expect(error.description.contains("not valid YAML"))
+            #expect(error.line != nil)
+        }
+    }
+
+    @Test func passwordComesFromFileOrEnvironment() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "s3cret\n".write(to: directory.appendingPathComponent("password"), atomically: true, encoding: .utf8)
+        let base = "listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n"
+        let fromFile = try ConfigLoader.parse(base + "password_file: password\n", baseDirectory: directory.path,
+                                              environment: ["REDIS_AMBASSADOR_PASSWORD": "env"])
+        #expect(fromFile.password == "s3cret")
+        let fromEnvironment = try ConfigLoader.parse(base, environment: ["REDIS_AMBASSADOR_PASSWORD": "env"])
+        #expect(fromEnvironment.password == "env")
+        #expect(throws: ConfigError.self) {
+            _ = try ConfigLoader.parse(base + "password_file: missing\n", baseDirectory: directory.path)
+        }
+    }
+
+    @Test func addressesAndDurationsParse() {
+        #expect(Address(parsing: "redis-0.redis.default.svc:6379") == Address(host: "redis-0.redis.default.svc", port: 6379))
+        for bad in ["", ":6379", "host", "host:", "host:0", "host:65536", "::1:6379", "[::1]6379", "a b:1"] {
+            #expect(Address(parsing: bad) == nil, "\(bad)")
+        }
+        #expect(Duration(parsing: "250ms")?.seconds == 0.25)
+        #expect(Duration(parsing: "1.5s")?.seconds == 1.5)
+        #expect(Duration(parsing: "2m")?.seconds == 120)
+        for bad in ["", "5", "ms", "-1s", "1x", "1 s"] { #expect(Duration(parsing: bad) == nil, "\(bad)") }
+    }
+}
