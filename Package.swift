@@ -9,6 +9,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // libevent 2.1 as a system library: module map + a thin shim (see Sources/CLibevent/shim.h).
@@ -25,10 +27,17 @@ let package = Package(
         .target(name: "Routing", dependencies: ["RESP"]),
         // The YAML config file → validated values; errors name the key and line.
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Client sessions, backend connections, ordering, multiplexing, pinning.
+        .target(name: "Proxy", dependencies: [
+            "EventLoop", "RESP", "Routing", "Config",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
         .executableTarget(
             name: "RedisAmbassador",
             dependencies: [
-                "EventLoop", "RESP", "Routing",
+                "EventLoop", "RESP", "Routing", "Config", "Proxy",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -45,6 +45,8 @@ public final class Connection {
     private var state: State = .idle
     private let input: OpaquePointer
     private let output: OpaquePointer
+    var inputBuffer: OpaquePointer { input }
+    var outputBuffer: OpaquePointer { output }
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
     private var readEnabled = false
@@ -243,6 +245,9 @@ public final class Connection {
         var text = text
         text.withUTF8 { utf8 in write(utf8.span) }
     }
+
+    func outputAppendedExternally() { outputAppended() }
+    func inputConsumed() { updateReading() }
 
     private func outputAppended() {
         guard !dirty, isOpen || state == .closing else { return }

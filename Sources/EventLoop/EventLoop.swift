@@ -155,3 +155,14 @@ final class Mailbox: Sendable {
 
     func close() { _ = Glibc.close(fd) }
 }
+
+extension EventLoop {
+    /// Unblocks every signal on the calling thread. A process inherits its parent's signal mask,
+    /// and a parent thread from libdispatch blocks them all: started from there, SIGTERM and SIGHUP
+    /// would never reach the loop's signal handlers. Call once at start-up, before any thread.
+    public static func unblockAllSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+    }
+}

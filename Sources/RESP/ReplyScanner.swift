@@ -42,6 +42,9 @@ public struct ReplyScanner: Sendable {
         stack.reserveCapacity(limits.maxNestingDepth)
     }
 
+    /// Bytes of the current (incomplete) reply consumed so far: where to resume in the input.
+    public var consumed: Int { position }
+
     /// True between replies.
     public var isAtReplyStart: Bool { state == .type && stack.isEmpty && position == 0 }
 

@@ -214,6 +214,7 @@ public struct RequestParser: Sendable {
         frame.length = position
         frame.argumentCount = arguments.count
         state = .frameStart
+        position = 0  // the next frame starts where this one ends
         return frame
     }
 

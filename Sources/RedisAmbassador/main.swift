@@ -1,28 +1,113 @@
 import ArgumentParser
+import Config
+import EventLoop
+import Foundation
+import Logging
+import Proxy
 import Routing
 
-/// The `redis-ambassador` command line. The proxy itself (`--config`, `--listen`/`--master`)
-/// arrives with the core issue; today the binary reports what it was built with.
 struct RedisAmbassadorCommand: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = "0.2.0"
 
     static let configuration = CommandConfiguration(
         commandName: "redis-ambassador",
-        abstract: "A Redis-aware ambassador proxy: writes to the master, reads from replicas.",
-        version: "redis-ambassador \(version) (command table from redis-server \(CommandTable.generatedFromRedisVersion))"
+        abstract: "A Redis-aware ambassador proxy: writes to the master, reads from replicas, replies in order.",
+        version: "redis-ambassador \(version) (command table from redis-server \(CommandTable.generatedFromRedisVersion))",
+        subcommands: [Run.self, CheckConfig.self],
+        defaultSubcommand: Run.self
     )
+}
 
-    @Flag(name: .long, help: "Print the commands of the built-in command table with their class, then exit.")
-    var listCommands = false
+/// Runs the ambassador from a config file, or from flags for quick development use.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the ambassador (the default).")
+
+    @Option(name: .long, help: "The YAML config file (see Config/ambassador.yaml).")
+    var config: String?
+
+    @Option(name: .long, help: "Where the app connects, without a config file (host:port).")
+    var listen: String?
+
+    @Option(name: .long, help: "The Redis master, without a config file (host:port).")
+    var master: String?
+
+    @Option(name: .long, help: "A replica (host:port); repeat for more.")
+    var replica: [String] = []
+
+    @Option(name: .long, help: "master | prefer-replica | replica (without a config file).")
+    var readPolicy: String = "prefer-replica"
+
+    func validate() throws {
+        if config != nil && (listen != nil || master != nil || !replica.isEmpty) {
+            throw ValidationError("give either --config or --listen/--master/--replica, not both")
+        }
+        if config == nil && (listen == nil || master == nil) {
+            throw ValidationError("give --config FILE, or --listen HOST:PORT and --master HOST:PORT")
+        }
+    }
+
+    func loadConfig() throws -> AmbassadorConfig {
+        if let config { return try ConfigLoader.load(path: config) }
+        var yaml = "listen: \"\(listen!)\"\nmaster: \"\(master!)\"\nread_policy: \"\(readPolicy)\"\n"
+        if !replica.isEmpty { yaml += "replicas:\n" + replica.map { "  - \"\($0)\"\n" }.joined() }
+        return try ConfigLoader.parse(yaml, environment: ProcessInfo.processInfo.environment)
+    }
 
     func run() throws {
-        guard listCommands else {
-            throw ValidationError("nothing to run yet: use --version or --list-commands")
+        EventLoop.unblockAllSignals()
+        let settings: AmbassadorConfig
+        do {
+            settings = try loadConfig()
+        } catch let error as ConfigError {
+            throw ValidationError("config: \(error)")
         }
-        let table = CommandTable.redis
-        for info in table.infos {
-            let words = info.name.split(separator: "|").map(String.init)
-            print("\(info.name)\t\(table.classify(words))")
+        let level = Logger.Level(rawValue: settings.logLevel == "warning" ? "warning" : settings.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "redis-ambassador")
+        let loop = try EventLoop()
+        let proxy = Proxy(config: settings, loop: loop, logger: logger)
+        do {
+            try proxy.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
+        let stop: () -> Void = {
+            logger.info("stopping")
+            proxy.shutdown()
+            loop.stop()
+        }
+        let term = SignalHandler(loop: loop, signal: SIGTERM, action: stop)
+        let interrupt = SignalHandler(loop: loop, signal: SIGINT, action: stop)
+        let hangup = SignalHandler(loop: loop, signal: SIGHUP) {
+            logger.warning("SIGHUP: live reload is not implemented yet; restart to apply a new config")
+        }
+        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started")
+        loop.run()
+        withExtendedLifetime((term, interrupt, hangup)) {}
+    }
+}
+
+/// Checks a config file and exits: 0 when valid, 1 with the error (key and line) when not.
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a config file and exit (0 valid, 1 not).")
+
+    @Argument(help: "The YAML config file.")
+    var path: String
+
+    func run() throws {
+        do {
+            let config = try ConfigLoader.load(path: path)
+            print("\(path): ok (listen \(config.listen), master \(config.master), \(config.replicas.count) replica(s), read_policy \(config.readPolicy.rawValue))")
+        } catch {
+            FileHandle.standardError.write(Data("\(path): \(error)\n".utf8))
+            throw ExitCode.failure
         }
     }
 }

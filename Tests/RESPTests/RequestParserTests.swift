@@ -59,6 +59,24 @@ import Testing
         }
     }
 
+    @Test func consumerThatDrainsEachFrameAndResumesAtPositionSeesEveryRequest() {
+        // The proxy's way of reading: drain each frame, re-read the rest from `position`.
+        var stream: [UInt8] = []
+        var expected: [[[UInt8]]] = []
+        for i in 0..<50 {
+            let args = ["SET", "key:\(i)", String(repeating: "x", count: i * 7)]
+            stream += multibulk(args)
+            expected.append(args.map(bytes))
+            stream += bytes("GET key:\(i)\r\n")
+            expected.append([bytes("GET"), bytes("key:\(i)")])
+        }
+        for split in splits {
+            let (requests, error) = parseLikeTheProxy(stream, split: split)
+            #expect(error == nil, "\(split)")
+            #expect(requests == expected, "\(split)")
+        }
+    }
+
     @Test func emptyMultibulkAndBlankInlineLinesAreFramesWithNoArguments() {
         // Redis ignores these without replying; the proxy must drop exactly their bytes.
         for input in ["*0\r\n", "*-1\r\n", "*-5\r\n", "\r\n", "\n", "   \t \r\n"] {

@@ -111,3 +111,28 @@ func scanReplies(_ stream: [UInt8], split: Split = .whole, limits: RESPLimits = 
     }
     return (replies, nil)
 }
+
+/// Parses the way the proxy does: bytes arrive into a buffer in chunks; after each frame the
+/// consumer drains exactly `frame.length` bytes and the parser resumes at `position` of what is
+/// left. Returns the arguments of every frame.
+func parseLikeTheProxy(_ stream: [UInt8], split: Split) -> (requests: [[[UInt8]]], error: ProtocolError?) {
+    var parser = RequestParser()
+    var buffer: [UInt8] = []
+    var requests: [[[UInt8]]] = []
+    for chunk in split.chunks(of: stream.count) {
+        buffer += stream[chunk]
+        while buffer.count > parser.position {
+            let unread = Array(buffer[parser.position...])
+            var index = 0
+            let frame: RequestFrame?
+            do { frame = try parser.parse(unread.span, from: &index) } catch { return (requests, error) }
+            guard let frame else { break }
+            requests.append(parser.arguments.map { range in
+                frame.isInline ? Array(parser.inlineBytes[range.offset..<range.offset + range.count])
+                               : Array(buffer[range.offset..<range.offset + range.count])
+            })
+            buffer.removeFirst(frame.length)
+        }
+    }
+    return (requests, nil)
+}

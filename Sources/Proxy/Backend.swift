@@ -1,0 +1,107 @@
+import Config
+import EventLoop
+
+/// One Redis server the ambassador talks to: its shared connections (one set per RESP version,
+/// opened on first use) and, for the master, the pool of dedicated connections for pinned sessions.
+final class Backend {
+    enum Role: String, CustomStringConvertible {
+        case master, replica
+        var description: String { rawValue }
+    }
+
+    unowned let proxy: Proxy
+    let address: Address
+    let endpoint: Endpoint
+    let role: Role
+    /// Shared connections for RESP2 sessions ([0]) and RESP3 sessions ([1]).
+    private var shared: [[BackendConnection]] = [[], []]
+    private var idlePinned: [BackendConnection] = []
+    /// Set when the backend left the config: no reconnects.
+    var removed = false
+    private(set) var upConnections = 0
+
+    init(proxy: Proxy, address: Address, role: Role) {
+        self.proxy = proxy
+        self.address = address
+        self.endpoint = Endpoint(host: address.host, port: address.port)
+        self.role = role
+    }
+
+    /// Up when a shared connection is connected: the basic health of this issue (the topology
+    /// checker adds ROLE, link status and lag).
+    var isUp: Bool { upConnections > 0 }
+
+    /// Opens the RESP2 shared connections (at start-up, so the first request finds them ready).
+    func start() {
+        _ = connections(protocolVersion: 2)
+    }
+
+    private func connections(protocolVersion: Int) -> [BackendConnection] {
+        let index = protocolVersion == 3 ? 1 : 0
+        if shared[index].isEmpty {
+            shared[index] = (0..<proxy.config.backendConnections).map { _ in
+                BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false)
+            }
+            shared[index].forEach { $0.open() }
+        }
+        return shared[index]
+    }
+
+    /// The shared connection a session uses here. A session always uses the same one, so its
+    /// pipelined commands keep their order on the server.
+    func sharedConnection(for session: ClientSession) -> BackendConnection {
+        let set = connections(protocolVersion: session.protocolVersion)
+        return set[Int(session.id % Int64(set.count))]
+    }
+
+    // MARK: pinned connections (master only)
+
+    /// A dedicated connection for a session that needs one: an idle pooled one, or a new one.
+    func acquirePinned(protocolVersion: Int) -> BackendConnection {
+        while let connection = idlePinned.popLast() {
+            if connection.isUsable { return connection }
+        }
+        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: true)
+        connection.open()
+        return connection
+    }
+
+    /// Returns a dedicated connection whose state is clean; closes it when the pool is full.
+    func releasePinned(_ connection: BackendConnection) {
+        connection.owner = nil
+        connection.relay = false
+        if connection.isUsable && idlePinned.count < proxy.config.pinnedPoolSize && !removed {
+            idlePinned.append(connection)
+        } else {
+            connection.close()
+        }
+    }
+
+    var pinnedIdleCount: Int { idlePinned.count }
+
+    // MARK: connection events
+
+    func connectionOpened(_ connection: BackendConnection) {}
+
+    func connectionUp(_ connection: BackendConnection) {
+        if !connection.dedicated {
+            upConnections += 1
+            if upConnections == 1 { proxy.backendCameUp(self, through: connection) }
+        }
+    }
+
+    func connectionDown(_ connection: BackendConnection, wasUp: Bool) {
+        if connection.dedicated {
+            idlePinned.removeAll { $0 === connection }
+        } else if wasUp {
+            upConnections -= 1
+        }
+    }
+
+    func shutdown() {
+        removed = true
+        for set in shared { set.forEach { $0.close() } }
+        idlePinned.forEach { $0.close() }
+        idlePinned.removeAll()
+    }
+}

@@ -1,0 +1,267 @@
+import DequeModule
+import EventLoop
+import Logging
+import RESP
+
+/// One connection to a Redis server: shared (many sessions' stateless commands, pipelined) or
+/// dedicated (one pinned session's MULTI, BLPOP, SUBSCRIBE …).
+///
+/// Requests are written in order and their slots queued in `inflight`; each reply the scanner
+/// frames completes the oldest slot. A connection in relay mode (pub/sub, MONITOR, CLIENT
+/// TRACKING/REPLY) forwards every frame to its session as it comes instead.
+final class BackendConnection: ConnectionDelegate {
+    enum State { case connecting, up, down }
+
+    unowned let backend: Backend
+    let dedicated: Bool
+    /// The RESP version this connection speaks (HELLO 3 is sent at connect for 3).
+    private(set) var protocolVersion: Int
+    private(set) var state = State.down
+    private(set) var connection: Connection?
+    private(set) var inflight = Deque<Slot>()
+    private var scanner = ReplyScanner()
+    /// The db the connection is in; -1 when unknown (a SELECT the session sent itself).
+    var db = 0
+    /// The session this dedicated connection is pinned to.
+    var owner: ClientSession?
+    /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
+    var relay = false
+    private var reconnectTimer: Timer?
+
+    init(backend: Backend, protocolVersion: Int, dedicated: Bool) {
+        self.backend = backend
+        self.protocolVersion = protocolVersion
+        self.dedicated = dedicated
+    }
+
+    var proxy: Proxy { backend.proxy }
+    var isUsable: Bool { state != .down }
+
+    // MARK: connecting
+
+    /// Opens the connection and queues the handshake (AUTH, HELLO) ahead of any request.
+    func open() {
+        guard state == .down, !backend.removed else { return }
+        let config = proxy.config
+        do {
+            connection = try Connection.connect(to: backend.endpoint, on: proxy.loop,
+                                                timeout: config.connectTimeout.seconds, delegate: self)
+        } catch {
+            proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(error)")
+            scheduleReconnect()
+            return
+        }
+        state = .connecting
+        db = 0
+        scanner = ReplyScanner()
+        if let password = config.password {
+            var auth = ["AUTH"]
+            if let user = config.username { auth.append(user) }
+            auth.append(password)
+            inject(auth, label: "AUTH")
+        }
+        if protocolVersion == 3 { inject(["HELLO", "3"], label: "HELLO 3") }
+        if !dedicated { backend.connectionOpened(self) }
+    }
+
+    func connectionDidConnect(_ connection: Connection) {
+        state = .up
+        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : "")")
+        backend.connectionUp(self)
+    }
+
+    private func scheduleReconnect() {
+        guard !dedicated, !backend.removed else { return }
+        let timer = reconnectTimer ?? Timer(loop: proxy.loop) { [unowned self] in self.open() }
+        reconnectTimer = timer
+        timer.schedule(after: proxy.config.reconnectInterval.seconds)
+    }
+
+    // MARK: writing
+
+    /// Writes a request the ambassador makes itself; its reply is dropped (errors are logged).
+    func inject(_ arguments: [String], label: StaticString) {
+        let slot = proxy.slots.take()
+        slot.kind = .injected
+        slot.label = label
+        write(BlockingEncoding.multibulk(arguments), slot: slot)
+    }
+
+    /// Writes a request whose reply the ambassador reads itself.
+    func probe(_ arguments: [String], _ handler: @escaping ([UInt8]) -> Void) {
+        let slot = proxy.slots.take()
+        slot.kind = .probe
+        slot.probe = handler
+        write(BlockingEncoding.multibulk(arguments), slot: slot)
+    }
+
+    func write(_ bytes: [UInt8], slot: Slot) {
+        connection?.write(bytes)
+        inflight.append(slot)
+    }
+
+    /// Moves a client's request (the first `length` bytes of its input) to this connection.
+    func forward(from client: Connection, length: Int, slot: Slot?) {
+        guard let connection else { return }
+        client.moveInput(length, to: connection)
+        if let slot { inflight.append(slot) }
+    }
+
+    /// Makes the connection's db match `db`, injecting SELECT when it differs.
+    func select(_ db: Int) {
+        if self.db != db {
+            inject(["SELECT", String(db)], label: "SELECT")
+            self.db = db
+        }
+    }
+
+    /// Makes the connection speak `version`, injecting HELLO when it differs (dedicated only).
+    func useProtocol(_ version: Int) {
+        if protocolVersion != version {
+            inject(["HELLO", String(version)], label: "HELLO")
+            protocolVersion = version
+        }
+    }
+
+    // MARK: reading
+
+    func connectionDidRead(_ connection: Connection) {
+        while connection.inputCount > scanner.consumed {
+            var frame: ReplyFrame?
+            var failure: ProtocolError?
+            connection.withInputChunks(from: scanner.consumed) { chunk in
+                var index = 0
+                do throws(ProtocolError) {
+                    frame = try scanner.scan(chunk, from: &index)
+                } catch {
+                    failure = error
+                    return false
+                }
+                return frame == nil
+            }
+            if let failure {
+                proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(failure)); reconnecting")
+                connection.close(flush: false)
+                return
+            }
+            guard let frame else { return }
+            deliver(frame, from: connection)
+            if self.connection !== connection { return }  // closed while delivering
+        }
+    }
+
+    private func deliver(_ frame: ReplyFrame, from connection: Connection) {
+        if relay, let owner {
+            owner.relayed(frame, from: connection, backend: self)
+            return
+        }
+        guard let slot = inflight.popFirst() else {
+            // Nothing asked for this (a push frame on a shared connection): drop it.
+            proxy.logger.debug("unrequested reply from \(backend.address) dropped")
+            connection.discardInput(frame.length)
+            return
+        }
+        switch slot.kind {
+        case .client:
+            if let session = slot.session {
+                session.completed(slot, length: frame.length, from: connection)
+            } else {
+                connection.discardInput(frame.length)  // its client left: read and drop
+                proxy.slots.give(slot)
+            }
+        case .injected:
+            if frame.isError {
+                let text = String(decoding: Self.copy(connection, frame.length), as: UTF8.self)
+                proxy.logger.error("\(slot.label) on \(backend.role) \(backend.address) failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            connection.discardInput(frame.length)
+            proxy.slots.give(slot)
+        case .probe:
+            let bytes = Self.copy(connection, frame.length)
+            connection.discardInput(frame.length)
+            slot.probe?(bytes)
+            proxy.slots.give(slot)
+        }
+        if dedicated, let owner, inflight.isEmpty { owner.pinnedConnectionIdle(self) }
+    }
+
+    static func copy(_ connection: Connection, _ count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        connection.copyInput(from: 0, count: count, into: &bytes)
+        return bytes
+    }
+
+    // MARK: closing
+
+    func connectionDidClose(_ connection: Connection, error: SocketError?) {
+        guard self.connection === connection else { return }
+        let wasUp = state == .up
+        state = .down
+        self.connection = nil
+        let why = error.map { "\($0)" } ?? "closed by the server"
+        if wasUp {
+            proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : ""): \(why)")
+        } else {
+            proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
+        }
+        failInflight()
+        backend.connectionDown(self, wasUp: wasUp)
+        if let owner {
+            self.owner = nil
+            owner.pinnedConnectionLost(self)
+        }
+        scheduleReconnect()
+    }
+
+    /// Every request still waiting here gets an error reply — or, for a read that may be retried,
+    /// another backend.
+    private func failInflight() {
+        let pending = inflight
+        inflight.removeAll()
+        for slot in pending {
+            switch slot.kind {
+            case .client:
+                guard let session = slot.session else {
+                    proxy.slots.give(slot)
+                    continue
+                }
+                if slot.retriesLeft > 0, proxy.retryRead(slot, after: backend) { continue }
+                session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
+            case .injected, .probe:
+                proxy.slots.give(slot)
+            }
+        }
+    }
+
+    /// Closes for good (a dedicated connection not worth pooling, or shutdown).
+    func close() {
+        reconnectTimer?.cancel()
+        owner = nil
+        relay = false
+        if let connection {
+            self.connection = nil
+            state = .down
+            failInflight()
+            connection.delegate = nil
+            connection.close(flush: false)
+        }
+    }
+}
+
+/// Multibulk encoding for the few requests the ambassador sends itself.
+enum BlockingEncoding {
+    static func multibulk(_ arguments: [String]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.append(UInt8(ascii: "*"))
+        out.append(contentsOf: String(arguments.count).utf8)
+        out.append(contentsOf: [13, 10])
+        for argument in arguments {
+            out.append(UInt8(ascii: "$"))
+            out.append(contentsOf: String(argument.utf8.count).utf8)
+            out.append(contentsOf: [13, 10])
+            out.append(contentsOf: argument.utf8)
+            out.append(contentsOf: [13, 10])
+        }
+        return out
+    }
+}

@@ -1,0 +1,432 @@
+import DequeModule
+import EventLoop
+import RESP
+import Routing
+
+/// One application connection.
+///
+///     read ─▶ parse frame ─▶ classify ─▶ route ─┬─▶ local answer ──────────────▶ slot (ready)
+///                                               ├─▶ shared backend connection ─▶ slot (waits)
+///                                               └─▶ pinned connection ─────────▶ slot, or relay
+///     reply ─▶ slot ─▶ flush from the head of `fifo` while the head is ready ─▶ client
+///
+/// Replies leave in request order whatever backend answered first. A session's commands to one
+/// backend all use the same shared connection, so Redis executes them in the order sent.
+final class ClientSession: ConnectionDelegate {
+    unowned let proxy: Proxy
+    let connection: Connection
+    let id: Int64
+    var parser: RequestParser
+    /// Requests whose replies the client has not been sent yet, oldest first.
+    private(set) var fifo = Deque<Slot>()
+    var db = 0
+    var protocolVersion = 2
+    var name: [UInt8]?
+    /// The dedicated master connection, while the session's state needs one.
+    private(set) var pinned: BackendConnection?
+    private var inMulti = false
+    private var watching = false
+    /// A frame parsed but not yet dispatched: it waits until every earlier reply is in.
+    private var held: RequestFrame?
+    /// After QUIT or a protocol error: close once every owed reply is written.
+    private var closeWhenDrained = false
+    var encoder = RESPEncoder()
+    /// Most requests in flight before the ambassador stops reading from this client.
+    static let maxPipeline = 8192
+
+    init(proxy: Proxy, connection: Connection, id: Int64) {
+        self.proxy = proxy
+        self.connection = connection
+        self.id = id
+        parser = RequestParser(limits: proxy.limits)
+    }
+
+    // MARK: input
+
+    func connectionDidRead(_ connection: Connection) {
+        processInput()
+    }
+
+    /// Parses and dispatches every complete request in the input, unless one is held at a barrier.
+    private func processInput() {
+        while held == nil && !closeWhenDrained && connection.inputCount > parser.position {
+            var frame: RequestFrame?
+            var failure: ProtocolError?
+            connection.withInputChunks(from: parser.position) { chunk in
+                var index = 0
+                do throws(ProtocolError) {
+                    frame = try parser.parse(chunk, from: &index)
+                } catch {
+                    failure = error
+                    return false
+                }
+                return frame == nil
+            }
+            if let failure { return protocolError(failure) }
+            guard let frame else { break }
+            dispatch(frame)
+        }
+        applyBackPressure()
+    }
+
+    private func applyBackPressure() {
+        if fifo.count >= Self.maxPipeline || connection.outputCount > 64 << 20 {
+            connection.pauseReading()
+        } else if held == nil {
+            connection.resumeReading()
+        }
+    }
+
+    /// Malformed input: Redis's error reply after the replies already owed, then close.
+    private func protocolError(_ error: ProtocolError) {
+        proxy.logger.debug("client \(id): \(error.message)")
+        connection.discardInput(connection.inputCount)
+        encoder.clear()
+        encoder.error("ERR \(error.message)")
+        answer(encoder.bytes)
+        closeWhenDrained = true
+        connection.pauseReading()
+        closeIfDrained()
+    }
+
+    // MARK: dispatch
+
+    private func dispatch(_ frame: RequestFrame) {
+        if frame.argumentCount == 0 {  // *0, *-1, blank line: Redis ignores them silently
+            connection.discardInput(frame.length)
+            return
+        }
+        if let pinned {
+            return dispatchPinned(frame, on: pinned)
+        }
+        let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        switch kind {
+        case .local(let local):
+            answerLocally(local, frame)
+        case .stateful(.dbSelect):
+            select(frame)
+        case .stateful(.protocolVersion):
+            hello(frame)
+        case .stateful(let state):
+            // Everything sent before must be answered first: the pinned connection is another
+            // connection, and Redis must see this session's commands in order.
+            if !fifo.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
+            pin(frame, state: state)
+        case .read:
+            forwardRead(frame)
+        case .write, .unknown:
+            forward(frame, to: proxy.master)
+        }
+    }
+
+    /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
+    private func forward(_ frame: RequestFrame, to backend: Backend) {
+        let target = backend.sharedConnection(for: self)
+        guard target.isUsable else {
+            connection.discardInput(frame.length)
+            return answerError("ERR ambassador: \(backend.role) \(backend.address) is unavailable")
+        }
+        target.select(db)
+        let slot = enqueue()
+        target.forward(from: connection, length: frame.length, slot: slot)
+    }
+
+    private func forwardRead(_ frame: RequestFrame) {
+        switch proxy.readTarget(for: self, excluding: nil) {
+        case .backend(let backend) where backend.role == .replica:
+            let target = backend.sharedConnection(for: self)
+            target.select(db)
+            let slot = enqueue()
+            // Keep the request: if the replica goes away before replying, the read is retried.
+            connection.copyInput(from: 0, count: frame.length, into: &slot.retryRequest)
+            slot.retriesLeft = 2
+            target.forward(from: connection, length: frame.length, slot: slot)
+        case .backend(let backend):
+            forward(frame, to: backend)
+        case .none:
+            connection.discardInput(frame.length)
+            answerError("ERR ambassador: no replica is available for reads (read_policy: replica)")
+        }
+    }
+
+    /// A new slot at the tail of the session's FIFO.
+    private func enqueue() -> Slot {
+        let slot = proxy.slots.take()
+        slot.session = self
+        fifo.append(slot)
+        return slot
+    }
+
+    // MARK: pinning
+
+    private func pin(_ frame: RequestFrame, state: StatefulKind) {
+        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion)
+        guard connection.isUsable else {
+            self.connection.discardInput(frame.length)
+            return answerError("ERR ambassador: master \(proxy.master.address) is unavailable")
+        }
+        connection.owner = self
+        pinned = connection
+        proxy.pinnedSessions += 1
+        dispatchPinned(frame, on: connection)
+    }
+
+    /// While pinned, every command goes to the pinned connection, so Redis sees the session exactly
+    /// as a direct client: queued in MULTI, waiting behind a BLPOP, in subscribe mode.
+    private func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
+        let name = frame.name
+        if name == Names.quit && !target.relay {
+            return answerLocally(.quit, frame)
+        }
+        target.select(db)
+        target.useProtocol(protocolVersion)
+        trackState(frame)
+        if target.relay {
+            target.forward(from: connection, length: frame.length, slot: nil)
+            return
+        }
+        let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        if !inMulti, case .stateful(let state) = kind, Self.relays(state, frame) {
+            // From here on the connection streams: replies are relayed as they come.
+            if !fifo.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
+            target.relay = true
+            target.forward(from: connection, length: frame.length, slot: nil)
+            return
+        }
+        let slot = enqueue()
+        target.forward(from: connection, length: frame.length, slot: slot)
+    }
+
+    /// Pub/sub, MONITOR and CLIENT TRACKING/REPLY make replies arrive unrequested or not at all:
+    /// such a session is relayed on its dedicated connection until RESET or it disconnects.
+    private static func relays(_ state: StatefulKind, _ frame: RequestFrame) -> Bool {
+        switch state {
+        case .pubsub, .monitor: return true
+        case .clientState: return frame.firstArgument == Names.tracking || frame.firstArgument == Names.reply
+        default: return false
+        }
+    }
+
+    /// Follows what the session's commands do to the connection state it depends on.
+    private func trackState(_ frame: RequestFrame) {
+        let name = frame.name
+        if name == Names.multi {
+            inMulti = true
+        } else if name == Names.exec || name == Names.discard {
+            inMulti = false
+            watching = false
+        } else if name == Names.watch {
+            if !inMulti { watching = true }
+        } else if name == Names.unwatch {
+            if !inMulti { watching = false }
+        } else if name == Names.select, frame.argumentCount == 2 {
+            // The session changed db on its pinned connection itself.
+            if let db = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
+               db >= 0, db < Int64(proxy.databases) {
+                self.db = Int(db)
+            }
+            pinned?.db = self.db
+        } else if name == Names.hello, frame.argumentCount >= 2 {
+            if let version = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
+               version == 2 || version == 3 {
+                protocolVersion = Int(version)
+            }
+        }
+    }
+
+    /// The pinned connection has no request in flight: give it back if the state is over.
+    func pinnedConnectionIdle(_ connection: BackendConnection) {
+        guard pinned === connection, !inMulti, !watching, !connection.relay, held == nil else { return }
+        unpin()
+    }
+
+    private func unpin() {
+        guard let connection = pinned else { return }
+        pinned = nil
+        proxy.pinnedSessions -= 1
+        proxy.master.releasePinned(connection)
+    }
+
+    /// The pinned connection died. Waiting requests already got errors; a relayed session (a
+    /// subscriber) is closed, as a direct Redis's restart would close it.
+    func pinnedConnectionLost(_ connection: BackendConnection) {
+        guard pinned === connection else { return }
+        let wasRelay = connection.relay
+        pinned = nil
+        proxy.pinnedSessions -= 1
+        inMulti = false
+        watching = false
+        if wasRelay { self.connection.close() }
+    }
+
+    /// A frame from the relayed connection: straight to the client, in arrival order.
+    func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
+        if frame.length == 8 && frame.type == UInt8(ascii: "+") {
+            // "+RESET": the session sent RESET; the connection is clean again (and logged out).
+            let bytes = BackendConnection.copy(backend, 8)
+            if bytes == Array("+RESET\r\n".utf8) {
+                backend.moveInput(frame.length, to: connection)
+                owner.relay = false
+                owner.db = 0
+                resetState()
+                pinned = nil
+                proxy.pinnedSessions -= 1
+                // RESET logs the connection out: close it rather than re-authenticate here.
+                owner.close()
+                return
+            }
+        }
+        backend.moveInput(frame.length, to: connection)
+    }
+
+    // MARK: replies
+
+    /// A backend's reply for `slot` is the first `length` bytes of `backend`'s input.
+    func completed(_ slot: Slot, length: Int, from backend: Connection) {
+        if fifo.first === slot {
+            backend.moveInput(length, to: connection)
+            fifo.removeFirst()
+            proxy.slots.give(slot)
+            flushReady()
+        } else {
+            backend.moveInput(length, to: slot.reply)
+            slot.ready = true
+        }
+    }
+
+    /// `slot`'s request failed: the client gets `message` as an error reply in its place.
+    func fail(_ slot: Slot, _ message: String) {
+        encoder.clear()
+        encoder.error(message)
+        slot.reply.append(encoder.bytes)
+        slot.ready = true
+        if fifo.first === slot { flushReady() }
+    }
+
+    /// Writes every ready reply from the head of the FIFO, then resumes what waited for it.
+    private func flushReady() {
+        while let head = fifo.first, head.ready {
+            connection.write(head.reply)
+            fifo.removeFirst()
+            proxy.slots.give(head)
+        }
+        guard fifo.isEmpty else { return }
+        if closeIfDrained() { return }
+        if let frame = held {
+            held = nil
+            dispatch(frame)
+        }
+        if held == nil { processInput() }
+    }
+
+    /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
+    func answer(_ bytes: [UInt8]) {
+        if fifo.isEmpty {
+            connection.write(bytes)
+        } else {
+            let slot = enqueue()
+            slot.reply.append(bytes)
+            slot.ready = true
+        }
+    }
+
+    func answerError(_ message: String) {
+        encoder.clear()
+        encoder.error(message)
+        answer(encoder.bytes)
+    }
+
+    /// After QUIT: close once the last owed reply is written.
+    func closeAfterReplies() {
+        closeWhenDrained = true
+        connection.pauseReading()
+        closeIfDrained()
+    }
+
+    @discardableResult
+    private func closeIfDrained() -> Bool {
+        guard closeWhenDrained, fifo.isEmpty else { return false }
+        connection.close()
+        return true
+    }
+
+    func resetState() {
+        db = 0
+        protocolVersion = 2
+        name = nil
+        inMulti = false
+        watching = false
+    }
+
+    /// RESET: back to a fresh connection's state. A pinned connection is handed back when clean,
+    /// closed otherwise.
+    func reset() {
+        if let connection = pinned {
+            pinned = nil
+            proxy.pinnedSessions -= 1
+            if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
+                proxy.master.releasePinned(connection)
+            } else {
+                connection.close()
+            }
+        }
+        resetState()
+    }
+
+    // MARK: closing
+
+    func connectionDidClose(_ connection: Connection, error: SocketError?) {
+        // Replies still owed are read and dropped by the backend connections.
+        for slot in fifo {
+            if slot.ready { proxy.slots.give(slot) } else { slot.session = nil }
+        }
+        fifo.removeAll()
+        if let pinned {
+            self.pinned = nil
+            proxy.pinnedSessions -= 1
+            // A connection blocked, subscribed or mid-transaction cannot be reused safely.
+            if pinned.inflight.isEmpty && !inMulti && !watching && !pinned.relay {
+                proxy.master.releasePinned(pinned)
+            } else {
+                pinned.close()
+            }
+        }
+        proxy.sessionClosed(self)
+    }
+}
+
+/// Names the session compares against, packed once.
+enum Names {
+    static let quit = ShortBytes("quit")
+    static let multi = ShortBytes("multi")
+    static let exec = ShortBytes("exec")
+    static let discard = ShortBytes("discard")
+    static let watch = ShortBytes("watch")
+    static let unwatch = ShortBytes("unwatch")
+    static let select = ShortBytes("select")
+    static let hello = ShortBytes("hello")
+    static let tracking = ShortBytes("tracking")
+    static let reply = ShortBytes("reply")
+}
+
+/// A request's arguments as `classify` reads them, straight from the client's input buffer.
+struct SessionArguments: CommandArguments {
+    let session: ClientSession
+    let frame: RequestFrame
+
+    var count: Int { frame.argumentCount }
+
+    func shortArgument(_ index: Int) -> ShortBytes {
+        if index == 0 { return frame.name }
+        if index == 1 { return frame.firstArgument }
+        return session.shortArgument(index, of: frame)
+    }
+}

@@ -1,0 +1,142 @@
+import Config
+import EventLoop
+import Logging
+import RESP
+import Routing
+
+/// The ambassador on one event loop: accepts app connections, owns the backends, routes.
+public final class Proxy {
+    public let loop: EventLoop
+    public private(set) var config: AmbassadorConfig
+    public let logger: Logger
+    let table: CommandTable
+    let limits = RESPLimits.redis
+    let slots = SlotPool()
+    private var listener: Listener?
+    private(set) var master: Backend!
+    private(set) var replicas: [Backend] = []
+    private var sessions: [Int64: ClientSession] = [:]
+    private var nextSessionID: Int64 = 1
+    private var replicaCursor = 0
+    /// Learned from the master: what HELLO reports, and the range SELECT accepts.
+    private(set) var masterVersion = "7.0.0"
+    private(set) var databases = 16
+    var pinnedSessions = 0
+    public private(set) var acceptedConnections = 0
+
+    public init(config: AmbassadorConfig, loop: EventLoop, logger: Logger, table: CommandTable = .redis) {
+        self.loop = loop
+        self.config = config
+        self.logger = logger
+        self.table = table
+        master = Backend(proxy: self, address: config.master, role: .master)
+        replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
+    }
+
+    /// Opens the listener and the backend connections.
+    public func start() throws(SocketError) {
+        let endpoint = Endpoint(host: config.listen.host, port: config.listen.port)
+        listener = try Listener(loop: loop, endpoint: endpoint) { [unowned self] connection in
+            self.accept(connection)
+        }
+        logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
+        master.start()
+        replicas.forEach { $0.start() }
+    }
+
+    /// The port actually bound (differs from the config's when it asked for 0).
+    public var listenPort: UInt16 { listener?.port ?? config.listen.port }
+
+    /// Stops accepting and closes every connection.
+    public func shutdown() {
+        listener?.close()
+        listener = nil
+        for session in sessions.values { session.connection.close() }
+        master.shutdown()
+        replicas.forEach { $0.shutdown() }
+    }
+
+    // MARK: sessions
+
+    private func accept(_ connection: Connection) {
+        let id = nextSessionID
+        nextSessionID += 1
+        acceptedConnections += 1
+        let session = ClientSession(proxy: self, connection: connection, id: id)
+        sessions[id] = session
+        connection.start(delegate: session)
+    }
+
+    func sessionClosed(_ session: ClientSession) {
+        sessions[session.id] = nil
+    }
+
+    public var clientCount: Int { sessions.count }
+
+    // MARK: routing
+
+    enum ReadTarget {
+        case backend(Backend)
+    }
+
+    /// Where a read goes under `read_policy`: replicas that are up take turns; `prefer-replica`
+    /// falls back to the master; `replica` has nowhere to go (nil) when none is up.
+    func readTarget(for session: ClientSession, excluding excluded: Backend?) -> ReadTarget? {
+        switch config.readPolicy {
+        case .master:
+            return .backend(master)
+        case .preferReplica, .replica:
+            if !replicas.isEmpty {
+                for step in 0..<replicas.count {
+                    let candidate = replicas[(replicaCursor + step) % replicas.count]
+                    if candidate.isUp && candidate !== excluded {
+                        replicaCursor = (replicaCursor + step + 1) % replicas.count
+                        return .backend(candidate)
+                    }
+                }
+            }
+            return config.readPolicy == .preferReplica ? .backend(master) : nil
+        }
+    }
+
+    /// A read whose replica connection died before replying: sent again to another replica or
+    /// (under prefer-replica) the master. False when there is nowhere to send it.
+    func retryRead(_ slot: Slot, after failed: Backend) -> Bool {
+        guard let session = slot.session, case .backend(let backend)? = readTarget(for: session, excluding: failed),
+              backend !== failed else { return false }
+        let target = backend.sharedConnection(for: session)
+        guard target.isUsable else { return false }
+        slot.retriesLeft -= 1
+        target.select(session.db)
+        logger.debug("retrying a read from \(failed.address) on \(backend.address)")
+        target.write(slot.retryRequest, slot: slot)
+        return true
+    }
+
+    /// The master's first connection came up: learn its version and number of databases.
+    func backendCameUp(_ backend: Backend, through connection: BackendConnection) {
+        guard backend === master else { return }
+        connection.probe(["INFO", "server"]) { [unowned self] bytes in
+            guard let (value, _) = try? RESPValue.decode(bytes), let text = value.text else { return }
+            for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("redis_version:") {
+                self.masterVersion = String(line.dropFirst("redis_version:".count))
+            }
+        }
+        connection.probe(["CONFIG", "GET", "databases"]) { [unowned self] bytes in
+            guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value,
+                  items.count == 2, let count = items[1].text.flatMap(Int.init) else { return }
+            self.databases = count
+        }
+    }
+
+    /// `AMBASSADOR INFO`.
+    func infoText() -> String {
+        var lines = ["# ambassador", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
+                     "pinned_sessions:\(pinnedSessions)", "read_policy:\(config.readPolicy.rawValue)",
+                     "master:\(master.address),\(master.isUp ? "up" : "down")"]
+        for (index, replica) in replicas.enumerated() {
+            lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down")")
+        }
+        return lines.joined(separator: "\r\n") + "\r\n"
+    }
+}

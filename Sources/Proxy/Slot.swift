@@ -1,0 +1,56 @@
+import EventLoop
+
+/// One request's place in line. A client request's slot sits in its session's FIFO (reply order)
+/// and in the FIFO of the backend connection it was written to (reply matching). A reply that
+/// arrives while its slot is not the session's head waits in `reply` until its turn.
+///
+/// Slots are pooled and reused, buffers and all: steady traffic allocates none.
+final class Slot {
+    enum Kind {
+        /// A client's request: the reply goes to `session` in order.
+        case client
+        /// A request the ambassador injected (SELECT before a command, AUTH, HELLO): its reply is
+        /// dropped, unless it is an error, which is logged.
+        case injected
+        /// A request whose reply the ambassador reads itself (the master's version, databases).
+        case probe
+    }
+
+    var kind = Kind.client
+    var session: ClientSession?
+    /// The reply is complete (in `reply`, or answered locally into it).
+    var ready = false
+    let reply = ByteBuffer()
+    /// A read sent to a replica keeps its request bytes, so it can be retried elsewhere if the
+    /// replica's connection dies before replying.
+    var retryRequest: [UInt8] = []
+    var retriesLeft = 0
+    var probe: (([UInt8]) -> Void)?
+    /// What an injected request was, for the log if it fails.
+    var label: StaticString = ""
+
+    func reset() {
+        kind = .client
+        session = nil
+        ready = false
+        reply.removeAll()
+        retryRequest.removeAll(keepingCapacity: true)
+        retriesLeft = 0
+        probe = nil
+        label = ""
+    }
+}
+
+/// Free slots of one event loop.
+final class SlotPool {
+    private var free: [Slot] = []
+
+    func take() -> Slot {
+        free.popLast() ?? Slot()
+    }
+
+    func give(_ slot: Slot) {
+        slot.reset()
+        if free.count < 65_536 { free.append(slot) }
+    }
+}
