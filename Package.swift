@@ -47,5 +47,9 @@ let package = Package(
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "ProxyTests", dependencies: [
+            "Proxy", "Config", "EventLoop", "RESP", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

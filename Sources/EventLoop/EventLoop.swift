@@ -19,6 +19,8 @@ public final class EventLoop {
     private var flushEvent: OpaquePointer?
     private var flushScheduled = false
     private var dirty: [Connection] = []
+    /// Whatever the loop's owner keeps alive for as long as the loop lives (a worker's proxy).
+    public var context: AnyObject?
     /// Scratch vectors for reads and peeks, reused by every connection of this loop.
     let iovecs: UnsafeMutablePointer<iovec>
     static let iovecCapacity = 16

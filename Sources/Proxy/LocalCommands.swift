@@ -12,7 +12,8 @@ extension ClientSession {
         encoder.protocolVersion = protocolVersion
         switch kind {
         case .ping:
-            guard checkArity("ping", arguments) else { return }
+            // PING's table arity is -1; Redis's pingCommand itself refuses more than one argument.
+            guard arguments.count <= 2 else { return answerError("ERR wrong number of arguments for 'ping' command") }
             if arguments.count == 1 { encoder.simpleString("PONG") } else { encoder.bulk(arguments[1]) }
         case .echo:
             guard checkArity("echo", arguments) else { return }

@@ -13,7 +13,8 @@ public final class RedisServer: @unchecked Sendable {
     private var stopped = false
 
     /// Starts `redis-server` with persistence off; `arguments` are appended (`--replicaof …`).
-    public init(arguments: [String] = []) throws {
+    /// With `port`, on that port (to restart a server where it was).
+    public init(port fixedPort: UInt16? = nil, arguments: [String] = []) throws {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("ra-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -21,7 +22,7 @@ public final class RedisServer: @unchecked Sendable {
         var lastError: Error = RedisServerError.didNotStart("no attempt")
         // A free port can be taken between probing and binding: retry with another.
         for _ in 0..<5 {
-            let port = try Self.freePort()
+            let port = try fixedPort ?? Self.freePort()
             let process = Process()
             process.executableURL = try Self.executable("redis-server")
             process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
@@ -68,6 +69,21 @@ public final class RedisServer: @unchecked Sendable {
     /// Kills the server at once (SIGKILL), as a crash or a lost pod would.
     public func kill9() {
         kill(process.processIdentifier, SIGKILL)
+    }
+
+    /// `INFO section` as text.
+    public func info(_ section: String) throws -> String {
+        try client().command(["INFO", section]).text ?? ""
+    }
+
+    /// Waits until this replica reports `master_link_status:up`.
+    public func waitForReplicationLink(timeout: Double = 10) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try info("replication").contains("master_link_status:up") { return }
+            usleep(20_000)
+        }
+        throw RedisServerError.didNotStart("replica on \(port) never linked to its master")
     }
 
     /// A new blocking client connected to this server.

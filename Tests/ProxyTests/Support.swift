@@ -1,0 +1,130 @@
+import Config
+import EventLoop
+import Foundation
+import Logging
+import Proxy
+import RESP
+import Synchronization
+import Testing
+import TestSupport
+
+/// A real master and two replicas (`--replicaof`) on free loopback ports.
+final class Cluster {
+    let master: RedisServer
+    let replicas: [RedisServer]
+
+    init(replicas count: Int = 2, masterArguments: [String] = []) throws {
+        master = try RedisServer(arguments: masterArguments)
+        var replicas: [RedisServer] = []
+        let auth = masterArguments.firstIndex(of: "--requirepass").map { ["--masterauth", masterArguments[$0 + 1]] } ?? []
+        for _ in 0..<count {
+            replicas.append(try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(master.port)]
+                                            + auth + masterArguments))
+        }
+        self.replicas = replicas
+        for replica in replicas { try replica.waitForReplicationLink() }
+    }
+
+    func stop() {
+        replicas.forEach { $0.stop() }
+        master.stop()
+    }
+
+    /// Waits until every replica has what the master has (WAIT on the master).
+    func sync(password: String? = nil) throws {
+        let client = try master.client()
+        if let password { _ = try client.command(["AUTH", password]) }
+        _ = try client.command(["WAIT", String(replicas.count), "5000"])
+    }
+}
+
+/// The ambassador running in this process on its own event-loop thread.
+final class Ambassador {
+    let thread: EventLoopThread
+    let port: UInt16
+
+    init(_ config: AmbassadorConfig) throws {
+        let port = Mutex<UInt16>(0)
+        let failure = Mutex<String?>(nil)
+        thread = try EventLoopThread.start(name: "ambassador") { loop in
+            var logger = Logger(label: "ambassador-test")
+            logger.logLevel = .warning
+            let proxy = Proxy(config: config, loop: loop, logger: logger)
+            do {
+                try proxy.start()
+                loop.context = proxy
+                port.withLock { $0 = proxy.listenPort }
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+        }
+        if let failure = failure.withLock({ $0 }) { throw RedisServerError.didNotStart("ambassador: \(failure)") }
+        self.port = port.withLock { $0 }
+        try waitUntilReady()
+    }
+
+    convenience init(cluster: Cluster, policy: ReadPolicy = .preferReplica, replicas: [RedisServer]? = nil,
+                     configure: (inout AmbassadorConfig) -> Void = { _ in }) throws {
+        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0),
+                                      master: Address(host: "127.0.0.1", port: cluster.master.port),
+                                      replicas: (replicas ?? cluster.replicas).map { Address(host: "127.0.0.1", port: $0.port) },
+                                      readPolicy: policy)
+        configure(&config)
+        try self.init(config)
+    }
+
+    /// Ready when a PING and a write round-trip (the master connection is up).
+    private func waitUntilReady() throws {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let client = try? client(), (try? client.command(["PING"])) == .simple("PONG") {
+                // Give the replica connections their first chance to connect.
+                usleep(100_000)
+                return
+            }
+            usleep(20_000)
+        }
+        throw RedisServerError.didNotStart("ambassador did not answer")
+    }
+
+    func client(timeout: Double = 5) throws -> BlockingClient { try BlockingClient(port: port, timeout: timeout) }
+
+    /// Runs `body` on the ambassador's loop thread and returns its result.
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (Proxy) -> T) -> T {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        thread.handle.post { loop in
+            result.withLock { $0 = body(loop.context as! Proxy) }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0! }
+    }
+
+    func stop() {
+        thread.handle.post { loop in
+            (loop.context as? Proxy)?.shutdown()
+            loop.context = nil
+            loop.stop()
+        }
+        thread.join()
+    }
+}
+
+extension BlockingClient {
+    /// Sends every command in one write (a pipeline), then reads one reply per command, raw.
+    func pipeline(_ commands: [[String]]) throws -> [[UInt8]] {
+        try send(commands.flatMap(BlockingClient.encode))
+        return try commands.map { _ in try readRawReply() }
+    }
+}
+
+/// Counts of `cmdstat_<name>` calls in `INFO commandstats`.
+func commandCalls(_ server: RedisServer, _ command: String) throws -> Int {
+    let stats = try server.info("commandstats")
+    guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+          let calls = line.split(separator: ",").first?.split(separator: "=").last, let count = Int(calls) else { return 0 }
+    return count
+}
+
+func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
