@@ -30,11 +30,15 @@ final class Cluster {
         master.stop()
     }
 
-    /// Waits until every replica has what the master has (WAIT on the master).
-    func sync(password: String? = nil) throws {
+    /// Waits until every replica has what the master has. WAIT only counts the writes of its own
+    /// connection, so write a marker on this connection first.
+    func sync() throws {
         let client = try master.client()
-        if let password { _ = try client.command(["AUTH", password]) }
-        _ = try client.command(["WAIT", String(replicas.count), "5000"])
+        _ = try client.command(["SET", "__sync_marker__", "1"])
+        let acknowledged = try client.command(["WAIT", String(replicas.count), "5000"])
+        guard acknowledged == .integer(Int64(replicas.count)) else {
+            throw RedisServerError.didNotStart("replicas did not catch up: WAIT gave \(acknowledged)")
+        }
     }
 }
 

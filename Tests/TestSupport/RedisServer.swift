@@ -8,6 +8,8 @@ import Glibc
 public final class RedisServer: @unchecked Sendable {
     public let port: UInt16
     public let directory: URL
+    /// The `--requirepass` it was started with: `client()` authenticates with it.
+    public let password: String?
     private let process: Process
     private let lock = NSLock()
     private var stopped = false
@@ -19,6 +21,7 @@ public final class RedisServer: @unchecked Sendable {
             .appendingPathComponent("ra-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.directory = directory
+        password = arguments.firstIndex(of: "--requirepass").map { arguments[$0 + 1] }
         var lastError: Error = RedisServerError.didNotStart("no attempt")
         // A free port can be taken between probing and binding: retry with another.
         for _ in 0..<5 {
@@ -26,7 +29,7 @@ public final class RedisServer: @unchecked Sendable {
             let process = Process()
             process.executableURL = try Self.executable("redis-server")
             process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", directory.path,
+                                 "--appendonly", "no", "--dir", directory.path, "--repl-diskless-sync-delay", "0",
                                  "--logfile", directory.appendingPathComponent("redis.log").path,
                                  "--daemonize", "no"] + arguments
             process.standardInput = FileHandle.nullDevice
@@ -57,7 +60,10 @@ public final class RedisServer: @unchecked Sendable {
         guard !stopped else { return }
         stopped = true
         if process.isRunning {
-            _ = try? BlockingClient(port: port, timeout: 2).send(BlockingClient.encode(["SHUTDOWN", "NOSAVE"]))
+            if let client = try? BlockingClient(port: port, timeout: 2) {
+                if let password { _ = try? client.send(BlockingClient.encode(["AUTH", password])) }
+                _ = try? client.send(BlockingClient.encode(["SHUTDOWN", "NOSAVE"]))
+            }
             let deadline = Date().addingTimeInterval(5)
             while process.isRunning && Date() < deadline { usleep(10_000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
@@ -88,7 +94,9 @@ public final class RedisServer: @unchecked Sendable {
 
     /// A new blocking client connected to this server.
     public func client(timeout: Double = 5) throws -> BlockingClient {
-        try BlockingClient(port: port, timeout: timeout)
+        let client = try BlockingClient(port: port, timeout: timeout)
+        if let password { _ = try client.command(["AUTH", password]) }
+        return client
     }
 
     public static func executable(_ name: String) throws -> URL {
@@ -123,8 +131,10 @@ public final class RedisServer: @unchecked Sendable {
     static func waitForPing(port: UInt16, timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
+            // PONG, or NOAUTH from a server with a password: either way it is serving.
             if let client = try? BlockingClient(port: port, timeout: 1),
-               let reply = try? client.command(["PING"]), reply == .simple("PONG") {
+               let reply = try? client.command(["PING"]),
+               reply == .simple("PONG") || reply.text?.hasPrefix("NOAUTH") == true {
                 return true
             }
             usleep(20_000)

@@ -1,0 +1,280 @@
+import Config
+import Foundation
+import RESP
+import Synchronization
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct BehaviourTests {
+    /// After a read-heavy run the replicas have served the reads, and nobody saw READONLY.
+    @Test func readsLandOnReplicasAndWritesOnTheMaster() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        var commands: [[String]] = []
+        for i in 0..<2_000 { commands.append(i % 10 == 0 ? ["SET", "k\(i % 50)", "v"] : ["GET", "k\(i % 50)"]) }
+        _ = try client.pipeline(commands)
+        let replicaGets = try cluster.replicas.map { try commandCalls($0, "get") }
+        #expect(replicaGets.allSatisfy { $0 > 0 }, "every replica served reads: \(replicaGets)")
+        #expect(replicaGets.reduce(0, +) == 1_800)
+        #expect(try commandCalls(cluster.master, "get") == 0)
+        #expect(try commandCalls(cluster.master, "set") == 200)
+        // No write reached a replica: a replica refuses client writes with READONLY, counted here.
+        for server in [cluster.master] + cluster.replicas {
+            #expect(try !server.info("errorstats").contains("READONLY"))
+        }
+    }
+
+    @Test func readPolicyMasterKeepsReplicasIdle() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        _ = try ambassador.client().pipeline((0..<500).map { ["GET", "k\($0)"] })
+        for replica in cluster.replicas { #expect(try commandCalls(replica, "get") == 0) }
+        #expect(try commandCalls(cluster.master, "get") == 500)
+    }
+
+    @Test func readPolicyReplicaAnswersAnErrorWhenNoReplicaIsUp() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .replica)
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        #expect(try client.command(["GET", "x"]) == .bulkString(nil))
+        cluster.replicas[0].stop()
+        Thread.sleep(forTimeInterval: 0.3)
+        let reply = try client.command(["GET", "x"])
+        #expect(reply.text?.contains("no replica is available") == true, "\(reply)")
+        #expect(try client.command(["SET", "x", "1"]) == .simple("OK"), "writes still work")
+    }
+
+    /// 200 concurrent app connections share a handful of backend connections.
+    @Test func twoHundredClientsShareAFewBackendConnections() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let clients = try (0..<200).map { _ in try ambassador.client() }
+        for (i, client) in clients.enumerated() {
+            try client.send(BlockingClient.encode(i % 2 == 0 ? ["SET", "mux\(i)", "v"] : ["GET", "mux\(i)"]))
+        }
+        for client in clients { _ = try client.readReply() }
+        for server in [cluster.master] + cluster.replicas {
+            let list = try server.client().command(["CLIENT", "LIST"]).text ?? ""
+            // Not the replicas' own links (flags=S) nor this CLIENT LIST connection (cmd=client).
+            let ambassadorConnections = list.split(whereSeparator: \.isNewline)
+                .filter { !$0.contains("flags=S") && !$0.contains("cmd=client") }
+            #expect(ambassadorConnections.count <= 4, "server \(server.port): \(ambassadorConnections.count) connections")
+            #expect(ambassadorConnections.count >= 1)
+        }
+        #expect(ambassador.onLoop { $0.clientCount } == 200)
+    }
+
+    /// Transactions reuse pooled connections: no connection per transaction on the master.
+    @Test func transactionsReusePinnedConnections() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let before = try totalConnections(cluster.master)
+        for round in 0..<100 {
+            let client = try ambassador.client()
+            let replies = try client.pipeline([["MULTI"], ["INCR", "tx"], ["EXEC"]])
+            #expect(text(replies[2]) == "*1\r\n:\(round + 1)\r\n")
+        }
+        let opened = try totalConnections(cluster.master) - before
+        #expect(opened <= 3, "connections opened for 100 transactions: \(opened)")
+    }
+
+    /// A BLPOP waiting on one client does not delay anyone else.
+    @Test func pendingBlockingPopDelaysNoOtherClient() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let blocked = try ambassador.client()
+        try blocked.send(BlockingClient.encode(["BLPOP", "never", "3"]))
+        Thread.sleep(forTimeInterval: 0.05)
+        let start = Date()
+        let other = try ambassador.client()
+        for i in 0..<100 { #expect(try other.command(["SET", "b\(i)", "v"]) == .simple("OK")) }
+        #expect(Date().timeIntervalSince(start) < 1.0)
+        try other.send(BlockingClient.encode(["RPUSH", "never", "x"]))
+        _ = try other.readReply()
+        #expect(try blocked.readReply() == .array([.bulk("never"), .bulk("x")]))
+    }
+
+    /// A replica stopped during a read loop: reads move on, no error reaches the client.
+    @Test func replicaStoppedDuringReadLoopCausesNoError() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.pipeline((0..<100).map { ["SET", "loop\($0)", "v\($0)"] })
+        try cluster.sync()
+        let client = try ambassador.client()
+        var errors = 0
+        var wrong = 0
+        var firstWrong = ""
+        for round in 0..<60 {
+            if round == 20 { cluster.replicas[0].kill9() }
+            if round == 40 { cluster.replicas[1].stop() }
+            let replies = try client.pipeline((0..<50).map { ["GET", "loop\(($0 + round) % 100)"] })
+            for (i, reply) in replies.enumerated() {
+                let expected = "v\((i + round) % 100)"
+                if reply.first == UInt8(ascii: "-") { errors += 1 }
+                else if text(reply) != "$\(expected.utf8.count)\r\n\(expected)\r\n" {
+                    if wrong == 0 { firstWrong = "round \(round) #\(i): \(text(reply).debugDescription)" }
+                    wrong += 1
+                }
+            }
+        }
+        #expect(errors == 0)
+        #expect(wrong == 0, "\(firstWrong)")
+        #expect(try commandCalls(cluster.master, "get") > 0, "reads fell back to the master")
+    }
+
+    /// The master goes away: requests get an error naming it, the client stays connected, and
+    /// works again once the master is back.
+    @Test func masterDownGivesErrorsThenRecovers() throws {
+        let cluster = try Cluster(replicas: 0)
+        let port = cluster.master.port
+        let ambassador = try Ambassador(cluster: cluster, policy: .master) { $0.reconnectInterval = Duration(seconds: 0.05) }
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
+        cluster.master.kill9()
+        Thread.sleep(forTimeInterval: 0.2)
+        let reply = try client.command(["SET", "k", "2"])
+        #expect(reply.text?.hasPrefix("ERR ambassador:") == true, "\(reply)")
+        #expect(reply.text?.contains("127.0.0.1:\(port)") == true)
+        #expect(try client.command(["PING"]) == .simple("PONG"), "the client connection stays open")
+        let restarted = try RedisServer(port: port)
+        defer { restarted.stop() }
+        var recovered = false
+        for _ in 0..<100 {
+            if (try? client.command(["SET", "k", "3"])) == .simple("OK") { recovered = true; break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(recovered)
+        #expect(try restarted.client().command(["GET", "k"]) == .bulk("3"))
+    }
+
+    /// Backends that need a password: the ambassador authenticates, the app does not.
+    @Test func backendCredentialsComeFromTheAmbassador() throws {
+        let cluster = try Cluster(replicas: 1, masterArguments: ["--requirepass", "s3cret"])
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica) { $0.password = "s3cret" }
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        #expect(try client.command(["SET", "a", "1"]) == .simple("OK"))
+        try cluster.sync()
+        #expect(try client.command(["GET", "a"]) == .bulk("1"))
+        #expect(try client.command(["AUTH", "s3cret"]) == .simple("OK"))
+        #expect(try client.command(["AUTH", "wrong"]).text?.hasPrefix("WRONGPASS") == true)
+        #expect(try client.pipeline([["MULTI"], ["INCR", "n"], ["EXEC"]]).last.map(text) == "*1\r\n:1\r\n")
+    }
+
+    /// A RESP3 session gets RESP3 replies from the replicas too.
+    @Test func resp3SessionGetsResp3FromEveryBackend() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().command(["HSET", "h3", "f", "v"])
+        try cluster.sync()
+        let client = try ambassador.client()
+        guard case .map = try client.command(["HELLO", "3"]) else { Issue.record("HELLO 3 is not a map"); return }
+        for _ in 0..<6 {
+            #expect(text(try client.pipeline([["HGETALL", "h3"]])[0]) == "%1\r\n$1\r\nf\r\n$1\r\nv\r\n")
+            #expect(text(try client.pipeline([["GET", "nope"]])[0]) == "_\r\n")
+        }
+        #expect(try cluster.replicas.map { try commandCalls($0, "hgetall") }.reduce(0, +) > 0)
+    }
+
+    // MARK: bad input
+
+    @Test func malformedRequestGetsRedisErrorAndOnlyThatClientIsClosed() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let bystander = try ambassador.client()
+        #expect(try bystander.command(["SET", "x", "1"]) == .simple("OK"))
+        let cases: [(String, String)] = [
+            ("*1\r\n$3\r\nGET\r\n*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
+            ("*2\r\n$3\r\nGET\r\n$999999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
+            ("*1\r\n:5\r\n", "-ERR Protocol error: expected '$', got ':'\r\n"),
+            ("SET \"a\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"),
+        ]
+        for (input, expected) in cases {
+            for port in [cluster.master.port, ambassador.port] {
+                let client = try BlockingClient(port: port, timeout: 3)
+                try client.send(Array(input.utf8))
+                var replies: [String] = []
+                while let reply = try? client.readRawReply() { replies.append(text(reply)) }
+                #expect(replies.last == expected, "\(port == ambassador.port ? "ambassador" : "redis"): \(input.debugDescription) → \(replies)")
+            }
+        }
+        let tooBig = try ambassador.client(timeout: 3)
+        try tooBig.send(Array("*1\r\n$".utf8) + [UInt8](repeating: UInt8(ascii: "9"), count: 70_000))
+        #expect(text(try tooBig.readRawReply()) == "-ERR Protocol error: too big bulk count string\r\n")
+        #expect(tooBig.isClosedByPeer())
+        #expect(try bystander.command(["GET", "x"]) == .bulk("1"), "other clients are unaffected")
+    }
+
+    /// A client that leaves mid-pipeline: its replies are read and dropped, and the shared
+    /// connection stays in step for everybody else.
+    @Test func clientLeavingMidPipelineLeavesSharedConnectionsInSync() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master) { $0.backendConnections = 1 }
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().command(["SET", "big", String(repeating: "x", count: 100_000)])
+        for _ in 0..<10 {
+            let leaver = try ambassador.client()
+            try leaver.send((0..<500).flatMap { _ in BlockingClient.encode(["GET", "big"]) })
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+        let stayer = try ambassador.client()
+        for i in 0..<200 {
+            #expect(try stayer.command(["ECHO", "x"]) == .bulk("x"))
+            #expect(try stayer.command(["INCR", "seq"]) == .integer(Int64(i + 1)))
+        }
+    }
+
+    /// A subscriber stays subscribed while others publish; when it leaves, its dedicated
+    /// connection is closed rather than reused in subscribe mode.
+    @Test func subscriberReceivesMessagesAndItsConnectionIsNotReused() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        do {
+            let subscriber = try ambassador.client()
+            _ = try subscriber.command(["SUBSCRIBE", "news"])
+            let publisher = try ambassador.client()
+            for i in 0..<20 { #expect(try publisher.command(["PUBLISH", "news", "m\(i)"]) == .integer(1)) }
+            for i in 0..<20 {
+                #expect(try subscriber.readReply() == .array([.bulk("message"), .bulk("news"), .bulk("m\(i)")]))
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        let client = try ambassador.client()
+        #expect(try client.pipeline([["MULTI"], ["GET", "a"], ["EXEC"]]).map(text) == ["+OK\r\n", "+QUEUED\r\n", "*1\r\n$-1\r\n"])
+        #expect(try cluster.master.client().command(["PUBSUB", "NUMSUB", "news"]) == .array([.bulk("news"), .integer(0)]))
+    }
+}
+
+func totalConnections(_ server: RedisServer) throws -> Int {
+    let stats = try server.info("stats")
+    let line = stats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("total_connections_received:") }
+    return line.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `redis-ambassador` binary itself, as a user runs it.
+@Suite(.serialized) struct ExecutableTests {
+    /// The executable SwiftPM built next to this test bundle.
+    static func binary() throws -> URL {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidate = bundle.appendingPathComponent("redis-ambassador")
+        guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+            throw RedisServerError.notInstalled("redis-ambassador (build it: swift build)")
+        }
+        return candidate
+    }
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try binary()
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func checkConfigAcceptsTheShippedConfigAndNamesTheBadKeyAndLine() throws {
+        let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Config/ambassador.yaml").standardized.path
+        let good = try Self.run(["check-config", shipped])
+        #expect(good.status == 0, "\(good.output)")
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
+        try "listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nread_policy: sometimes\n".write(to: bad, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: bad) }
+        let result = try Self.run(["check-config", bad.path])
+        #expect(result.status == 1)
+        #expect(result.output.contains("line 3") && result.output.contains("read_policy"), "\(result.output)")
+        let version = try Self.run(["--version"])
+        #expect(version.status == 0 && version.output.contains("redis-ambassador"))
+    }
+
+    @Test func runsFromFlagsAndServesClients() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let port = try RedisServer.freePort()
+        let process = Process()
+        process.executableURL = try Self.binary()
+        process.arguments = ["--listen", "127.0.0.1:\(port)", "--master", "127.0.0.1:\(master.port)",
+                             "--read-policy", "master"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        var client: BlockingClient?
+        for _ in 0..<200 {
+            if let connected = try? BlockingClient(port: port, timeout: 2) { client = connected; break }
+            usleep(20_000)
+        }
+        let app = try #require(client)
+        #expect(try app.command(["SET", "from-binary", "1"]) == .simple("OK"))
+        #expect(try master.client().command(["GET", "from-binary"]) == .bulk("1"))
+        // SIGTERM stops it with status 0 (the binary unblocks signals it may inherit blocked).
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(!process.isRunning)
+        if !process.isRunning { #expect(process.terminationStatus == 0) }
+    }
+}
