@@ -151,7 +151,8 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     private func deliver(_ frame: ReplyFrame, from connection: Connection) {
-        if relay, let owner {
+        // Requests queued before relaying began (an injected SELECT or HELLO) are answered first.
+        if relay, inflight.isEmpty, let owner {
             owner.relayed(frame, from: connection, backend: self)
             return
         }

@@ -199,6 +199,38 @@ import Glibc
         #expect(try cluster.replicas.map { try commandCalls($0, "hgetall") }.reduce(0, +) > 0)
     }
 
+    /// SELECT holds wherever a command goes, replicas included.
+    @Test func selectedDatabaseHoldsOnReplicas() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.pipeline([["SELECT", "3"], ["SET", "dbk", "three"], ["SELECT", "0"], ["SET", "dbk", "zero"]])
+        try cluster.sync()
+        let client = try ambassador.client()
+        #expect(try client.command(["SELECT", "3"]) == .simple("OK"))
+        for _ in 0..<10 { #expect(try client.command(["GET", "dbk"]) == .bulk("three")) }
+        let other = try ambassador.client()  // another session on the same shared connections
+        for _ in 0..<10 { #expect(try other.command(["GET", "dbk"]) == .bulk("zero")) }
+        #expect(try client.pipeline([["GET", "dbk"], ["SELECT", "0"], ["GET", "dbk"]]).map(text)
+                == ["$5\r\nthree\r\n", "+OK\r\n", "$4\r\nzero\r\n"])
+        #expect(try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +) > 0)
+    }
+
+    /// MONITOR streams what the master executes to the monitoring client.
+    @Test func monitorStreamsCommands() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let monitor = try ambassador.client()
+        #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+        _ = try ambassador.client().command(["SET", "watched-key", "v"])
+        let line = try monitor.readReply().text ?? ""
+        #expect(line.contains("\"SET\" \"watched-key\" \"v\""), "\(line)")
+    }
+
     // MARK: bad input
 
     @Test func malformedRequestGetsRedisErrorAndOnlyThatClientIsClosed() throws {

@@ -123,6 +123,15 @@ func run(_ steps: [Step], port: UInt16) throws -> [String] {
             .send(["GET"]), .send(["SET", "err:s", "v", "EX", "abc"]), .send(["INCR", "err:s"]),
             .send(["CONFIG", "NOSUCH"]), .send(["ECHO"]), .send(["PING", "a", "b"]),
         ]),
+        ("client reply", [
+            .sendOnly(["CLIENT", "REPLY", "SKIP"]), .sendOnly(["SET", "cr:a", "1"]), .send(["GET", "cr:a"]),
+            .sendOnly(["CLIENT", "REPLY", "OFF"]), .sendOnly(["SET", "cr:b", "2"]), .sendOnly(["GET", "cr:b"]),
+            .send(["CLIENT", "REPLY", "ON"]), .send(["GET", "cr:b"]),
+        ]),
+        ("client tracking with RESP3 pushes", [
+            .sendUncompared(["HELLO", "3"]), .send(["CLIENT", "TRACKING", "ON"]), .send(["GET", "tr:k"]),
+            .other(["SET", "tr:k", "v"]), .read, .send(["GET", "tr:k"]), .send(["PING"]),
+        ]),
         ("connection commands", [
             .send(["PING"]), .send(["PING", "hi"]), .send(["ECHO", "e"]), .send(["CLIENT", "GETNAME"]),
             .send(["CLIENT", "SETNAME", "app-1"]), .send(["CLIENT", "GETNAME"]), .send(["CLIENT", "SETNAME", "a b"]),
