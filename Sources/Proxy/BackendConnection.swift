@@ -127,20 +127,13 @@ final class BackendConnection: ConnectionDelegate {
 
     func connectionDidRead(_ connection: Connection) {
         while connection.inputCount > scanner.consumed {
-            var frame: ReplyFrame?
-            var failure: ProtocolError?
-            connection.withInputChunks(from: scanner.consumed) { chunk in
-                var index = 0
-                do throws(ProtocolError) {
-                    frame = try scanner.scan(chunk, from: &index)
-                } catch {
-                    failure = error
-                    return false
+            let frame: ReplyFrame?
+            do throws(ProtocolError) {
+                frame = try connection.nextFrame(from: scanner.consumed) { chunk, index throws(ProtocolError) in
+                    try scanner.scan(chunk, from: &index)
                 }
-                return frame == nil
-            }
-            if let failure {
-                proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(failure)); reconnecting")
+            } catch {
+                proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(error)); reconnecting")
                 connection.close(flush: false)
                 return
             }

@@ -50,19 +50,14 @@ final class ClientSession: ConnectionDelegate {
     /// Parses and dispatches every complete request in the input, unless one is held at a barrier.
     private func processInput() {
         while held == nil && !closeWhenDrained && connection.inputCount > parser.position {
-            var frame: RequestFrame?
-            var failure: ProtocolError?
-            connection.withInputChunks(from: parser.position) { chunk in
-                var index = 0
-                do throws(ProtocolError) {
-                    frame = try parser.parse(chunk, from: &index)
-                } catch {
-                    failure = error
-                    return false
+            let frame: RequestFrame?
+            do throws(ProtocolError) {
+                frame = try connection.nextFrame(from: parser.position) { chunk, index throws(ProtocolError) in
+                    try parser.parse(chunk, from: &index)
                 }
-                return frame == nil
+            } catch {
+                return protocolError(error)
             }
-            if let failure { return protocolError(failure) }
             guard let frame else { break }
             dispatch(frame)
         }

@@ -90,19 +90,7 @@ public struct RequestParser: Sendable {
 
             case .countLine:
                 // Redis finds the '\r', then reads the count between '*' and it.
-                let start = i
-                while i < end && bytes[i] != 13 {
-                    number.push(bytes[i])
-                    i += 1
-                }
-                lineLength += i - start
-                position += i - start
-                if i == end {
-                    if lineLength > limits.maxInlineSize { throw .tooBigMultibulkCountString }
-                    break
-                }
-                i += 1
-                position += 1
+                guard try scanHeaderLine(bytes, &i, tooLong: .tooBigMultibulkCountString) else { break }
                 state = .countLineEnd
 
             case .countLineEnd:
@@ -118,24 +106,16 @@ public struct RequestParser: Sendable {
 
             case .bulkLine:
                 // As for the count line, Redis first finds the '\r', then checks for '$'.
-                let start = i
                 if !haveFirstByte {
                     haveFirstByte = true
                     bulkFirstByte = bytes[i]
-                    if bulkFirstByte != 13 { i += 1 }
+                    if bulkFirstByte != 13 {
+                        i += 1
+                        lineLength += 1
+                        position += 1
+                    }
                 }
-                while i < end && bytes[i] != 13 {
-                    number.push(bytes[i])
-                    i += 1
-                }
-                lineLength += i - start
-                position += i - start
-                if i == end {
-                    if lineLength > limits.maxInlineSize { throw .tooBigBulkCountString }
-                    break
-                }
-                i += 1
-                position += 1
+                guard try scanHeaderLine(bytes, &i, tooLong: .tooBigBulkCountString) else { break }
                 state = .bulkLineEnd
 
             case .bulkLineEnd:
@@ -193,6 +173,27 @@ public struct RequestParser: Sendable {
             }
         }
         return nil
+    }
+
+    /// Reads a `*`/`$` header's digits up to its '\r'; true once the '\r' is consumed. A header
+    /// longer than `maxInlineSize` without one is `tooLong`.
+    private mutating func scanHeaderLine(_ bytes: Span<UInt8>, _ i: inout Int,
+                                         tooLong: ProtocolError) throws(ProtocolError) -> Bool {
+        let start = i
+        let end = bytes.count
+        while i < end && bytes[i] != 13 {
+            number.push(bytes[i])
+            i += 1
+        }
+        lineLength += i - start
+        position += i - start
+        if i == end {
+            if lineLength > limits.maxInlineSize { throw tooLong }
+            return false
+        }
+        i += 1
+        position += 1
+        return true
     }
 
     private mutating func beginFrame() {
