@@ -9,6 +9,9 @@ public protocol ConnectionDelegate: AnyObject {
     func connectionDidConnect(_ connection: Connection)
     /// New bytes were appended to the input buffer.
     func connectionDidRead(_ connection: Connection)
+    /// Output that had to wait for the socket (EAGAIN) is now all written: a peer that was slow to
+    /// read has caught up.
+    func connectionDidDrainOutput(_ connection: Connection)
     /// The connection is closed: by the peer (`error == nil` for an orderly EOF), by an I/O error,
     /// a failed or timed-out connect, or by `close()` (after its output was flushed). Called once.
     func connectionDidClose(_ connection: Connection, error: SocketError?)
@@ -16,6 +19,7 @@ public protocol ConnectionDelegate: AnyObject {
 
 extension ConnectionDelegate {
     public func connectionDidConnect(_ connection: Connection) {}
+    public func connectionDidDrainOutput(_ connection: Connection) {}
 }
 
 /// A TCP stream on raw libevent events and two evbuffers (LIBEVENT-NOTES.md: no bufferevents).
@@ -271,11 +275,13 @@ public final class Connection {
             if written == 0 { break }
         }
         let pending = evbuffer_get_length(output) > 0
+        let drainedAfterWaiting = writeArmed && !pending
         if pending != writeArmed {
             writeArmed = pending
             if pending { event_add(writeEvent, nil) } else { event_del(writeEvent) }
         }
-        if !pending && state == .closing { teardown(error: nil) }
+        if !pending && state == .closing { return teardown(error: nil) }
+        if drainedAfterWaiting { delegate?.connectionDidDrainOutput(self) }
     }
 
     private func handleWritable(timedOut: Bool) {

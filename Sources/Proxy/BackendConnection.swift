@@ -115,6 +115,9 @@ final class BackendConnection: ConnectionDelegate {
         }
     }
 
+    /// The session sent HELLO itself on this (dedicated) connection.
+    func assumeProtocol(_ version: Int) { protocolVersion = version }
+
     /// Makes the connection speak `version`, injecting HELLO when it differs (dedicated only).
     func useProtocol(_ version: Int) {
         if protocolVersion != version {

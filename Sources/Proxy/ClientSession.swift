@@ -47,6 +47,11 @@ final class ClientSession: ConnectionDelegate {
         processInput()
     }
 
+    /// A client that was slow to read caught up: read (and dispatch) its requests again.
+    func connectionDidDrainOutput(_ connection: Connection) {
+        processInput()
+    }
+
     /// Parses and dispatches every complete request in the input, unless one is held at a barrier.
     private func processInput() {
         while held == nil && !closeWhenDrained && connection.inputCount > parser.position {
@@ -177,6 +182,16 @@ final class ClientSession: ConnectionDelegate {
         if name == Names.quit && !target.relay {
             return answerLocally(.quit, frame)
         }
+        if name == Names.reset && !target.relay {
+            // RESET would log the dedicated connection out: the ambassador does it, after every
+            // earlier reply (a direct Redis answers it after a pending BLPOP too).
+            if !fifo.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
+            return answerLocally(.reset, frame)
+        }
         target.select(db)
         target.useProtocol(protocolVersion)
         trackState(frame)
@@ -233,6 +248,7 @@ final class ClientSession: ConnectionDelegate {
             if let version = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
                version == 2 || version == 3 {
                 protocolVersion = Int(version)
+                pinned?.assumeProtocol(protocolVersion)
             }
         }
     }
@@ -410,6 +426,7 @@ enum Names {
     static let hello = ShortBytes("hello")
     static let tracking = ShortBytes("tracking")
     static let reply = ShortBytes("reply")
+    static let reset = ShortBytes("reset")
 }
 
 /// A request's arguments as `classify` reads them, straight from the client's input buffer.

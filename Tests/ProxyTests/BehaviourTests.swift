@@ -231,6 +231,26 @@ import Glibc
         #expect(line.contains("\"SET\" \"watched-key\" \"v\""), "\(line)")
     }
 
+    /// A client that reads slowly stops being read from while its replies pile up (past 64 MiB),
+    /// and is read again once it catches up: every reply arrives, in order.
+    @Test func slowReaderIsPausedAndResumed() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let value = String(repeating: "x", count: 30_000)
+        _ = try cluster.master.client().command(["SET", "fat", value])
+        let client = try ambassador.client(timeout: 10)
+        // ~90 MB of replies, unread: the ambassador stops reading this client…
+        let count = 3_000
+        try client.send((0..<count).flatMap { _ in BlockingClient.encode(["GET", "fat"]) })
+        Thread.sleep(forTimeInterval: 0.5)
+        // …so this PING waits in the socket until the client has read enough.
+        try client.send(BlockingClient.encode(["PING"]))
+        for _ in 0..<count { #expect(try client.readRawReply().count == 30_000 + 10) }
+        #expect(try client.readReply() == .simple("PONG"))
+    }
+
     // MARK: bad input
 
     @Test func malformedRequestGetsRedisErrorAndOnlyThatClientIsClosed() throws {

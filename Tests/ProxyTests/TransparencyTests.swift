@@ -99,6 +99,8 @@ func run(_ steps: [Step], port: UInt16) throws -> [String] {
             .send(["MULTI"]), .send(["SET", "m:b", "1"]), .send(["DISCARD"]), .send(["GET", "m:b"]),
             .send(["EXEC"]), .send(["DISCARD"]), .send(["MULTI"]), .send(["MULTI"]), .send(["NOSUCH"]), .send(["EXEC"]),
             .send(["MULTI"]), .send(["SET", "m:c", "x"]), .send(["LPUSH", "m:c", "y"]), .send(["EXEC"]),
+            .send(["WATCH", "m:c"]), .send(["SELECT", "1"]), .send(["RESET"]), .send(["GET", "m:c"]),
+            .send(["MULTI"]), .send(["INCR", "m:n"]), .send(["EXEC"]),
         ]),
         ("pub/sub", [
             .send(["SUBSCRIBE", "ps:ch"]), .other(["PUBLISH", "ps:ch", "hello"]), .read,
