@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Interleaved benchmark: direct Redis vs twemproxy vs redis-ambassador (see Scripts/bench.sh).
+
+Starts a master and two replicas, twemproxy (one pool, one server connection, in front of the
+master), the ambassador with read_policy prefer-replica and a second one with read_policy master
+(which isolates the proxy's own cost: same single server as direct and twemproxy). Prefills
+100,000 keys with 100-byte values, then runs every workload against every endpoint, round after
+round, and prints medians. Proxy CPU is utime+stime from /proc/PID/stat around each run.
+"""
+import argparse, csv, io, os, socket, statistics, subprocess, sys, tempfile, time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Cluster:
+    def __init__(self, workdir):
+        self.procs = []
+        self.workdir = workdir
+        self.master = self.redis()
+        self.replicas = [self.redis("--replicaof", "127.0.0.1", str(self.master)) for _ in range(2)]
+
+    def redis(self, *extra):
+        port = free_port()
+        d = tempfile.mkdtemp(dir=self.workdir)
+        self.procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", d, "--repl-diskless-sync-delay", "0", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port)
+        return port
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait()
+
+
+def start(cmd, port, **kw):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    wait_port(port)
+    return proc
+
+
+def bench(port, test, clients, pipeline, requests, size, keyspace=100_000):
+    cmd = ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(clients), "-P", str(pipeline),
+           "-n", str(requests), "-d", str(size), "-r", str(keyspace), "--csv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
+    if not rows:
+        return None
+    r = rows[-1]
+    return {"rps": float(r[1]), "p50": float(r[4]), "p99": float(r[6])}
+
+
+def run_mix(port, clients, requests):
+    """90/10 GET/SET: two redis-benchmark processes at once, clients split 9:1; rps summed."""
+    gets = max(1, clients * 9 // 10)
+    sets = max(1, clients - gets)
+    procs = []
+    for test, c, n in (("get", gets, requests * 9 // 10), ("set", sets, requests // 10)):
+        procs.append(subprocess.Popen(
+            ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(c), "-n", str(n), "-d", "100",
+             "-r", "100000", "--csv"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    results = []
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
+        results.append({"rps": float(rows[-1][1]), "p50": float(rows[-1][4]), "p99": float(rows[-1][6])})
+    return {"rps": sum(r["rps"] for r in results), "p50": results[0]["p50"], "p99": max(r["p99"] for r in results)}
+
+
+def prefill(port):
+    # 100,000 keys key:000000000000 … with 100-byte values, as redis-benchmark -r names them.
+    subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-n", "300000", "-r", "100000", "-d", "100",
+                    "-P", "64", "-c", "8", "-q"], capture_output=True, timeout=600)
+
+
+def idle_rss(pid, port, count=1000):
+    before = rss_kib(pid)
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        socks.append(s)
+    # One round trip on the last one, so every accept has been processed.
+    socks[-1].sendall(b"*1\r\n$4\r\nPING\r\n")
+    socks[-1].recv(64)
+    time.sleep(0.5)
+    after = rss_kib(pid)
+    for s in socks:
+        s.close()
+    return before, after
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ambassador", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer requests per run (smoke test of the script)")
+    args = ap.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    workdir = tempfile.mkdtemp(prefix="ra-bench-")
+    cluster = Cluster(workdir)
+    procs = {}
+    try:
+        tw_port = free_port()
+        tw_conf = os.path.join(workdir, "nutcracker.yml")
+        with open(tw_conf, "w") as f:
+            f.write(f"bench:\n  listen: 127.0.0.1:{tw_port}\n  hash: fnv1a_64\n  distribution: ketama\n"
+                    f"  redis: true\n  server_connections: 1\n  auto_eject_hosts: false\n"
+                    f"  servers:\n    - 127.0.0.1:{cluster.master}:1\n")
+        procs["twemproxy"] = (start(["nutcracker", "-c", tw_conf, "-s", str(free_port())], tw_port), tw_port)
+        for name, policy in (("ambassador", "prefer-replica"), ("ambassador-master", "master")):
+            port = free_port()
+            conf = os.path.join(workdir, f"{name}.yaml")
+            with open(conf, "w") as f:
+                f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{cluster.master}\nreplicas:\n"
+                        f"  - 127.0.0.1:{cluster.replicas[0]}\n  - 127.0.0.1:{cluster.replicas[1]}\n"
+                        f"read_policy: {policy}\nlog_level: warning\n")
+            procs[name] = (start([args.ambassador, "--config", conf], port), port)
+        # Idle memory first, on fresh processes (later workloads leave their heaps grown).
+        idle = {name: idle_rss(p.pid, port) for name, (p, port) in procs.items()}
+        prefill(cluster.master)
+        time.sleep(1)
+        endpoints = [("direct", None, cluster.master)] + [(n, p.pid, port) for n, (p, port) in procs.items()]
+        n = lambda x: max(1000, int(x * scale))
+        workloads = [
+            ("SET -P1", lambda port: bench(port, "set", 50, 1, n(100_000), 100)),
+            ("GET -P1", lambda port: bench(port, "get", 50, 1, n(100_000), 100)),
+            ("SET -P16", lambda port: bench(port, "set", 50, 16, n(1_000_000), 100)),
+            ("GET -P16", lambda port: bench(port, "get", 50, 16, n(1_000_000), 100)),
+            ("90/10 GET/SET", lambda port: run_mix(port, 50, n(100_000))),
+            ("GET c=1000", lambda port: bench(port, "get", 1000, 1, n(100_000), 100)),
+            ("SET 64KiB", lambda port: bench(port, "set", 50, 1, n(10_000), 65536, keyspace=1000)),
+            ("GET 64KiB", lambda port: bench(port, "get", 50, 1, n(10_000), 65536, keyspace=1000)),
+        ]
+        requests = {"SET -P1": n(100_000), "GET -P1": n(100_000), "SET -P16": n(1_000_000),
+                    "GET -P16": n(1_000_000), "90/10 GET/SET": n(100_000), "GET c=1000": n(100_000),
+                    "SET 64KiB": n(10_000), "GET 64KiB": n(10_000)}
+        results = {}
+        for rnd in range(args.rounds):
+            for wname, fn in workloads:
+                # Rotate the order each round so no endpoint always runs first.
+                order = endpoints[rnd % len(endpoints):] + endpoints[:rnd % len(endpoints)]
+                for ename, pid, port in order:
+                    c0 = cpu_seconds(pid) if pid else 0
+                    r = fn(port)
+                    c1 = cpu_seconds(pid) if pid else 0
+                    if r is None:
+                        print(f"  {wname} on {ename}: no result", file=sys.stderr)
+                        continue
+                    r["cpu_us"] = (c1 - c0) / requests[wname] * 1e6 if pid else None
+                    results.setdefault((wname, ename), []).append(r)
+            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+        print(f"\nredis-benchmark, 50 clients unless noted, -r 100000 -d 100; median of {args.rounds} interleaved rounds")
+        print(f"{'workload':<15} {'endpoint':<18} {'rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'÷direct':>8} {'CPU µs/req':>10}")
+        for wname, _ in workloads:
+            direct = statistics.median(r["rps"] for r in results.get((wname, "direct"), [{"rps": 0}]))
+            for ename, pid, _ in endpoints:
+                rs = results.get((wname, ename))
+                if not rs:
+                    continue
+                rps = statistics.median(r["rps"] for r in rs)
+                p50 = statistics.median(r["p50"] for r in rs)
+                p99 = statistics.median(r["p99"] for r in rs)
+                cpu = statistics.median(r["cpu_us"] for r in rs) if pid else None
+                ratio = rps / direct if direct else 0
+                print(f"{wname:<15} {ename:<18} {rps:>10.0f} {p50:>7.3f} {p99:>7.3f} {ratio:>8.2f} "
+                      f"{(f'{cpu:.2f}' if cpu is not None else '-'):>10}")
+        print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
+        for ename, (before, after) in idle.items():
+            print(f"  {ename:<18} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")
+    finally:
+        for p, _ in procs.values():
+            p.terminate()
+            p.wait()
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

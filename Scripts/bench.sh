@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmark (not a test; CI does not run it): redis-benchmark against a direct Redis, twemproxy and
+# the ambassador in one interleaved run, with ratios to direct and each proxy's CPU per request.
+#   Scripts/bench.sh [--rounds N] [--quick]
+# Needs: redis-server, redis-tools (redis-benchmark), nutcracker (twemproxy), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in redis-server redis-benchmark nutcracker python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install redis-server redis-tools nutcracker python3)" >&2; exit 1; }
+done
+swift build -c release --product redis-ambassador >&2
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+exec python3 Scripts/bench.py --ambassador .build/release/redis-ambassador "$@"
