@@ -47,8 +47,21 @@ public final class Connection {
 
     let fd: Int32
     private var state: State = .idle
-    private let input: OpaquePointer
-    private let output: OpaquePointer
+    // The evbuffers are created on first use: an idle client that never sent a byte costs neither.
+    private var inputStorage: OpaquePointer?
+    private var outputStorage: OpaquePointer?
+    private var input: OpaquePointer {
+        if let buffer = inputStorage { return buffer }
+        let buffer = evbuffer_new()!
+        inputStorage = buffer
+        return buffer
+    }
+    private var output: OpaquePointer {
+        if let buffer = outputStorage { return buffer }
+        let buffer = evbuffer_new()!
+        outputStorage = buffer
+        return buffer
+    }
     var inputBuffer: OpaquePointer { input }
     var outputBuffer: OpaquePointer { output }
     private var readEvent: OpaquePointer?
@@ -62,15 +75,13 @@ public final class Connection {
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop
         self.fd = fd
-        input = evbuffer_new()
-        output = evbuffer_new()
     }
 
     deinit {
         precondition(state == .idle || state == .closed, "connection freed while open")
         if state == .idle { _ = Glibc.close(fd) }
-        evbuffer_free(input)
-        evbuffer_free(output)
+        if let inputStorage { evbuffer_free(inputStorage) }
+        if let outputStorage { evbuffer_free(outputStorage) }
     }
 
     // MARK: opening
@@ -85,7 +96,7 @@ public final class Connection {
         connection.state = .connecting
         connection.createEvents()
         var tv = timeval(seconds: timeout)
-        event_add(connection.writeEvent, &tv)
+        event_add(connection.ensureWriteEvent(), &tv)
         connection.writeArmed = true
         return connection
     }
@@ -105,9 +116,17 @@ public final class Connection {
         readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
             Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleReadable()
         }, context)
-        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, what, ctx in
-            Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleWritable(timedOut: Int32(what) & EV_TIMEOUT != 0)
-        }, context)
+    }
+
+    /// EV_WRITE is needed only while connecting and after the kernel said EAGAIN; most connections
+    /// never need it, so it is created on first use (an idle connection carries one event, not two).
+    private func ensureWriteEvent() -> OpaquePointer? {
+        if writeEvent == nil, let context = selfRetain?.toOpaque() {
+            writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, what, ctx in
+                Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleWritable(timedOut: Int32(what) & EV_TIMEOUT != 0)
+            }, context)
+        }
+        return writeEvent
     }
 
     // MARK: state
@@ -116,9 +135,9 @@ public final class Connection {
     public var isOpen: Bool { state == .open || state == .connecting }
     public var isConnected: Bool { state == .open }
     /// Bytes waiting in the input buffer.
-    public var inputCount: Int { evbuffer_get_length(input) }
+    public var inputCount: Int { inputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// Bytes waiting to be written.
-    public var outputCount: Int { evbuffer_get_length(output) }
+    public var outputCount: Int { outputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// The local port (useful when a test connects to port 0 listeners).
     public var localPort: UInt16 { Socket.localPort(fd) }
 
@@ -264,7 +283,7 @@ public final class Connection {
     func flushNow() {
         dirty = false
         guard state == .open || state == .closing else { return }
-        while evbuffer_get_length(output) > 0 {
+        while outputCount > 0 {
             let written = evbuffer_write_atmost(output, fd, -1)
             if written < 0 {
                 let e = errno
@@ -274,11 +293,11 @@ public final class Connection {
             }
             if written == 0 { break }
         }
-        let pending = evbuffer_get_length(output) > 0
+        let pending = outputCount > 0
         let drainedAfterWaiting = writeArmed && !pending
         if pending != writeArmed {
             writeArmed = pending
-            if pending { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+            if pending { event_add(ensureWriteEvent(), nil) } else { event_del(writeEvent) }
         }
         if !pending && state == .closing { return teardown(error: nil) }
         if drainedAfterWaiting { delegate?.connectionDidDrainOutput(self) }
@@ -304,7 +323,7 @@ public final class Connection {
         state = .open
         updateReading()
         delegate?.connectionDidConnect(self)
-        if evbuffer_get_length(output) > 0 { flushNow() }
+        if outputCount > 0 { flushNow() }
     }
 
     // MARK: closing
@@ -319,7 +338,7 @@ public final class Connection {
         case .connecting:
             teardown(error: nil)
         case .open:
-            if flush && evbuffer_get_length(output) > 0 {
+            if flush && outputCount > 0 {
                 state = .closing
                 readEnabled = false
                 event_del(readEvent)

@@ -4,7 +4,7 @@ public struct RESPEncoder: Sendable {
     public var protocolVersion: Int
     public private(set) var bytes: [UInt8] = []
 
-    public init(protocolVersion: Int = 2, capacity: Int = 256) {
+    public init(protocolVersion: Int = 2, capacity: Int = 0) {
         self.protocolVersion = protocolVersion
         bytes.reserveCapacity(capacity)
     }

@@ -61,9 +61,10 @@ public struct RequestParser: Sendable {
                                      firstArgument: ShortBytes(), isInline: false)
     private var line: [UInt8] = []
 
+    /// Nothing is reserved up front: an idle client costs no argument table. The table grows on
+    /// the first requests and keeps its capacity from then on.
     public init(limits: RESPLimits = .redis) {
         self.limits = limits
-        arguments.reserveCapacity(16)
     }
 
     /// True between frames (nothing of a next frame consumed yet).
