@@ -34,7 +34,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
 
     public init(listen: Address, master: Address, replicas: [Address] = [],
                 readPolicy: ReadPolicy = .preferReplica, username: String? = nil,
-                password: String? = nil, passwordSource: String? = nil, backendConnections: Int = 2,
+                password: String? = nil, passwordSource: String? = nil, backendConnections: Int = 1,
                 pinnedPoolSize: Int = 8, connectTimeout: Duration = Duration(seconds: 2),
                 reconnectInterval: Duration = Duration(seconds: 0.25), logLevel: String = "info") {
         self.listen = listen

@@ -34,7 +34,7 @@ import Testing
         let config = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: localhost:6379\nreplicas:\n")
         #expect(config.readPolicy == .preferReplica)
         #expect(config.replicas.isEmpty)
-        #expect(config.backendConnections == 2)
+        #expect(config.backendConnections == 1)
         #expect(config.password == nil)
     }
 
