@@ -31,12 +31,24 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var reconnectInterval: Duration
     /// `debug`, `info`, `warning`, `error`.
     public var logLevel: String
+    /// Event-loop threads, each with its own SO_REUSEPORT listener and backend connections;
+    /// nil is `auto` (see `workerCount(cores:)`).
+    public var workers: Int?
+
+    /// What `workers` means on a machine with `cores` cores. `auto` leaves a core for Redis and the
+    /// app: on 2 cores shared with Redis one loop measured best (each extra loop also halves the
+    /// batching per backend connection), so `auto` is 1 up to 2 cores and cores − 1 above.
+    public func workerCount(cores: Int) -> Int {
+        if let workers { return workers }
+        return cores <= 2 ? 1 : cores - 1
+    }
 
     public init(listen: Address, master: Address, replicas: [Address] = [],
                 readPolicy: ReadPolicy = .preferReplica, username: String? = nil,
                 password: String? = nil, passwordSource: String? = nil, backendConnections: Int = 1,
                 pinnedPoolSize: Int = 8, connectTimeout: Duration = Duration(seconds: 2),
-                reconnectInterval: Duration = Duration(seconds: 0.25), logLevel: String = "info") {
+                reconnectInterval: Duration = Duration(seconds: 0.25), logLevel: String = "info",
+                workers: Int? = nil) {
         self.listen = listen
         self.master = master
         self.replicas = replicas
@@ -49,6 +61,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
         self.connectTimeout = connectTimeout
         self.reconnectInterval = reconnectInterval
         self.logLevel = logLevel
+        self.workers = workers
     }
 }
 

@@ -11,6 +11,7 @@ public enum ConfigLoader {
         "password_file": "a file path", "backend_connections": "an integer 1...64",
         "pinned_pool_size": "an integer 0...1024", "connect_timeout": "a duration (250ms, 2s)",
         "reconnect_interval": "a duration (250ms, 2s)", "log_level": "debug | info | warning | error",
+        "workers": "auto or an integer 1...64",
     ]
 
     /// Loads the file at `path`. `environment` supplies `REDIS_AMBASSADOR_PASSWORD`.
@@ -112,6 +113,15 @@ public enum ConfigLoader {
         }
         if let node = values["connect_timeout"] { config.connectTimeout = try duration("connect_timeout", node) }
         if let node = values["reconnect_interval"] { config.reconnectInterval = try duration("reconnect_interval", node) }
+        if let node = values["workers"] {
+            let text = try string("workers", node)
+            if text != "auto" {
+                guard let count = Int(text), (1...64).contains(count) else {
+                    throw ConfigError(key: "workers", line: line(node), "expected auto or an integer 1...64, got '\(text)'")
+                }
+                config.workers = count
+            }
+        }
         if let node = values["log_level"] {
             let level = try string("log_level", node)
             guard ["debug", "info", "warning", "error"].contains(level) else {

@@ -24,22 +24,36 @@ public final class Proxy {
     var pinnedSessions = 0
     public private(set) var acceptedConnections = 0
 
-    public init(config: AmbassadorConfig, loop: EventLoop, logger: Logger, table: CommandTable = .redis) {
+    /// This worker's index (0 when there is one loop).
+    public let worker: Int
+
+    public init(config: AmbassadorConfig, loop: EventLoop, logger: Logger, table: CommandTable = .redis,
+                worker: Int = 0) {
         self.loop = loop
         self.config = config
         self.logger = logger
         self.table = table
+        self.worker = worker
+        // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
+        nextSessionID = Int64(worker) << 40 | 1
         master = Backend(proxy: self, address: config.master, role: .master)
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
     }
 
-    /// Opens the listener and the backend connections.
-    public func start() throws(SocketError) {
-        let endpoint = Endpoint(host: config.listen.host, port: config.listen.port)
-        listener = try Listener(loop: loop, endpoint: endpoint) { [unowned self] connection in
+    /// Opens the listener and the backend connections. With several workers every one listens on
+    /// the same address with SO_REUSEPORT (`port` overrides the config's, for a port 0 the first
+    /// worker was given).
+    public func start(reusePort: Bool = false, port: UInt16? = nil) throws(SocketError) {
+        let endpoint = Endpoint(host: config.listen.host, port: port ?? config.listen.port)
+        listener = try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort) { [unowned self] connection in
             self.accept(connection)
         }
+        if worker > 0 { return startBackends() }
         logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
+        startBackends()
+    }
+
+    private func startBackends() {
         master.start()
         replicas.forEach { $0.start() }
     }
@@ -131,7 +145,7 @@ public final class Proxy {
 
     /// `AMBASSADOR INFO`.
     func infoText() -> String {
-        var lines = ["# ambassador", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
+        var lines = ["# ambassador", "worker:\(worker)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
                      "pinned_sessions:\(pinnedSessions)", "read_policy:\(config.readPolicy.rawValue)",
                      "master:\(master.address),\(master.isUp ? "up" : "down")"]
         for (index, replica) in replicas.enumerated() {

@@ -17,6 +17,7 @@ import Testing
             connect_timeout: 250ms
             reconnect_interval: 1s
             log_level: debug
+            workers: 3
             """)
         #expect(config.listen == Address(host: "127.0.0.1", port: 6380))
         #expect(config.master == Address(host: "127.0.0.1", port: 6379))
@@ -28,6 +29,16 @@ import Testing
         #expect(config.connectTimeout == Duration(seconds: 0.25))
         #expect(config.reconnectInterval == Duration(seconds: 1))
         #expect(config.logLevel == "debug")
+        #expect(config.workers == 3 && config.workerCount(cores: 16) == 3)
+    }
+
+    @Test func workersAutoLeavesACoreForRedis() throws {
+        let config = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: auto\n")
+        #expect(config.workers == nil)
+        #expect(config.workerCount(cores: 1) == 1)
+        #expect(config.workerCount(cores: 2) == 1)
+        #expect(config.workerCount(cores: 8) == 7)
+        #expect(throws: ConfigError.self) { _ = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: 0\n") }
     }
 
     @Test func defaultsApplyWhenKeysAreAbsent() throws {

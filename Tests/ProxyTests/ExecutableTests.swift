@@ -77,4 +77,51 @@ import Glibc
         #expect(!process.isRunning)
         if !process.isRunning { #expect(process.terminationStatus == 0) }
     }
+
+    /// `workers: 2`: two event loops share the listening port (SO_REUSEPORT); the kernel spreads
+    /// connections over both, every one is served, and SIGTERM stops them all.
+    @Test func twoWorkersShareOnePort() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let port = try RedisServer.freePort()
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("workers-\(UUID().uuidString).yaml")
+        try "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nworkers: 2\nlog_level: warning\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let process = Process()
+        process.executableURL = try Self.binary()
+        process.arguments = ["--config", config.path]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        var ready = false
+        for _ in 0..<200 {
+            if (try? BlockingClient(port: port, timeout: 2).command(["PING"])) == .simple("PONG") { ready = true; break }
+            usleep(20_000)
+        }
+        #expect(ready)
+        var workersSeen = Set<String>()
+        var clients: [BlockingClient] = []
+        for i in 0..<64 {
+            let client = try BlockingClient(port: port, timeout: 5)
+            clients.append(client)
+            let info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
+            if let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("worker:") }) {
+                workersSeen.insert(String(line))
+            }
+            #expect(try client.command(["SET", "w\(i)", "v\(i)"]) == .simple("OK"))
+        }
+        for (i, client) in clients.enumerated() { #expect(try client.command(["GET", "w\(i)"]) == .bulk("v\(i)")) }
+        #expect(workersSeen == ["worker:0", "worker:1"], "connections spread over both workers")
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(!process.isRunning)
+        if !process.isRunning { #expect(process.terminationStatus == 0) }
+    }
 }
