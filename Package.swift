@@ -43,7 +43,7 @@ let package = Package(
         ),
         // Real redis-server processes and a blocking client for the tests (no mock Redis).
         .target(name: "TestSupport", dependencies: ["RESP"], path: "Tests/TestSupport"),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),

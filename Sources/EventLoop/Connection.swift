@@ -165,12 +165,17 @@ public final class Connection {
 
     private func handleReadable() {
         guard state == .open else { return }
+        var readSomething = false
+        var ending: SocketError?? = nil  // .some(nil): EOF; .some(error): a read error
         var rounds = 0
         while rounds < 4 {
             rounds += 1
             let room = min(readChunkSize, readHighWaterMark == .max ? readChunkSize : max(readHighWaterMark - inputCount, 1))
             let vectors = evbuffer_reserve_space(input, room, loop.iovecs, 2)
-            guard vectors > 0 else { return fail(SocketError(.read, detail: "out of memory reserving input")) }
+            guard vectors > 0 else {
+                ending = .some(SocketError(.read, detail: "out of memory reserving input"))
+                break
+            }
             let got = readv(fd, loop.iovecs, vectors)
             if got > 0 {
                 // Commit exactly what was read: trim the vectors to `got` bytes.
@@ -181,19 +186,27 @@ public final class Connection {
                     left -= take
                 }
                 evbuffer_commit_space(input, loop.iovecs, vectors)
+                readSomething = true
                 if got < room { break }
             } else if got == 0 {
                 evbuffer_commit_space(input, loop.iovecs, 0)
-                return peerClosed()
+                ending = .some(nil)
+                break
             } else {
                 let e = errno
                 evbuffer_commit_space(input, loop.iovecs, 0)
                 if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { break }
-                return fail(SocketError(.read, code: e, detail: "read: \(Socket.errnoText(e))"))
+                ending = .some(SocketError(.read, code: e, detail: "read: \(Socket.errnoText(e))"))
+                break
             }
             if inputCount >= readHighWaterMark { break }
         }
-        delegate?.connectionDidRead(self)
+        // Bytes read before an EOF or an error in the same callback are delivered first: a peer
+        // that writes its last bytes and closes must not lose them.
+        if readSomething { delegate?.connectionDidRead(self) }
+        if let ending {
+            return state == .open ? teardown(error: ending) : ()
+        }
         updateReading()
     }
 
@@ -349,10 +362,6 @@ public final class Connection {
         case .closing, .closed:
             return
         }
-    }
-
-    private func peerClosed() {
-        teardown(error: nil)
     }
 
     private func fail(_ error: SocketError) {

@@ -1,5 +1,6 @@
 @_spi(Testing) import EventLoop
 import Testing
+import TestSupport
 import Synchronization
 import Dispatch
 #if canImport(Glibc)
@@ -128,10 +129,42 @@ import Glibc
         client.onConnect = { $0.write("go") }
         client.onClose = { loop.stop() }
         _ = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: client)
-        runLoop(loop, timeout: 20)
+        // Generous: a debug build on 2 cores shared with the other suites; it fails only if stuck.
+        runLoop(loop, timeout: 90)
         #expect(client.closed)
         #expect(client.closeError == nil, "orderly EOF after the data")
         #expect(client.received == payload)
+    }
+
+    @Test func bytesReadJustBeforeThePeerClosesAreDelivered() throws {
+        // Data and FIN are both queued before the loop reads: the callback reads full chunks, then
+        // EOF. Those chunks must reach the delegate before the close does.
+        let loop = try EventLoop()
+        final class Sink: ConnectionDelegate {
+            var received = 0
+            var receivedAtClose = -1
+            let loop: EventLoop
+            init(loop: EventLoop) { self.loop = loop }
+            func connectionDidRead(_ connection: Connection) {
+                received += connection.inputCount
+                connection.discardInput(connection.inputCount)
+            }
+            func connectionDidClose(_ connection: Connection, error: SocketError?) {
+                receivedAtClose = received
+                loop.stop()
+            }
+        }
+        let sink = Sink(loop: loop)
+        let listener = try Listener(loop: loop, endpoint: loopback) { $0.start(delegate: sink) }
+        for size in [32 * 1024, 16 * 1024, 64 * 1024, 100_000] {
+            sink.received = 0
+            do {
+                let peer = try BlockingClient(port: listener.port)
+                try peer.send(pattern(size))
+            }  // closed here, before the loop runs
+            runLoop(loop)
+            #expect(sink.receivedAtClose == size, "\(size) bytes then close")
+        }
     }
 
     @Test func highWaterMarkPausesReadingUntilDrained() throws {

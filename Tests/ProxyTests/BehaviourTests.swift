@@ -8,6 +8,7 @@ import TestSupport
 import Glibc
 #endif
 
+extension Integration {
 @Suite(.serialized) struct BehaviourTests {
     /// After a read-heavy run the replicas have served the reads, and nobody saw READONLY.
     @Test func readsLandOnReplicasAndWritesOnTheMaster() throws {
@@ -323,6 +324,7 @@ import Glibc
         #expect(try client.pipeline([["MULTI"], ["GET", "a"], ["EXEC"]]).map(text) == ["+OK\r\n", "+QUEUED\r\n", "*1\r\n$-1\r\n"])
         #expect(try cluster.master.client().command(["PUBSUB", "NUMSUB", "news"]) == .array([.bulk("news"), .integer(0)]))
     }
+}
 }
 
 func totalConnections(_ server: RedisServer) throws -> Int {

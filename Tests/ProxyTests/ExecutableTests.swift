@@ -6,6 +6,7 @@ import Glibc
 #endif
 
 /// The `redis-ambassador` binary itself, as a user runs it.
+extension Integration {
 @Suite(.serialized) struct ExecutableTests {
     /// The executable SwiftPM built next to this test bundle.
     static func binary() throws -> URL {
@@ -68,6 +69,8 @@ import Glibc
             usleep(20_000)
         }
         let app = try #require(client)
+        // Still running: the port was ours (a parallel test did not take it between probe and bind).
+        try #require(process.isRunning)
         #expect(try app.command(["SET", "from-binary", "1"]) == .simple("OK"))
         #expect(try master.client().command(["GET", "from-binary"]) == .bulk("1"))
         // SIGTERM stops it with status 0 (the binary unblocks signals it may inherit blocked).
@@ -105,6 +108,7 @@ import Glibc
             usleep(20_000)
         }
         #expect(ready)
+        try #require(process.isRunning, "the ambassador could bind its port")
         var workersSeen = Set<String>()
         var clients: [BlockingClient] = []
         for i in 0..<64 {
@@ -124,4 +128,5 @@ import Glibc
         #expect(!process.isRunning)
         if !process.isRunning { #expect(process.terminationStatus == 0) }
     }
+}
 }

@@ -43,6 +43,7 @@ func run(_ steps: [Step], port: UInt16) throws -> [String] {
     return replies
 }
 
+extension Integration {
 @Suite(.serialized) struct TransparencyTests {
     static let scripts: [(String, [Step])] = [
         ("strings", [
@@ -232,4 +233,5 @@ func run(_ steps: [Step], port: UInt16) throws -> [String] {
         // And the replicas really served them.
         #expect(try commandCalls(cluster.replicas[0], "get") + commandCalls(cluster.replicas[1], "get") > 0)
     }
+}
 }

@@ -36,7 +36,10 @@ public final class RedisServer: @unchecked Sendable {
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            if Self.waitForPing(port: port, timeout: 10) {
+            // The port was free when probed, but a parallel test may have taken it since: then our
+            // server failed to bind and someone else's answers. Only our own process will do.
+            if Self.waitForPing(port: port, timeout: 10),
+               Self.serverProcessID(port: port, password: password) == process.processIdentifier {
                 self.port = port
                 self.process = process
                 return
@@ -126,6 +129,15 @@ public final class RedisServer: @unchecked Sendable {
         }
         guard ok else { throw RedisServerError.didNotStart("bind()") }
         return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// `process_id` from `INFO server` of whatever answers on `port`.
+    static func serverProcessID(port: UInt16, password: String?) -> Int32? {
+        guard let client = try? BlockingClient(port: port, timeout: 2) else { return nil }
+        if let password { _ = try? client.command(["AUTH", password]) }
+        guard let info = (try? client.command(["INFO", "server"]))?.text else { return nil }
+        return info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("process_id:") }
+            .flatMap { Int32($0.dropFirst("process_id:".count)) }
     }
 
     static func waitForPing(port: UInt16, timeout: Double) -> Bool {
