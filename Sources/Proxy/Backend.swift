@@ -81,8 +81,6 @@ final class Backend {
 
     // MARK: connection events
 
-    func connectionOpened(_ connection: BackendConnection) {}
-
     func connectionUp(_ connection: BackendConnection) {
         if !connection.dedicated {
             upConnections += 1

@@ -61,7 +61,6 @@ final class BackendConnection: ConnectionDelegate {
             inject(auth, label: "AUTH")
         }
         if protocolVersion == 3 { inject(["HELLO", "3"], label: "HELLO 3") }
-        if !dedicated { backend.connectionOpened(self) }
     }
 
     func connectionDidConnect(_ connection: Connection) {
@@ -84,7 +83,7 @@ final class BackendConnection: ConnectionDelegate {
         let slot = proxy.slots.take()
         slot.kind = .injected
         slot.label = label
-        write(BlockingEncoding.multibulk(arguments), slot: slot)
+        write(Self.request(arguments), slot: slot)
     }
 
     /// Writes a request whose reply the ambassador reads itself.
@@ -92,7 +91,12 @@ final class BackendConnection: ConnectionDelegate {
         let slot = proxy.slots.take()
         slot.kind = .probe
         slot.probe = handler
-        write(BlockingEncoding.multibulk(arguments), slot: slot)
+        write(Self.request(arguments), slot: slot)
+    }
+
+    /// A request the ambassador sends itself (AUTH, HELLO, SELECT, INFO), as a multibulk.
+    static func request(_ arguments: [String]) -> [UInt8] {
+        RESPValue.array(arguments.map { .bulk($0) }).encoded
     }
 
     func write(_ bytes: [UInt8], slot: Slot) {
@@ -242,23 +246,5 @@ final class BackendConnection: ConnectionDelegate {
             connection.delegate = nil
             connection.close(flush: false)
         }
-    }
-}
-
-/// Multibulk encoding for the few requests the ambassador sends itself.
-enum BlockingEncoding {
-    static func multibulk(_ arguments: [String]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.append(UInt8(ascii: "*"))
-        out.append(contentsOf: String(arguments.count).utf8)
-        out.append(contentsOf: [13, 10])
-        for argument in arguments {
-            out.append(UInt8(ascii: "$"))
-            out.append(contentsOf: String(argument.utf8.count).utf8)
-            out.append(contentsOf: [13, 10])
-            out.append(contentsOf: argument.utf8)
-            out.append(contentsOf: [13, 10])
-        }
-        return out
     }
 }

@@ -137,7 +137,7 @@ final class ClientSession: ConnectionDelegate {
 
     private func forwardRead(_ frame: RequestFrame) {
         switch proxy.readTarget(for: self, excluding: nil) {
-        case .backend(let backend) where backend.role == .replica:
+        case let backend? where backend.role == .replica:
             let target = backend.sharedConnection(for: self)
             target.select(db)
             let slot = enqueue()
@@ -145,7 +145,7 @@ final class ClientSession: ConnectionDelegate {
             connection.copyInput(from: 0, count: frame.length, into: &slot.retryRequest)
             slot.retriesLeft = 2
             target.forward(from: connection, length: frame.length, slot: slot)
-        case .backend(let backend):
+        case let backend?:
             forward(frame, to: backend)
         case .none:
             connection.discardInput(frame.length)
@@ -380,16 +380,21 @@ final class ClientSession: ConnectionDelegate {
     /// RESET: back to a fresh connection's state. A pinned connection is handed back when clean,
     /// closed otherwise.
     func reset() {
-        if let connection = pinned {
-            pinned = nil
-            proxy.pinnedSessions -= 1
-            if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
-                proxy.master.releasePinned(connection)
-            } else {
-                connection.close()
-            }
-        }
+        dropPinned()
         resetState()
+    }
+
+    /// Lets go of the pinned connection: back to the pool when its state is clean, else closed
+    /// (a connection blocked, subscribed or mid-transaction cannot be reused safely).
+    private func dropPinned() {
+        guard let connection = pinned else { return }
+        pinned = nil
+        proxy.pinnedSessions -= 1
+        if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
+            proxy.master.releasePinned(connection)
+        } else {
+            connection.close()
+        }
     }
 
     // MARK: closing
@@ -400,16 +405,7 @@ final class ClientSession: ConnectionDelegate {
             if slot.ready { proxy.slots.give(slot) } else { slot.session = nil }
         }
         fifo.removeAll()
-        if let pinned {
-            self.pinned = nil
-            proxy.pinnedSessions -= 1
-            // A connection blocked, subscribed or mid-transaction cannot be reused safely.
-            if pinned.inflight.isEmpty && !inMulti && !watching && !pinned.relay {
-                proxy.master.releasePinned(pinned)
-            } else {
-                pinned.close()
-            }
-        }
+        dropPinned()
         proxy.sessionClosed(self)
     }
 }

@@ -89,34 +89,30 @@ public final class Proxy {
 
     // MARK: routing
 
-    enum ReadTarget {
-        case backend(Backend)
-    }
-
     /// Where a read goes under `read_policy`: replicas that are up take turns; `prefer-replica`
     /// falls back to the master; `replica` has nowhere to go (nil) when none is up.
-    func readTarget(for session: ClientSession, excluding excluded: Backend?) -> ReadTarget? {
+    func readTarget(for session: ClientSession, excluding excluded: Backend?) -> Backend? {
         switch config.readPolicy {
         case .master:
-            return .backend(master)
+            return master
         case .preferReplica, .replica:
             if !replicas.isEmpty {
                 for step in 0..<replicas.count {
                     let candidate = replicas[(replicaCursor + step) % replicas.count]
                     if candidate.isUp && candidate !== excluded {
                         replicaCursor = (replicaCursor + step + 1) % replicas.count
-                        return .backend(candidate)
+                        return candidate
                     }
                 }
             }
-            return config.readPolicy == .preferReplica ? .backend(master) : nil
+            return config.readPolicy == .preferReplica ? master : nil
         }
     }
 
     /// A read whose replica connection died before replying: sent again to another replica or
     /// (under prefer-replica) the master. False when there is nowhere to send it.
     func retryRead(_ slot: Slot, after failed: Backend) -> Bool {
-        guard let session = slot.session, case .backend(let backend)? = readTarget(for: session, excluding: failed),
+        guard let session = slot.session, let backend = readTarget(for: session, excluding: failed),
               backend !== failed else { return false }
         let target = backend.sharedConnection(for: session)
         guard target.isUsable else { return false }

@@ -46,11 +46,7 @@ public final class BlockingClient {
     }
 
     public static func encode(_ arguments: [String]) -> [UInt8] {
-        var out = Array("*\(arguments.count)\r\n".utf8)
-        for argument in arguments {
-            out += Array("$\(argument.utf8.count)\r\n".utf8) + Array(argument.utf8) + [13, 10]
-        }
-        return out
+        RESPValue.array(arguments.map { .bulk($0) }).encoded
     }
 
     /// Sends one command and reads its reply.
