@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // libevent 2.1 as a system library: module map + a thin shim (see Sources/CLibevent/shim.h).
@@ -32,11 +33,18 @@ let package = Package(
             "EventLoop", "RESP", "Routing", "Config",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // The control plane: workers, reload (SIGHUP, file change, POST /reload), the admin
+        // endpoint (evhttp), graceful shutdown.
+        .target(name: "Control", dependencies: [
+            "EventLoop", "Config", "Proxy",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(
             name: "RedisAmbassador",
             dependencies: [
-                "EventLoop", "RESP", "Routing", "Config", "Proxy",
+                "EventLoop", "RESP", "Routing", "Config", "Proxy", "Control",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -24,6 +24,8 @@
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/util.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 // `evtimer_new` is a function-like macro (event_new with fd -1 and no flags): Swift cannot import it.
 static inline struct event *ra_evtimer_new(struct event_base *base,

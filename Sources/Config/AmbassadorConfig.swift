@@ -22,6 +22,8 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var password: String?
     /// Where the password came from, for `/config` and logs (never the password itself).
     public var passwordSource: String?
+    /// The `password_file` path (watched for changes, like the config file itself).
+    public var passwordFile: String?
     /// Shared, pipelined connections per backend that multiplex every session's stateless commands.
     public var backendConnections: Int
     /// Idle dedicated master connections kept for pinned sessions (MULTI, BLPOP, SUBSCRIBE …).
@@ -34,6 +36,11 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// Event-loop threads, each with its own SO_REUSEPORT listener and backend connections;
     /// nil is `auto` (see `workerCount(cores:)`).
     public var workers: Int?
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/config`, `POST /reload`);
+    /// nil (no `admin:` key) turns it off.
+    public var adminListen: Address?
+    /// How long SIGTERM/SIGINT wait for in-flight requests before closing what is left.
+    public var shutdownTimeout: Duration
 
     /// What `workers` means on a machine with `cores` cores. `auto` leaves a core for Redis and the
     /// app: on 2 cores shared with Redis one loop measured best (each extra loop also halves the
@@ -48,7 +55,8 @@ public struct AmbassadorConfig: Sendable, Equatable {
                 password: String? = nil, passwordSource: String? = nil, backendConnections: Int = 1,
                 pinnedPoolSize: Int = 8, connectTimeout: Duration = Duration(seconds: 2),
                 reconnectInterval: Duration = Duration(seconds: 0.25), logLevel: String = "info",
-                workers: Int? = nil) {
+                workers: Int? = nil, adminListen: Address? = nil,
+                shutdownTimeout: Duration = Duration(seconds: 10)) {
         self.listen = listen
         self.master = master
         self.replicas = replicas
@@ -62,7 +70,66 @@ public struct AmbassadorConfig: Sendable, Equatable {
         self.reconnectInterval = reconnectInterval
         self.logLevel = logLevel
         self.workers = workers
+        self.adminListen = adminListen
+        self.shutdownTimeout = shutdownTimeout
     }
+
+    /// The keys whose value differs in `other`, in file order (for the reload log line).
+    public func changedKeys(to other: AmbassadorConfig) -> [String] {
+        var keys: [String] = []
+        if listen != other.listen { keys.append("listen") }
+        if master != other.master { keys.append("master") }
+        if replicas != other.replicas { keys.append("replicas") }
+        if readPolicy != other.readPolicy { keys.append("read_policy") }
+        if username != other.username { keys.append("username") }
+        if password != other.password || passwordSource != other.passwordSource { keys.append("password") }
+        if backendConnections != other.backendConnections { keys.append("backend_connections") }
+        if pinnedPoolSize != other.pinnedPoolSize { keys.append("pinned_pool_size") }
+        if connectTimeout != other.connectTimeout { keys.append("connect_timeout") }
+        if reconnectInterval != other.reconnectInterval { keys.append("reconnect_interval") }
+        if logLevel != other.logLevel { keys.append("log_level") }
+        if workers != other.workers { keys.append("workers") }
+        if adminListen != other.adminListen { keys.append("admin.listen") }
+        if shutdownTimeout != other.shutdownTimeout { keys.append("shutdown_timeout") }
+        return keys
+    }
+
+    /// Keys a reload cannot apply to a running process: the number of event loops and of shared
+    /// connections per backend are fixed at start.
+    public static let restartOnlyKeys: Set<String> = ["workers", "backend_connections"]
+
+    /// `other` with the restart-only keys kept at this config's values: what a reload applies.
+    public func applyingLive(_ other: AmbassadorConfig) -> AmbassadorConfig {
+        var applied = other
+        applied.workers = workers
+        applied.backendConnections = backendConnections
+        return applied
+    }
+
+    /// The config as `/config` shows it: every key, the password replaced by where it came from.
+    public var redacted: [String: RedactedValue] {
+        var view: [String: RedactedValue] = [
+            "listen": .string(listen.description), "master": .string(master.description),
+            "replicas": .list(replicas.map(\.description)), "read_policy": .string(readPolicy.rawValue),
+            "backend_connections": .int(backendConnections), "pinned_pool_size": .int(pinnedPoolSize),
+            "connect_timeout": .string(connectTimeout.description),
+            "reconnect_interval": .string(reconnectInterval.description), "log_level": .string(logLevel),
+            "workers": workers.map { .int($0) } ?? .string("auto"),
+            "shutdown_timeout": .string(shutdownTimeout.description),
+        ]
+        if let username { view["username"] = .string(username) }
+        if password != nil { view["password"] = .string("<redacted> (\(passwordSource ?? "set"))") }
+        if let adminListen { view["admin"] = .object(["listen": .string(adminListen.description)]) }
+        return view
+    }
+}
+
+/// A JSON-shaped value of the redacted config view.
+public indirect enum RedactedValue: Sendable, Equatable {
+    case string(String)
+    case int(Int)
+    case list([String])
+    case object([String: RedactedValue])
 }
 
 /// A configuration problem, naming the key and (for a file) the line.

@@ -11,7 +11,8 @@ public enum ConfigLoader {
         "password_file": "a file path", "backend_connections": "an integer 1...64",
         "pinned_pool_size": "an integer 0...1024", "connect_timeout": "a duration (250ms, 2s)",
         "reconnect_interval": "a duration (250ms, 2s)", "log_level": "debug | info | warning | error",
-        "workers": "auto or an integer 1...64",
+        "workers": "auto or an integer 1...64", "admin": "a mapping with `listen: host:port`",
+        "shutdown_timeout": "a duration (10s)",
     ]
 
     /// Loads the file at `path`. `environment` supplies `REDIS_AMBASSADOR_PASSWORD`.
@@ -101,6 +102,7 @@ public enum ConfigLoader {
             while password.hasSuffix("\n") || password.hasSuffix("\r") { password.removeLast() }
             config.password = password
             config.passwordSource = "password_file \(path)"
+            config.passwordFile = path
         } else if let password = environment["REDIS_AMBASSADOR_PASSWORD"], !password.isEmpty {
             config.password = password
             config.passwordSource = "environment REDIS_AMBASSADOR_PASSWORD"
@@ -122,6 +124,21 @@ public enum ConfigLoader {
                 config.workers = count
             }
         }
+        if let node = values["admin"], node.null == nil {
+            guard let mapping = node.mapping else {
+                throw ConfigError(key: "admin", line: line(node), "expected a mapping with `listen: host:port`")
+            }
+            for (keyNode, value) in mapping {
+                guard keyNode.string == "listen" else {
+                    throw ConfigError(key: "admin.\(keyNode.string ?? "?")", line: line(keyNode), "unknown key (known keys: listen)")
+                }
+                config.adminListen = try address("admin.listen", value)
+            }
+            guard config.adminListen != nil else {
+                throw ConfigError(key: "admin.listen", line: line(node), "is required when `admin` is given")
+            }
+        }
+        if let node = values["shutdown_timeout"] { config.shutdownTimeout = try duration("shutdown_timeout", node) }
         if let node = values["log_level"] {
             let level = try string("log_level", node)
             guard ["debug", "info", "warning", "error"].contains(level) else {

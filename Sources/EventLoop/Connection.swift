@@ -50,6 +50,8 @@ public final class Connection {
     public var readChunkSize = 16 * 1024 - 128
 
     let fd: Int32
+    /// Opened with `connect` (a backend), not accepted: which byte counters of the loop it feeds.
+    private var outbound = false
     private var state: State = .idle
     // The evbuffers are created on first use: an idle client that never sent a byte costs neither.
     private var inputStorage: OpaquePointer?
@@ -97,6 +99,7 @@ public final class Connection {
         let fd = try Socket.startConnect(endpoint)
         let connection = Connection(loop: loop, fd: fd)
         connection.delegate = delegate
+        connection.outbound = true
         connection.state = .connecting
         connection.createEvents()
         var tv = timeval(seconds: timeout)
@@ -190,6 +193,7 @@ public final class Connection {
                     left -= take
                 }
                 evbuffer_commit_space(input, loop.iovecs, vectors)
+                if outbound { loop.backendBytesIn &+= got } else { loop.clientBytesIn &+= got }
                 readSomething = true
                 if got < room { break }
             } else if got == 0 {
@@ -309,6 +313,7 @@ public final class Connection {
                 return fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
             }
             if written == 0 { break }
+            if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
         }
         let pending = outputCount > 0
         let drainedAfterWaiting = writeArmed && !pending

@@ -24,6 +24,12 @@ public final class EventLoop {
     /// Scratch vectors for reads and peeks, reused by every connection of this loop.
     let iovecs: UnsafeMutablePointer<iovec>
     static let iovecCapacity = 16
+    /// Running totals of bytes read and written on this loop, for metrics: app connections
+    /// (accepted) and backends (connected out).
+    public internal(set) var clientBytesIn = 0
+    public internal(set) var clientBytesOut = 0
+    public internal(set) var backendBytesIn = 0
+    public internal(set) var backendBytesOut = 0
 
     public init() throws(SocketError) {
         // A peer that closes while we write would otherwise kill the process (LIBEVENT-NOTES.md #4).
@@ -76,6 +82,13 @@ public final class EventLoop {
         var tv = timeval()
         event_base_gettimeofday_cached(base, &tv)
         return Double(tv.tv_sec) + Double(tv.tv_usec) / 1_000_000
+    }
+
+    /// The loop's cached time in microseconds: one clock read per iteration, for latencies.
+    public var nowMicroseconds: Int {
+        var tv = timeval()
+        event_base_gettimeofday_cached(base, &tv)
+        return tv.tv_sec &* 1_000_000 &+ tv.tv_usec
     }
 
     /// A thread-safe way to reach this loop from other threads.

@@ -43,3 +43,7 @@ public final class SignalHandler {
 
     deinit { if let event { event_free(event) } }
 }
+
+/// `Timer` for modules that also import Foundation (whose `Timer` would be ambiguous; the module
+/// and the class are both named EventLoop, so `EventLoop.Timer` cannot qualify it).
+public typealias LoopTimer = Timer

@@ -96,6 +96,25 @@ final class Backend {
         }
     }
 
+    /// Left the config: takes no new requests, reconnects nothing, and closes each connection once
+    /// its in-flight replies are in.
+    func retire() {
+        removed = true
+        idlePinned.forEach { $0.close() }
+        idlePinned.removeAll()
+        for set in shared {
+            for connection in set { connection.closeWhenIdle() }
+        }
+        checkDrained()
+    }
+
+    /// No shared connection of this retired backend is open any more.
+    var isDrained: Bool { shared.allSatisfy { $0.allSatisfy { !$0.isOpen } } }
+
+    func checkDrained() {
+        if removed && isDrained { proxy.retiredBackendDrained(self) }
+    }
+
     func shutdown() {
         removed = true
         for set in shared { set.forEach { $0.close() } }

@@ -35,7 +35,10 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     var proxy: Proxy { backend.proxy }
-    var isUsable: Bool { state != .down }
+    var isUsable: Bool { state != .down && !backend.removed }
+    var isOpen: Bool { connection != nil }
+    /// Counted in the metrics' open connections (and, when shared, in the backend's up count).
+    private var counted = false
 
     // MARK: connecting
 
@@ -65,6 +68,9 @@ final class BackendConnection: ConnectionDelegate {
 
     func connectionDidConnect(_ connection: Connection) {
         state = .up
+        counted = true
+        proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
+                                              open: 1, up: dedicated ? 0 : 1)
         proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : "")")
         backend.connectionUp(self)
     }
@@ -140,6 +146,7 @@ final class BackendConnection: ConnectionDelegate {
                     try scanner.scan(chunk, from: &index)
                 }
             } catch {
+                proxy.stats.error(.backendProtocol)
                 proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(error)); reconnecting")
                 connection.close(flush: false)
                 return
@@ -165,7 +172,7 @@ final class BackendConnection: ConnectionDelegate {
         switch slot.kind {
         case .client:
             if let session = slot.session {
-                session.completed(slot, length: frame.length, from: connection)
+                session.completed(slot, length: frame.length, from: connection, isError: frame.isError)
             } else {
                 connection.discardInput(frame.length)  // its client left: read and drop
                 proxy.slots.give(slot)
@@ -184,6 +191,10 @@ final class BackendConnection: ConnectionDelegate {
             proxy.slots.give(slot)
         }
         if dedicated, let owner, inflight.isEmpty { owner.pinnedConnectionIdle(self) }
+        if backend.removed, !dedicated, inflight.isEmpty {
+            close()
+            backend.checkDrained()
+        }
     }
 
     static func copy(_ connection: Connection, _ count: Int) -> [UInt8] {
@@ -199,6 +210,7 @@ final class BackendConnection: ConnectionDelegate {
         let wasUp = state == .up
         state = .down
         self.connection = nil
+        uncount()
         let why = error.map { "\($0)" } ?? "closed by the server"
         if wasUp {
             proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : ""): \(why)")
@@ -211,6 +223,7 @@ final class BackendConnection: ConnectionDelegate {
             self.owner = nil
             owner.pinnedConnectionLost(self)
         }
+        if backend.removed { return backend.checkDrained() }
         scheduleReconnect()
     }
 
@@ -227,6 +240,7 @@ final class BackendConnection: ConnectionDelegate {
                     continue
                 }
                 if slot.retriesLeft > 0, proxy.retryRead(slot, after: backend) { continue }
+                proxy.stats.error(.backendLost)
                 session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
             case .injected, .probe:
                 proxy.slots.give(slot)
@@ -234,8 +248,22 @@ final class BackendConnection: ConnectionDelegate {
         }
     }
 
+    private func uncount() {
+        guard counted else { return }
+        counted = false
+        proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
+                                              open: -1, up: dedicated ? 0 : -1)
+    }
+
+    /// For a retired backend: close now if nothing is in flight, else after the last reply.
+    func closeWhenIdle() {
+        reconnectTimer?.cancel()
+        if inflight.isEmpty && owner == nil { close() }
+    }
+
     /// Closes for good (a dedicated connection not worth pooling, or shutdown).
     func close() {
+        uncount()
         reconnectTimer?.cancel()
         owner = nil
         relay = false

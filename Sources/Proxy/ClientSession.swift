@@ -30,6 +30,8 @@ final class ClientSession: ConnectionDelegate {
     private var held: RequestFrame?
     /// After QUIT or a protocol error: close once every owed reply is written.
     private var closeWhenDrained = false
+    /// Shutting down: no more reading; what was read is served, then the connection closes.
+    private var draining = false
     var encoder = RESPEncoder()
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
@@ -72,7 +74,7 @@ final class ClientSession: ConnectionDelegate {
     private func applyBackPressure() {
         if fifo.count >= Self.maxPipeline || connection.outputCount > 64 << 20 {
             connection.pauseReading()
-        } else if held == nil {
+        } else if held == nil && !draining {
             connection.resumeReading()
         }
     }
@@ -80,6 +82,7 @@ final class ClientSession: ConnectionDelegate {
     /// Malformed input: Redis's error reply after the replies already owed, then close.
     private func protocolError(_ error: ProtocolError) {
         proxy.logger.debug("client \(id): \(error.message)")
+        proxy.stats.error(.clientProtocol)
         connection.discardInput(connection.inputCount)
         encoder.clear()
         encoder.error("ERR \(error.message)")
@@ -102,10 +105,13 @@ final class ClientSession: ConnectionDelegate {
         let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
         switch kind {
         case .local(let local):
+            proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
         case .stateful(.dbSelect):
+            proxy.stats.answered(.local, .ok, microseconds: 0)
             select(frame)
         case .stateful(.protocolVersion):
+            proxy.stats.answered(.local, .ok, microseconds: 0)
             hello(frame)
         case .stateful(let state):
             // Everything sent before must be answered first: the pinned connection is another
@@ -126,12 +132,13 @@ final class ClientSession: ConnectionDelegate {
     /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
     private func forward(_ frame: RequestFrame, to backend: Backend) {
         let target = backend.sharedConnection(for: self)
+        let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
             connection.discardInput(frame.length)
-            return answerError("ERR ambassador: \(backend.role) \(backend.address) is unavailable")
+            return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
         }
         target.select(db)
-        let slot = enqueue()
+        let slot = enqueue(route)
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -140,7 +147,7 @@ final class ClientSession: ConnectionDelegate {
         case let backend? where backend.role == .replica:
             let target = backend.sharedConnection(for: self)
             target.select(db)
-            let slot = enqueue()
+            let slot = enqueue(.replica)
             // Keep the request: if the replica goes away before replying, the read is retried.
             connection.copyInput(from: 0, count: frame.length, into: &slot.retryRequest)
             slot.retriesLeft = 2
@@ -149,16 +156,25 @@ final class ClientSession: ConnectionDelegate {
             forward(frame, to: backend)
         case .none:
             connection.discardInput(frame.length)
-            answerError("ERR ambassador: no replica is available for reads (read_policy: replica)")
+            unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
     }
 
-    /// A new slot at the tail of the session's FIFO.
-    private func enqueue() -> Slot {
+    /// A new slot at the tail of the session's FIFO, timed from now.
+    private func enqueue(_ route: Route) -> Slot {
         let slot = proxy.slots.take()
         slot.session = self
+        slot.route = route
+        slot.started = proxy.loop.nowMicroseconds
         fifo.append(slot)
         return slot
+    }
+
+    /// The command's backend is down: an error reply, counted.
+    private func unavailable(_ route: Route, _ message: String) {
+        proxy.stats.error(.backendUnavailable)
+        proxy.stats.answered(route, .error, microseconds: 0)
+        answerError(message)
     }
 
     // MARK: pinning
@@ -167,7 +183,7 @@ final class ClientSession: ConnectionDelegate {
         let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion)
         guard connection.isUsable else {
             self.connection.discardInput(frame.length)
-            return answerError("ERR ambassador: master \(proxy.master.address) is unavailable")
+            return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
         }
         connection.owner = self
         pinned = connection
@@ -180,6 +196,7 @@ final class ClientSession: ConnectionDelegate {
     private func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let name = frame.name
         if name == Names.quit && !target.relay {
+            proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.quit, frame)
         }
         if name == Names.reset && !target.relay {
@@ -190,12 +207,14 @@ final class ClientSession: ConnectionDelegate {
                 connection.pauseReading()
                 return
             }
+            proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.reset, frame)
         }
         target.select(db)
         target.useProtocol(protocolVersion)
         trackState(frame)
         if target.relay {
+            proxy.stats.command(.pinned, .relayed)
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
@@ -208,10 +227,11 @@ final class ClientSession: ConnectionDelegate {
                 return
             }
             target.relay = true
+            proxy.stats.command(.pinned, .relayed)
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
-        let slot = enqueue()
+        let slot = enqueue(.pinned)
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -263,7 +283,7 @@ final class ClientSession: ConnectionDelegate {
         guard let connection = pinned else { return }
         pinned = nil
         proxy.pinnedSessions -= 1
-        proxy.master.releasePinned(connection)
+        connection.backend.releasePinned(connection)
     }
 
     /// The pinned connection died. Waiting requests already got errors; a relayed session (a
@@ -301,7 +321,9 @@ final class ClientSession: ConnectionDelegate {
     // MARK: replies
 
     /// A backend's reply for `slot` is the first `length` bytes of `backend`'s input.
-    func completed(_ slot: Slot, length: Int, from backend: Connection) {
+    func completed(_ slot: Slot, length: Int, from backend: Connection, isError: Bool) {
+        proxy.stats.answered(slot.route, isError ? .error : .ok,
+                             microseconds: proxy.loop.nowMicroseconds &- slot.started)
         if fifo.first === slot {
             backend.moveInput(length, to: connection)
             fifo.removeFirst()
@@ -315,6 +337,7 @@ final class ClientSession: ConnectionDelegate {
 
     /// `slot`'s request failed: the client gets `message` as an error reply in its place.
     func fail(_ slot: Slot, _ message: String) {
+        proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)
         slot.reply.append(encoder.bytes)
@@ -336,6 +359,19 @@ final class ClientSession: ConnectionDelegate {
             dispatch(frame)
         }
         if held == nil { processInput() }
+        closeIfDrainedForShutdown()
+    }
+
+    /// Shutdown: stop reading, serve the complete commands already read, close when answered.
+    func drain() {
+        draining = true
+        connection.pauseReading()
+        processInput()
+        closeIfDrainedForShutdown()
+    }
+
+    private func closeIfDrainedForShutdown() {
+        if draining && fifo.isEmpty && held == nil && connection.isOpen { connection.close() }
     }
 
     /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
@@ -343,7 +379,7 @@ final class ClientSession: ConnectionDelegate {
         if fifo.isEmpty {
             connection.write(bytes)
         } else {
-            let slot = enqueue()
+            let slot = enqueue(.local)
             slot.reply.append(bytes)
             slot.ready = true
         }
@@ -391,7 +427,7 @@ final class ClientSession: ConnectionDelegate {
         pinned = nil
         proxy.pinnedSessions -= 1
         if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
-            proxy.master.releasePinned(connection)
+            connection.backend.releasePinned(connection)
         } else {
             connection.close()
         }

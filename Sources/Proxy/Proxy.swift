@@ -8,7 +8,16 @@ import Routing
 public final class Proxy {
     public let loop: EventLoop
     public private(set) var config: AmbassadorConfig
-    public let logger: Logger
+    public private(set) var logger: Logger
+    /// This worker's counters, published to the process's `Metrics` by `publishTimer`.
+    let stats: WorkerMetrics
+    private var publishTimer: Timer?
+    private var reusePort = false
+    private var boundPort: UInt16?
+    /// Draining for shutdown: no new connections or commands; `onDrained` runs when the last
+    /// session has closed.
+    private var draining = false
+    private var onDrained: (() -> Void)?
     let table: CommandTable
     let limits = RESPLimits.redis
     let slots = SlotPool()
@@ -21,17 +30,21 @@ public final class Proxy {
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
     private(set) var masterVersion = "7.0.0"
     private(set) var databases = 16
-    var pinnedSessions = 0
+    var pinnedSessions = 0 {
+        didSet { stats.pinnedDelta &+= pinnedSessions - oldValue }
+    }
     public private(set) var acceptedConnections = 0
 
     /// This worker's index (0 when there is one loop).
     public let worker: Int
 
     public init(config: AmbassadorConfig, loop: EventLoop, logger: Logger, table: CommandTable = .redis,
-                worker: Int = 0) {
+                worker: Int = 0, metrics: Metrics = Metrics()) {
         self.loop = loop
         self.config = config
         self.logger = logger
+        self.logger.logLevel = Self.level(config.logLevel)
+        self.stats = metrics.worker(worker)
         self.table = table
         self.worker = worker
         // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
@@ -44,13 +57,33 @@ public final class Proxy {
     /// the same address with SO_REUSEPORT (`port` overrides the config's, for a port 0 the first
     /// worker was given).
     public func start(reusePort: Bool = false, port: UInt16? = nil) throws(SocketError) {
-        let endpoint = Endpoint(host: config.listen.host, port: port ?? config.listen.port)
-        listener = try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort) { [unowned self] connection in
-            self.accept(connection)
-        }
+        self.reusePort = reusePort
+        boundPort = port
+        listener = try openListener(config.listen, port: port)
+        let timer = Timer(loop: loop, repeating: true) { [unowned self] in self.publishMetrics() }
+        timer.schedule(after: Self.publishInterval)
+        publishTimer = timer
         if worker > 0 { return startBackends() }
         logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
         startBackends()
+    }
+
+    private func openListener(_ address: Address, port: UInt16? = nil) throws(SocketError) -> Listener {
+        let endpoint = Endpoint(host: address.host, port: port ?? address.port)
+        return try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort) { [unowned self] connection in
+            self.accept(connection)
+        }
+    }
+
+    static func level(_ text: String) -> Logger.Level {
+        Logger.Level(rawValue: text) ?? .info
+    }
+
+    /// How often a worker adds its counts to the shared metrics (so /metrics lags by at most this).
+    static let publishInterval = 0.5
+
+    func publishMetrics() {
+        stats.publish(bytes: [loop.clientBytesIn, loop.clientBytesOut, loop.backendBytesIn, loop.backendBytesOut])
     }
 
     private func startBackends() {
@@ -68,11 +101,97 @@ public final class Proxy {
         for session in sessions.values { session.connection.close() }
         master.shutdown()
         replicas.forEach { $0.shutdown() }
+        retired.forEach { $0.shutdown() }
+        retired.removeAll()
+        publishMetrics()
+        publishTimer?.cancel()
+    }
+
+    /// Graceful shutdown: stops accepting, serves the commands already received, closes each
+    /// session once its replies are written, then calls `completion` (once every session is gone).
+    /// The caller bounds the wait and calls `shutdown()` for whatever is left.
+    public func drain(completion: @escaping () -> Void) {
+        listener?.close()
+        listener = nil
+        draining = true
+        onDrained = completion
+        for session in Array(sessions.values) { session.drain() }
+        finishDrainIfDone()
+    }
+
+    private func finishDrainIfDone() {
+        guard draining, sessions.isEmpty, let done = onDrained else { return }
+        onDrained = nil
+        done()
+    }
+
+    // MARK: reload
+
+    /// Backends that left the config and still have replies to deliver.
+    private var retired: [Backend] = []
+
+    /// Applies a new config snapshot (already validated, restart-only keys already kept as they
+    /// were). New connections use the new values; sessions carry on. Returns the problems met
+    /// (a new listen address that cannot be bound keeps the old one).
+    @discardableResult
+    public func apply(_ new: AmbassadorConfig) -> [String] {
+        var problems: [String] = []
+        let old = config
+        config = new
+        logger.logLevel = Self.level(new.logLevel)
+        if new.listen != old.listen && listener != nil {
+            // The new address is opened before the old one closes: no moment without a listener.
+            do throws(SocketError) {
+                let opened = try openListener(new.listen)
+                listener?.close()
+                listener = opened
+                boundPort = nil
+                logger.info("listening on \(new.listen.host):\(opened.port) (was \(old.listen))")
+            } catch {
+                config.listen = old.listen
+                problems.append("cannot listen on \(new.listen): \(error); still on \(old.listen)")
+                logger.error("reload: cannot listen on \(new.listen): \(error); still listening on \(old.listen)")
+            }
+        }
+        if new.master != old.master {
+            let previous = master!
+            master = Backend(proxy: self, address: new.master, role: .master)
+            retire(previous)
+            master.start()
+            logger.info("master is now \(new.master) (was \(old.master))")
+        }
+        if new.replicas != old.replicas {
+            var kept: [Address: Backend] = [:]
+            for replica in replicas { kept[replica.address] = replica }
+            replicas = new.replicas.map { address in
+                if let existing = kept.removeValue(forKey: address) { return existing }
+                let added = Backend(proxy: self, address: address, role: .replica)
+                added.start()
+                return added
+            }
+            replicaCursor = 0
+            for (_, gone) in kept { retire(gone) }
+            logger.info("replicas are now \(new.replicas.map(\.description))")
+        }
+        return problems
+    }
+
+    /// A backend that left the config: no new requests; its connections close once their
+    /// in-flight replies are in (pinned sessions keep theirs until they let go).
+    private func retire(_ backend: Backend) {
+        backend.retire()
+        if !backend.isDrained { retired.append(backend) }
+    }
+
+    func retiredBackendDrained(_ backend: Backend) {
+        retired.removeAll { $0 === backend }
     }
 
     // MARK: sessions
 
     private func accept(_ connection: Connection) {
+        guard !draining else { return connection.close() }
+        stats.clientsOpened &+= 1
         let id = nextSessionID
         nextSessionID += 1
         acceptedConnections += 1
@@ -83,6 +202,8 @@ public final class Proxy {
 
     func sessionClosed(_ session: ClientSession) {
         sessions[session.id] = nil
+        stats.clientsClosed &+= 1
+        if draining { finishDrainIfDone() }
     }
 
     public var clientCount: Int { sessions.count }
@@ -113,7 +234,7 @@ public final class Proxy {
     /// (under prefer-replica) the master. False when there is nowhere to send it.
     func retryRead(_ slot: Slot, after failed: Backend) -> Bool {
         guard let session = slot.session, let backend = readTarget(for: session, excluding: failed),
-              backend !== failed else { return false }
+              backend !== failed, !backend.removed else { return false }
         let target = backend.sharedConnection(for: session)
         guard target.isUsable else { return false }
         slot.retriesLeft -= 1

@@ -18,6 +18,9 @@ final class Slot {
 
     var kind = Kind.client
     var session: ClientSession?
+    /// Where the request went and when (loop clock, µs): for the latency histogram.
+    var route = Route.master
+    var started = 0
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()

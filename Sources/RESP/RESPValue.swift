@@ -76,12 +76,13 @@ public indirect enum RESPValue: Hashable, Sendable {
 
     /// Decodes the first complete value in `bytes`; nil when they hold only part of one.
     /// Returns the value and the bytes it used.
-    public static func decode(_ bytes: [UInt8], limits: RESPLimits = .redis) throws(ProtocolError) -> (RESPValue, Int)? {
+    public static func decode(_ bytes: [UInt8], from offset: Int = 0,
+                              limits: RESPLimits = .redis) throws(ProtocolError) -> (RESPValue, Int)? {
         // Frame first with the scanner (which validates and bounds nesting), then build the value.
         var scanner = ReplyScanner(limits: limits)
-        var index = 0
+        var index = offset
         guard let frame = try scanner.scan(bytes.span, from: &index) else { return nil }
-        var reader = Reader(bytes: bytes, position: 0)
+        var reader = Reader(bytes: bytes, position: offset)
         return (try reader.value(), frame.length)
     }
 

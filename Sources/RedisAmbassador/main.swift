@@ -3,12 +3,13 @@ import Config
 import EventLoop
 import Foundation
 import Logging
+import Control
 import Proxy
 import Routing
 import Synchronization
 
 struct RedisAmbassadorCommand: ParsableCommand {
-    static let version = "0.2.0"
+    static let version = "0.3.0"
 
     static let configuration = CommandConfiguration(
         commandName: "redis-ambassador",
@@ -63,87 +64,25 @@ struct Run: ParsableCommand {
         } catch let error as ConfigError {
             throw ValidationError("config: \(error)")
         }
-        let level = Logger.Level(rawValue: settings.logLevel == "warning" ? "warning" : settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
+            // Each Logger sets its own level (log_level reloads live).
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            handler.logLevel = .trace
             return handler
         }
-        let logger = Logger(label: "redis-ambassador")
+        var logger = Logger(label: "redis-ambassador")
+        logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
         let workers = settings.workerCount(cores: ProcessInfo.processInfo.activeProcessorCount)
         let loop = try EventLoop()
-        var stopWorkers: () -> Void = {}
-        var workerThreads: [EventLoopThread] = []
-        if workers == 1 {
-            let proxy = Proxy(config: settings, loop: loop, logger: logger)
-            do {
-                try proxy.start()
-            } catch {
-                logger.critical("cannot start: \(error)")
-                throw ExitCode.failure
-            }
-            loop.context = proxy
-            stopWorkers = { proxy.shutdown() }
-        } else {
-            workerThreads = try startWorkers(workers, settings: settings, logger: logger)
-            stopWorkers = {
-                for thread in workerThreads {
-                    thread.handle.post { loop in
-                        (loop.context as? Proxy)?.shutdown()
-                        loop.context = nil
-                        loop.stop()
-                    }
-                }
-            }
+        let supervisor = Supervisor(config: settings, configPath: config, loop: loop, logger: logger)
+        do {
+            try supervisor.start(workerCount: workers)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
         }
-        let stop: () -> Void = {
-            logger.info("stopping")
-            stopWorkers()
-            loop.stop()
-        }
-        let term = SignalHandler(loop: loop, signal: SIGTERM, action: stop)
-        let interrupt = SignalHandler(loop: loop, signal: SIGINT, action: stop)
-        let hangup = SignalHandler(loop: loop, signal: SIGHUP) {
-            logger.warning("SIGHUP: live reload is not implemented yet; restart to apply a new config")
-        }
-        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started with \(workers) worker(s)")
-        loop.run()
-        workerThreads.forEach { $0.join() }
-        withExtendedLifetime((term, interrupt, hangup)) {}
-    }
-
-    /// Starts `count` event loops on threads of their own, each a complete proxy listening on the
-    /// same address with SO_REUSEPORT, so the kernel spreads new connections over them. Worker 0
-    /// starts first, so a port 0 in the config becomes one port that all of them share.
-    private func startWorkers(_ count: Int, settings: AmbassadorConfig, logger: Logger) throws -> [EventLoopThread] {
-        var threads: [EventLoopThread] = []
-        var port: UInt16? = nil
-        for worker in 0..<count {
-            let outcome = Mutex<Result<UInt16, SocketError>?>(nil)
-            let fixedPort = port
-            let thread = try EventLoopThread.start(name: "worker-\(worker)") { loop in
-                let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: worker)
-                do throws(SocketError) {
-                    try proxy.start(reusePort: true, port: fixedPort)
-                    loop.context = proxy
-                    outcome.withLock { $0 = .success(proxy.listenPort) }
-                } catch {
-                    outcome.withLock { $0 = .failure(error) }
-                    loop.stop()
-                }
-            }
-            switch outcome.withLock({ $0 }) {
-            case .success(let bound)?:
-                port = bound
-                threads.append(thread)
-            case .failure(let error)?:
-                logger.critical("cannot start worker \(worker): \(error)")
-                throw ExitCode.failure
-            case nil:
-                throw ExitCode.failure
-            }
-        }
-        return threads
+        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started with \(workers) worker(s), config generation 1")
+        supervisor.run()
     }
 }
 

@@ -9,6 +9,8 @@ import Glibc
 public final class BlockingClient {
     private let fd: Int32
     private var buffer: [UInt8] = []
+    /// Bytes of `buffer` already decoded (dropped in one go, not per reply).
+    private var head = 0
 
     public init(host: String = "127.0.0.1", port: UInt16, timeout: Double = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -58,8 +60,8 @@ public final class BlockingClient {
     /// Reads one complete reply.
     public func readReply() throws -> RESPValue {
         while true {
-            if let (value, used) = try RESPValue.decode(buffer) {
-                buffer.removeFirst(used)
+            if head < buffer.count, let (value, used) = try RESPValue.decode(buffer, from: head) {
+                head += used
                 return value
             }
             try fill()
@@ -69,9 +71,9 @@ public final class BlockingClient {
     /// Reads one reply and returns its exact bytes.
     public func readRawReply() throws -> [UInt8] {
         while true {
-            if let (_, used) = try RESPValue.decode(buffer) {
-                defer { buffer.removeFirst(used) }
-                return Array(buffer[..<used])
+            if head < buffer.count, let (_, used) = try RESPValue.decode(buffer, from: head) {
+                defer { head += used }
+                return Array(buffer[head..<head + used])
             }
             try fill()
         }
@@ -89,6 +91,10 @@ public final class BlockingClient {
     }
 
     private func fill() throws {
+        if head > 0 {
+            buffer.removeFirst(head)
+            head = 0
+        }
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n == 0 { throw ClientError.closed }
@@ -100,4 +106,43 @@ public final class BlockingClient {
 public enum ClientError: Error {
     case io(String)
     case closed
+}
+
+/// A one-request HTTP/1.0 client for the admin endpoint.
+public enum HTTPProbe {
+    public static func request(port: UInt16, method: String = "GET", path: String,
+                               timeout: Double = 5) throws -> (status: Int, body: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else { throw ClientError.io("connect to admin port \(port): \(String(cString: strerror(errno)))") }
+        let request = Array("\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { break }
+            guard n > 0 else { throw ClientError.io("recv: \(String(cString: strerror(errno)))") }
+            response += chunk[..<n]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let statusLine = text.split(separator: "\r\n").first,
+              let status = statusLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
+              let split = text.range(of: "\r\n\r\n") else {
+            throw ClientError.io("not an HTTP response: \(text.prefix(200))")
+        }
+        return (status, String(text[split.upperBound...]))
+    }
 }

@@ -1,0 +1,338 @@
+import Config
+import EventLoop
+import Foundation
+import Logging
+import Proxy
+import Synchronization
+
+/// The control plane, on the main thread's loop: starts the workers, owns the config (reload on
+/// SIGHUP, on a change of the file's content, on `POST /reload`), the admin endpoint and shutdown.
+///
+/// Workers never read shared state: a reload hands each one an immutable `AmbassadorConfig`
+/// through its loop's mailbox, so the per-command path takes no lock.
+public final class Supervisor {
+    public let loop: EventLoop
+    public private(set) var config: AmbassadorConfig
+    public private(set) var generation = 1
+    public let metrics = Metrics()
+    private let configPath: String?
+    private var logger: Logger
+    private var workers: [Worker] = []
+    private var admin: HTTPServer?
+    private var watchTimer: LoopTimer?
+    private var signals: [SignalHandler] = []
+    /// What the watched files held when last read: a reload happens when this changes.
+    private var watchedContent: [UInt8] = []
+    private(set) var lastReload = ReloadRecord(trigger: "start", result: .applied, message: "initial config", at: Date())
+    private var stopping = false
+    private var shutdownTimer: LoopTimer?
+    private let drainedWorkers = DrainCounter()
+    private var shutdownDeadline = Date.distantFuture
+
+    /// How often the config file's content is compared with what was loaded.
+    public static let watchInterval = 0.5
+
+    struct Worker {
+        let handle: EventLoopHandle
+        let thread: EventLoopThread?
+        /// The proxy, when it runs on the control loop itself (one worker).
+        let local: Proxy?
+    }
+
+    public struct ReloadRecord: Sendable {
+        public var trigger: String
+        public var result: ReloadResult
+        public var message: String
+        public var at: Date
+    }
+
+    public init(config: AmbassadorConfig, configPath: String?, loop: EventLoop, logger: Logger) {
+        self.config = config
+        self.configPath = configPath
+        self.loop = loop
+        self.logger = logger
+        self.logger.logLevel = Logger.Level(rawValue: config.logLevel) ?? .info
+        if let configPath { watchedContent = Self.watchedBytes(configPath, config) }
+    }
+
+    /// Starts the workers, the admin endpoint, the file watch and the signal handlers.
+    public func start(workerCount: Int) throws {
+        metrics.configure(master: config.master.description, replicas: config.replicas.map(\.description))
+        metrics.reloaded(.applied, generation: generation)
+        if workerCount == 1 {
+            let proxy = Proxy(config: config, loop: loop, logger: logger, metrics: metrics)
+            try proxy.start()
+            loop.context = proxy
+            workers = [Worker(handle: loop.handle, thread: nil, local: proxy)]
+        } else {
+            workers = try startThreads(workerCount)
+        }
+        if let address = config.adminListen { admin = try openAdmin(address) }
+        if configPath != nil {
+            let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.checkFile() }
+            timer.schedule(after: Self.watchInterval)
+            watchTimer = timer
+        }
+        signals = [
+            SignalHandler(loop: loop, signal: SIGHUP) { [unowned self] in self.reload(trigger: "SIGHUP") },
+            SignalHandler(loop: loop, signal: SIGTERM) { [unowned self] in self.beginShutdown("SIGTERM") },
+            SignalHandler(loop: loop, signal: SIGINT) { [unowned self] in self.beginShutdown("SIGINT") },
+        ]
+    }
+
+    /// Runs until shutdown has finished.
+    public func run() {
+        loop.run()
+        workers.forEach { $0.thread?.join() }
+    }
+
+    /// The admin endpoint's port (nil when off).
+    public var adminPort: UInt16? { admin?.port }
+
+    // MARK: workers
+
+    /// `count` event loops on threads of their own, each a complete proxy on the same address
+    /// with SO_REUSEPORT. Worker 0 starts first, so a port 0 becomes one port all of them share.
+    private func startThreads(_ count: Int) throws -> [Worker] {
+        var started: [Worker] = []
+        var port: UInt16? = nil
+        for index in 0..<count {
+            let outcome = Mutex<Result<UInt16, SocketError>?>(nil)
+            let (settings, logger, metrics, fixedPort) = (config, logger, metrics, port)
+            let thread = try EventLoopThread.start(name: "worker-\(index)") { loop in
+                let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: index, metrics: metrics)
+                do throws(SocketError) {
+                    try proxy.start(reusePort: true, port: fixedPort)
+                    loop.context = proxy
+                    outcome.withLock { $0 = .success(proxy.listenPort) }
+                } catch {
+                    outcome.withLock { $0 = .failure(error) }
+                    loop.stop()
+                }
+            }
+            switch outcome.withLock({ $0 }) {
+            case .success(let bound)?:
+                port = bound
+                started.append(Worker(handle: thread.handle, thread: thread, local: nil))
+            case .failure(let error)?:
+                started.forEach { $0.handle.stop() }
+                throw error
+            case nil:
+                throw SocketError(.socket, detail: "worker \(index) did not start")
+            }
+        }
+        return started
+    }
+
+    /// Runs `work` with each worker's proxy, on that worker's loop.
+    private func eachProxy(_ work: @escaping @Sendable (Proxy) -> Void) {
+        for worker in workers {
+            if let proxy = worker.local {
+                work(proxy)
+            } else {
+                worker.handle.post { loop in
+                    if let proxy = loop.context as? Proxy { work(proxy) }
+                }
+            }
+        }
+    }
+
+    // MARK: reload
+
+    /// Reads the file again and applies what changed. An invalid file changes nothing.
+    @discardableResult
+    public func reload(trigger: String) -> ReloadRecord {
+        guard let configPath else {
+            return record(trigger, .unchanged, "no config file (started from flags)")
+        }
+        guard !stopping else { return record(trigger, .unchanged, "shutting down") }
+        let loaded: AmbassadorConfig
+        do {
+            loaded = try ConfigLoader.load(path: configPath)
+        } catch {
+            watchedContent = Self.watchedBytes(configPath, nil)
+            logger.error("reload (\(trigger)): \(configPath): \(error); keeping generation \(generation)")
+            return record(trigger, .invalid, "\(error)")
+        }
+        watchedContent = Self.watchedBytes(configPath, loaded)
+        let restartOnly = config.changedKeys(to: loaded).filter { AmbassadorConfig.restartOnlyKeys.contains($0) }
+        for key in restartOnly {
+            logger.warning("reload (\(trigger)): \(key) changes only at restart; keeping the running value")
+        }
+        let next = config.applyingLive(loaded)
+        let changed = config.changedKeys(to: next)
+        guard !changed.isEmpty else {
+            let note = restartOnly.isEmpty ? "no change" : "no live change (\(restartOnly.joined(separator: ", ")) need a restart)"
+            return record(trigger, .unchanged, note)
+        }
+        if next.adminListen != config.adminListen { reopenAdmin(next.adminListen) }
+        config = next
+        generation += 1
+        logger.logLevel = Logger.Level(rawValue: next.logLevel) ?? .info
+        metrics.configure(master: next.master.description, replicas: next.replicas.map(\.description))
+        let snapshot = next
+        eachProxy { proxy in proxy.apply(snapshot) }
+        var message = "changed: \(changed.joined(separator: ", "))"
+        if !restartOnly.isEmpty { message += "; need a restart: \(restartOnly.joined(separator: ", "))" }
+        logger.info("config generation \(generation) applied (\(trigger)); \(message)")
+        return record(trigger, .applied, message)
+    }
+
+    private func record(_ trigger: String, _ result: ReloadResult, _ message: String) -> ReloadRecord {
+        lastReload = ReloadRecord(trigger: trigger, result: result, message: message, at: Date())
+        metrics.reloaded(result, generation: generation)
+        return lastReload
+    }
+
+    /// The poll: the file is read through its path, so a Kubernetes ConfigMap update (a new
+    /// `..data` symlink swapped in atomically) is seen like an edit in place. The password file
+    /// is watched too: a rotated Secret is a reload.
+    private func checkFile() {
+        guard let configPath, !stopping else { return }
+        let now = Self.watchedBytes(configPath, config)
+        if now != watchedContent { reload(trigger: "file change") }
+    }
+
+    static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
+        var bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
+        if let file = config?.passwordFile, let secret = FileManager.default.contents(atPath: file) {
+            bytes.append(0)
+            bytes.append(contentsOf: secret)
+        }
+        return bytes
+    }
+
+    // MARK: admin endpoint
+
+    private func openAdmin(_ address: Address) throws(SocketError) -> HTTPServer {
+        let server = try HTTPServer(loop: loop, endpoint: Endpoint(host: address.host, port: address.port)) {
+            [unowned self] request in self.handle(request)
+        }
+        logger.info("admin endpoint on http://\(address.host):\(server.port)")
+        return server
+    }
+
+    /// A new admin address: opened before the old one closes; if it cannot be, the old one stays.
+    private func reopenAdmin(_ address: Address?) {
+        guard let address else {
+            admin?.close()
+            admin = nil
+            return
+        }
+        do {
+            let opened = try openAdmin(address)
+            admin?.close()
+            admin = opened
+        } catch {
+            logger.error("reload: cannot open the admin endpoint on \(address): \(error); keeping the old one")
+        }
+    }
+
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        switch (request.method, request.path) {
+        case (.get, "/metrics"), (.head, "/metrics"):
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                body: metrics.exposition())
+        case (.get, "/healthz"), (.head, "/healthz"):
+            return HTTPResponse(status: 200, text: "ok\n")
+        case (.get, "/readyz"), (.head, "/readyz"):
+            if stopping { return HTTPResponse(status: 503, text: "shutting down\n") }
+            let up = metrics.isUp(config.master.description, role: "master")
+            return up ? HTTPResponse(status: 200, text: "ok: master \(config.master) reachable\n")
+                      : HTTPResponse(status: 503, text: "master \(config.master) unreachable\n")
+        case (.get, "/config"), (.head, "/config"):
+            return HTTPResponse(status: 200, contentType: "application/json", body: configJSON())
+        case (.post, "/reload"):
+            let outcome = reload(trigger: "POST /reload")
+            let status = outcome.result == .invalid ? 400 : 200
+            return HTTPResponse(status: status, contentType: "application/json", body: Self.json([
+                "result": outcome.result.label, "message": outcome.message, "generation": generation,
+            ]))
+        case (_, "/metrics"), (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"):
+            return HTTPResponse(status: 405, text: "method not allowed\n")
+        default:
+            return HTTPResponse(status: 404, text: "not found; try /metrics, /healthz, /readyz, /config, POST /reload\n")
+        }
+    }
+
+    func configJSON() -> [UInt8] {
+        Self.json([
+            "generation": generation,
+            "config": Self.plain(config.redacted),
+            "config_file": configPath ?? NSNull(),
+            "last_reload": [
+                "trigger": lastReload.trigger, "result": lastReload.result.label,
+                "message": lastReload.message, "at": ISO8601DateFormatter().string(from: lastReload.at),
+            ] as [String: Any],
+            "restart_only_keys": AmbassadorConfig.restartOnlyKeys.sorted(),
+        ])
+    }
+
+    static func plain(_ view: [String: RedactedValue]) -> [String: Any] {
+        view.mapValues { value -> Any in
+            switch value {
+            case .string(let text): return text
+            case .int(let number): return number
+            case .list(let items): return items
+            case .object(let nested): return plain(nested)
+            }
+        }
+    }
+
+    static func json(_ object: [String: Any]) -> [UInt8] {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data("{}".utf8)
+        return [UInt8](data) + [10]
+    }
+
+    // MARK: shutdown
+
+    /// SIGTERM/SIGINT: stop accepting, let every worker serve what it has, then stop. Bounded by
+    /// `shutdown_timeout`; a second signal stops at once.
+    public func beginShutdown(_ why: String) {
+        if stopping {
+            logger.warning("\(why) again: stopping now")
+            return finishShutdown()
+        }
+        stopping = true
+        logger.info("\(why): draining (up to \(config.shutdownTimeout))")
+        shutdownDeadline = Date().addingTimeInterval(config.shutdownTimeout.seconds)
+        let drained = drainedWorkers
+        eachProxy { proxy in proxy.drain { drained.increment() } }
+        let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in
+            if self.drainedWorkers.value >= self.workers.count || Date() >= self.shutdownDeadline {
+                self.finishShutdown()
+            }
+        }
+        timer.schedule(after: 0.02)
+        shutdownTimer = timer
+    }
+
+    private func finishShutdown() {
+        shutdownTimer?.cancel()
+        watchTimer?.cancel()
+        let left = workers.count - drainedWorkers.value
+        if left > 0 { logger.warning("shutdown timeout: closing what \(left) worker(s) still had in flight") }
+        for worker in workers {
+            if let proxy = worker.local {
+                proxy.shutdown()
+            } else {
+                worker.handle.post { loop in
+                    (loop.context as? Proxy)?.shutdown()
+                    loop.context = nil
+                    loop.stop()
+                }
+            }
+        }
+        admin?.close()
+        admin = nil
+        logger.info("stopped")
+        loop.stop()
+    }
+}
+
+/// Workers count themselves drained from their own threads.
+final class DrainCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func increment() { count.add(1, ordering: .releasing) }
+    var value: Int { count.load(ordering: .acquiring) }
+}

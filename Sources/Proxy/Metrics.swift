@@ -1,0 +1,230 @@
+import Prometheus
+import Synchronization
+
+/// Where a command went.
+public enum Route: Int, CaseIterable, Sendable {
+    case master, replica, local, pinned
+    var label: String { ["master", "replica", "local", "pinned"][rawValue] }
+}
+
+/// How a command ended: a reply, an error reply (the server's or the ambassador's), or relayed
+/// on a streaming connection (pub/sub, MONITOR) where replies are not matched to commands.
+public enum Outcome: Int, CaseIterable, Sendable {
+    case ok, error, relayed
+    var label: String { ["ok", "error", "relayed"][rawValue] }
+}
+
+/// The errors the ambassador itself reports.
+public enum ErrorKind: Int, CaseIterable, Sendable {
+    /// A client sent malformed RESP (it gets Redis's error and is closed).
+    case clientProtocol
+    /// A command found its backend down (it gets an error reply).
+    case backendUnavailable
+    /// A backend connection died with requests in flight.
+    case backendLost
+    /// A backend sent malformed RESP (the connection is reset).
+    case backendProtocol
+    var label: String { ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol"][rawValue] }
+}
+
+public enum ReloadResult: Int, CaseIterable, Sendable {
+    case applied, unchanged, invalid
+    public var label: String { ["applied", "unchanged", "invalid"][rawValue] }
+}
+
+/// Every metric the ambassador exports, declared once with its help text. `/metrics` is
+/// swift-prometheus's exposition of these.
+public enum MetricTable {
+    private static func metric(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "redis_ambassador", metricName: name, unitName: unit, helpText: help)
+    }
+    static var clientConnections: MetricNameDescriptor { metric("client_connections", "", "App connections open now.") }
+    static var clientConnectionsTotal: MetricNameDescriptor { metric("client_connections", "total", "App connections accepted since start.") }
+    static var commands: MetricNameDescriptor { metric("commands", "total", "Commands by route (master, replica, local, pinned) and outcome (ok, error, relayed).") }
+    static var duration: MetricNameDescriptor { metric("request_duration", "seconds", "Time from reading a command to having its reply, by route (event-loop clock).") }
+    static var errors: MetricNameDescriptor { metric("errors", "total", "Errors the ambassador reported, by kind.") }
+    static var bytes: MetricNameDescriptor { metric("bytes", "total", "Bytes read from (in) and written to (out) app connections and backends.") }
+    static var backendUp: MetricNameDescriptor { metric("backend_up", "", "1 when the ambassador has a working connection to the backend.") }
+    static var backendConnections: MetricNameDescriptor { metric("backend_connections", "", "Open connections to each backend (shared and pinned, all workers).") }
+    static var pinnedSessions: MetricNameDescriptor { metric("pinned_sessions", "", "App sessions holding a dedicated master connection (MULTI, blocking, pub/sub).") }
+    static var reloads: MetricNameDescriptor { metric("config_reloads", "total", "Config reloads by result (applied, unchanged, invalid).") }
+    static var generation: MetricNameDescriptor { metric("config_generation", "", "Generation of the config in use (1 at start, +1 per applied reload).") }
+    /// Latency buckets, seconds: from 50 µs (a pipelined hit) to 5 s (a slow Lua script).
+    static let buckets: [Double] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+}
+
+/// The process's metrics. The instruments are swift-prometheus's and thread-safe; the hot path
+/// never touches them directly: each worker counts in plain integers (`WorkerMetrics`) and
+/// publishes the deltas twice a second, so a command costs no atomic and no lock for counting.
+public final class Metrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let clientConnections: Gauge
+    let clientConnectionsTotal: Counter
+    let pinnedSessions: Gauge
+    let generation: Gauge
+    let reloads: [Counter]
+    private let backends = Mutex<[BackendKey: BackendGauges]>([:])
+
+    struct BackendKey: Hashable {
+        var address: String
+        var role: String
+    }
+
+    struct BackendGauges {
+        var up: Gauge
+        var connections: Gauge
+        var upConnections: Int
+        var openConnections: Int
+        /// Still in the config (a retired backend's series go once its last connection closes).
+        var configured: Bool
+    }
+
+    public init() {
+        clientConnections = registry.makeGauge(descriptor: MetricTable.clientConnections)
+        clientConnectionsTotal = registry.makeCounter(descriptor: MetricTable.clientConnectionsTotal)
+        pinnedSessions = registry.makeGauge(descriptor: MetricTable.pinnedSessions)
+        generation = registry.makeGauge(descriptor: MetricTable.generation)
+        let registry = self.registry
+        reloads = ReloadResult.allCases.map {
+            registry.makeCounter(descriptor: MetricTable.reloads, labels: [("result", $0.label)])
+        }
+    }
+
+    public func reloaded(_ result: ReloadResult, generation: Int) {
+        reloads[result.rawValue].increment()
+        self.generation.set(to: Double(generation))
+    }
+
+    /// The Prometheus text exposition.
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+
+    /// The backends the config names now: their series exist (0 until connected); others go once
+    /// their connections have closed.
+    public func configure(master: String, replicas: [String]) {
+        let wanted = [BackendKey(address: master, role: "master")] + replicas.map { BackendKey(address: $0, role: "replica") }
+        backends.withLock { table in
+            for key in table.keys { table[key]!.configured = false }
+            for key in wanted {
+                if table[key] == nil { table[key] = makeGauges(key) }
+                table[key]!.configured = true
+            }
+            dropUnused(&table)
+        }
+    }
+
+    /// A connection to a backend opened (`open`) or closed (`-1`), and whether it counts for up.
+    func backendConnection(_ address: String, role: String, open: Int, up: Int) {
+        let key = BackendKey(address: address, role: role)
+        backends.withLock { table in
+            if table[key] == nil { table[key] = makeGauges(key) }
+            table[key]!.openConnections += open
+            table[key]!.upConnections += up
+            table[key]!.connections.set(to: Double(table[key]!.openConnections))
+            table[key]!.up.set(to: table[key]!.upConnections > 0 ? 1 : 0)
+            dropUnused(&table)
+        }
+    }
+
+    /// Whether any worker has a working connection to `address` in `role`.
+    public func isUp(_ address: String, role: String) -> Bool {
+        backends.withLock { $0[BackendKey(address: address, role: role)].map { $0.upConnections > 0 } ?? false }
+    }
+
+    private func makeGauges(_ key: BackendKey) -> BackendGauges {
+        let labels = [("backend", key.address), ("role", key.role)]
+        return BackendGauges(up: registry.makeGauge(descriptor: MetricTable.backendUp, labels: labels),
+                             connections: registry.makeGauge(descriptor: MetricTable.backendConnections, labels: labels),
+                             upConnections: 0, openConnections: 0, configured: true)
+    }
+
+    private func dropUnused(_ table: inout [BackendKey: BackendGauges]) {
+        for (key, gauges) in table where !gauges.configured && gauges.openConnections <= 0 {
+            registry.unregisterGauge(gauges.up)
+            registry.unregisterGauge(gauges.connections)
+            table[key] = nil
+        }
+    }
+
+    /// The instruments one worker publishes into.
+    public func worker(_ index: Int) -> WorkerMetrics { WorkerMetrics(metrics: self, worker: index) }
+}
+
+/// One worker's counts: plain integers on its own loop, published into the shared instruments by
+/// `publish()` (a timer), so the per-command path has no atomic and no lock. The latency histogram
+/// is the exception: swift-prometheus's histogram takes its lock per observation; each worker has
+/// its own (label `worker`), so the lock is never contended by another worker.
+public final class WorkerMetrics {
+    let metrics: Metrics
+    private var commandCounts: [Int]
+    private var commandCounters: [Counter]
+    private var errorCounts: [Int]
+    private var errorCounters: [Counter]
+    private let durations: [ValueHistogram]
+    private let bytesCounters: [Counter]
+    private var published: [Int] = [0, 0, 0, 0]
+    var clientsOpened = 0
+    var clientsClosed = 0
+    var pinnedDelta = 0
+
+    init(metrics: Metrics, worker: Int) {
+        self.metrics = metrics
+        let registry = metrics.registry
+        let workerLabel = ("worker", String(worker))
+        commandCounts = Array(repeating: 0, count: Route.allCases.count * Outcome.allCases.count)
+        commandCounters = Route.allCases.flatMap { route in
+            Outcome.allCases.map { outcome in
+                registry.makeCounter(descriptor: MetricTable.commands,
+                                     labels: [("route", route.label), ("outcome", outcome.label), workerLabel])
+            }
+        }
+        errorCounts = Array(repeating: 0, count: ErrorKind.allCases.count)
+        errorCounters = ErrorKind.allCases.map {
+            registry.makeCounter(descriptor: MetricTable.errors, labels: [("kind", $0.label), workerLabel])
+        }
+        durations = Route.allCases.map {
+            registry.makeValueHistogram(descriptor: MetricTable.duration, labels: [("route", $0.label), workerLabel],
+                                        buckets: MetricTable.buckets)
+        }
+        bytesCounters = [("client", "in"), ("client", "out"), ("backend", "in"), ("backend", "out")].map {
+            registry.makeCounter(descriptor: MetricTable.bytes, labels: [("peer", $0.0), ("direction", $0.1), workerLabel])
+        }
+    }
+
+    @inline(__always)
+    func command(_ route: Route, _ outcome: Outcome) {
+        commandCounts[route.rawValue &* 3 &+ outcome.rawValue] &+= 1
+    }
+
+    /// A command answered: counted, and its latency (microseconds) recorded.
+    @inline(__always)
+    func answered(_ route: Route, _ outcome: Outcome, microseconds: Int) {
+        commandCounts[route.rawValue &* 3 &+ outcome.rawValue] &+= 1
+        durations[route.rawValue].record(Double(max(microseconds, 0)) / 1_000_000)
+    }
+
+    func error(_ kind: ErrorKind) { errorCounts[kind.rawValue] &+= 1 }
+
+    /// Adds what was counted since the last call to the shared instruments. `bytes` are the
+    /// loop's running totals: client in/out, backend in/out.
+    func publish(bytes: [Int]) {
+        for i in commandCounts.indices where commandCounts[i] > 0 {
+            commandCounters[i].increment(by: Int64(commandCounts[i]))
+            commandCounts[i] = 0
+        }
+        for i in errorCounts.indices where errorCounts[i] > 0 {
+            errorCounters[i].increment(by: Int64(errorCounts[i]))
+            errorCounts[i] = 0
+        }
+        for i in 0..<min(bytes.count, published.count) where bytes[i] > published[i] {
+            bytesCounters[i].increment(by: Int64(bytes[i] - published[i]))
+            published[i] = bytes[i]
+        }
+        if clientsOpened > 0 { metrics.clientConnectionsTotal.increment(by: Int64(clientsOpened)) }
+        if clientsOpened != clientsClosed { metrics.clientConnections.increment(by: Double(clientsOpened - clientsClosed)) }
+        if pinnedDelta != 0 { metrics.pinnedSessions.increment(by: Double(pinnedDelta)) }
+        clientsOpened = 0
+        clientsClosed = 0
+        pinnedDelta = 0
+    }
+}

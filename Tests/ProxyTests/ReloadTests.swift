@@ -1,0 +1,380 @@
+import Foundation
+import RESP
+import Synchronization
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The binary with its config laid out as a Kubernetes ConfigMap volume does it:
+/// `DIR/ambassador.yaml → ..data/ambassador.yaml`, `..data → ..<version>`, and an update swaps the
+/// `..data` symlink atomically (a rename), never writing the file in place.
+final class ConfigMapAmbassador {
+    let directory: URL
+    let port: UInt16
+    let adminPort: UInt16
+    let process = Process()
+    private var version = 0
+    let log: URL
+
+    init(_ yaml: (_ port: UInt16, _ adminPort: UInt16) -> String, workers: Int = 1) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-cm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = try RedisServer.freePort()
+        adminPort = try RedisServer.freePort()
+        log = directory.appendingPathComponent("ambassador.log")
+        try publish(yaml(port, adminPort))
+        try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent("ambassador.yaml").path,
+                                                   withDestinationPath: "..data/ambassador.yaml")
+        process.executableURL = try Integration.ExecutableTests.binary()
+        process.arguments = ["--config", directory.appendingPathComponent("ambassador.yaml").path]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if (try? BlockingClient(port: port, timeout: 2).command(["SET", "__ready__", "1"])) == .simple("OK"),
+               (try? HTTPProbe.request(port: adminPort, path: "/healthz"))?.status == 200 {
+                usleep(100_000)  // the replica connections' first chance to connect
+                return
+            }
+            guard process.isRunning else { break }
+            usleep(20_000)
+        }
+        stop()
+        throw RedisServerError.didNotStart("ambassador: \(logText)")
+    }
+
+    var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// Writes a new version directory and swaps `..data` to it in one rename, as the kubelet does.
+    func publish(_ yaml: String) throws {
+        version += 1
+        let name = "..v\(version)"
+        let versionDirectory = directory.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: versionDirectory, withIntermediateDirectories: true)
+        try yaml.write(to: versionDirectory.appendingPathComponent("ambassador.yaml"), atomically: true, encoding: .utf8)
+        let temporary = directory.appendingPathComponent("..data_tmp").path
+        try? FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.createSymbolicLink(atPath: temporary, withDestinationPath: name)
+        guard rename(temporary, directory.appendingPathComponent("..data").path) == 0 else {
+            throw RedisServerError.didNotStart("rename ..data: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func admin(_ path: String, method: String = "GET") throws -> (status: Int, body: String) {
+        try HTTPProbe.request(port: adminPort, method: method, path: path)
+    }
+
+    func configView() throws -> [String: Any] {
+        let body = try admin("/config").body
+        return try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] ?? [:]
+    }
+
+    func generation() throws -> Int { try configView()["generation"] as? Int ?? -1 }
+
+    func lastReloadResult() throws -> String {
+        ((try configView()["last_reload"]) as? [String: Any])?["result"] as? String ?? ""
+    }
+
+    /// Waits until the config generation is `expected`; returns how long that took.
+    @discardableResult
+    func waitForGeneration(_ expected: Int, timeout: Double = 5) throws -> Double {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if try generation() == expected { return Date().timeIntervalSince(start) }
+            usleep(10_000)
+        }
+        throw RedisServerError.didNotStart("generation \(expected) not reached (at \(try generation())); log:\n\(logText)")
+    }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for the process to exit; its status, or nil if it is still running.
+    func waitForExit(timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// Metric families and samples by name, as a Prometheus parser reads them.
+func metricSamples(_ text: String) -> [String: Double] {
+    var samples: [String: Double] = [:]
+    for line in text.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+        samples[String(line[..<space]), default: 0] += value
+    }
+    return samples
+}
+
+extension Integration {
+@Suite(.serialized) struct ReloadTests {
+    static func yaml(_ port: UInt16, _ admin: UInt16, master: RedisServer, replicas: [RedisServer],
+                     policy: String = "prefer-replica", extra: String = "") -> String {
+        var text = "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nread_policy: \(policy)\n"
+        text += "admin:\n  listen: 127.0.0.1:\(admin)\nlog_level: info\n"
+        text += replicas.isEmpty ? "replicas:\n" : "replicas:\n" + replicas.map { "  - 127.0.0.1:\($0.port)\n" }.joined()
+        return text + extra
+    }
+
+    /// Two pipelining clients send 50,000+ mixed commands while the config is reloaded 20 times
+    /// (replicas added and removed, read policy switched), by symlink swap, SIGHUP and POST /reload
+    /// in turn. No error reply, no dropped connection, every reply what a direct Redis gives.
+    @Test func reloadsUnderLoadDropNothing() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let (r1, r2) = (cluster.replicas[0], cluster.replicas[1])
+        let variants: [(String, [RedisServer])] = [
+            ("prefer-replica", [r1]), ("master", [r1, r2]), ("prefer-replica", [r2]), ("prefer-replica", [r1, r2]),
+        ]
+        let master = cluster.master
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [r1, r2])
+        }
+        defer { ambassador.stop() }
+        // Keys every read checks; written before the run and replicated everywhere.
+        let seed = try master.client()
+        for i in 0..<1000 { _ = try seed.command(["SET", "fixed:\(i)", "value-\(i)"]) }
+        try cluster.sync()
+
+        let reloadsDone = Atomic<Bool>(false)
+        let failures = Mutex<[String]>([])
+        let sent = Atomic<Int>(0)
+        let finished = DispatchGroup()
+        let port = ambassador.port
+        for clientIndex in 0..<2 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                do {
+                    let client = try BlockingClient(port: port, timeout: 10)
+                    var counter: Int64 = 0
+                    var n = 0
+                    while !reloadsDone.load(ordering: .acquiring) || sent.load(ordering: .relaxed) < 50_000 {
+                        var batch: [[String]] = []
+                        for _ in 0..<100 {
+                            switch n % 5 {
+                            case 0: batch.append(["SET", "w:\(clientIndex):\(n)", "v\(n)"])
+                            case 1, 3: batch.append(["GET", "fixed:\(n % 1000)"])
+                            case 2: batch.append(["INCR", "counter:\(clientIndex)"])
+                            default: batch.append(["ECHO", "e\(n)"])
+                            }
+                            n += 1
+                        }
+                        let replies = try client.pipeline(batch)
+                        for (command, raw) in zip(batch, replies) {
+                            let reply = try RESPValue.decode(raw)?.0
+                            let ok: Bool
+                            switch command[0] {
+                            case "SET": ok = reply == .simple("OK")
+                            case "GET": ok = reply == .bulk("value-\(command[1].dropFirst(6))")
+                            case "INCR":
+                                counter += 1
+                                ok = reply == .integer(counter)
+                            default: ok = reply == .bulk(command[1])
+                            }
+                            if !ok {
+                                failures.withLock { $0.append("\(command) → \(text(raw))") }
+                                return
+                            }
+                        }
+                        sent.add(batch.count, ordering: .relaxed)
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
+                }
+            }.start()
+        }
+        // 20 reloads, each a real change, by each trigger in turn.
+        for reload in 1...20 {
+            let (policy, replicas) = variants[reload % variants.count]
+            try ambassador.publish(Self.yaml(ambassador.port, ambassador.adminPort, master: master,
+                                             replicas: replicas, policy: policy))
+            switch reload % 3 {
+            case 0: ambassador.signal(SIGHUP)
+            case 1: _ = try ambassador.admin("/reload", method: "POST")
+            default: break  // the file watch sees the swapped symlink
+            }
+            try ambassador.waitForGeneration(reload + 1)
+            usleep(50_000)  // let traffic run on this generation
+        }
+        reloadsDone.store(true, ordering: .releasing)
+        #expect(finished.wait(timeout: .now() + 60) == .success)
+        #expect(failures.withLock { $0 } == [])
+        #expect(sent.load(ordering: .relaxed) >= 50_000)
+        // No connection was dropped: the two clients plus the readiness probe are all that ever
+        // connected, and the clients kept theirs to the end.
+        usleep(600_000)  // metrics are published twice a second
+        let metrics = metricSamples(try ambassador.admin("/metrics").body)
+        #expect(metrics["redis_ambassador_config_reloads_total{result=\"applied\"}"] == 21)
+        #expect(metrics["redis_ambassador_config_generation"] == 21)
+        let errors = metrics.filter { $0.key.hasPrefix("redis_ambassador_errors_total") }.values.reduce(0, +)
+        #expect(errors == 0)
+        let errorReplies = metrics.filter { $0.key.contains("outcome=\"error\"") }.values.reduce(0, +)
+        #expect(errorReplies == 0)
+        // Replicas took reads during the run (the load really was spread).
+        #expect(try commandCalls(r1, "get") > 0 && commandCalls(r2, "get") > 0)
+        print("reload under load: \(sent.load(ordering: .relaxed)) commands on 2 pipelining connections, 20 reloads, "
+              + "\(failures.withLock { $0.count }) failures, \(Int(errors)) ambassador errors, \(Int(errorReplies)) error replies")
+    }
+
+    /// A bad file changes nothing: the old config keeps serving, /config shows why (with the line),
+    /// and the next good file — picked up from a symlink swap within 2 s — applies.
+    @Test func badConfigKeepsTheRunningOneAndSwapIsSeenWithinTwoSeconds() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let master = cluster.master
+        let replica = cluster.replicas[0]
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [replica])
+        }
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port)
+        #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
+
+        try ambassador.publish("listen: 127.0.0.1:\(ambassador.port)\nmaster: 127.0.0.1:\(master.port)\nread_policy: sometimes\n")
+        let deadline = Date().addingTimeInterval(2)
+        while try ambassador.lastReloadResult() != "invalid" && Date() < deadline { usleep(20_000) }
+        let view = try ambassador.configView()
+        let last = view["last_reload"] as? [String: Any] ?? [:]
+        #expect(last["result"] as? String == "invalid")
+        #expect((last["message"] as? String ?? "").contains("line 3"), "\(last)")
+        #expect(view["generation"] as? Int == 1)
+        #expect(try client.command(["GET", "k"]) == .bulk("1"))
+        #expect(try client.command(["INCR", "k"]) == .integer(2))
+        // POST /reload of the same bad file says so with a 400 and changes nothing.
+        #expect(try ambassador.admin("/reload", method: "POST").status == 400)
+        #expect(try ambassador.generation() == 1)
+
+        try ambassador.publish(Self.yaml(ambassador.port, ambassador.adminPort, master: master, replicas: [],
+                                         policy: "master"))
+        let seconds = try ambassador.waitForGeneration(2, timeout: 2)
+        #expect(seconds < 2)
+        let config = try ambassador.configView()["config"] as? [String: Any] ?? [:]
+        #expect(config["read_policy"] as? String == "master")
+        #expect(try client.command(["GET", "k"]) == .bulk("2"))
+        usleep(600_000)
+        let metrics = metricSamples(try ambassador.admin("/metrics").body)
+        #expect(metrics["redis_ambassador_config_reloads_total{result=\"invalid\"}"] ?? 0 >= 1)
+    }
+
+    /// SIGTERM: no new connections, the command in flight (a BLPOP) still gets its reply, then the
+    /// process exits 0. A command that would never finish is cut at `shutdown_timeout`.
+    @Test func sigtermDrainsInFlightRequests() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [], extra: "shutdown_timeout: 3s\n")
+        }
+        defer { ambassador.stop() }
+        let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
+        try waiting.send(BlockingClient.encode(["BLPOP", "drain-list", "0"]))
+        let idle = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try idle.command(["PING"]) == .simple("PONG"))
+        usleep(200_000)  // the BLPOP is waiting on the master
+        ambassador.signal(SIGTERM)
+        usleep(200_000)
+        #expect(ambassador.process.isRunning, "still draining")
+        #expect(idle.isClosedByPeer(), "an idle connection is closed at once")
+        #expect((try? BlockingClient(port: ambassador.port, timeout: 1).command(["PING"])) == nil, "no new connections")
+        #expect(try ambassador.admin("/readyz").status == 503)
+        _ = try master.client().command(["RPUSH", "drain-list", "served"])
+        #expect(try waiting.readReply() == .array([.bulk("drain-list"), .bulk("served")]))
+        #expect(ambassador.waitForExit(timeout: 2) == 0)
+        #expect(ambassador.logText.contains("draining"))
+    }
+
+    @Test func shutdownTimeoutCutsWhatNeverFinishes() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [], extra: "shutdown_timeout: 500ms\n")
+        }
+        defer { ambassador.stop() }
+        let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
+        try waiting.send(BlockingClient.encode(["BLPOP", "never", "0"]))
+        usleep(200_000)
+        let start = Date()
+        ambassador.signal(SIGTERM)
+        #expect(ambassador.waitForExit(timeout: 3) == 0)
+        let took = Date().timeIntervalSince(start)
+        #expect(took >= 0.4 && took < 2, "stopped after \(took) s")
+        #expect(waiting.isClosedByPeer())
+    }
+
+    /// /metrics is valid Prometheus text (checked by the reference Python parser), /healthz is
+    /// 200, /readyz follows the master, unknown paths are 404.
+    @Test func adminEndpointServesMetricsAndProbes() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let master = cluster.master
+        let replica = cluster.replicas[0]
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [replica])
+        }
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port)
+        for i in 0..<50 {
+            _ = try client.command(["SET", "m\(i)", "x"])
+            _ = try client.command(["GET", "m\(i)"])
+        }
+        _ = try client.command(["PING"])
+        try client.send([UInt8]("*1\r\n$x\r\n".utf8))  // malformed: counted as a client protocol error
+        _ = try? client.readReply()
+        usleep(600_000)
+        let (status, body) = try ambassador.admin("/metrics")
+        #expect(status == 200)
+        let file = ambassador.directory.appendingPathComponent("metrics.txt")
+        try body.write(to: file, atomically: true, encoding: .utf8)
+        let parse = Process()
+        parse.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        parse.arguments = ["python3", "-c", """
+            import sys
+            from prometheus_client.parser import text_string_to_metric_families
+            names = sorted(f.name for f in text_string_to_metric_families(open(sys.argv[1]).read()))
+            print(" ".join(names))
+            """, file.path]
+        let pipe = Pipe()
+        parse.standardOutput = pipe
+        parse.standardError = pipe
+        try parse.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        parse.waitUntilExit()
+        #expect(parse.terminationStatus == 0, "prometheus_client rejected /metrics: \(output)")
+        for family in ["redis_ambassador_commands", "redis_ambassador_request_duration_seconds",
+                       "redis_ambassador_client_connections", "redis_ambassador_errors", "redis_ambassador_bytes",
+                       "redis_ambassador_backend_up", "redis_ambassador_backend_connections",
+                       "redis_ambassador_config_reloads", "redis_ambassador_config_generation",
+                       "redis_ambassador_pinned_sessions"] {
+            #expect(output.split(separator: " ").map(String.init).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains(family), "\(family) missing: \(output)")
+        }
+        let samples = metricSamples(body)
+        #expect(samples["redis_ambassador_commands_total{route=\"master\",outcome=\"ok\",worker=\"0\"}"] ?? 0 >= 50)
+        #expect(samples["redis_ambassador_commands_total{route=\"replica\",outcome=\"ok\",worker=\"0\"}"] ?? 0 >= 50)
+        #expect(samples["redis_ambassador_errors_total{kind=\"client_protocol\",worker=\"0\"}"] == 1)
+        #expect(samples["redis_ambassador_backend_up{backend=\"127.0.0.1:\(master.port)\",role=\"master\"}"] == 1)
+        #expect(samples["redis_ambassador_client_connections_total"] ?? 0 >= 2)
+        #expect(samples.keys.contains { $0.hasPrefix("redis_ambassador_request_duration_seconds_bucket{route=\"replica\"") })
+
+        #expect(try ambassador.admin("/healthz").status == 200)
+        #expect(try ambassador.admin("/readyz").status == 200)
+        #expect(try ambassador.admin("/nope").status == 404)
+        #expect(try ambassador.admin("/metrics", method: "POST").status == 405)
+        master.kill9()
+        let deadline = Date().addingTimeInterval(3)
+        while try ambassador.admin("/readyz").status != 503 && Date() < deadline { usleep(20_000) }
+        #expect(try ambassador.admin("/readyz").status == 503)
+        #expect(try ambassador.admin("/healthz").status == 200)
+    }
+}
+}
