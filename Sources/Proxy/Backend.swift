@@ -112,12 +112,16 @@ final class Backend {
     var isDrained: Bool { shared.allSatisfy { $0.allSatisfy { !$0.isOpen } } }
 
     func checkDrained() {
-        if removed && isDrained { proxy.retiredBackendDrained(self) }
+        if removed && isDrained {
+            shared = [[], []]
+            proxy.retiredBackendDrained(self)
+        }
     }
 
     func shutdown() {
         removed = true
         for set in shared { set.forEach { $0.close() } }
+        shared = [[], []]
         idlePinned.forEach { $0.close() }
         idlePinned.removeAll()
     }

@@ -12,7 +12,10 @@ import RESP
 final class BackendConnection: ConnectionDelegate {
     enum State { case connecting, up, down }
 
-    unowned let backend: Backend
+    /// Strong: a pinned connection may outlive its backend's place in the config (a session in
+    /// MULTI on a master that a reload replaced). The cycle with `Backend.shared` is broken when
+    /// the backend is drained or shut down.
+    let backend: Backend
     let dedicated: Bool
     /// The RESP version this connection speaks (HELLO 3 is sent at connect for 3).
     private(set) var protocolVersion: Int

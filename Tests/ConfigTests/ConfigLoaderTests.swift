@@ -32,6 +32,55 @@ import Testing
         #expect(config.workers == 3 && config.workerCount(cores: 16) == 3)
     }
 
+    @Test func adminAndShutdownTimeout() throws {
+        let config = try ConfigLoader.parse("""
+            listen: 127.0.0.1:6380
+            master: 127.0.0.1:6379
+            admin:
+              listen: 127.0.0.1:9121
+            shutdown_timeout: 30s
+            """)
+        #expect(config.adminListen == Address(host: "127.0.0.1", port: 9121))
+        #expect(config.shutdownTimeout == Duration(seconds: 30))
+        let plain = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n")
+        #expect(plain.adminListen == nil, "no admin key: the endpoint is off")
+        #expect(plain.shutdownTimeout == Duration(seconds: 10))
+        for (text, key, line) in [("admin: 9121\n", "admin", 3), ("admin:\n  port: 9121\n", "admin.port", 4),
+                                  ("admin:\n  listen: nowhere\n", "admin.listen", 4),
+                                  ("shutdown_timeout: 30\n", "shutdown_timeout", 3)] {
+            #expect {
+                try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n" + text)
+            } throws: { error in
+                guard let error = error as? ConfigError else { return false }
+                return error.key == key && error.line == line
+            }
+        }
+    }
+
+    /// A reload applies every key but the restart-only ones, and says which keys changed.
+    @Test func reloadDiffKeepsRestartOnlyKeys() throws {
+        let running = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: 2\n")
+        let file = try ConfigLoader.parse("""
+            listen: 127.0.0.1:6380
+            master: 127.0.0.1:7000
+            replicas: [127.0.0.1:7001]
+            read_policy: master
+            workers: 4
+            backend_connections: 3
+            """)
+        #expect(running.changedKeys(to: file) == ["master", "replicas", "read_policy", "backend_connections", "workers"])
+        let applied = running.applyingLive(file)
+        #expect(applied.workers == 2 && applied.backendConnections == 1)
+        #expect(applied.master == Address(host: "127.0.0.1", port: 7000) && applied.readPolicy == .master)
+        #expect(running.changedKeys(to: applied) == ["master", "replicas", "read_policy"])
+        #expect(running.changedKeys(to: running) == [])
+        var secret = running
+        secret.password = "hunter2"
+        secret.passwordSource = "password_file /run/secret"
+        #expect(!"\(secret.redacted)".contains("hunter2"))
+        #expect(secret.redacted["password"] == .string("<redacted> (password_file /run/secret)"))
+    }
+
     @Test func workersAutoLeavesACoreForRedis() throws {
         let config = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: auto\n")
         #expect(config.workers == nil)

@@ -263,6 +263,14 @@ extension Integration {
         let config = try ambassador.configView()["config"] as? [String: Any] ?? [:]
         #expect(config["read_policy"] as? String == "master")
         #expect(try client.command(["GET", "k"]) == .bulk("2"))
+        // A restart-only key is logged as such and left as it was: no new generation.
+        try ambassador.publish(Self.yaml(ambassador.port, ambassador.adminPort, master: master, replicas: [],
+                                         policy: "master", extra: "workers: 3\n"))
+        #expect(try ambassador.admin("/reload", method: "POST").status == 200)
+        let unchanged = try ambassador.configView()
+        #expect(unchanged["generation"] as? Int == 2)
+        #expect(((unchanged["last_reload"] as? [String: Any])?["message"] as? String ?? "").contains("workers"))
+        #expect(ambassador.logText.contains("workers changes only at restart"))
         usleep(600_000)
         let metrics = metricSamples(try ambassador.admin("/metrics").body)
         #expect(metrics["redis_ambassador_config_reloads_total{result=\"invalid\"}"] ?? 0 >= 1)
