@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ProxyTests", dependencies: [
             "Proxy", "Config", "EventLoop", "RESP", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
