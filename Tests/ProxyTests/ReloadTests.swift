@@ -36,9 +36,10 @@ final class ConfigMapAmbassador {
         try process.run()
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
+            // Ready when a write goes through and every configured backend is up.
             if (try? BlockingClient(port: port, timeout: 2).command(["SET", "__ready__", "1"])) == .simple("OK"),
-               (try? HTTPProbe.request(port: adminPort, path: "/healthz"))?.status == 200 {
-                usleep(100_000)  // the replica connections' first chance to connect
+               let metrics = try? HTTPProbe.request(port: adminPort, path: "/metrics"), metrics.status == 200,
+               !metricSamples(metrics.body).contains(where: { $0.key.hasPrefix("redis_ambassador_backend_up{") && $0.value == 0 }) {
                 return
             }
             guard process.isRunning else { break }
@@ -241,6 +242,7 @@ extension Integration {
         defer { ambassador.stop() }
         let client = try BlockingClient(port: ambassador.port)
         #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
+        try cluster.sync()  // the GET below may be served by the replica
 
         try ambassador.publish("listen: 127.0.0.1:\(ambassador.port)\nmaster: 127.0.0.1:\(master.port)\nread_policy: sometimes\n")
         let deadline = Date().addingTimeInterval(2)
