@@ -128,6 +128,18 @@ extension Integration {
         return text + extra
     }
 
+    /// A master, one replica, and the binary in front of them (prefer-replica, admin on).
+    static func withOneReplica() throws -> (Cluster, ConfigMapAmbassador) {
+        let cluster = try Cluster(replicas: 1)
+        let (master, replica) = (cluster.master, cluster.replicas[0])
+        do {
+            return (cluster, try ConfigMapAmbassador { port, admin in Self.yaml(port, admin, master: master, replicas: [replica]) })
+        } catch {
+            cluster.stop()
+            throw error
+        }
+    }
+
     /// Two pipelining clients send 50,000+ mixed commands while the config is reloaded 20 times
     /// (replicas added and removed, read policy switched), by symlink swap, SIGHUP and POST /reload
     /// in turn. No error reply, no dropped connection, every reply what a direct Redis gives.
@@ -232,14 +244,12 @@ extension Integration {
     /// A bad file changes nothing: the old config keeps serving, /config shows why (with the line),
     /// and the next good file — picked up from a symlink swap within 2 s — applies.
     @Test func badConfigKeepsTheRunningOneAndSwapIsSeenWithinTwoSeconds() throws {
-        let cluster = try Cluster(replicas: 1)
-        defer { cluster.stop() }
-        let master = cluster.master
-        let replica = cluster.replicas[0]
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            Self.yaml(port, admin, master: master, replicas: [replica])
+        let (cluster, ambassador) = try Self.withOneReplica()
+        defer {
+            ambassador.stop()
+            cluster.stop()
         }
-        defer { ambassador.stop() }
+        let master = cluster.master
         let client = try BlockingClient(port: ambassador.port)
         #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
         try cluster.sync()  // the GET below may be served by the replica
@@ -325,14 +335,12 @@ extension Integration {
     /// /metrics is valid Prometheus text (checked by the reference Python parser), /healthz is
     /// 200, /readyz follows the master, unknown paths are 404.
     @Test func adminEndpointServesMetricsAndProbes() throws {
-        let cluster = try Cluster(replicas: 1)
-        defer { cluster.stop() }
-        let master = cluster.master
-        let replica = cluster.replicas[0]
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            Self.yaml(port, admin, master: master, replicas: [replica])
+        let (cluster, ambassador) = try Self.withOneReplica()
+        defer {
+            ambassador.stop()
+            cluster.stop()
         }
-        defer { ambassador.stop() }
+        let master = cluster.master
         let client = try BlockingClient(port: ambassador.port)
         for i in 0..<50 {
             _ = try client.command(["SET", "m\(i)", "x"])
