@@ -288,6 +288,43 @@ extension Integration {
         #expect(metrics["redis_ambassador_config_reloads_total{result=\"invalid\"}"] ?? 0 >= 1)
     }
 
+    /// With two worker loops, each gets the new snapshot (through its mailbox) and SIGTERM drains both.
+    @Test func everyWorkerAppliesTheReload() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.yaml(port, admin, master: master, replicas: [], extra: "workers: 2\n")
+        }
+        defer { ambassador.stop() }
+        var clients: [BlockingClient] = []
+        var workers: [String: BlockingClient] = [:]
+        for _ in 0..<64 where workers.count < 2 {
+            let client = try BlockingClient(port: ambassador.port)
+            clients.append(client)
+            let info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
+            if let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("worker:") }) {
+                workers[String(line)] = client
+            }
+        }
+        try #require(workers.count == 2, "connections reached both workers")
+        try ambassador.publish(Self.yaml(ambassador.port, ambassador.adminPort, master: master, replicas: [],
+                                         policy: "master", extra: "workers: 2\n"))
+        try ambassador.waitForGeneration(2)
+        for (worker, client) in workers {
+            let deadline = Date().addingTimeInterval(2)
+            var info = ""
+            repeat {
+                info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
+                if info.contains("read_policy:master") { break }
+                usleep(10_000)
+            } while Date() < deadline
+            #expect(info.contains("read_policy:master"), "\(worker)")
+            #expect(try client.command(["SET", "w", "1"]) == .simple("OK"))
+        }
+        ambassador.signal(SIGTERM)
+        #expect(ambassador.waitForExit(timeout: 5) == 0)
+    }
+
     /// SIGTERM: no new connections, the command in flight (a BLPOP) still gets its reply, then the
     /// process exits 0. A command that would never finish is cut at `shutdown_timeout`.
     @Test func sigtermDrainsInFlightRequests() throws {
