@@ -44,7 +44,7 @@ let package = Package(
         // The control plane: workers, reload (SIGHUP, file change, POST /reload), the admin
         // endpoint (evhttp), graceful shutdown.
         .target(name: "Control", dependencies: [
-            "EventLoop", "Config", "Proxy",
+            "EventLoop", "Config", "Proxy", "RESP",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(

@@ -8,6 +8,47 @@ public enum ReadPolicy: String, Sendable, CaseIterable {
     case replica
 }
 
+/// How the ambassador finds the master and the replicas.
+public enum Discovery: Sendable, Equatable {
+    /// `master` and `replicas` as written.
+    case `static`
+    /// Ask each of `nodes` for its ROLE: the one that says master is the master, the nodes that
+    /// replicate from it are the replicas; followed through failovers.
+    case role(nodes: [Address])
+
+    public var name: String {
+        switch self {
+        case .static: return "static"
+        case .role: return "role"
+        }
+    }
+}
+
+/// Which eligible replica takes the next read.
+public enum Balance: String, Sendable, CaseIterable {
+    /// The one with the fewest requests in flight (per weight).
+    case leastOutstanding = "least-outstanding"
+    /// In turn, weighted.
+    case roundRobin = "round-robin"
+}
+
+/// After a session writes, where its reads go for a while.
+public enum ReadYourWrites: Sendable, Equatable {
+    case off
+    /// To the master for this long after each write.
+    case duration(Duration)
+    /// To the master until a replica's replication offset is known to include the write.
+    case offset
+
+    public var description: String {
+        switch self {
+        case .off: return "off"
+        case .duration(let d): return d.description
+        case .offset: return "offset"
+        }
+    }
+}
+
 /// The ambassador's configuration: the validated content of the YAML file (or the command line).
 /// `Config/ambassador.yaml` documents every key.
 public struct AmbassadorConfig: Sendable, Equatable {
@@ -36,6 +77,23 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// Event-loop threads, each with its own SO_REUSEPORT listener and backend connections;
     /// nil is `auto` (see `workerCount(cores:)`).
     public var workers: Int?
+    public var discovery: Discovery = .static
+    /// Per-replica weight for balancing (absent: 1).
+    public var replicaWeights: [Address: Int] = [:]
+    public var balance: Balance = .leastOutstanding
+    /// How often every backend is asked for ROLE and INFO replication.
+    public var healthInterval = Duration(seconds: 0.5)
+    /// Consecutive failed checks before a backend is down (a refused connection is at once).
+    public var healthFailures = 2
+    /// A replica further behind the master than this serves no read (0: no limit).
+    public var maxReplicaLag = Duration(seconds: 1)
+    public var readYourWrites: ReadYourWrites = .off
+    /// While no node is confirmed master (a failover), writes wait this long, then get an error.
+    public var failoverHold = Duration(seconds: 2)
+    /// A request on a shared backend connection unanswered this long closes the connection
+    /// (reads are retried elsewhere; others get an error). 0: off. Never applies to blocking
+    /// commands or pub/sub (they run on pinned connections).
+    public var commandTimeout = Duration(seconds: 0)
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/config`, `POST /reload`);
     /// nil (no `admin:` key) turns it off.
     public var adminListen: Address?
@@ -91,6 +149,15 @@ public struct AmbassadorConfig: Sendable, Equatable {
         if workers != other.workers { keys.append("workers") }
         if adminListen != other.adminListen { keys.append("admin.listen") }
         if shutdownTimeout != other.shutdownTimeout { keys.append("shutdown_timeout") }
+        if discovery != other.discovery { keys.append("discovery") }
+        if replicaWeights != other.replicaWeights { keys.append("replicas.weight") }
+        if balance != other.balance { keys.append("balance") }
+        if healthInterval != other.healthInterval { keys.append("health_interval") }
+        if healthFailures != other.healthFailures { keys.append("health_failures") }
+        if maxReplicaLag != other.maxReplicaLag { keys.append("max_replica_lag") }
+        if readYourWrites != other.readYourWrites { keys.append("read_your_writes") }
+        if failoverHold != other.failoverHold { keys.append("failover_hold") }
+        if commandTimeout != other.commandTimeout { keys.append("command_timeout") }
         return keys
     }
 
@@ -116,7 +183,15 @@ public struct AmbassadorConfig: Sendable, Equatable {
             "reconnect_interval": .string(reconnectInterval.description), "log_level": .string(logLevel),
             "workers": workers.map { .int($0) } ?? .string("auto"),
             "shutdown_timeout": .string(shutdownTimeout.description),
+            "discovery": .string(discovery.name), "balance": .string(balance.rawValue),
+            "health_interval": .string(healthInterval.description), "health_failures": .int(healthFailures),
+            "max_replica_lag": .string(maxReplicaLag.description), "read_your_writes": .string(readYourWrites.description),
+            "failover_hold": .string(failoverHold.description), "command_timeout": .string(commandTimeout.description),
         ]
+        if case .role(let nodes) = discovery { view["nodes"] = .list(nodes.map(\.description)) }
+        if !replicaWeights.isEmpty {
+            view["replica_weights"] = .object(Dictionary(uniqueKeysWithValues: replicaWeights.map { ($0.key.description, RedactedValue.int($0.value)) }))
+        }
         if let username { view["username"] = .string(username) }
         if password != nil { view["password"] = .string("<redacted> (\(passwordSource ?? "set"))") }
         if let adminListen { view["admin"] = .object(["listen": .string(adminListen.description)]) }

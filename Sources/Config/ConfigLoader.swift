@@ -12,7 +12,11 @@ public enum ConfigLoader {
         "pinned_pool_size": "an integer 0...1024", "connect_timeout": "a duration (250ms, 2s)",
         "reconnect_interval": "a duration (250ms, 2s)", "log_level": "debug | info | warning | error",
         "workers": "auto or an integer 1...64", "admin": "a mapping with `listen: host:port`",
-        "shutdown_timeout": "a duration (10s)",
+        "shutdown_timeout": "a duration (10s)", "discovery": "static | role",
+        "nodes": "a list of host:port (discovery: role)", "balance": "least-outstanding | round-robin",
+        "health_interval": "a duration (500ms)", "health_failures": "an integer 1...100",
+        "max_replica_lag": "a duration (1s; 0s: no limit)", "read_your_writes": "off | offset | a duration (2s)",
+        "failover_hold": "a duration (2s)", "command_timeout": "a duration (0s: off)",
     ]
 
     /// Loads the file at `path`. `environment` supplies `REDIS_AMBASSADOR_PASSWORD`.
@@ -61,14 +65,60 @@ public enum ConfigLoader {
             guard let node = values[key] else { throw ConfigError(key: key, line: nil, "is required") }
             return node
         }
-        var config = AmbassadorConfig(listen: try address("listen", try required("listen")),
-                                      master: try address("master", try required("master")))
+        let listen = try address("listen", try required("listen"))
+        var discovery = Discovery.static
+        if let node = values["discovery"] {
+            switch try string("discovery", node) {
+            case "static": discovery = .static
+            case "role":
+                guard let list = values["nodes"], let sequence = list.sequence, !sequence.isEmpty else {
+                    throw ConfigError(key: "nodes", line: line(node), "discovery: role needs `nodes`, a list of host:port")
+                }
+                let nodes = try sequence.map { (item) throws(ConfigError) -> Address in try address("nodes", item) }
+                if Set(nodes).count != nodes.count {
+                    throw ConfigError(key: "nodes", line: line(list), "lists the same node twice")
+                }
+                for key in ["master", "replicas"] where values[key] != nil {
+                    throw ConfigError(key: key, line: line(values[key]!), "not used with discovery: role (the nodes' ROLE decides)")
+                }
+                discovery = .role(nodes: nodes)
+            case let other:
+                throw ConfigError(key: "discovery", line: line(node), "expected static or role, got '\(other)'")
+            }
+        } else if let node = values["nodes"] {
+            throw ConfigError(key: "nodes", line: line(node), "only used with discovery: role")
+        }
+        var config: AmbassadorConfig
+        if case .role(let nodes) = discovery {
+            // Until the first ROLE answers, the first node stands in as master; it takes no write
+            // before a check confirms it.
+            config = AmbassadorConfig(listen: listen, master: nodes[0], replicas: Array(nodes.dropFirst()))
+            config.discovery = discovery
+            return try finish(config, values, baseDirectory, environment)
+        }
+        config = AmbassadorConfig(listen: listen, master: try address("master", try required("master")))
         // `replicas:` with nothing after it means none.
         if let node = values["replicas"], node.null == nil {
             guard let sequence = node.sequence else {
                 throw ConfigError(key: "replicas", line: line(node), "expected a list of host:port")
             }
-            config.replicas = try sequence.map { (item) throws(ConfigError) -> Address in try address("replicas", item) }
+            config.replicas = try sequence.map { (item) throws(ConfigError) -> Address in
+                // `- host:port`, or `- {address: host:port, weight: 2}`.
+                guard let entry = item.mapping else { return try address("replicas", item) }
+                var found: Address?
+                var weight = 1
+                for (keyNode, value) in entry {
+                    switch keyNode.string {
+                    case "address": found = try address("replicas.address", value)
+                    case "weight": weight = try integer("replicas.weight", value, in: 1...1000)
+                    default:
+                        throw ConfigError(key: "replicas.\(keyNode.string ?? "?")", line: line(keyNode), "unknown key (known keys: address, weight)")
+                    }
+                }
+                guard let found else { throw ConfigError(key: "replicas.address", line: line(item), "is required in a replica mapping") }
+                if weight != 1 { config.replicaWeights[found] = weight }
+                return found
+            }
             if Set(config.replicas).count != config.replicas.count {
                 throw ConfigError(key: "replicas", line: line(node), "lists the same replica twice")
             }
@@ -139,6 +189,35 @@ public enum ConfigLoader {
             }
         }
         if let node = values["shutdown_timeout"] { config.shutdownTimeout = try duration("shutdown_timeout", node) }
+        if let node = values["balance"] {
+            let text = try string("balance", node)
+            guard let balance = Balance(rawValue: text) else {
+                throw ConfigError(key: "balance", line: line(node), "expected least-outstanding or round-robin, got '\(text)'")
+            }
+            config.balance = balance
+        }
+        if let node = values["health_interval"] {
+            config.healthInterval = try duration("health_interval", node)
+            guard config.healthInterval.seconds >= 0.01 else {
+                throw ConfigError(key: "health_interval", line: line(node), "must be at least 10ms")
+            }
+        }
+        if let node = values["health_failures"] { config.healthFailures = try integer("health_failures", node, in: 1...100) }
+        if let node = values["max_replica_lag"] { config.maxReplicaLag = try duration("max_replica_lag", node) }
+        if let node = values["read_your_writes"] {
+            let text = try string("read_your_writes", node)
+            if text == "off" || text == "false" {
+                config.readYourWrites = .off
+            } else if text == "offset" {
+                config.readYourWrites = .offset
+            } else if let value = Duration(parsing: text) {
+                config.readYourWrites = value.seconds == 0 ? .off : .duration(value)
+            } else {
+                throw ConfigError(key: "read_your_writes", line: line(node), "expected off, offset or a duration (2s), got '\(text)'")
+            }
+        }
+        if let node = values["failover_hold"] { config.failoverHold = try duration("failover_hold", node) }
+        if let node = values["command_timeout"] { config.commandTimeout = try duration("command_timeout", node) }
         if let node = values["log_level"] {
             let level = try string("log_level", node)
             guard ["debug", "info", "warning", "error"].contains(level) else {

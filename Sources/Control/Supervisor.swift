@@ -21,6 +21,7 @@ public final class Supervisor {
     private var admin: HTTPServer?
     private var watchTimer: LoopTimer?
     private var signals: [SignalHandler] = []
+    private var checker: HealthChecker?
     /// What the watched files held when last read: a reload happens when this changes.
     private var watchedContent: [UInt8] = []
     private(set) var lastReload = ReloadRecord(trigger: "start", result: .applied, message: "initial config", at: Date())
@@ -61,12 +62,18 @@ public final class Supervisor {
         metrics.reloaded(.applied, generation: generation)
         if workerCount == 1 {
             let proxy = Proxy(config: config, loop: loop, logger: logger, metrics: metrics)
+            proxy.useHealthChecks()
             try proxy.start()
             loop.context = proxy
             workers = [Worker(handle: loop.handle, thread: nil, local: proxy)]
         } else {
             workers = try startThreads(workerCount)
         }
+        let checker = HealthChecker(config: config, loop: loop, logger: logger) { [unowned self] topology in
+            self.topologyChanged(topology)
+        }
+        self.checker = checker
+        checker.start()
         if let address = config.adminListen { admin = try openAdmin(address) }
         if configPath != nil {
             let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.checkFile() }
@@ -101,6 +108,7 @@ public final class Supervisor {
             let (settings, logger, metrics, fixedPort) = (config, logger, metrics, port)
             let thread = try EventLoopThread.start(name: "worker-\(index)") { loop in
                 let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: index, metrics: metrics)
+                proxy.useHealthChecks()
                 do throws(SocketError) {
                     try proxy.start(reusePort: true, port: fixedPort)
                     loop.context = proxy
@@ -137,6 +145,13 @@ public final class Supervisor {
         }
     }
 
+    /// A new snapshot from the health checker, for every worker (and the metrics' backend list).
+    private func topologyChanged(_ topology: Topology) {
+        metrics.configure(master: (topology.master ?? config.master).description,
+                          replicas: topology.replicas.map(\.address.description))
+        eachProxy { proxy in proxy.applyTopology(topology) }
+    }
+
     // MARK: reload
 
     /// Reads the file again and applies what changed. An invalid file changes nothing.
@@ -169,9 +184,9 @@ public final class Supervisor {
         config = next
         generation += 1
         logger.logLevel = Logger.Level(rawValue: next.logLevel) ?? .info
-        metrics.configure(master: next.master.description, replicas: next.replicas.map(\.description))
         let snapshot = next
         eachProxy { proxy in proxy.apply(snapshot) }
+        checker?.reconfigure(next)
         var message = "changed: \(changed.joined(separator: ", "))"
         if !restartOnly.isEmpty { message += "; need a restart: \(restartOnly.joined(separator: ", "))" }
         logger.info("config generation \(generation) applied (\(trigger)); \(message)")
@@ -237,9 +252,12 @@ public final class Supervisor {
             return HTTPResponse(status: 200, text: "ok\n")
         case (.get, "/readyz"), (.head, "/readyz"):
             if stopping { return HTTPResponse(status: 503, text: "shutting down\n") }
-            let up = metrics.isUp(config.master.description, role: "master")
-            return up ? HTTPResponse(status: 200, text: "ok: master \(config.master) reachable\n")
-                      : HTTPResponse(status: 503, text: "master \(config.master) unreachable\n")
+            guard let master = checker?.topology?.master else {
+                return HTTPResponse(status: 503, text: "no node confirmed as master\n")
+            }
+            let up = metrics.isUp(master.description, role: "master")
+            return up ? HTTPResponse(status: 200, text: "ok: master \(master) reachable\n")
+                      : HTTPResponse(status: 503, text: "master \(master) unreachable\n")
         case (.get, "/config"), (.head, "/config"):
             return HTTPResponse(status: 200, contentType: "application/json", body: configJSON())
         case (.post, "/reload"):
@@ -265,6 +283,7 @@ public final class Supervisor {
                 "message": lastReload.message, "at": ISO8601DateFormatter().string(from: lastReload.at),
             ] as [String: Any],
             "restart_only_keys": AmbassadorConfig.restartOnlyKeys.sorted(),
+            "topology": checker?.view() ?? [:],
         ])
     }
 
@@ -310,6 +329,7 @@ public final class Supervisor {
     private func finishShutdown() {
         shutdownTimer?.cancel()
         watchTimer?.cancel()
+        checker?.stop()
         let left = workers.count - drainedWorkers.value
         if left > 0 { logger.warning("shutdown timeout: closing what \(left) worker(s) still had in flight") }
         for worker in workers {

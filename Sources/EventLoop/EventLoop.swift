@@ -91,6 +91,13 @@ public final class EventLoop {
         return tv.tv_sec &* 1_000_000 &+ tv.tv_usec
     }
 
+    /// The wall clock now, not the iteration's cached time (seconds since the epoch).
+    public static var wallClock: Double {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        return Double(tv.tv_sec) + Double(tv.tv_usec) / 1_000_000
+    }
+
     /// A thread-safe way to reach this loop from other threads.
     public var handle: EventLoopHandle { EventLoopHandle(mailbox: mailbox) }
 

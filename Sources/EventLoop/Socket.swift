@@ -113,3 +113,28 @@ enum Socket {
         }
     }
 }
+
+extension Endpoint {
+    /// The numeric addresses `host` resolves to ("10.0.0.7", "::1"); the host itself when it is
+    /// one already. Blocking (getaddrinfo): for the control loop's topology checks, not the data path.
+    public func numericHosts() -> [String] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0 else { return [host] }
+        defer { freeaddrinfo(result) }
+        var hosts: [String] = []
+        var entry = result
+        while let current = entry {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &buffer, socklen_t(buffer.count),
+                           nil, 0, NI_NUMERICHOST) == 0 {
+                let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if !hosts.contains(text) { hosts.append(text) }
+            }
+            entry = current.pointee.ai_next
+        }
+        return hosts.isEmpty ? [host] : hosts
+    }
+}

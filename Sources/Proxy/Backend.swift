@@ -18,6 +18,15 @@ final class Backend {
     private var idlePinned: [BackendConnection] = []
     /// Set when the backend left the config: no reconnects.
     var removed = false
+    /// From the health checker (true without one): may take reads.
+    var eligible = true
+    /// Answered -LOADING or -MASTERDOWN at this time (seconds): no reads until a later check.
+    var suspendedAt: Double?
+    var weight = 1
+    /// Smooth weighted round-robin state.
+    var currentWeight = 0
+    /// See `Topology.ReplicaState.caughtUpTo`; 0 (never) without a health checker.
+    var caughtUpTo = 0.0
     private(set) var upConnections = 0
 
     init(proxy: Proxy, address: Address, role: Role) {
@@ -30,6 +39,34 @@ final class Backend {
     /// Up when a shared connection is connected: the basic health of this issue (the topology
     /// checker adds ROLE, link status and lag).
     var isUp: Bool { upConnections > 0 }
+
+    /// May take a read now.
+    var servesReads: Bool { isUp && eligible && suspendedAt == nil && !removed }
+
+    /// Requests in flight on the shared connection `session` would use: the load for balancing.
+    func outstanding(for session: ClientSession) -> Int {
+        sharedConnection(for: session).inflight.count
+    }
+
+    /// The checker found it unreachable: close its connections so reads in flight are retried
+    /// elsewhere now rather than waiting on a node that may never answer.
+    func dropConnections() {
+        for set in shared { set.forEach { $0.reset(reason: "marked down by the health check") } }
+    }
+
+    /// The health check reached it again: reconnect now rather than at the next retry tick.
+    func reconnectNow() {
+        for set in shared { set.forEach { $0.reconnectNow() } }
+    }
+
+    /// Requests older than `timeout` seconds on a shared connection: that connection is reset.
+    func expireRequests(olderThan deadline: Int) {
+        for set in shared {
+            for connection in set where connection.oldestRequestStarted.map({ $0 < deadline }) ?? false {
+                connection.reset(reason: "command_timeout")
+            }
+        }
+    }
 
     /// Opens the RESP2 shared connections (at start-up, so the first request finds them ready).
     func start() {
@@ -85,6 +122,7 @@ final class Backend {
         if !connection.dedicated {
             upConnections += 1
             if upConnections == 1 { proxy.backendCameUp(self, through: connection) }
+            if self === proxy.master { proxy.masterConnectionUp() }
         }
     }
 

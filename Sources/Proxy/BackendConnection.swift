@@ -30,6 +30,8 @@ final class BackendConnection: ConnectionDelegate {
     /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
     var relay = false
     private var reconnectTimer: Timer?
+    /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
+    private var failReason: String?
 
     init(backend: Backend, protocolVersion: Int, dedicated: Bool) {
         self.backend = backend
@@ -91,6 +93,7 @@ final class BackendConnection: ConnectionDelegate {
     func inject(_ arguments: [String], label: StaticString) {
         let slot = proxy.slots.take()
         slot.kind = .injected
+        slot.started = proxy.loop.nowMicroseconds
         slot.label = label
         write(Self.request(arguments), slot: slot)
     }
@@ -99,6 +102,7 @@ final class BackendConnection: ConnectionDelegate {
     func probe(_ arguments: [String], _ handler: @escaping ([UInt8]) -> Void) {
         let slot = proxy.slots.take()
         slot.kind = .probe
+        slot.started = proxy.loop.nowMicroseconds
         slot.probe = handler
         write(Self.request(arguments), slot: slot)
     }
@@ -174,7 +178,16 @@ final class BackendConnection: ConnectionDelegate {
         }
         switch slot.kind {
         case .client:
-            if let session = slot.session {
+            if frame.isError, slot.retriesLeft > 0, backend.role == .replica, let session = slot.session,
+               retryable(frame, from: connection, slot: slot) {
+                // -LOADING, -MASTERDOWN (or -NOSCRIPT for EVALSHA_RO): the read goes to another
+                // eligible node, then the master, before the client sees an error.
+                connection.discardInput(frame.length)
+                if proxy.retryRead(slot, after: backend) {
+                    break
+                }
+                session.fail(slot, "ERR ambassador: no other node could serve the read")
+            } else if let session = slot.session {
                 session.completed(slot, length: frame.length, from: connection, isError: frame.isError)
             } else {
                 connection.discardInput(frame.length)  // its client left: read and drop
@@ -200,6 +213,25 @@ final class BackendConnection: ConnectionDelegate {
         }
     }
 
+    /// Whether a replica's error reply means "try elsewhere"; LOADING and MASTERDOWN also take
+    /// the replica out of the read rotation until a later health check.
+    private func retryable(_ frame: ReplyFrame, from connection: Connection, slot: Slot) -> Bool {
+        var head: [UInt8] = []
+        connection.copyInput(from: 0, count: min(frame.length, 12), into: &head)
+        if head.starts(with: Self.loading) || head.starts(with: Self.masterDown) {
+            if backend.suspendedAt == nil {
+                backend.suspendedAt = proxy.loop.now
+                proxy.logger.warning("replica \(backend.address) answered \(String(decoding: head.dropFirst().prefix { $0 != 32 }, as: UTF8.self)): no reads until the next health check")
+            }
+            return true
+        }
+        return slot.isEvalshaRO && head.starts(with: Self.noScript)
+    }
+
+    static let loading = Array("-LOADING".utf8)
+    static let masterDown = Array("-MASTERDOWN".utf8)
+    static let noScript = Array("-NOSCRIPT".utf8)
+
     static func copy(_ connection: Connection, _ count: Int) -> [UInt8] {
         var bytes: [UInt8] = []
         connection.copyInput(from: 0, count: count, into: &bytes)
@@ -221,6 +253,7 @@ final class BackendConnection: ConnectionDelegate {
             proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
         }
         failInflight()
+        failReason = nil
         backend.connectionDown(self, wasUp: wasUp)
         if let owner {
             self.owner = nil
@@ -244,7 +277,8 @@ final class BackendConnection: ConnectionDelegate {
                 }
                 if slot.retriesLeft > 0, proxy.retryRead(slot, after: backend) { continue }
                 proxy.stats.error(.backendLost)
-                session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
+                let why = failReason.map { "reset (\($0))" } ?? "lost"
+                session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) \(why) before it replied")
             case .injected, .probe:
                 proxy.slots.give(slot)
             }
@@ -256,6 +290,24 @@ final class BackendConnection: ConnectionDelegate {
         counted = false
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
                                               open: -1, up: dedicated ? 0 : -1)
+    }
+
+    func reconnectNow() {
+        guard state == .down, !backend.removed else { return }
+        reconnectTimer?.cancel()
+        open()
+    }
+
+    /// When the oldest request still waiting here was sent (loop µs).
+    var oldestRequestStarted: Int? { inflight.first?.started }
+
+    /// Drops the connection (as if the server had closed it): requests in flight fail or, for
+    /// reads, are retried elsewhere; a shared connection reconnects.
+    func reset(reason: String) {
+        guard let connection, state != .down else { return }
+        proxy.logger.warning("resetting connection to \(backend.role) \(backend.address): \(reason)")
+        failReason = reason
+        connection.close(flush: false)
     }
 
     /// For a retired backend: close now if nothing is in flight, else after the last reply.

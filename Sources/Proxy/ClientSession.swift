@@ -32,6 +32,20 @@ final class ClientSession: ConnectionDelegate {
     private var closeWhenDrained = false
     /// Shutting down: no more reading; what was read is served, then the connection closes.
     private var draining = false
+    /// The held frame is a write waiting for a confirmed master (since `waitingSince`, loop µs).
+    private var awaitingMaster = false
+    /// When the current command started waiting for a master (loop µs; 0: not waiting). Kept
+    /// across re-checks, so `failover_hold` counts from the first wait.
+    private var holdStarted = 0
+    var waitingSince: Int { holdStarted }
+    /// Read-your-writes: when the session last sent a write (loop µs), and when the last write's
+    /// reply arrived (wall clock seconds, for the offset mode).
+    private(set) var lastWriteMicroseconds = 0
+    private var lastWriteAckTime = 0.0
+    private var writesInFlight = 0
+    /// For read-your-writes by offset: a replica must have caught up to this time (infinity
+    /// while a write is still in flight: its reads go to the master).
+    var lastWriteAck: Double { writesInFlight > 0 ? .infinity : lastWriteAckTime }
     var encoder = RESPEncoder()
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
@@ -121,16 +135,55 @@ final class ClientSession: ConnectionDelegate {
                 connection.pauseReading()
                 return
             }
+            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
             pin(frame, state: state)
         case .read:
             forwardRead(frame)
         case .write, .unknown:
-            forward(frame, to: proxy.master)
+            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
+            holdStarted = 0
+            lastWriteMicroseconds = proxy.loop.nowMicroseconds
+            forward(frame, to: proxy.master, write: true)
         }
     }
 
+    // MARK: failover hold
+
+    /// No node is confirmed master: this write (and everything after it) waits.
+    private func holdForMaster(_ frame: RequestFrame) {
+        held = frame
+        awaitingMaster = true
+        if holdStarted == 0 { holdStarted = proxy.loop.nowMicroseconds }
+        connection.pauseReading()
+        proxy.waitForMaster(self)
+    }
+
+    func masterAvailable() {
+        guard awaitingMaster else { return }
+        awaitingMaster = false
+        if fifo.isEmpty, let frame = held {
+            held = nil
+            dispatch(frame)
+            if held == nil { processInput() }
+        }
+    }
+
+    /// `failover_hold` passed without a master: the write gets an error (it was not sent
+    /// anywhere), and the session goes on with its next command.
+    func masterUnavailable() {
+        guard awaitingMaster, let frame = held else { return }
+        awaitingMaster = false
+        held = nil
+        connection.discardInput(frame.length)
+        proxy.stats.error(.backendUnavailable)
+        proxy.stats.answered(.master, .error, microseconds: proxy.loop.nowMicroseconds &- holdStarted)
+        holdStarted = 0
+        answerError("TRYAGAIN ambassador: no node confirmed as master within failover_hold (\(proxy.config.failoverHold)); the command was not sent")
+        processInput()
+    }
+
     /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
-    private func forward(_ frame: RequestFrame, to backend: Backend) {
+    private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false) {
         let target = backend.sharedConnection(for: self)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
@@ -139,6 +192,8 @@ final class ClientSession: ConnectionDelegate {
         }
         target.select(db)
         let slot = enqueue(route)
+        slot.isWrite = write
+        if write { writesInFlight += 1 }
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -151,6 +206,7 @@ final class ClientSession: ConnectionDelegate {
             // Keep the request: if the replica goes away before replying, the read is retried.
             connection.copyInput(from: 0, count: frame.length, into: &slot.retryRequest)
             slot.retriesLeft = 2
+            slot.isEvalshaRO = frame.name == Names.evalshaRO
             target.forward(from: connection, length: frame.length, slot: slot)
         case let backend?:
             forward(frame, to: backend)
@@ -181,6 +237,7 @@ final class ClientSession: ConnectionDelegate {
 
     private func pin(_ frame: RequestFrame, state: StatefulKind) {
         let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion)
+        holdStarted = 0
         guard connection.isUsable else {
             self.connection.discardInput(frame.length)
             return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
@@ -324,6 +381,7 @@ final class ClientSession: ConnectionDelegate {
     func completed(_ slot: Slot, length: Int, from backend: Connection, isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok,
                              microseconds: proxy.loop.nowMicroseconds &- slot.started)
+        if slot.isWrite { writeAnswered() }
         if fifo.first === slot {
             backend.moveInput(length, to: connection)
             fifo.removeFirst()
@@ -336,7 +394,13 @@ final class ClientSession: ConnectionDelegate {
     }
 
     /// `slot`'s request failed: the client gets `message` as an error reply in its place.
+    private func writeAnswered() {
+        writesInFlight -= 1
+        if proxy.config.readYourWrites == .offset { lastWriteAckTime = EventLoop.wallClock }
+    }
+
     func fail(_ slot: Slot, _ message: String) {
+        if slot.isWrite { writeAnswered() }
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)
@@ -354,7 +418,7 @@ final class ClientSession: ConnectionDelegate {
         }
         guard fifo.isEmpty else { return }
         if closeIfDrained() { return }
-        if let frame = held {
+        if !awaitingMaster, let frame = held {
             held = nil
             dispatch(frame)
         }
@@ -459,6 +523,7 @@ enum Names {
     static let tracking = ShortBytes("tracking")
     static let reply = ShortBytes("reply")
     static let reset = ShortBytes("reset")
+    static let evalshaRO = ShortBytes("evalsha_ro")
 }
 
 /// A request's arguments as `classify` reads them, straight from the client's input buffer.

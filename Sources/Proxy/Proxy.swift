@@ -63,6 +63,7 @@ public final class Proxy {
         let timer = Timer(loop: loop, repeating: true) { [unowned self] in self.publishMetrics() }
         timer.schedule(after: Self.publishInterval)
         publishTimer = timer
+        scheduleTimeoutChecks()
         if worker > 0 { return startBackends() }
         logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
         startBackends()
@@ -105,6 +106,8 @@ public final class Proxy {
         retired.removeAll()
         publishMetrics()
         publishTimer?.cancel()
+        timeoutTimer?.cancel()
+        holdTimer?.cancel()
     }
 
     /// Graceful shutdown: stops accepting, serves the commands already received, closes each
@@ -153,6 +156,10 @@ public final class Proxy {
                 logger.error("reload: cannot listen on \(new.listen): \(error); still listening on \(old.listen)")
             }
         }
+        if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
+        // With a health checker the backends come from its topology (which follows the new
+        // config within one check), not straight from the file.
+        if healthChecked { return problems }
         if new.master != old.master {
             let previous = master!
             master = Backend(proxy: self, address: new.master, role: .master)
@@ -210,31 +217,72 @@ public final class Proxy {
 
     // MARK: routing
 
-    /// Where a read goes under `read_policy`: replicas that are up take turns; `prefer-replica`
-    /// falls back to the master; `replica` has nowhere to go (nil) when none is up.
+    /// Where a read goes under `read_policy`: an eligible replica chosen by `balance`;
+    /// `prefer-replica` falls back to the master; `replica` has nowhere to go (nil) when none
+    /// is eligible. Read-your-writes sends a session that wrote recently to the master.
     func readTarget(for session: ClientSession, excluding excluded: Backend?) -> Backend? {
-        switch config.readPolicy {
-        case .master:
-            return master
-        case .preferReplica, .replica:
-            if !replicas.isEmpty {
-                for step in 0..<replicas.count {
-                    let candidate = replicas[(replicaCursor + step) % replicas.count]
-                    if candidate.isUp && candidate !== excluded {
-                        replicaCursor = (replicaCursor + step + 1) % replicas.count
-                        return candidate
-                    }
-                }
+        if config.readPolicy == .master { return master }
+        switch config.readYourWrites {
+        case .off, .offset:
+            break
+        case .duration(let window):
+            if session.lastWriteMicroseconds > 0,
+               loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000) {
+                return master
             }
-            return config.readPolicy == .preferReplica ? master : nil
         }
+        let needs = config.readYourWrites == .offset ? session.lastWriteAck : 0
+        if let replica = pickReplica(for: session, excluding: excluded, caughtUpTo: needs) { return replica }
+        return config.readPolicy == .preferReplica ? master : nil
     }
 
-    /// A read whose replica connection died before replying: sent again to another replica or
-    /// (under prefer-replica) the master. False when there is nowhere to send it.
+    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, caughtUpTo needed: Double) -> Backend? {
+        guard !replicas.isEmpty else { return nil }
+        var best: Backend?
+        switch config.balance {
+        case .leastOutstanding:
+            // Fewest in flight per weight; ties go round in turn (the cursor rotates the start).
+            var bestLoad = 0.0
+            let count = replicas.count
+            for step in 0..<count {
+                let candidate = replicas[(replicaCursor + step) % count]
+                guard candidate.servesReads, candidate !== excluded,
+                      needed == 0 || candidate.caughtUpTo >= needed else { continue }
+                let load = Double(candidate.outstanding(for: session)) / Double(candidate.weight)
+                if best == nil || load < bestLoad {
+                    best = candidate
+                    bestLoad = load
+                }
+            }
+            replicaCursor = (replicaCursor + 1) % count
+        case .roundRobin:
+            // Smooth weighted round-robin (as nginx): each pick adds every weight, takes the
+            // largest, and charges it the total.
+            var total = 0
+            for candidate in replicas where candidate.servesReads && candidate !== excluded
+                && (needed == 0 || candidate.caughtUpTo >= needed) {
+                candidate.currentWeight += candidate.weight
+                total += candidate.weight
+                if best == nil || candidate.currentWeight > best!.currentWeight { best = candidate }
+            }
+            best?.currentWeight -= total
+        }
+        return best
+    }
+
+    /// A replica read that failed for transport reasons, or answered -LOADING/-MASTERDOWN: sent
+    /// once to another eligible node, then (under prefer-replica) to the master. False when there
+    /// is nowhere left to send it.
     func retryRead(_ slot: Slot, after failed: Backend) -> Bool {
-        guard let session = slot.session, let backend = readTarget(for: session, excluding: failed),
-              backend !== failed, !backend.removed else { return false }
+        guard let session = slot.session, slot.retriesLeft > 0 else { return false }
+        var backend: Backend?
+        if slot.retriesLeft > 1 {
+            backend = pickReplica(for: session, excluding: failed, caughtUpTo: config.readYourWrites == .offset ? session.lastWriteAck : 0)
+        }
+        if backend == nil && config.readPolicy != .replica && masterConfirmed && master !== failed {
+            backend = master
+        }
+        guard let backend, !backend.removed else { return false }
         let target = backend.sharedConnection(for: session)
         guard target.isUsable else { return false }
         slot.retriesLeft -= 1
@@ -242,6 +290,126 @@ public final class Proxy {
         logger.debug("retrying a read from \(failed.address) on \(backend.address)")
         target.write(slot.retryRequest, slot: slot)
         return true
+    }
+
+    // MARK: topology
+
+    /// Set by the control plane when a health checker feeds this worker topologies: backends
+    /// then start ineligible and the master unconfirmed until the first snapshot.
+    public private(set) var healthChecked = false
+    public private(set) var topology: Topology?
+    /// Sessions whose next command is a write waiting for a confirmed master.
+    private var waitingForMaster: [ClientSession] = []
+    private var holdTimer: Timer?
+    private var timeoutTimer: Timer?
+
+    /// Writes may go to `master`: it reported role master in the latest check (always, without a
+    /// health checker).
+    var masterConfirmed: Bool { healthChecked ? topology?.master != nil : true }
+
+    /// A write can go out now: the master is confirmed and, with health checks, the session's
+    /// connection to it is not down (a master that just vanished may be failing over: the write
+    /// waits up to `failover_hold` rather than failing at once).
+    func masterWritable(for session: ClientSession) -> Bool {
+        guard masterConfirmed else { return false }
+        return !healthChecked || master.sharedConnection(for: session).isUsable
+    }
+
+    /// The master's connection came (back) up: writes that waited for it go.
+    func masterConnectionUp() {
+        if masterConfirmed && !waitingForMaster.isEmpty { releaseWaitingWrites() }
+    }
+
+    public func useHealthChecks() {
+        healthChecked = true
+        replicas.forEach { $0.eligible = false }
+    }
+
+    /// A new snapshot from the health checker.
+    public func applyTopology(_ new: Topology) {
+        let previous = topology
+        topology = new
+        if let address = new.master, address != master.address {
+            let old = master!
+            master = Backend(proxy: self, address: address, role: .master)
+            retire(old)
+            master.start()
+            logger.warning("master is now \(address) (was \(old.address))")
+        }
+        if new.master == nil && previous?.master != nil {
+            logger.warning("no node reports role master: writes wait up to \(config.failoverHold) (failover_hold)")
+        }
+        var kept: [Address: Backend] = [:]
+        for replica in replicas { kept[replica.address] = replica }
+        var next: [Backend] = []
+        for state in new.replicas where state.address != master.address {
+            let backend: Backend
+            if let existing = kept.removeValue(forKey: state.address) {
+                backend = existing
+            } else {
+                backend = Backend(proxy: self, address: state.address, role: .replica)
+                backend.start()
+            }
+            if backend.suspendedAt.map({ new.computedAt > $0 + config.healthInterval.seconds }) ?? false {
+                backend.suspendedAt = nil
+            }
+            backend.eligible = state.eligible
+            backend.weight = max(1, state.weight)
+            backend.caughtUpTo = state.caughtUpTo
+            // Unreachable: what is in flight there is retried elsewhere now.
+            if !state.up && state.reason.hasPrefix("down") && backend.isUp { backend.dropConnections() }
+            if state.up && !backend.isUp { backend.reconnectNow() }
+            next.append(backend)
+        }
+        if next.map(\.address) != replicas.map(\.address) { replicaCursor = 0 }
+        replicas = next
+        for (_, gone) in kept { retire(gone) }
+        if masterConfirmed { releaseWaitingWrites() }
+    }
+
+    /// A write found no confirmed master: the session waits (reading paused) until one is, or
+    /// until `failover_hold` passes.
+    func waitForMaster(_ session: ClientSession) {
+        waitingForMaster.append(session)
+        if holdTimer == nil {
+            holdTimer = Timer(loop: loop, repeating: true) { [unowned self] in self.expireWaitingWrites() }
+            holdTimer!.schedule(after: 0.05)
+        }
+    }
+
+    private func releaseWaitingWrites() {
+        let waiting = waitingForMaster
+        waitingForMaster.removeAll()
+        holdTimer?.cancel()
+        holdTimer = nil
+        for session in waiting { session.masterAvailable() }
+    }
+
+    private func expireWaitingWrites() {
+        let deadline = loop.nowMicroseconds - Int(config.failoverHold.seconds * 1_000_000)
+        let expired = waitingForMaster.filter { $0.waitingSince <= deadline }
+        guard !expired.isEmpty else { return }
+        waitingForMaster.removeAll { $0.waitingSince <= deadline }
+        for session in expired { session.masterUnavailable() }
+        if waitingForMaster.isEmpty {
+            holdTimer?.cancel()
+            holdTimer = nil
+        }
+    }
+
+    /// `command_timeout`: shared connections with a request older than it are reset.
+    private func scheduleTimeoutChecks() {
+        timeoutTimer?.cancel()
+        timeoutTimer = nil
+        let timeout = config.commandTimeout.seconds
+        guard timeout > 0 else { return }
+        let timer = Timer(loop: loop, repeating: true) { [unowned self] in
+            let deadline = self.loop.nowMicroseconds - Int(self.config.commandTimeout.seconds * 1_000_000)
+            self.master.expireRequests(olderThan: deadline)
+            self.replicas.forEach { $0.expireRequests(olderThan: deadline) }
+        }
+        timer.schedule(after: min(max(timeout / 4, 0.01), 0.25))
+        timeoutTimer = timer
     }
 
     /// The master's first connection came up: learn its version and number of databases.
@@ -262,11 +430,11 @@ public final class Proxy {
 
     /// `AMBASSADOR INFO`.
     func infoText() -> String {
-        var lines = ["# ambassador", "worker:\(worker)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
+        var lines = ["# ambassador", "worker:\(worker)", "master_confirmed:\(masterConfirmed ? 1 : 0)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
                      "pinned_sessions:\(pinnedSessions)", "read_policy:\(config.readPolicy.rawValue)",
                      "master:\(master.address),\(master.isUp ? "up" : "down")"]
         for (index, replica) in replicas.enumerated() {
-            lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down")")
+            lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down"),\(replica.servesReads ? "eligible" : "ineligible")")
         }
         return lines.joined(separator: "\r\n") + "\r\n"
     }

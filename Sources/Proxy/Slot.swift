@@ -21,6 +21,10 @@ final class Slot {
     /// Where the request went and when (loop clock, µs): for the latency histogram.
     var route = Route.master
     var started = 0
+    /// A write (or an unknown command) on the master: its reply time feeds read-your-writes.
+    var isWrite = false
+    /// EVALSHA_RO: -NOSCRIPT from a replica is retried elsewhere (the script may be cached there).
+    var isEvalshaRO = false
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()
@@ -39,6 +43,8 @@ final class Slot {
         reply.removeAll()
         retryRequest.removeAll(keepingCapacity: true)
         retriesLeft = 0
+        isWrite = false
+        isEvalshaRO = false
         probe = nil
         label = ""
     }

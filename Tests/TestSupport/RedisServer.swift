@@ -75,6 +75,11 @@ public final class RedisServer: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Sends `signal` to the server process: SIGSTOP freezes it (a stalled node), SIGCONT resumes it.
+    public func signal(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
     /// Kills the server at once (SIGKILL), as a crash or a lost pod would.
     public func kill9() {
         kill(process.processIdentifier, SIGKILL)

@@ -1,0 +1,94 @@
+import Config
+import EventLoop
+import RESP
+
+/// A small RESP client for the control loop's own requests (ROLE, INFO): one connection to one
+/// node, requests answered in order, every reply decoded into a `RESPValue`. Never on the data
+/// path.
+final class CheckClient: ConnectionDelegate {
+    typealias Reply = Result<RESPValue, SocketError>
+
+    let endpoint: Endpoint
+    private let loop: EventLoop
+    private var connection: Connection?
+    private var waiting: [(Reply) -> Void] = []
+    private var connected = false
+    private let timeout: Double
+    private let handshake: [[String]]
+
+    init(endpoint: Endpoint, loop: EventLoop, timeout: Double, username: String?, password: String?) {
+        self.endpoint = endpoint
+        self.loop = loop
+        self.timeout = timeout
+        if let password {
+            handshake = [username.map { ["AUTH", $0, password] } ?? ["AUTH", password]]
+        } else {
+            handshake = []
+        }
+    }
+
+    var isOpen: Bool { connection != nil }
+    var pending: Int { waiting.count }
+
+    /// Sends `arguments`; `reply` gets the decoded reply, or the error that closed the connection.
+    func send(_ arguments: [String], reply: @escaping (Reply) -> Void) {
+        if connection == nil {
+            do {
+                connection = try Connection.connect(to: endpoint, on: loop, timeout: timeout, delegate: self)
+            } catch {
+                reply(.failure(error))
+                return
+            }
+            // A wrong password shows in the replies that follow (NOAUTH errors).
+            for command in handshake { write(command) { _ in } }
+        }
+        write(arguments, reply: reply)
+    }
+
+    private func write(_ arguments: [String], reply: @escaping (Reply) -> Void) {
+        connection?.write(RESPValue.array(arguments.map { .bulk($0) }).encoded)
+        waiting.append(reply)
+    }
+
+    /// Drops the connection (a check that took too long): what waits gets a timeout.
+    func reset(_ why: String) {
+        guard let connection else { return }
+        self.connection = nil
+        connection.delegate = nil
+        connection.close(flush: false)
+        failAll(SocketError(.timeout, detail: why))
+    }
+
+    func connectionDidConnect(_ connection: Connection) { connected = true }
+
+    func connectionDidRead(_ connection: Connection) {
+        while connection.inputCount > 0 {
+            var bytes: [UInt8] = []
+            connection.copyInput(from: 0, count: connection.inputCount, into: &bytes)
+            let decoded: (RESPValue, Int)?
+            do throws(ProtocolError) {
+                decoded = try RESPValue.decode(bytes)
+            } catch {
+                return reset("invalid RESP from \(endpoint): \(error)")
+            }
+            guard let (value, used) = decoded else { return }
+            connection.discardInput(used)
+            guard !waiting.isEmpty else { continue }
+            waiting.removeFirst()(.success(value))
+        }
+    }
+
+    func connectionDidClose(_ connection: Connection, error: SocketError?) {
+        guard self.connection === connection else { return }
+        self.connection = nil
+        failAll(error ?? SocketError(.closedByPeer, detail: "\(endpoint) closed the connection"))
+    }
+
+    func connectionDidDrainOutput(_ connection: Connection) {}
+
+    private func failAll(_ error: SocketError) {
+        let callbacks = waiting
+        waiting.removeAll()
+        for callback in callbacks { callback(.failure(error)) }
+    }
+}

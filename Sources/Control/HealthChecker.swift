@@ -1,0 +1,304 @@
+import Config
+import EventLoop
+import Logging
+import Proxy
+import RESP
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every `health_interval`, asks each node for `ROLE` and `INFO replication` on a connection of
+/// its own, and turns the answers into a `Topology` for the workers.
+///
+/// - A node is *down* after `health_failures` consecutive failed checks (no answer within the
+///   interval, an error) or at once when the connection is refused; *up* after one good check.
+/// - The master is the node that reports role master (static: the configured master, and only if
+///   it does; role: the one node that does — when several do, the one the replicas follow).
+/// - A replica is *eligible* when up, replicating from that master with `master_link_status:up`,
+///   not syncing, and no further behind than `max_replica_lag`.
+/// - Lag: the master's `master_repl_offset` is sampled every round with the time the request was
+///   sent. A replica at offset R has everything the master had at the latest sample whose offset
+///   is ≤ R (`caughtUpTo`); its lag is the newest sample's time minus that. Resolution: one
+///   interval (a replica fully caught up under steady writes shows up to one interval).
+final class HealthChecker {
+    private let loop: EventLoop
+    private var config: AmbassadorConfig
+    private var logger: Logger
+    private let publish: (Topology) -> Void
+    private var nodes: [Address: Node] = [:]
+    private var timer: LoopTimer?
+    /// (time sent, master_repl_offset) of the current master, oldest first.
+    private var samples: [(time: Double, offset: Int64)] = []
+    private var sampledMaster: Address?
+    private(set) var topology: Topology?
+    private var published: Topology?
+
+    final class Node {
+        let address: Address
+        let client: CheckClient
+        var failures = 0
+        var up = false
+        var checked = false
+        var inFlight = false
+        var sentAt = 0.0
+        var role: [RESPValue] = []
+        var info: [String: String] = [:]
+        var lastError = "not checked yet"
+        /// The numeric addresses the node's name resolves to (ROLE reports its master by IP).
+        var hosts: [String]
+
+        init(address: Address, client: CheckClient) {
+            self.address = address
+            self.client = client
+            hosts = Endpoint(host: address.host, port: address.port).numericHosts()
+        }
+
+        var roleName: String { role.first?.text ?? "" }
+
+        /// For a replica: whether ROLE names `master` as its master.
+        func follows(_ master: Node) -> Bool {
+            guard roleName == "slave", role.count >= 3, let host = role[1].text,
+                  case .integer(let port) = role[2], port == Int64(master.address.port) else { return false }
+            return master.hosts.contains(host) || master.address.host == host
+        }
+    }
+
+    init(config: AmbassadorConfig, loop: EventLoop, logger: Logger, publish: @escaping (Topology) -> Void) {
+        self.config = config
+        self.loop = loop
+        self.logger = logger
+        self.publish = publish
+    }
+
+    func start() {
+        reconfigure(config)
+    }
+
+    func stop() {
+        timer?.cancel()
+        timer = nil
+        for node in nodes.values { node.client.reset("stopping") }
+    }
+
+    /// A reloaded config: the node list, interval and thresholds change at once.
+    func reconfigure(_ new: AmbassadorConfig) {
+        config = new
+        logger.logLevel = Logger.Level(rawValue: new.logLevel) ?? .info
+        let wanted = Set(Self.addresses(new))
+        for (address, node) in nodes where !wanted.contains(address) {
+            node.client.reset("left the config")
+            nodes[address] = nil
+        }
+        for address in wanted where nodes[address] == nil {
+            nodes[address] = Node(address: address, client: CheckClient(
+                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
+                timeout: min(new.connectTimeout.seconds, new.healthInterval.seconds * 2),
+                username: new.username, password: new.password))
+        }
+        timer?.cancel()
+        let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.round() }
+        timer.schedule(after: new.healthInterval.seconds)
+        self.timer = timer
+        round()
+    }
+
+    static func addresses(_ config: AmbassadorConfig) -> [Address] {
+        switch config.discovery {
+        case .static: return [config.master] + config.replicas
+        case .role(let nodes): return nodes
+        }
+    }
+
+    // MARK: checking
+
+    private func round() {
+        // The master is asked first, so its offset sample is no newer than the replicas'.
+        let order = nodes.values.sorted { a, _ in a.address == topology?.master }
+        for node in order {
+            if node.inFlight {
+                node.client.reset("no answer within health_interval (\(config.healthInterval))")
+            }
+            check(node)
+        }
+        if config.readYourWrites == .offset { recompute(force: true) }
+    }
+
+    private func check(_ node: Node) {
+        node.inFlight = true
+        let sent = EventLoop.wallClock
+        node.sentAt = sent
+        var role: [RESPValue]?
+        node.client.send(["ROLE"]) { [weak self, weak node] result in
+            guard let self, let node else { return }
+            switch result {
+            case .success(.array(let items?)): role = items
+            case .success(let other): return self.failed(node, other.text ?? "unexpected ROLE reply")
+            case .failure(let error): return self.failed(node, "\(error)", refused: error.code == ECONNREFUSED)
+            }
+        }
+        node.client.send(["INFO", "replication"]) { [weak self, weak node] result in
+            guard let self, let node, node.inFlight else { return }
+            switch result {
+            case .success(let value):
+                if case .error(let bytes) = value { return self.failed(node, String(decoding: bytes, as: UTF8.self)) }
+                guard let role, let text = value.text else { return self.failed(node, "unexpected INFO reply") }
+                self.succeeded(node, role: role, info: Self.fields(text), sentAt: sent)
+            case .failure(let error):
+                self.failed(node, "\(error)", refused: error.code == ECONNREFUSED)
+            }
+        }
+    }
+
+    private func succeeded(_ node: Node, role: [RESPValue], info: [String: String], sentAt: Double) {
+        node.inFlight = false
+        node.checked = true
+        node.failures = 0
+        node.role = role
+        node.info = info
+        node.lastError = ""
+        if !node.up { logger.info("health: \(node.address) is up (role \(node.roleName))") }
+        node.up = true
+        if node.roleName == "master", let offset = info["master_repl_offset"].flatMap(Int64.init) {
+            if sampledMaster != node.address {
+                sampledMaster = node.address
+                samples.removeAll()
+            }
+            samples.append((sentAt, offset))
+            if samples.count > 600 { samples.removeFirst(samples.count - 600) }
+        }
+        recompute(force: false)
+    }
+
+    private func failed(_ node: Node, _ why: String, refused: Bool = false) {
+        guard node.inFlight else { return }
+        node.inFlight = false
+        node.checked = true
+        node.failures += 1
+        node.lastError = why
+        if node.up && (refused || node.failures >= config.healthFailures) {
+            node.up = false
+            logger.warning("health: \(node.address) is down after \(node.failures) failed check(s): \(why)")
+        }
+        recompute(force: false)
+    }
+
+    static func fields(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            guard let colon = line.firstIndex(of: ":"), !line.hasPrefix("#") else { continue }
+            fields[String(line[..<colon])] = String(line[line.index(after: colon)...])
+        }
+        return fields
+    }
+
+    // MARK: topology
+
+    private func recompute(force: Bool) {
+        let now = EventLoop.wallClock
+        let master = currentMaster()
+        var replicas: [Topology.ReplicaState] = []
+        let candidates: [Address]
+        switch config.discovery {
+        case .static: candidates = config.replicas
+        case .role(let all): candidates = all.filter { $0 != master?.address }
+        }
+        for address in candidates {
+            guard let node = nodes[address] else { continue }
+            replicas.append(state(of: node, master: master))
+        }
+        let next = Topology(master: master?.address, replicas: replicas, computedAt: now)
+        topology = next
+        guard force || published.map({ !Self.sameShape($0, next) }) ?? true else { return }
+        if let published, published.master != next.master {
+            logger.warning("health: master \(published.master?.description ?? "none") → \(next.master?.description ?? "none (writes wait up to failover_hold)")")
+        }
+        for state in next.replicas {
+            let before = published?.replicas.first { $0.address == state.address }
+            if before?.eligible != state.eligible {
+                logger.info("health: replica \(state.address) \(state.eligible ? "eligible for reads" : "not eligible: \(state.reason)")")
+            }
+        }
+        published = next
+        publish(next)
+    }
+
+    /// The same master, replicas, and up/eligible flags (lag and times aside).
+    static func sameShape(_ a: Topology, _ b: Topology) -> Bool {
+        a.master == b.master && a.replicas.count == b.replicas.count
+            && zip(a.replicas, b.replicas).allSatisfy { $0.address == $1.address && $0.eligible == $1.eligible && $0.up == $1.up }
+    }
+
+    private func currentMaster() -> Node? {
+        switch config.discovery {
+        case .static:
+            guard let node = nodes[config.master], node.up, node.roleName == "master" else { return nil }
+            return node
+        case .role:
+            let masters = nodes.values.filter { $0.up && $0.roleName == "master" }
+            if masters.count <= 1 { return masters.first }
+            // Several nodes say master (a split brain, or a failover half done): the one the
+            // replicas follow; none if that is not clear.
+            let ranked = masters.map { candidate in
+                (candidate, nodes.values.filter { $0.up && $0.follows(candidate) }.count)
+            }.sorted { $0.1 > $1.1 }
+            return ranked[0].1 > ranked[1].1 ? ranked[0].0 : nil
+        }
+    }
+
+    private func state(of node: Node, master: Node?) -> Topology.ReplicaState {
+        let weight = config.replicaWeights[node.address] ?? 1
+        func ineligible(_ why: String, lag: Double = .infinity) -> Topology.ReplicaState {
+            Topology.ReplicaState(address: node.address, eligible: false, up: node.up, weight: weight,
+                                  caughtUpTo: 0, lag: lag, reason: why)
+        }
+        guard node.up else { return ineligible(node.checked ? "down: \(node.lastError)" : "not checked yet") }
+        guard let master else { return ineligible("no confirmed master") }
+        guard node.roleName == "slave" else { return ineligible("reports role \(node.roleName)") }
+        guard node.follows(master) else { return ineligible("does not replicate from \(master.address)") }
+        guard node.info["master_link_status"] == "up" else { return ineligible("master_link_status is not up") }
+        guard node.info["master_sync_in_progress"] ?? "0" == "0" else { return ineligible("sync in progress") }
+        guard let offset = node.info["slave_repl_offset"].flatMap(Int64.init), let newest = samples.last else {
+            return ineligible("no replication offset yet")
+        }
+        var caughtUpTo = 0.0
+        if offset >= newest.offset {
+            caughtUpTo = newest.time
+        } else if let reached = samples.last(where: { $0.offset <= offset }) {
+            caughtUpTo = reached.time
+        }
+        let lag = caughtUpTo > 0 ? newest.time - caughtUpTo : .infinity
+        if config.maxReplicaLag.seconds > 0 && lag > config.maxReplicaLag.seconds {
+            var view = ineligible(lag.isFinite ? "lag \(Self.seconds(lag)) > max_replica_lag \(config.maxReplicaLag)"
+                                               : "behind every recorded master offset", lag: lag)
+            view.caughtUpTo = caughtUpTo
+            return view
+        }
+        return Topology.ReplicaState(address: node.address, eligible: true, up: true, weight: weight,
+                                     caughtUpTo: caughtUpTo, lag: lag, reason: "")
+    }
+
+    static func seconds(_ value: Double) -> String {
+        let ms = Int((value * 1000).rounded())
+        return ms < 1000 ? "\(ms)ms" : "\(Double(ms) / 1000)s"
+    }
+
+    /// For /config.
+    func view() -> [String: Any] {
+        guard let topology else { return ["master": "unknown (first check pending)"] }
+        return [
+            "master": topology.master?.description ?? "none confirmed",
+            "replicas": topology.replicas.map { state -> [String: Any] in
+                var entry: [String: Any] = ["address": state.address.description, "eligible": state.eligible,
+                                            "up": state.up, "weight": state.weight]
+                if state.lag.isFinite { entry["lag_ms"] = Int((state.lag * 1000).rounded()) }
+                if !state.reason.isEmpty { entry["reason"] = state.reason }
+                return entry
+            },
+            "nodes": nodes.values.sorted { $0.address.description < $1.address.description }.map { node -> [String: Any] in
+                ["address": node.address.description, "up": node.up, "role": node.roleName,
+                 "consecutive_failures": node.failures, "last_error": node.lastError]
+            },
+        ]
+    }
+}
+

@@ -1,0 +1,323 @@
+import Foundation
+import RESP
+import Synchronization
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The health checker, eligibility, failover and read-your-writes, against real processes.
+extension Integration {
+@Suite(.serialized) struct TopologyTests {
+    static func config(_ port: UInt16, _ admin: UInt16, master: RedisServer, replicas: [RedisServer],
+                       extra: String) -> String {
+        var text = "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nadmin:\n  listen: 127.0.0.1:\(admin)\n"
+        text += "replicas:\n" + replicas.map { "  - 127.0.0.1:\($0.port)\n" }.joined()
+        return text + "log_level: info\n" + extra
+    }
+
+    static func topology(_ ambassador: ConfigMapAmbassador) throws -> [String: Any] {
+        try ambassador.configView()["topology"] as? [String: Any] ?? [:]
+    }
+
+    static func replicaState(_ ambassador: ConfigMapAmbassador, _ server: RedisServer) throws -> [String: Any] {
+        let replicas = try topology(ambassador)["replicas"] as? [[String: Any]] ?? []
+        return replicas.first { $0["address"] as? String == "127.0.0.1:\(server.port)" } ?? [:]
+    }
+
+    /// Polls until `condition` holds; false after `timeout` seconds.
+    static func eventually(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(20_000)
+        }
+        return try condition()
+    }
+
+    /// A replica that falls behind — its replication stream held back by a relay while it keeps
+    /// answering reads, as on a congested link — leaves the read rotation: no read through the
+    /// ambassador is staler than max_replica_lag plus two health intervals, and the replica comes
+    /// back once it has caught up.
+    @Test(arguments: ["300ms"])
+    func laggingReplicaServesNoStaleReads(maxLag: String) throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let relay = try TCPRelay(to: master.port)
+        defer { relay.stop() }
+        let lagging = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(relay.port)])
+        defer { lagging.stop() }
+        try lagging.waitForReplicationLink()
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(relay.port)\nreplicas: [127.0.0.1:\(lagging.port)]\n"
+                + "admin:\n  listen: 127.0.0.1:\(admin)\nhealth_interval: 100ms\nmax_replica_lag: \(maxLag)\n"
+        }
+        defer { ambassador.stop() }
+        #expect(try Self.eventually(3) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true })
+
+        // A writer bumps a counter on the master and notes when each value was acknowledged.
+        let acknowledged = Mutex<[(Date, Int64)]>([])
+        let stop = Atomic<Bool>(false)
+        let writerDone = DispatchSemaphore(value: 0)
+        let masterPort = master.port
+        Thread {
+            defer { writerDone.signal() }
+            guard let client = try? BlockingClient(port: masterPort) else { return }
+            while !stop.load(ordering: .relaxed) {
+                if case .integer(let value)? = try? client.command(["INCR", "counter"]) {
+                    acknowledged.withLock { $0.append((Date(), value)) }
+                }
+                usleep(2_000)
+            }
+        }.start()
+        // A watcher notes whether the checker took the replica out for lag.
+        let sawLag = Atomic<Bool>(false)
+        let watcherDone = DispatchSemaphore(value: 0)
+        let adminPort = ambassador.adminPort
+        let laggingAddress = "127.0.0.1:\(lagging.port)"
+        Thread {
+            defer { watcherDone.signal() }
+            let until = Date().addingTimeInterval(2.5)
+            while Date() < until && !sawLag.load(ordering: .relaxed) {
+                if let body = try? HTTPProbe.request(port: adminPort, path: "/config").body,
+                   let view = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                   let replicas = (view["topology"] as? [String: Any])?["replicas"] as? [[String: Any]],
+                   let state = replicas.first(where: { $0["address"] as? String == laggingAddress }),
+                   (state["reason"] as? String ?? "").contains("lag") {
+                    sawLag.store(true, ordering: .relaxed)
+                }
+                usleep(30_000)
+            }
+        }.start()
+        usleep(300_000)
+        relay.pauseReplication(true)  // the replica's data stands still for 1.5 s; it still answers
+        let resume = Date().addingTimeInterval(1.5)
+        let reader = try BlockingClient(port: ambassador.port, timeout: 5)
+        var reads = 0
+        var fromReplica = 0
+        var stale: [String] = []
+        let bound = 0.3 + 2 * 0.1 + 0.05  // max_replica_lag + two intervals + scheduling slack
+        let end = Date().addingTimeInterval(2.2)
+        while Date() < end {
+            if Date() > resume { relay.pauseReplication(false) }
+            let sent = Date()
+            let reply = try reader.command(["GET", "counter"])
+            reads += 1
+            let value = reply.text.flatMap { Int64($0) } ?? 0
+            // The newest value acknowledged before (sent − bound) must be visible.
+            let required = acknowledged.withLock { $0.last { $0.0 < sent.addingTimeInterval(-bound) }?.1 } ?? 0
+            if value < required { stale.append("read \(value) < \(required)") }
+        }
+        relay.pauseReplication(false)
+        stop.store(true, ordering: .relaxed)
+        writerDone.wait()
+        watcherDone.wait()
+        fromReplica = try commandCalls(lagging, "get")
+        #expect(stale.isEmpty, "\(stale.count) of \(reads) reads were stale: \(stale.prefix(5))")
+        let tookOut = sawLag.load(ordering: .relaxed)
+        #expect(tookOut, "the replica was taken out for lag")
+        #expect(reads > 100 && fromReplica > 0)
+        #expect(try Self.eventually(5) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true },
+                "it came back after catching up")
+        print("lagging replica: \(reads) reads (\(fromReplica) on the replica), \(stale.count) stale")
+    }
+
+    /// A replica killed and restarted: reads keep working (retried elsewhere), it is marked down
+    /// within two health intervals, and serves reads again once it is back in sync.
+    @Test func replicaStoppedAndRestarted() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let master = cluster.master
+        var victim = cluster.replicas[0]
+        let victimPort = victim.port
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.config(port, admin, master: master, replicas: cluster.replicas, extra: "health_interval: 100ms\n")
+        }
+        defer { ambassador.stop() }
+        _ = try master.client().command(["SET", "k", "v"])
+        try cluster.sync()
+        let reader = try BlockingClient(port: ambassador.port)
+        for _ in 0..<50 { #expect(try reader.command(["GET", "k"]) == .bulk("v")) }
+        victim.kill9()
+        let killed = Date()
+        var errors = 0
+        var downAfter: Double?
+        while Date().timeIntervalSince(killed) < 1.5 {
+            if try reader.command(["GET", "k"]) != .bulk("v") { errors += 1 }
+            if downAfter == nil, try Self.replicaState(ambassador, victim)["up"] as? Bool == false {
+                downAfter = Date().timeIntervalSince(killed)
+            }
+        }
+        #expect(errors == 0, "reads failed while the replica was gone")
+        #expect((downAfter ?? 99) < 0.5, "marked down after \(downAfter ?? -1) s")
+        victim = try RedisServer(port: victimPort, arguments: ["--replicaof", "127.0.0.1", String(master.port)])
+        defer { victim.stop() }
+        try victim.waitForReplicationLink()
+        #expect(try Self.eventually(5) { try Self.replicaState(ambassador, victim)["eligible"] as? Bool == true })
+        var served = false
+        for _ in 0..<100 where !served {
+            for _ in 0..<20 { #expect(try reader.command(["GET", "k"]) == .bulk("v")) }
+            served = try commandCalls(victim, "get") > 0
+            if !served { usleep(10_000) }
+        }
+        #expect(served, "the restarted replica serves reads again")
+    }
+
+    /// discovery: role — the master is whichever node says so. After the master dies and a replica
+    /// is promoted (REPLICAOF NO ONE, the other re-pointed), writes through the ambassador go to
+    /// the new master within two health intervals; no write ever reaches a non-master.
+    @Test func roleDiscoveryFollowsAFailover() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let (old, promoted, other) = (cluster.master, cluster.replicas[0], cluster.replicas[1])
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: role\nnodes:\n"
+                + [old, promoted, other].map { "  - 127.0.0.1:\($0.port)\n" }.joined()
+                + "health_interval: 100ms\nfailover_hold: 3s\nlog_level: info\n"
+        }
+        defer { ambassador.stop() }
+        #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(old.port)")
+        let writer = try BlockingClient(port: ambassador.port, timeout: 10)
+        for i in 0..<100 { #expect(try writer.command(["SET", "before:\(i)", "x"]) == .simple("OK")) }
+
+        old.kill9()
+        let killed = Date()
+        usleep(150_000)
+        _ = try promoted.client().command(["REPLICAOF", "NO", "ONE"])
+        let promotedAt = Date()
+        _ = try other.client().command(["REPLICAOF", "127.0.0.1", String(promoted.port)])
+        // The first write after the kill waits (failover_hold) and lands on the new master.
+        var errorReplies = 0
+        var firstWrite: Double?
+        for i in 0..<200 {
+            let reply = try writer.command(["SET", "after:\(i)", "y"])
+            if reply == .simple("OK") {
+                if firstWrite == nil { firstWrite = Date().timeIntervalSince(killed) }
+            } else {
+                errorReplies += 1
+            }
+        }
+        let sincePromotion = (firstWrite ?? 99) - promotedAt.timeIntervalSince(killed)
+        #expect(errorReplies == 0)
+        #expect(sincePromotion < 0.2 + 0.05, "first write \(sincePromotion) s after the promotion (two intervals: 0.2 s)")
+        #expect(try promoted.client().command(["GET", "after:199"]) == .bulk("y"))
+        // No write reached a node that was not master: a replica would have refused it (READONLY).
+        for server in [promoted, other] {
+            #expect(try !server.info("errorstats").contains("READONLY"))
+        }
+        #expect(try Self.eventually(3) {
+            try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(promoted.port)"
+        })
+        print("role failover: first write \(String(format: "%.3f", firstWrite ?? -1)) s after the kill, "
+              + "\(String(format: "%.3f", sincePromotion)) s after the promotion, \(errorReplies) error replies")
+    }
+
+    /// With no master at all, a write waits failover_hold and then gets a clear error; it is not
+    /// written anywhere. Reads go on meanwhile.
+    @Test func writesWithoutAMasterGetAClearErrorAfterTheHold() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let (master, replica) = (cluster.master, cluster.replicas[0])
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.config(port, admin, master: master, replicas: [replica], extra: "health_interval: 100ms\nfailover_hold: 500ms\n")
+        }
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port)
+        #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
+        // The configured master stops being one (it now replicates from the replica's port).
+        _ = try master.client().command(["REPLICAOF", "127.0.0.1", String(replica.port)])
+        #expect(try Self.eventually(2) { try Self.topology(ambassador)["master"] as? String == "none confirmed" })
+        let start = Date()
+        let reply = try client.command(["SET", "k", "2"])
+        let waited = Date().timeIntervalSince(start)
+        guard case .error(let bytes) = reply else {
+            Issue.record("a write without a master got \(reply)")
+            return
+        }
+        #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("TRYAGAIN"))
+        #expect(waited >= 0.45 && waited < 1.5, "waited \(waited) s")
+        #expect(try !master.info("errorstats").contains("READONLY"), "the write never reached the demoted node")
+        #expect(try client.command(["PING"]) == .simple("PONG"))
+    }
+
+    /// read_your_writes (by offset, and by duration): a loop that writes a key and reads it back
+    /// at once never reads an older value, while replicas still take reads that follow no write.
+    @Test(arguments: ["offset", "1s"])
+    func readYourWritesNeverReadsStale(mode: String) throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let master = cluster.master
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.config(port, admin, master: master, replicas: cluster.replicas,
+                        extra: "health_interval: 100ms\nread_your_writes: \(mode)\n")
+        }
+        defer { ambassador.stop() }
+        #expect(try Self.eventually(3) {
+            (try Self.topology(ambassador)["replicas"] as? [[String: Any]] ?? []).allSatisfy { $0["eligible"] as? Bool == true }
+        })
+        let client = try BlockingClient(port: ambassador.port)
+        var stale = 0
+        for i in 0..<2_000 {
+            _ = try client.command(["SET", "ryw", "\(i)"])
+            if try client.command(["GET", "ryw"]) != .bulk("\(i)") { stale += 1 }
+        }
+        #expect(stale == 0, "\(stale) stale reads under read_your_writes: \(mode)")
+        // Reads long after the last write go to replicas again.
+        usleep(1_300_000)
+        let before = try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +)
+        for _ in 0..<50 { #expect(try client.command(["GET", "ryw"]) == .bulk("1999")) }
+        let after = try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +)
+        #expect(after - before == 50, "reads after the window were served by replicas")
+        print("read_your_writes \(mode): 2000 write-then-read pairs, \(stale) stale")
+    }
+
+    /// A replica that answers -MASTERDOWN (its link is down, replica-serve-stale-data no) before
+    /// the checker has noticed: the read is retried elsewhere and the client sees the value.
+    @Test func masterDownReplyIsRetriedElsewhere() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let (master, broken, healthy) = (cluster.master, cluster.replicas[0], cluster.replicas[1])
+        _ = try master.client().command(["SET", "k", "v"])
+        try cluster.sync()
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            // A long interval: only the reply itself can reveal the broken replica.
+            Self.config(port, admin, master: master, replicas: [broken, healthy], extra: "health_interval: 30s\n")
+        }
+        defer { ambassador.stop() }
+        let deadPort = try RedisServer.freePort()
+        let admin = try broken.client()
+        _ = try admin.command(["CONFIG", "SET", "replica-serve-stale-data", "no"])
+        _ = try admin.command(["REPLICAOF", "127.0.0.1", String(deadPort)])
+        guard case .error(let text) = try admin.command(["GET", "k"]), String(decoding: text, as: UTF8.self).hasPrefix("MASTERDOWN") else {
+            Issue.record("the broken replica does not answer MASTERDOWN")
+            return
+        }
+        let client = try BlockingClient(port: ambassador.port)
+        for _ in 0..<20 { #expect(try client.command(["GET", "k"]) == .bulk("v")) }
+        #expect(try commandCalls(healthy, "get") >= 20)
+    }
+
+    /// command_timeout: a read stuck on a frozen replica is retried elsewhere after the timeout.
+    @Test func commandTimeoutRetriesAReadStuckOnAFrozenReplica() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let (master, frozen) = (cluster.master, cluster.replicas[0])
+        _ = try master.client().command(["SET", "k", "v"])
+        try cluster.sync()
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            Self.config(port, admin, master: master, replicas: cluster.replicas,
+                        extra: "health_interval: 30s\ncommand_timeout: 300ms\nbalance: round-robin\n")
+        }
+        defer { ambassador.stop() }
+        frozen.signal(SIGSTOP)
+        defer { frozen.signal(SIGCONT) }
+        let client = try BlockingClient(port: ambassador.port, timeout: 5)
+        let start = Date()
+        for _ in 0..<4 { #expect(try client.command(["GET", "k"]) == .bulk("v")) }
+        let took = Date().timeIntervalSince(start)
+        #expect(took < 2, "four reads took \(took) s")
+        #expect(ambassador.logText.contains("command_timeout"))
+    }
+}
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP relay in front of a real server, for tests that need a slow replication link: a replica
+/// that replicates through the relay keeps answering its clients while `pauseReplication` holds
+/// back what its master sends it — so it falls behind with its link still up, as on a congested
+/// network. Other connections through the relay pass untouched.
+public final class TCPRelay: @unchecked Sendable {
+    public let port: UInt16
+    private let target: UInt16
+    private let listener: Int32
+    private let paused = Atomic<Bool>(false)
+    private let stopped = Atomic<Bool>(false)
+
+    public init(to target: UInt16) throws {
+        self.target = target
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = Self.loopback(0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw ClientError.io("relay bind/listen")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var actual = sockaddr_in()
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        listener = fd
+        port = UInt16(bigEndian: actual.sin_port)
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    deinit { stop() }
+
+    /// Holds back (true) or lets through (false) the master's stream to replicas behind the relay.
+    public func pauseReplication(_ pause: Bool) { paused.store(pause, ordering: .relaxed) }
+
+    public func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+
+    static func loopback(_ port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        return address
+    }
+
+    private func acceptLoop() {
+        while !stopped.load(ordering: .relaxed) {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = Self.loopback(target)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else {
+                close(client)
+                close(server)
+                continue
+            }
+            let isReplica = Atomic<Bool>(false)
+            let done = Atomic<Int>(0)
+            let finish: @Sendable () -> Void = {
+                if done.add(1, ordering: .relaxed).newValue == 1 {
+                    shutdown(client, Int32(SHUT_RDWR))
+                    shutdown(server, Int32(SHUT_RDWR))
+                } else {
+                    close(client)
+                    close(server)
+                }
+            }
+            Thread { [self] in  // client → server; spots a replica's handshake
+                pump(from: client, to: server) { chunk in
+                    if !isReplica.load(ordering: .relaxed),
+                       String(decoding: chunk, as: UTF8.self).range(of: "PSYNC", options: .caseInsensitive) != nil
+                        || String(decoding: chunk, as: UTF8.self).range(of: "REPLCONF", options: .caseInsensitive) != nil {
+                        isReplica.store(true, ordering: .relaxed)
+                    }
+                }
+                finish()
+            }.start()
+            Thread { [self] in  // server → client; held back for a replica while paused
+                pump(from: server, to: client) { _ in
+                    while isReplica.load(ordering: .relaxed) && paused.load(ordering: .relaxed)
+                        && !stopped.load(ordering: .relaxed) {
+                        usleep(5_000)
+                    }
+                }
+                finish()
+            }.start()
+        }
+    }
+
+    private func pump(from source: Int32, to sink: Int32, inspect: ([UInt8]) -> Void) {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(source, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return }
+            let chunk = Array(buffer[..<n])
+            inspect(chunk)
+            var sent = 0
+            while sent < n {
+                let m = chunk[sent...].withUnsafeBytes { send(sink, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if m <= 0 { return }
+                sent += m
+            }
+        }
+    }
+}
