@@ -15,11 +15,15 @@ public enum Discovery: Sendable, Equatable {
     /// Ask each of `nodes` for its ROLE: the one that says master is the master, the nodes that
     /// replicate from it are the replicas; followed through failovers.
     case role(nodes: [Address])
+    /// Ask `sentinels` for `masterName`'s master and replicas (confirmed with ROLE), and follow
+    /// their `+switch-master` announcements.
+    case sentinel(sentinels: [Address], masterName: String)
 
     public var name: String {
         switch self {
         case .static: return "static"
         case .role: return "role"
+        case .sentinel: return "sentinel"
         }
     }
 }
@@ -189,6 +193,10 @@ public struct AmbassadorConfig: Sendable, Equatable {
             "failover_hold": .string(failoverHold.description), "command_timeout": .string(commandTimeout.description),
         ]
         if case .role(let nodes) = discovery { view["nodes"] = .list(nodes.map(\.description)) }
+        if case .sentinel(let sentinels, let name) = discovery {
+            view["sentinels"] = .list(sentinels.map(\.description))
+            view["master_name"] = .string(name)
+        }
         if !replicaWeights.isEmpty {
             view["replica_weights"] = .object(Dictionary(uniqueKeysWithValues: replicaWeights.map { ($0.key.description, RedactedValue.int($0.value)) }))
         }

@@ -12,7 +12,8 @@ public enum ConfigLoader {
         "pinned_pool_size": "an integer 0...1024", "connect_timeout": "a duration (250ms, 2s)",
         "reconnect_interval": "a duration (250ms, 2s)", "log_level": "debug | info | warning | error",
         "workers": "auto or an integer 1...64", "admin": "a mapping with `listen: host:port`",
-        "shutdown_timeout": "a duration (10s)", "discovery": "static | role",
+        "shutdown_timeout": "a duration (10s)", "discovery": "static | role | sentinel",
+        "sentinels": "a list of host:port (discovery: sentinel)", "master_name": "the name the sentinels monitor",
         "nodes": "a list of host:port (discovery: role)", "balance": "least-outstanding | round-robin",
         "health_interval": "a duration (500ms)", "health_failures": "an integer 1...100",
         "max_replica_lag": "a duration (1s; 0s: no limit)", "read_your_writes": "off | offset | a duration (2s)",
@@ -82,13 +83,42 @@ public enum ConfigLoader {
                     throw ConfigError(key: key, line: line(values[key]!), "not used with discovery: role (the nodes' ROLE decides)")
                 }
                 discovery = .role(nodes: nodes)
+            case "sentinel":
+                guard let list = values["sentinels"], let sequence = list.sequence, !sequence.isEmpty else {
+                    throw ConfigError(key: "sentinels", line: line(node), "discovery: sentinel needs `sentinels`, a list of host:port")
+                }
+                let sentinels = try sequence.map { (item) throws(ConfigError) -> Address in try address("sentinels", item) }
+                guard let nameNode = values["master_name"] else {
+                    throw ConfigError(key: "master_name", line: line(node), "discovery: sentinel needs `master_name`")
+                }
+                let name = try string("master_name", nameNode)
+                guard !name.isEmpty, !name.contains(where: \.isWhitespace) else {
+                    throw ConfigError(key: "master_name", line: line(nameNode), "expected a name without spaces")
+                }
+                for key in ["master", "replicas", "nodes"] where values[key] != nil {
+                    throw ConfigError(key: key, line: line(values[key]!), "not used with discovery: sentinel (the sentinels decide)")
+                }
+                discovery = .sentinel(sentinels: sentinels, masterName: name)
             case let other:
-                throw ConfigError(key: "discovery", line: line(node), "expected static or role, got '\(other)'")
+                throw ConfigError(key: "discovery", line: line(node), "expected static, role or sentinel, got '\(other)'")
             }
-        } else if let node = values["nodes"] {
+        }
+        if case .role = discovery {} else if let node = values["nodes"] {
             throw ConfigError(key: "nodes", line: line(node), "only used with discovery: role")
         }
+        if case .sentinel = discovery {} else {
+            for key in ["sentinels", "master_name"] where values[key] != nil {
+                throw ConfigError(key: key, line: line(values[key]!), "only used with discovery: sentinel")
+            }
+        }
         var config: AmbassadorConfig
+        if case .sentinel(let sentinels, _) = discovery {
+            // Until the sentinels answer, the first sentinel's address stands in as master: no
+            // write goes anywhere before a check confirms a real one.
+            config = AmbassadorConfig(listen: listen, master: sentinels[0])
+            config.discovery = discovery
+            return try finish(config, values, baseDirectory, environment)
+        }
         if case .role(let nodes) = discovery {
             // Until the first ROLE answers, the first node stands in as master; it takes no write
             // before a check confirms it.

@@ -27,6 +27,11 @@ final class CheckClient: ConnectionDelegate {
         }
     }
 
+    /// Replies nobody asked for: pub/sub messages on a subscribed connection.
+    var onMessage: ((RESPValue) -> Void)?
+    /// Called when the connection closes (a subscriber re-subscribes on the next round).
+    var onClose: (() -> Void)?
+
     var isOpen: Bool { connection != nil }
     var pending: Int { waiting.count }
 
@@ -57,6 +62,7 @@ final class CheckClient: ConnectionDelegate {
         connection.delegate = nil
         connection.close(flush: false)
         failAll(SocketError(.timeout, detail: why))
+        onClose?()
     }
 
     func connectionDidConnect(_ connection: Connection) { connected = true }
@@ -73,7 +79,10 @@ final class CheckClient: ConnectionDelegate {
             }
             guard let (value, used) = decoded else { return }
             connection.discardInput(used)
-            guard !waiting.isEmpty else { continue }
+            guard !waiting.isEmpty else {
+                onMessage?(value)
+                continue
+            }
             waiting.removeFirst()(.success(value))
         }
     }
@@ -82,6 +91,7 @@ final class CheckClient: ConnectionDelegate {
         guard self.connection === connection else { return }
         self.connection = nil
         failAll(error ?? SocketError(.closedByPeer, detail: "\(endpoint) closed the connection"))
+        onClose?()
     }
 
     func connectionDidDrainOutput(_ connection: Connection) {}

@@ -32,6 +32,13 @@ final class HealthChecker {
     private var sampledMaster: Address?
     private(set) var topology: Topology?
     private var published: Topology?
+    /// discovery: sentinel — a client per sentinel for queries, one subscribed to +switch-master,
+    /// and what each sentinel last said (master, replicas).
+    private var sentinelClients: [Address: CheckClient] = [:]
+    private var subscribers: [Address: CheckClient] = [:]
+    private var sentinelAnswers: [Address: (master: Address, replicas: [Address])] = [:]
+    private(set) var sentinelMaster: Address?
+    private var sentinelReplicas: [Address] = []
 
     final class Node {
         let address: Address
@@ -78,23 +85,34 @@ final class HealthChecker {
         timer?.cancel()
         timer = nil
         for node in nodes.values { node.client.reset("stopping") }
+        for client in Array(sentinelClients.values) + Array(subscribers.values) {
+            client.onClose = nil
+            client.reset("stopping")
+        }
     }
 
     /// A reloaded config: the node list, interval and thresholds change at once.
     func reconfigure(_ new: AmbassadorConfig) {
         config = new
         logger.logLevel = Logger.Level(rawValue: new.logLevel) ?? .info
-        let wanted = Set(Self.addresses(new))
-        for (address, node) in nodes where !wanted.contains(address) {
-            node.client.reset("left the config")
-            nodes[address] = nil
+        if case .sentinel(let sentinels, _) = new.discovery {
+            for (address, client) in sentinelClients where !sentinels.contains(address) {
+                client.reset("left the config")
+                sentinelClients[address] = nil
+                subscribers[address]?.reset("left the config")
+                subscribers[address] = nil
+                sentinelAnswers[address] = nil
+            }
+        } else {
+            sentinelClients.values.forEach { $0.reset("discovery changed") }
+            subscribers.values.forEach { $0.reset("discovery changed") }
+            sentinelClients = [:]
+            subscribers = [:]
+            sentinelAnswers = [:]
+            sentinelMaster = nil
+            sentinelReplicas = []
         }
-        for address in wanted where nodes[address] == nil {
-            nodes[address] = Node(address: address, client: CheckClient(
-                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
-                timeout: min(new.connectTimeout.seconds, new.healthInterval.seconds * 2),
-                username: new.username, password: new.password))
-        }
+        syncNodes()
         timer?.cancel()
         let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.round() }
         timer.schedule(after: new.healthInterval.seconds)
@@ -102,16 +120,116 @@ final class HealthChecker {
         round()
     }
 
-    static func addresses(_ config: AmbassadorConfig) -> [Address] {
+    /// The data nodes to check: as configured, or as the sentinels say.
+    private func wantedNodes() -> [Address] {
         switch config.discovery {
         case .static: return [config.master] + config.replicas
         case .role(let nodes): return nodes
+        case .sentinel: return (sentinelMaster.map { [$0] } ?? []) + sentinelReplicas
+        }
+    }
+
+    private func syncNodes() {
+        let wanted = Set(wantedNodes())
+        for (address, node) in nodes where !wanted.contains(address) {
+            node.client.reset("no longer a node")
+            nodes[address] = nil
+        }
+        for address in wanted where nodes[address] == nil {
+            nodes[address] = Node(address: address, client: CheckClient(
+                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
+                timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
+                username: config.username, password: config.password))
+        }
+    }
+
+    // MARK: sentinels
+
+    private func askSentinels(_ sentinels: [Address], name: String) {
+        for address in sentinels {
+            let client = sentinelClients[address] ?? CheckClient(
+                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
+                timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2), username: nil, password: nil)
+            sentinelClients[address] = client
+            if client.pending > 0 { client.reset("no answer within health_interval") }
+            var master: Address?
+            client.send(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]) { result in
+                if case .success(.array(let items?)) = result, items.count == 2, let host = items[0].text,
+                   let port = items[1].text.flatMap(UInt16.init) {
+                    master = Address(host: host, port: port)
+                }
+            }
+            client.send(["SENTINEL", "REPLICAS", name]) { [weak self] result in
+                guard let self else { return }
+                guard let master, case .success(.array(let items?)) = result else {
+                    self.sentinelAnswers[address] = nil
+                    return
+                }
+                let replicas = items.compactMap { item -> Address? in
+                    guard case .array(let fields?) = item else { return nil }
+                    var map: [String: String] = [:]
+                    var i = 0
+                    while i + 1 < fields.count {
+                        if let key = fields[i].text { map[key] = fields[i + 1].text ?? "" }
+                        i += 2
+                    }
+                    guard let host = map["ip"], let port = map["port"].flatMap(UInt16.init) else { return nil }
+                    return Address(host: host, port: port)
+                }
+                self.sentinelAnswers[address] = (master, replicas)
+                self.sentinelsChanged()
+            }
+            subscribe(address, name: name)
+        }
+    }
+
+    /// One connection per sentinel subscribed to +switch-master: a failover is seen at once,
+    /// not at the next round.
+    private func subscribe(_ address: Address, name: String) {
+        guard subscribers[address] == nil else { return }
+        let client = CheckClient(endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
+                                 timeout: config.connectTimeout.seconds, username: nil, password: nil)
+        subscribers[address] = client
+        client.onClose = { [weak self] in self?.subscribers[address] = nil }
+        client.onMessage = { [weak self] message in
+            guard let self, case .array(let parts?) = message, parts.count == 3, parts[0].text == "message",
+                  parts[1].text == "+switch-master", let text = parts[2].text else { return }
+            let words = text.split(separator: " ").map(String.init)
+            guard words.count == 5, words[0] == name, let port = UInt16(words[4]) else { return }
+            let announced = Address(host: words[3], port: port)
+            self.logger.warning("sentinel \(address): +switch-master \(name) → \(announced)")
+            self.sentinelMaster = announced
+            self.sentinelReplicas.removeAll { $0 == announced }
+            self.syncNodes()
+            if let node = self.nodes[announced] { self.check(node) }
+        }
+        client.send(["SUBSCRIBE", "+switch-master"]) { _ in }
+    }
+
+    /// The master most sentinels name, and the replicas they list for it.
+    private func sentinelsChanged() {
+        var votes: [Address: Int] = [:]
+        for answer in sentinelAnswers.values { votes[answer.master, default: 0] += 1 }
+        guard let (master, _) = votes.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.description > $1.key.description) }) else { return }
+        var replicas: [Address] = []
+        for answer in sentinelAnswers.values where answer.master == master {
+            for replica in answer.replicas where !replicas.contains(replica) && replica != master { replicas.append(replica) }
+        }
+        replicas.sort { $0.description < $1.description }
+        guard master != sentinelMaster || replicas != sentinelReplicas else { return }
+        if master != sentinelMaster { logger.info("sentinels name \(master) as master of the group") }
+        sentinelMaster = master
+        sentinelReplicas = replicas
+        syncNodes()
+        for address in [master] + replicas where nodes[address].map({ !$0.checked }) ?? false {
+            check(nodes[address]!)
         }
     }
 
     // MARK: checking
 
     private func round() {
+        if case .sentinel(let sentinels, let name) = config.discovery { askSentinels(sentinels, name: name) }
         // The master is asked first, so its offset sample is no newer than the replicas'.
         let order = nodes.values.sorted { a, _ in a.address == topology?.master }
         for node in order {
@@ -201,6 +319,7 @@ final class HealthChecker {
         switch config.discovery {
         case .static: candidates = config.replicas
         case .role(let all): candidates = all.filter { $0 != master?.address }
+        case .sentinel: candidates = sentinelReplicas.filter { $0 != master?.address }
         }
         for address in candidates {
             guard let node = nodes[address] else { continue }
@@ -232,6 +351,10 @@ final class HealthChecker {
         switch config.discovery {
         case .static:
             guard let node = nodes[config.master], node.up, node.roleName == "master" else { return nil }
+            return node
+        case .sentinel:
+            // The sentinels' choice, once it confirms itself with ROLE.
+            guard let address = sentinelMaster, let node = nodes[address], node.up, node.roleName == "master" else { return nil }
             return node
         case .role:
             let masters = nodes.values.filter { $0.up && $0.roleName == "master" }
@@ -294,6 +417,7 @@ final class HealthChecker {
                 if !state.reason.isEmpty { entry["reason"] = state.reason }
                 return entry
             },
+            "sentinel_master": sentinelMaster?.description ?? "",
             "nodes": nodes.values.sorted { $0.address.description < $1.address.description }.map { node -> [String: Any] in
                 ["address": node.address.description, "up": node.up, "role": node.roleName,
                  "consecutive_failures": node.failures, "last_error": node.lastError]

@@ -34,6 +34,7 @@ final class Backend {
         self.address = address
         self.endpoint = Endpoint(host: address.host, port: address.port)
         self.role = role
+        weight = proxy.config.replicaWeights[address] ?? 1
     }
 
     /// Up when a shared connection is connected: the basic health of this issue (the topology

@@ -209,6 +209,10 @@ final class ClientSession: ConnectionDelegate {
             slot.isEvalshaRO = frame.name == Names.evalshaRO
             target.forward(from: connection, length: frame.length, slot: slot)
         case let backend?:
+            // A read for the master waits like a write while no master is confirmed (with
+            // discovery it may not be the master yet).
+            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
+            holdStarted = 0
             forward(frame, to: backend)
         case .none:
             connection.discardInput(frame.length)

@@ -180,6 +180,9 @@ public final class Proxy {
             for (_, gone) in kept { retire(gone) }
             logger.info("replicas are now \(new.replicas.map(\.description))")
         }
+        if new.replicaWeights != old.replicaWeights {
+            for replica in replicas { replica.weight = new.replicaWeights[replica.address] ?? 1 }
+        }
         return problems
     }
 

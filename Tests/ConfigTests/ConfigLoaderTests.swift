@@ -57,6 +57,54 @@ import Testing
         }
     }
 
+    @Test func topologyKeys() throws {
+        let config = try ConfigLoader.parse("""
+            listen: 127.0.0.1:6380
+            master: 10.0.0.1:6379
+            replicas:
+              - 10.0.0.2:6379
+              - {address: 10.0.0.3:6379, weight: 3}
+            balance: round-robin
+            health_interval: 200ms
+            health_failures: 3
+            max_replica_lag: 2s
+            read_your_writes: offset
+            failover_hold: 5s
+            command_timeout: 1s
+            """)
+        #expect(config.replicas == [Address(host: "10.0.0.2", port: 6379), Address(host: "10.0.0.3", port: 6379)])
+        #expect(config.replicaWeights == [Address(host: "10.0.0.3", port: 6379): 3])
+        #expect(config.balance == .roundRobin && config.healthFailures == 3)
+        #expect(config.healthInterval == Duration(seconds: 0.2) && config.maxReplicaLag == Duration(seconds: 2))
+        #expect(config.readYourWrites == .offset && config.failoverHold == Duration(seconds: 5))
+        #expect(config.commandTimeout == Duration(seconds: 1))
+        #expect(try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\nread_your_writes: 2s\n").readYourWrites
+                == .duration(Duration(seconds: 2)))
+        let defaults = try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n")
+        #expect(defaults.balance == .leastOutstanding && defaults.readYourWrites == .off && defaults.discovery == .static)
+        #expect(defaults.healthInterval == Duration(seconds: 0.5) && defaults.healthFailures == 2)
+        #expect(defaults.maxReplicaLag == Duration(seconds: 1) && defaults.failoverHold == Duration(seconds: 2))
+
+        let role = try ConfigLoader.parse("listen: 127.0.0.1:1\ndiscovery: role\nnodes: [127.0.0.1:2, 127.0.0.1:3]\n")
+        #expect(role.discovery == .role(nodes: [Address(host: "127.0.0.1", port: 2), Address(host: "127.0.0.1", port: 3)]))
+        let sentinel = try ConfigLoader.parse("listen: 127.0.0.1:1\ndiscovery: sentinel\nsentinels: [127.0.0.1:26379]\nmaster_name: main\n")
+        #expect(sentinel.discovery == .sentinel(sentinels: [Address(host: "127.0.0.1", port: 26379)], masterName: "main"))
+
+        for (text, key) in [("discovery: role\n", "nodes"), ("discovery: role\nnodes: [127.0.0.1:2]\nmaster: 127.0.0.1:2\n", "master"),
+                            ("discovery: sentinel\nsentinels: [127.0.0.1:2]\n", "master_name"),
+                            ("discovery: cluster\n", "discovery"), ("master: 127.0.0.1:2\nnodes: [127.0.0.1:3]\n", "nodes"),
+                            ("master: 127.0.0.1:2\nbalance: random\n", "balance"),
+                            ("master: 127.0.0.1:2\nread_your_writes: sometimes\n", "read_your_writes"),
+                            ("master: 127.0.0.1:2\nreplicas: [{address: 127.0.0.1:3, weight: 0}]\n", "replicas.weight"),
+                            ("master: 127.0.0.1:2\nhealth_interval: 1ms\n", "health_interval")] {
+            #expect {
+                try ConfigLoader.parse("listen: 127.0.0.1:1\n" + text)
+            } throws: { error in
+                (error as? ConfigError)?.key == key
+            }
+        }
+    }
+
     /// A reload applies every key but the restart-only ones, and says which keys changed.
     @Test func reloadDiffKeepsRestartOnlyKeys() throws {
         let running = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: 2\n")

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import RESP
 import Synchronization
@@ -123,6 +124,31 @@ extension Integration {
         print("lagging replica: \(reads) reads (\(fromReplica) on the replica), \(stale.count) stale")
     }
 
+    /// balance: round-robin honours weights exactly (smooth weighted round-robin); least-outstanding
+    /// sends a pipeline's reads to the replica with less in flight.
+    @Test func balancingFollowsWeightsAndLoad() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let (light, heavy) = (cluster.replicas[0], cluster.replicas[1])
+        let weighted = try Ambassador(cluster: cluster, policy: .preferReplica) { config in
+            config.balance = .roundRobin
+            config.replicaWeights = [Address(host: "127.0.0.1", port: heavy.port): 3]
+        }
+        let client = try weighted.client()
+        for _ in 0..<400 { _ = try client.command(["GET", "w"]) }
+        weighted.stop()
+        #expect(try commandCalls(light, "get") == 100)
+        #expect(try commandCalls(heavy, "get") == 300)
+
+        let least = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { least.stop() }
+        let before = try [light, heavy].map { try commandCalls($0, "get") }
+        _ = try least.client().pipeline((0..<1_000).map { _ in ["GET", "w"] })
+        let served = try zip([light, heavy], before).map { try commandCalls($0.0, "get") - $0.1 }
+        #expect(served.reduce(0, +) == 1_000)
+        #expect(served.allSatisfy { $0 >= 300 }, "a pipeline spreads over both replicas: \(served)")
+    }
+
     /// A replica killed and restarted: reads keep working (retried elsewhere), it is marked down
     /// within two health intervals, and serves reads again once it is back in sync.
     @Test func replicaStoppedAndRestarted() throws {
@@ -211,6 +237,62 @@ extension Integration {
         })
         print("role failover: first write \(String(format: "%.3f", firstWrite ?? -1)) s after the kill, "
               + "\(String(format: "%.3f", sincePromotion)) s after the promotion, \(errorReplies) error replies")
+    }
+
+    /// discovery: sentinel with three sentinels: the ambassador finds the master and replicas from
+    /// them (confirmed with ROLE). When the master dies and the sentinels fail over, writes wait
+    /// and then land on the promoted replica; none fails and none reaches a non-master.
+    @Test func sentinelDiscoveryFollowsAFailover() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let sentinels = try (0..<3).map { _ in try RedisSentinel(monitoring: cluster.master, name: "group", quorum: 2) }
+        defer { sentinels.forEach { $0.stop() } }
+        // The sentinels must know the replicas and each other before a failover can be agreed.
+        #expect(try Self.eventually(15) {
+            try sentinels.allSatisfy { sentinel in
+                let client = try sentinel.client()
+                guard case .array(let replicas?) = try client.command(["SENTINEL", "REPLICAS", "group"]),
+                      case .array(let peers?) = try client.command(["SENTINEL", "SENTINELS", "group"]) else { return false }
+                return replicas.count == 2 && peers.count == 2
+            }
+        })
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: sentinel\nmaster_name: group\nsentinels:\n"
+                + sentinels.map { "  - 127.0.0.1:\($0.port)\n" }.joined()
+                + "health_interval: 100ms\nfailover_hold: 20s\nlog_level: info\n"
+        }
+        defer { ambassador.stop() }
+        #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(cluster.master.port)")
+        #expect(try Self.eventually(3) {
+            (try Self.topology(ambassador)["replicas"] as? [[String: Any]] ?? []).filter { $0["eligible"] as? Bool == true }.count == 2
+        })
+        let writer = try BlockingClient(port: ambassador.port, timeout: 30)
+        for i in 0..<50 { #expect(try writer.command(["SET", "before:\(i)", "x"]) == .simple("OK")) }
+
+        cluster.master.kill9()
+        let killed = Date()
+        // A write racing the kill itself would get an error (it may or may not have run: writes
+        // are never retried); from the moment the connection is seen closed, writes wait.
+        usleep(50_000)
+        var errorReplies: [String] = []
+        var firstWrite: Double?
+        for i in 0..<100 {
+            let reply = try writer.command(["SET", "after:\(i)", "y"])
+            if reply == .simple("OK") {
+                if firstWrite == nil { firstWrite = Date().timeIntervalSince(killed) }
+            } else {
+                errorReplies.append("\(reply.text ?? "\(reply)")")
+            }
+        }
+        #expect(errorReplies.isEmpty)
+        #expect(firstWrite != nil)
+        let newMaster = try #require(cluster.replicas.first { (try? $0.client().command(["ROLE"]))?.arrayFirstText == "master" })
+        #expect(try newMaster.client().command(["GET", "after:99"]) == .bulk("y"))
+        #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(newMaster.port)")
+        for replica in cluster.replicas {
+            #expect(try !replica.info("errorstats").contains("READONLY"), "no write reached a node while it was a replica")
+        }
+        print("sentinel failover: first write \(String(format: "%.3f", firstWrite ?? -1)) s after the master was killed, \(errorReplies.count) error replies \(errorReplies)")
     }
 
     /// With no master at all, a write waits failover_hold and then gets a clear error; it is not
@@ -320,4 +402,12 @@ extension Integration {
         #expect(ambassador.logText.contains("command_timeout"))
     }
 }
+}
+
+extension RESPValue {
+    /// The first element of an array reply, as text (ROLE's role name).
+    var arrayFirstText: String? {
+        if case .array(let items?) = self { return items.first?.text }
+        return nil
+    }
 }

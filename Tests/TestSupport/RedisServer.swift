@@ -171,3 +171,60 @@ public enum RedisServerError: Error, CustomStringConvertible {
         }
     }
 }
+
+/// A real `redis-sentinel` on a free loopback port, monitoring one master as `name`.
+public final class RedisSentinel: @unchecked Sendable {
+    public let port: UInt16
+    private let process: Process
+    private let directory: URL
+
+    public init(monitoring master: RedisServer, name: String, quorum: Int, downAfterMilliseconds: Int = 500) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-sentinel-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var lastError: Error = RedisServerError.didNotStart("no attempt")
+        for _ in 0..<5 {
+            let port = try RedisServer.freePort()
+            let config = directory.appendingPathComponent("sentinel-\(port).conf")
+            try """
+                port \(port)
+                bind 127.0.0.1
+                daemonize no
+                dir \(directory.path)
+                logfile \(directory.appendingPathComponent("sentinel.log").path)
+                sentinel monitor \(name) 127.0.0.1 \(master.port) \(quorum)
+                sentinel down-after-milliseconds \(name) \(downAfterMilliseconds)
+                sentinel failover-timeout \(name) 5000
+                sentinel parallel-syncs \(name) 2
+
+                """.write(to: config, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = try RedisServer.executable("redis-sentinel")
+            process.arguments = [config.path]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            if RedisServer.waitForPing(port: port, timeout: 10), process.isRunning {
+                self.port = port
+                self.process = process
+                return
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            lastError = RedisServerError.didNotStart("redis-sentinel on port \(port) did not answer PING")
+        }
+        throw lastError
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    public func client() throws -> BlockingClient { try BlockingClient(port: port, timeout: 5) }
+}
