@@ -380,6 +380,25 @@ extension Integration {
         #expect(try commandCalls(healthy, "get") >= 20)
     }
 
+    /// SCRIPT LOAD goes to the master and Redis 7 does not replicate it: EVALSHA_RO on a replica
+    /// answers -NOSCRIPT, and the ambassador retries it on the master, so the app sees the result.
+    @Test func evalshaReadOnlyFindsTheScriptOnTheMaster() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        let sha = try #require(try client.command(["SCRIPT", "LOAD", "return 42"]).text)
+        for _ in 0..<10 { #expect(try client.command(["EVALSHA_RO", sha, "0"]) == .integer(42)) }
+        #expect(try cluster.replicas.map { try commandCalls($0, "evalsha_ro") }.reduce(0, +) > 0, "replicas were tried first")
+        // A script that exists nowhere still gets Redis's own error.
+        guard case .error(let text) = try client.command(["EVALSHA_RO", String(repeating: "0", count: 40), "0"]) else {
+            Issue.record("an unknown script did not fail")
+            return
+        }
+        #expect(String(decoding: text, as: UTF8.self).hasPrefix("NOSCRIPT"))
+    }
+
     /// command_timeout: a read stuck on a frozen replica is retried elsewhere after the timeout.
     @Test func commandTimeoutRetriesAReadStuckOnAFrozenReplica() throws {
         let cluster = try Cluster(replicas: 2)
