@@ -272,6 +272,7 @@ extension Integration {
                                          policy: "master"))
         let seconds = try ambassador.waitForGeneration(2, timeout: 2)
         #expect(seconds < 2)
+        print("symlink swap applied after \(String(format: "%.3f", seconds)) s")
         let config = try ambassador.configView()["config"] as? [String: Any] ?? [:]
         #expect(config["read_policy"] as? String == "master")
         #expect(try client.command(["GET", "k"]) == .bulk("2"))

@@ -48,6 +48,8 @@ final class Ambassador {
     let port: UInt16
 
     init(_ config: AmbassadorConfig) throws {
+        var config = config
+        if config.logLevel == "info" { config.logLevel = "warning" }  // quiet test output
         let port = Mutex<UInt16>(0)
         let failure = Mutex<String?>(nil)
         thread = try EventLoopThread.start(name: "ambassador") { loop in
