@@ -47,9 +47,10 @@ final class Ambassador {
     let thread: EventLoopThread
     let port: UInt16
 
-    init(_ config: AmbassadorConfig) throws {
-        var config = config
-        if config.logLevel == "info" { config.logLevel = "warning" }  // quiet test output
+    init(_ given: AmbassadorConfig) throws {
+        var quiet = given
+        if quiet.logLevel == "info" { quiet.logLevel = "warning" }  // quiet test output
+        let config = quiet
         let port = Mutex<UInt16>(0)
         let failure = Mutex<String?>(nil)
         thread = try EventLoopThread.start(name: "ambassador") { loop in
