@@ -48,6 +48,13 @@ static inline int ra_accept_nonblocking(int listen_fd) {
     return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
+// glibc's allocator tunables live in <malloc.h>, which Swift's Glibc module does not import.
+#include <malloc.h>
+static inline void ra_keep_freed_memory(int trim_threshold, int top_pad) {
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
+    mallopt(M_TOP_PAD, top_pad);
+}
+
 // `evutil_socket_t` is a macro for `int` on POSIX, so Swift sees plain Int32 everywhere.
 
 #endif

@@ -179,6 +179,15 @@ final class Mailbox: Sendable {
 }
 
 extension EventLoop {
+    /// Tells glibc to keep up to `trimThreshold` bytes of freed heap instead of returning it to
+    /// the kernel at 128 KiB, growing by `topPad` at a time. Each read buffer (a 16 KiB libevent
+    /// chain) is freed once its request has moved on, so a busy loop crossed the default line
+    /// every iteration: measured at 50 clients without pipelining, ~1 brk per loop iteration and
+    /// 0.4-0.5 page faults per request; with 8 MiB / 1 MiB both are 0. Call once at start-up.
+    public static func keepFreedMemory(trimThreshold: Int32 = 8 << 20, topPad: Int32 = 1 << 20) {
+        ra_keep_freed_memory(trimThreshold, topPad)
+    }
+
     /// Unblocks every signal on the calling thread. A process inherits its parent's signal mask,
     /// and a parent thread from libdispatch blocks them all: started from there, SIGTERM and SIGHUP
     /// would never reach the loop's signal handlers. Call once at start-up, before any thread.

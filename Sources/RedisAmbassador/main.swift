@@ -58,6 +58,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         EventLoop.unblockAllSignals()
+        EventLoop.keepFreedMemory()
         let settings: AmbassadorConfig
         do {
             settings = try loadConfig()
