@@ -231,7 +231,8 @@ final class HealthChecker {
     private func round() {
         if case .sentinel(let sentinels, let name) = config.discovery { askSentinels(sentinels, name: name) }
         // The master is asked first, so its offset sample is no newer than the replicas'.
-        let order = nodes.values.sorted { a, _ in a.address == topology?.master }
+        let master = topology?.master
+        let order = nodes.values.sorted { ($0.address == master ? 0 : 1) < ($1.address == master ? 0 : 1) }
         for node in order {
             if node.inFlight {
                 node.client.reset("no answer within health_interval (\(config.healthInterval))")

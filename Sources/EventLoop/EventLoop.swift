@@ -31,7 +31,12 @@ public final class EventLoop {
     public internal(set) var backendBytesIn = 0
     public internal(set) var backendBytesOut = 0
 
+    /// libevent's allocations go through a per-thread block pool (see `ra_install_buffer_pool`),
+    /// installed once, before the first libevent allocation of the process.
+    private static let bufferPool: Void = ra_install_buffer_pool()
+
     public init() throws(SocketError) {
+        Self.bufferPool
         // A peer that closes while we write would otherwise kill the process (LIBEVENT-NOTES.md #4).
         signal(SIGPIPE, SIG_IGN)
         let config = event_config_new()

@@ -7,7 +7,7 @@ import RESP
 /// The per-command path touches only `entries`: trivially copyable values with each command's
 /// classification computed once when the table is built, so a lookup allocates nothing and takes
 /// no reference counts.
-public struct CommandTable: Sendable {
+public final class CommandTable: Sendable {
     /// One command or subcommand, as the hot path needs it.
     struct Entry: Sendable {
         var key: ShortBytes
