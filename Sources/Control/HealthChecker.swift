@@ -243,6 +243,10 @@ final class HealthChecker {
     }
 
     private func check(_ node: Node) {
+        // A new connection resolves the name again (pod IPs change); so does the ROLE matching.
+        if !node.client.isOpen {
+            node.hosts = Endpoint(host: node.address.host, port: node.address.port).numericHosts()
+        }
         node.inFlight = true
         let sent = EventLoop.wallClock
         node.sentAt = sent
