@@ -326,17 +326,32 @@ extension Integration {
         #expect(ambassador.waitForExit(timeout: 5) == 0)
     }
 
+    /// A master, the binary in front of it, and a client whose BLPOP on `list` is in flight.
+    static func blockedOnBLPOP(_ list: String, shutdownTimeout: String) throws
+        -> (RedisServer, ConfigMapAmbassador, BlockingClient)
+    {
+        let master = try RedisServer()
+        do {
+            let ambassador = try ConfigMapAmbassador { port, admin in
+                Self.yaml(port, admin, master: master, replicas: [], extra: "shutdown_timeout: \(shutdownTimeout)\n")
+            }
+            let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
+            try waiting.send(BlockingClient.encode(["BLPOP", list, "0"]))
+            return (master, ambassador, waiting)
+        } catch {
+            master.stop()
+            throw error
+        }
+    }
+
     /// SIGTERM: no new connections, the command in flight (a BLPOP) still gets its reply, then the
     /// process exits 0. A command that would never finish is cut at `shutdown_timeout`.
     @Test func sigtermDrainsInFlightRequests() throws {
-        let master = try RedisServer()
-        defer { master.stop() }
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            Self.yaml(port, admin, master: master, replicas: [], extra: "shutdown_timeout: 3s\n")
+        let (master, ambassador, waiting) = try Self.blockedOnBLPOP("drain-list", shutdownTimeout: "3s")
+        defer {
+            ambassador.stop()
+            master.stop()
         }
-        defer { ambassador.stop() }
-        let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
-        try waiting.send(BlockingClient.encode(["BLPOP", "drain-list", "0"]))
         let idle = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try idle.command(["PING"]) == .simple("PONG"))
         usleep(200_000)  // the BLPOP is waiting on the master
@@ -353,14 +368,11 @@ extension Integration {
     }
 
     @Test func shutdownTimeoutCutsWhatNeverFinishes() throws {
-        let master = try RedisServer()
-        defer { master.stop() }
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            Self.yaml(port, admin, master: master, replicas: [], extra: "shutdown_timeout: 500ms\n")
+        let (master, ambassador, waiting) = try Self.blockedOnBLPOP("never", shutdownTimeout: "500ms")
+        defer {
+            ambassador.stop()
+            master.stop()
         }
-        defer { ambassador.stop() }
-        let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
-        try waiting.send(BlockingClient.encode(["BLPOP", "never", "0"]))
         usleep(200_000)
         let start = Date()
         ambassador.signal(SIGTERM)
