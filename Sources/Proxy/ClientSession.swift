@@ -41,6 +41,12 @@ final class ClientSession: ConnectionDelegate {
     /// Read-your-writes: when the session last sent a write (loop µs), and when the last write's
     /// reply arrived (wall clock seconds, for the offset mode).
     private(set) var lastWriteMicroseconds = 0
+    /// The replica the current input batch's reads go to (see `processInput`), and how many.
+    private(set) var batchReplica: Backend?
+    private var batchReads = 0
+    /// Reads kept on one replica in a row: covers typical pipelines (redis-benchmark -P 16, a
+    /// client's MGET fan-out) while a long pipeline is still spread in runs of this size.
+    static let batchAffinity = 32
     private var lastWriteAckTime = 0.0
     private var writesInFlight = 0
     /// For read-your-writes by offset: a replica must have caught up to this time (infinity
@@ -70,6 +76,13 @@ final class ClientSession: ConnectionDelegate {
 
     /// Parses and dispatches every complete request in the input, unless one is held at a barrier.
     private func processInput() {
+        // The reads of one batch (what one read from the socket brought) stay on one replica:
+        // split across replicas, a pipeline's replies would come back out of turn and wait in
+        // slots (a copy each) instead of moving straight to the client. Balancing works across
+        // batches and sessions.
+        batchReplica = nil
+        batchReads = 0
+        defer { batchReplica = nil }
         while held == nil && !closeWhenDrained && connection.inputCount > parser.position {
             let frame: RequestFrame?
             do throws(ProtocolError) {
@@ -198,7 +211,17 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func forwardRead(_ frame: RequestFrame) {
-        switch proxy.readTarget(for: self, excluding: nil) {
+        // A long pipeline still spreads: after `batchAffinity` reads the replica is chosen again.
+        if batchReads >= Self.batchAffinity {
+            batchReplica = nil
+            batchReads = 0
+        }
+        let chosen = proxy.readTarget(for: self, excluding: nil, preferring: batchReplica)
+        if let chosen, chosen.role == .replica {
+            batchReplica = chosen
+            batchReads += 1
+        }
+        switch chosen {
         case let backend? where backend.role == .replica:
             let target = backend.sharedConnection(for: self)
             target.select(db)

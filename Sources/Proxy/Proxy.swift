@@ -223,7 +223,7 @@ public final class Proxy {
     /// Where a read goes under `read_policy`: an eligible replica chosen by `balance`;
     /// `prefer-replica` falls back to the master; `replica` has nowhere to go (nil) when none
     /// is eligible. Read-your-writes sends a session that wrote recently to the master.
-    func readTarget(for session: ClientSession, excluding excluded: Backend?) -> Backend? {
+    func readTarget(for session: ClientSession, excluding excluded: Backend?, preferring preferred: Backend? = nil) -> Backend? {
         if config.readPolicy == .master { return master }
         switch config.readYourWrites {
         case .off, .offset:
@@ -235,6 +235,10 @@ public final class Proxy {
             }
         }
         let needs = config.readYourWrites == .offset ? session.lastWriteAck : 0
+        if let preferred, preferred.servesReads, preferred !== excluded, !preferred.removed,
+           needs == 0 || preferred.caughtUpTo >= needs {
+            return preferred
+        }
         if let replica = pickReplica(for: session, excluding: excluded, caughtUpTo: needs) { return replica }
         return config.readPolicy == .preferReplica ? master : nil
     }

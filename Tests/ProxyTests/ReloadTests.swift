@@ -45,8 +45,11 @@ final class ConfigMapAmbassador {
             guard process.isRunning else { break }
             usleep(20_000)
         }
+        // Read the log before stop() removes the directory it is in.
+        let why = process.isRunning ? "not ready after 10 s" : "exited with status \(process.terminationStatus)"
+        let text = logText
         stop()
-        throw RedisServerError.didNotStart("ambassador: \(logText)")
+        throw RedisServerError.didNotStart("ambassador \(why); log:\n\(text)")
     }
 
     var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
