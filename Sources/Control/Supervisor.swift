@@ -309,7 +309,7 @@ public final class Supervisor {
     /// `shutdown_timeout`; a second signal stops at once.
     public func beginShutdown(_ why: String) {
         if stopping {
-            logger.warning("\(why) again: stopping now")
+            logger.warning("\(why) while draining: stopping now")
             return finishShutdown()
         }
         stopping = true
