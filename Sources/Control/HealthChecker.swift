@@ -57,7 +57,7 @@ final class HealthChecker {
         init(address: Address, client: CheckClient) {
             self.address = address
             self.client = client
-            hosts = Endpoint(host: address.host, port: address.port).numericHosts()
+            hosts = address.endpoint.numericHosts()
         }
 
         var roleName: String { role.first?.text ?? "" }
@@ -136,20 +136,23 @@ final class HealthChecker {
             nodes[address] = nil
         }
         for address in wanted where nodes[address] == nil {
-            nodes[address] = Node(address: address, client: CheckClient(
-                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
-                timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
-                username: config.username, password: config.password))
+            nodes[address] = Node(address: address, client: client(for: address, authenticated: true))
         }
+    }
+
+    /// A check connection: to a data node with the backend credentials, to a sentinel without.
+    /// A check may take up to two intervals to connect (bounded by connect_timeout).
+    private func client(for address: Address, authenticated: Bool) -> CheckClient {
+        CheckClient(endpoint: address.endpoint, loop: loop,
+                    timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
+                    username: authenticated ? config.username : nil, password: authenticated ? config.password : nil)
     }
 
     // MARK: sentinels
 
     private func askSentinels(_ sentinels: [Address], name: String) {
         for address in sentinels {
-            let client = sentinelClients[address] ?? CheckClient(
-                endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
-                timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2), username: nil, password: nil)
+            let client = sentinelClients[address] ?? self.client(for: address, authenticated: false)
             sentinelClients[address] = client
             if client.pending > 0 { client.reset("no answer within health_interval") }
             var master: Address?
@@ -187,8 +190,8 @@ final class HealthChecker {
     /// not at the next round.
     private func subscribe(_ address: Address, name: String) {
         guard subscribers[address] == nil else { return }
-        let client = CheckClient(endpoint: Endpoint(host: address.host, port: address.port), loop: loop,
-                                 timeout: config.connectTimeout.seconds, username: nil, password: nil)
+        let client = CheckClient(endpoint: address.endpoint, loop: loop, timeout: config.connectTimeout.seconds,
+                                 username: nil, password: nil)
         subscribers[address] = client
         client.onClose = { [weak self] in self?.subscribers[address] = nil }
         client.onMessage = { [weak self] message in
@@ -245,7 +248,7 @@ final class HealthChecker {
     private func check(_ node: Node) {
         // A new connection resolves the name again (pod IPs change); so does the ROLE matching.
         if !node.client.isOpen {
-            node.hosts = Endpoint(host: node.address.host, port: node.address.port).numericHosts()
+            node.hosts = node.address.endpoint.numericHosts()
         }
         node.inFlight = true
         let sent = EventLoop.wallClock

@@ -220,7 +220,7 @@ public final class Supervisor {
     // MARK: admin endpoint
 
     private func openAdmin(_ address: Address) throws(SocketError) -> HTTPServer {
-        let server = try HTTPServer(loop: loop, endpoint: Endpoint(host: address.host, port: address.port)) {
+        let server = try HTTPServer(loop: loop, endpoint: address.endpoint) {
             [unowned self] request in self.handle(request)
         }
         logger.info("admin endpoint on http://\(address.host):\(server.port)")

@@ -32,7 +32,7 @@ final class Backend {
     init(proxy: Proxy, address: Address, role: Role) {
         self.proxy = proxy
         self.address = address
-        self.endpoint = Endpoint(host: address.host, port: address.port)
+        self.endpoint = address.endpoint
         self.role = role
         weight = proxy.config.replicaWeights[address] ?? 1
     }
@@ -43,6 +43,12 @@ final class Backend {
 
     /// May take a read now.
     var servesReads: Bool { isUp && eligible && suspendedAt == nil && !removed }
+
+    /// May take this read: serves reads, is not `excluded`, and (read-your-writes by offset)
+    /// has caught up to `floor` (0: no requirement).
+    func takesRead(excluding excluded: Backend?, caughtUpTo floor: Double) -> Bool {
+        servesReads && self !== excluded && (floor == 0 || caughtUpTo >= floor)
+    }
 
     /// Requests in flight on the shared connection `session` would use: the load for balancing.
     func outstanding(for session: ClientSession) -> Int {
@@ -74,7 +80,10 @@ final class Backend {
         _ = connections(protocolVersion: 2)
     }
 
-    private func connections(protocolVersion: Int) -> [BackendConnection] {
+    /// Opens the shared connections for a RESP version the first time it is needed; returns the
+    /// index of its set in `shared`.
+    @discardableResult
+    private func connections(protocolVersion: Int) -> Int {
         let index = protocolVersion == 3 ? 1 : 0
         if shared[index].isEmpty {
             shared[index] = (0..<proxy.config.backendConnections).map { _ in
@@ -82,14 +91,15 @@ final class Backend {
             }
             shared[index].forEach { $0.open() }
         }
-        return shared[index]
+        return index
     }
 
     /// The shared connection a session uses here. A session always uses the same one, so its
-    /// pipelined commands keep their order on the server.
+    /// pipelined commands keep their order on the server. (Indexes in place: no copy of the
+    /// connection array, and so no retain of it, per command.)
     func sharedConnection(for session: ClientSession) -> BackendConnection {
-        let set = connections(protocolVersion: session.protocolVersion)
-        return set[Int(session.id % Int64(set.count))]
+        let index = connections(protocolVersion: session.protocolVersion)
+        return shared[index][Int(session.id % Int64(shared[index].count))]
     }
 
     // MARK: pinned connections (master only)

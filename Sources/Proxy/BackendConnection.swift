@@ -215,17 +215,19 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Whether a replica's error reply means "try elsewhere"; LOADING and MASTERDOWN also take
     /// the replica out of the read rotation until a later health check.
+    /// (Compared in place: an application that meets many error replies on a replica, WRONGTYPE
+    /// say, pays no copy for this check.)
     private func retryable(_ frame: ReplyFrame, from connection: Connection, slot: Slot) -> Bool {
-        var head: [UInt8] = []
-        connection.copyInput(from: 0, count: min(frame.length, 12), into: &head)
-        if head.starts(with: Self.loading) || head.starts(with: Self.masterDown) {
+        let name: StaticString? = connection.inputStarts(with: Self.loading) ? "LOADING"
+            : connection.inputStarts(with: Self.masterDown) ? "MASTERDOWN" : nil
+        if let name {
             if backend.suspendedAt == nil {
                 backend.suspendedAt = proxy.loop.now
-                proxy.logger.warning("replica \(backend.address) answered \(String(decoding: head.dropFirst().prefix { $0 != 32 }, as: UTF8.self)): no reads until the next health check")
+                proxy.logger.warning("replica \(backend.address) answered \(name): no reads until the next health check")
             }
             return true
         }
-        return slot.isEvalshaRO && head.starts(with: Self.noScript)
+        return slot.isEvalshaRO && connection.inputStarts(with: Self.noScript)
     }
 
     static let loading = Array("-LOADING".utf8)

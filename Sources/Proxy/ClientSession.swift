@@ -153,9 +153,7 @@ final class ClientSession: ConnectionDelegate {
         case .read:
             forwardRead(frame)
         case .write, .unknown:
-            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
-            holdStarted = 0
-            lastWriteMicroseconds = proxy.loop.nowMicroseconds
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
             forward(frame, to: proxy.master, write: true)
         }
     }
@@ -196,17 +194,24 @@ final class ClientSession: ConnectionDelegate {
     }
 
     /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
+    /// With health checks, a master whose connection is down may be failing over: the command
+    /// waits for it (up to `failover_hold`) instead of failing at once.
     private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false) {
         let target = backend.sharedConnection(for: self)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
+            if route == .master && proxy.healthChecked { return holdForMaster(frame) }
             connection.discardInput(frame.length)
             return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
+        }
+        holdStarted = 0
+        if write {
+            lastWriteMicroseconds = proxy.loop.nowMicroseconds
+            writesInFlight += 1
         }
         target.select(db)
         let slot = enqueue(route)
         slot.isWrite = write
-        if write { writesInFlight += 1 }
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -234,8 +239,7 @@ final class ClientSession: ConnectionDelegate {
         case let backend?:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
-            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
-            holdStarted = 0
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
             forward(frame, to: backend)
         case .none:
             connection.discardInput(frame.length)

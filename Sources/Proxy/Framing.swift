@@ -22,4 +22,20 @@ extension Connection {
         if let failure { throw failure }
         return frame
     }
+
+    /// Whether the input starts with `prefix`, read in place (no copy, no allocation).
+    func inputStarts(with prefix: [UInt8]) -> Bool {
+        guard inputCount >= prefix.count else { return false }
+        var matched = 0
+        withInputChunks { chunk in
+            var i = 0
+            while i < chunk.count && matched < prefix.count {
+                if chunk[i] != prefix[matched] { return false }
+                i += 1
+                matched += 1
+            }
+            return matched < prefix.count
+        }
+        return matched == prefix.count
+    }
 }

@@ -199,7 +199,7 @@ public final class WorkerMetrics {
     /// A command answered: counted, and its latency (microseconds) recorded.
     @inline(__always)
     func answered(_ route: Route, _ outcome: Outcome, microseconds: Int) {
-        commandCounts[route.rawValue &* 3 &+ outcome.rawValue] &+= 1
+        command(route, outcome)
         durations[route.rawValue].record(Double(max(microseconds, 0)) / 1_000_000)
     }
 

@@ -13,7 +13,6 @@ public final class Proxy {
     let stats: WorkerMetrics
     private var publishTimer: Timer?
     private var reusePort = false
-    private var boundPort: UInt16?
     /// Draining for shutdown: no new connections or commands; `onDrained` runs when the last
     /// session has closed.
     private var draining = false
@@ -58,7 +57,6 @@ public final class Proxy {
     /// worker was given).
     public func start(reusePort: Bool = false, port: UInt16? = nil) throws(SocketError) {
         self.reusePort = reusePort
-        boundPort = port
         listener = try openListener(config.listen, port: port)
         let timer = Timer(loop: loop, repeating: true) { [unowned self] in self.publishMetrics() }
         timer.schedule(after: Self.publishInterval)
@@ -70,7 +68,8 @@ public final class Proxy {
     }
 
     private func openListener(_ address: Address, port: UInt16? = nil) throws(SocketError) -> Listener {
-        let endpoint = Endpoint(host: address.host, port: port ?? address.port)
+        var endpoint = address.endpoint
+        if let port { endpoint.port = port }
         return try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort) { [unowned self] connection in
             self.accept(connection)
         }
@@ -148,7 +147,6 @@ public final class Proxy {
                 let opened = try openListener(new.listen)
                 listener?.close()
                 listener = opened
-                boundPort = nil
                 logger.info("listening on \(new.listen.host):\(opened.port) (was \(old.listen))")
             } catch {
                 config.listen = old.listen
@@ -160,30 +158,40 @@ public final class Proxy {
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }
-        if new.master != old.master {
-            let previous = master!
-            master = Backend(proxy: self, address: new.master, role: .master)
-            retire(previous)
-            master.start()
-            logger.info("master is now \(new.master) (was \(old.master))")
-        }
+        if new.master != old.master { replaceMaster(with: new.master) }
         if new.replicas != old.replicas {
-            var kept: [Address: Backend] = [:]
-            for replica in replicas { kept[replica.address] = replica }
-            replicas = new.replicas.map { address in
-                if let existing = kept.removeValue(forKey: address) { return existing }
-                let added = Backend(proxy: self, address: address, role: .replica)
-                added.start()
-                return added
-            }
-            replicaCursor = 0
-            for (_, gone) in kept { retire(gone) }
+            replaceReplicas(with: new.replicas)
             logger.info("replicas are now \(new.replicas.map(\.description))")
         }
         if new.replicaWeights != old.replicaWeights {
             for replica in replicas { replica.weight = new.replicaWeights[replica.address] ?? 1 }
         }
         return problems
+    }
+
+    /// A new master backend; the old one is retired (its pinned sessions finish there).
+    private func replaceMaster(with address: Address) {
+        let old = master!
+        master = Backend(proxy: self, address: address, role: .master)
+        retire(old)
+        master.start()
+        logger.warning("master is now \(address) (was \(old.address))")
+    }
+
+    /// The replica set becomes `addresses`: backends already there are kept (connections and all),
+    /// new ones started, the rest retired.
+    private func replaceReplicas(with addresses: [Address]) {
+        guard addresses != replicas.map(\.address) else { return }
+        var kept: [Address: Backend] = [:]
+        for replica in replicas { kept[replica.address] = replica }
+        replicas = addresses.map { address in
+            if let existing = kept.removeValue(forKey: address) { return existing }
+            let added = Backend(proxy: self, address: address, role: .replica)
+            added.start()
+            return added
+        }
+        replicaCursor = 0
+        for (_, gone) in kept { retire(gone) }
     }
 
     /// A backend that left the config: no new requests; its connections close once their
@@ -234,16 +242,18 @@ public final class Proxy {
                 return master
             }
         }
-        let needs = config.readYourWrites == .offset ? session.lastWriteAck : 0
-        if let preferred, preferred.servesReads, preferred !== excluded, !preferred.removed,
-           needs == 0 || preferred.caughtUpTo >= needs {
-            return preferred
-        }
-        if let replica = pickReplica(for: session, excluding: excluded, caughtUpTo: needs) { return replica }
+        let floor = readFloor(for: session)
+        if let preferred, preferred.takesRead(excluding: excluded, caughtUpTo: floor) { return preferred }
+        if let replica = pickReplica(for: session, excluding: excluded, caughtUpTo: floor) { return replica }
         return config.readPolicy == .preferReplica ? master : nil
     }
 
-    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, caughtUpTo needed: Double) -> Backend? {
+    /// Read-your-writes by offset: how far a replica must have caught up for this session (0: any).
+    private func readFloor(for session: ClientSession) -> Double {
+        config.readYourWrites == .offset ? session.lastWriteAck : 0
+    }
+
+    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, caughtUpTo floor: Double) -> Backend? {
         guard !replicas.isEmpty else { return nil }
         var best: Backend?
         switch config.balance {
@@ -253,8 +263,7 @@ public final class Proxy {
             let count = replicas.count
             for step in 0..<count {
                 let candidate = replicas[(replicaCursor + step) % count]
-                guard candidate.servesReads, candidate !== excluded,
-                      needed == 0 || candidate.caughtUpTo >= needed else { continue }
+                guard candidate.takesRead(excluding: excluded, caughtUpTo: floor) else { continue }
                 let load = Double(candidate.outstanding(for: session)) / Double(candidate.weight)
                 if best == nil || load < bestLoad {
                     best = candidate
@@ -266,8 +275,7 @@ public final class Proxy {
             // Smooth weighted round-robin (as nginx): each pick adds every weight, takes the
             // largest, and charges it the total.
             var total = 0
-            for candidate in replicas where candidate.servesReads && candidate !== excluded
-                && (needed == 0 || candidate.caughtUpTo >= needed) {
+            for candidate in replicas where candidate.takesRead(excluding: excluded, caughtUpTo: floor) {
                 candidate.currentWeight += candidate.weight
                 total += candidate.weight
                 if best == nil || candidate.currentWeight > best!.currentWeight { best = candidate }
@@ -284,7 +292,7 @@ public final class Proxy {
         guard let session = slot.session, slot.retriesLeft > 0 else { return false }
         var backend: Backend?
         if slot.retriesLeft > 1 {
-            backend = pickReplica(for: session, excluding: failed, caughtUpTo: config.readYourWrites == .offset ? session.lastWriteAck : 0)
+            backend = pickReplica(for: session, excluding: failed, caughtUpTo: readFloor(for: session))
         }
         if backend == nil && config.readPolicy != .replica && masterConfirmed && master !== failed {
             backend = master
@@ -336,27 +344,13 @@ public final class Proxy {
     public func applyTopology(_ new: Topology) {
         let previous = topology
         topology = new
-        if let address = new.master, address != master.address {
-            let old = master!
-            master = Backend(proxy: self, address: address, role: .master)
-            retire(old)
-            master.start()
-            logger.warning("master is now \(address) (was \(old.address))")
-        }
+        if let address = new.master, address != master.address { replaceMaster(with: address) }
         if new.master == nil && previous?.master != nil {
             logger.warning("no node reports role master: writes wait up to \(config.failoverHold) (failover_hold)")
         }
-        var kept: [Address: Backend] = [:]
-        for replica in replicas { kept[replica.address] = replica }
-        var next: [Backend] = []
-        for state in new.replicas where state.address != master.address {
-            let backend: Backend
-            if let existing = kept.removeValue(forKey: state.address) {
-                backend = existing
-            } else {
-                backend = Backend(proxy: self, address: state.address, role: .replica)
-                backend.start()
-            }
+        let states = new.replicas.filter { $0.address != master.address }
+        replaceReplicas(with: states.map(\.address))
+        for (backend, state) in zip(replicas, states) {
             if backend.suspendedAt.map({ new.computedAt > $0 + config.healthInterval.seconds }) ?? false {
                 backend.suspendedAt = nil
             }
@@ -366,11 +360,7 @@ public final class Proxy {
             // Unreachable: what is in flight there is retried elsewhere now.
             if !state.up && state.reason.hasPrefix("down") && backend.isUp { backend.dropConnections() }
             if state.up && !backend.isUp { backend.reconnectNow() }
-            next.append(backend)
         }
-        if next.map(\.address) != replicas.map(\.address) { replicaCursor = 0 }
-        replicas = next
-        for (_, gone) in kept { retire(gone) }
         if masterConfirmed { releaseWaitingWrites() }
     }
 

@@ -1,4 +1,10 @@
 import Config
+import EventLoop
+
+extension Address {
+    /// Where to connect: a Config address as the event loop's endpoint (names resolve per connect).
+    public var endpoint: Endpoint { Endpoint(host: host, port: port) }
+}
 
 /// What the health checker knows, handed to every worker as an immutable snapshot (like a config
 /// reload): the confirmed master and each replica's state.
