@@ -22,31 +22,38 @@ public final class RedisServer: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.directory = directory
         password = arguments.firstIndex(of: "--requirepass").map { arguments[$0 + 1] }
+        let password = self.password
+        (port, process) = try Self.launch("redis-server", port: fixedPort) { port in
+            ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory.path, "--repl-diskless-sync-delay", "0",
+             "--logfile", directory.appendingPathComponent("redis.log").path, "--daemonize", "no"] + arguments
+        } ready: { port, process in
+            // The port was free when probed, but a parallel test may have taken it since: then our
+            // server failed to bind and someone else's answers. Only our own process will do.
+            Self.waitForPing(port: port, timeout: 10)
+                && Self.serverProcessID(port: port, password: password) == process.processIdentifier
+        }
+    }
+
+    /// Starts `executable` on a free port (or `port`), retrying with another port when the probed
+    /// one was taken before the server bound it. `arguments` may write files for that port.
+    static func launch(_ executable: String, port fixedPort: UInt16? = nil,
+                       arguments: (UInt16) throws -> [String],
+                       ready: (UInt16, Process) -> Bool) throws -> (UInt16, Process) {
         var lastError: Error = RedisServerError.didNotStart("no attempt")
-        // A free port can be taken between probing and binding: retry with another.
         for _ in 0..<5 {
-            let port = try fixedPort ?? Self.freePort()
+            let port = try fixedPort ?? freePort()
             let process = Process()
-            process.executableURL = try Self.executable("redis-server")
-            process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", directory.path, "--repl-diskless-sync-delay", "0",
-                                 "--logfile", directory.appendingPathComponent("redis.log").path,
-                                 "--daemonize", "no"] + arguments
+            process.executableURL = try Self.executable(executable)
+            process.arguments = try arguments(port)
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            // The port was free when probed, but a parallel test may have taken it since: then our
-            // server failed to bind and someone else's answers. Only our own process will do.
-            if Self.waitForPing(port: port, timeout: 10),
-               Self.serverProcessID(port: port, password: password) == process.processIdentifier {
-                self.port = port
-                self.process = process
-                return
-            }
+            if ready(port, process) { return (port, process) }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            lastError = RedisServerError.didNotStart("redis-server on port \(port) did not answer PING")
+            lastError = RedisServerError.didNotStart("\(executable) on port \(port) did not answer PING")
         }
         throw lastError
     }
@@ -181,9 +188,8 @@ public final class RedisSentinel: @unchecked Sendable {
     public init(monitoring master: RedisServer, name: String, quorum: Int, downAfterMilliseconds: Int = 500) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-sentinel-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var lastError: Error = RedisServerError.didNotStart("no attempt")
-        for _ in 0..<5 {
-            let port = try RedisServer.freePort()
+        let directory = self.directory
+        (port, process) = try RedisServer.launch("redis-sentinel") { port in
             let config = directory.appendingPathComponent("sentinel-\(port).conf")
             try """
                 port \(port)
@@ -197,23 +203,10 @@ public final class RedisSentinel: @unchecked Sendable {
                 sentinel parallel-syncs \(name) 2
 
                 """.write(to: config, atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = try RedisServer.executable("redis-sentinel")
-            process.arguments = [config.path]
-            process.standardInput = FileHandle.nullDevice
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            if RedisServer.waitForPing(port: port, timeout: 10), process.isRunning {
-                self.port = port
-                self.process = process
-                return
-            }
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            lastError = RedisServerError.didNotStart("redis-sentinel on port \(port) did not answer PING")
+            return [config.path]
+        } ready: { port, process in
+            RedisServer.waitForPing(port: port, timeout: 10) && process.isRunning
         }
-        throw lastError
     }
 
     deinit { stop() }
