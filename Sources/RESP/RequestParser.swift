@@ -44,7 +44,11 @@ public struct RequestParser: Sendable {
 
     public let limits: RESPLimits
     /// The argument ranges of the frame most recently returned.
-    public private(set) var arguments: [ArgumentRange] = []
+    public var arguments: ArraySlice<ArgumentRange> { ranges[..<rangeCount] }
+    /// Storage for `arguments`, reused: entries past `rangeCount` are stale and get overwritten
+    /// (cheaper per request than emptying and refilling an array).
+    private var ranges: [ArgumentRange] = []
+    private var rangeCount = 0
     /// Unescaped inline arguments of the frame most recently returned (when it was inline).
     public private(set) var inlineBytes: [UInt8] = []
 
@@ -80,6 +84,7 @@ public struct RequestParser: Sendable {
         while i < end {
             switch state {
             case .frameStart:
+                if bytes[i] == UInt8(ascii: "*"), let frame = wholeFrame(bytes, at: &i) { return frame }
                 beginFrame()
                 if bytes[i] == UInt8(ascii: "*") {
                     state = .countLine
@@ -127,15 +132,15 @@ public struct RequestParser: Sendable {
                     throw .invalidBulkLength
                 }
                 remaining = Int(length)
-                arguments.append(ArgumentRange(offset: position, count: remaining))
+                record(ArgumentRange(offset: position, count: remaining))
                 state = .bulkData
 
             case .bulkData:
                 let take = min(remaining, end - i)
-                let argument = arguments.count - 1
+                let argument = rangeCount - 1
                 if argument < 2 {
                     // Keep the first 32 bytes of the name and first argument; past that, the length.
-                    let already = arguments[argument].count - remaining
+                    let already = ranges[argument].count - remaining
                     let capture = min(take, max(0, ShortBytes.capacity - already))
                     for k in 0..<capture {
                         if argument == 0 { frame.name.append(bytes[i + k]) } else { frame.firstArgument.append(bytes[i + k]) }
@@ -157,7 +162,7 @@ public struct RequestParser: Sendable {
                 position += take
                 remaining -= take
                 if remaining == 0 {
-                    if arguments.count == argumentsExpected { return finishFrame() }
+                    if rangeCount == argumentsExpected { return finishFrame() }
                     startBulk()
                 }
 
@@ -174,6 +179,54 @@ public struct RequestParser: Sendable {
             }
         }
         return nil
+    }
+
+    /// The fast path: a multibulk frame that lies whole in `bytes` from `start`, with plain
+    /// headers (digits only, no sign or leading zero, within the limits), read in one pass. For
+    /// anything else it returns nil and leaves `start` alone, and the state machine above reads
+    /// the frame from its first byte (so errors and split frames behave exactly as there).
+    @inline(__always)
+    private mutating func wholeFrame(_ bytes: Span<UInt8>, at start: inout Int) -> RequestFrame? {
+        let end = bytes.count
+        var i = start + 1
+        guard let count = Self.header(bytes, &i, end), count > 0, count <= limits.maxMultibulkCount else { return nil }
+        rangeCount = 0
+        var name = ShortBytes(), firstArgument = ShortBytes()
+        for argument in 0..<count {
+            guard i < end, bytes[i] == UInt8(ascii: "$") else { return nil }
+            i += 1
+            guard let length = Self.header(bytes, &i, end), length <= limits.maxBulkLength,
+                  end - i >= length + 2 else { return nil }
+            record(ArgumentRange(offset: i - start, count: length))
+            if argument == 0 {
+                name = ShortBytes(bytes, from: i, count: length)
+            } else if argument == 1 {
+                firstArgument = ShortBytes(bytes, from: i, count: length)
+            }
+            i += length + 2  // Redis skips the two bytes after the payload unchecked
+        }
+        defer { start = i }
+        return RequestFrame(length: i - start, argumentCount: count, name: name, firstArgument: firstArgument,
+                            isInline: false)
+    }
+
+    /// Reads 1 to 18 digits (no leading zero unless alone) and the '\r' after them, then skips the
+    /// byte after that unchecked, as Redis does. nil if the header is not that or is not all here.
+    @inline(__always)
+    private static func header(_ bytes: Span<UInt8>, _ i: inout Int, _ end: Int) -> Int? {
+        var value = 0
+        let first = i
+        while i < end {
+            let digit = bytes[i] &- UInt8(ascii: "0")
+            if digit >= 10 { break }
+            value = value &* 10 &+ Int(digit)
+            i += 1
+        }
+        let digits = i - first
+        guard digits > 0, digits <= 18, digits == 1 || bytes[first] != UInt8(ascii: "0"),
+              end - i >= 2, bytes[i] == 13 else { return nil }
+        i += 2
+        return value
     }
 
     /// Reads a `*`/`$` header's digits up to its '\r'; true once the '\r' is consumed. A header
@@ -197,11 +250,21 @@ public struct RequestParser: Sendable {
         return true
     }
 
+    @inline(__always)
+    private mutating func record(_ range: ArgumentRange) {
+        if rangeCount < ranges.count {
+            ranges[rangeCount] = range
+        } else {
+            ranges.append(range)
+        }
+        rangeCount += 1
+    }
+
     private mutating func beginFrame() {
         position = 0
         number = DecimalNumber()
         lineLength = 0
-        arguments.removeAll(keepingCapacity: true)
+        rangeCount = 0
         frame = RequestFrame(length: 0, argumentCount: 0, name: ShortBytes(), firstArgument: ShortBytes(), isInline: false)
     }
 
@@ -214,7 +277,7 @@ public struct RequestParser: Sendable {
 
     private mutating func finishFrame() -> RequestFrame {
         frame.length = position
-        frame.argumentCount = arguments.count
+        frame.argumentCount = rangeCount
         state = .frameStart
         position = 0  // the next frame starts where this one ends
         return frame
@@ -224,9 +287,10 @@ public struct RequestParser: Sendable {
         if line.last == 13 { line.removeLast() }
         inlineBytes.removeAll(keepingCapacity: true)
         defer { line.removeAll(keepingCapacity: true) }
-        guard InlineSplitter.split(line, into: &inlineBytes, ranges: &arguments) else {
+        guard InlineSplitter.split(line, into: &inlineBytes, ranges: &ranges) else {
             throw .unbalancedQuotes
         }
+        rangeCount = ranges.count
         frame.isInline = true
         if arguments.count > 0 {
             let name = arguments[0]

@@ -22,6 +22,48 @@ public struct ShortBytes: Hashable, Sendable, CustomStringConvertible {
         for byte in bytes { append(byte) }
     }
 
+    /// The `count` bytes of `bytes` from `start` (all present), the first 32 packed. Reads eight
+    /// bytes at a time where the span has them (a payload is always followed by its CRLF, so a
+    /// short tail usually does) and folds case in the word, as `append` does per byte.
+    @inline(__always)
+    public init(_ bytes: Span<UInt8>, from start: Int, count: Int) {
+        let stored = min(count, Self.capacity)
+        let raw = bytes.bytes
+        var words = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var k = 0
+        while k < stored {
+            let take = min(8, stored - k)
+            var word: UInt64
+            if start + k + 8 <= raw.byteCount {
+                word = UInt64(littleEndian: raw.unsafeLoadUnaligned(fromByteOffset: start + k, as: UInt64.self))
+                if take < 8 { word &= (1 << UInt64(take * 8)) - 1 }
+            } else {
+                word = 0
+                for j in 0..<take { word |= UInt64(bytes[start + k + j]) << UInt64(j * 8) }
+            }
+            word = Self.foldingCase(word)
+            switch k >> 3 {
+            case 0: words.0 = word
+            case 1: words.1 = word
+            case 2: words.2 = word
+            default: words.3 = word
+            }
+            k += 8
+        }
+        (w0, w1, w2, w3) = words
+        self.count = count
+    }
+
+    /// ASCII upper case to lower case in all eight bytes of `word` at once; other bytes unchanged.
+    @inline(__always)
+    static func foldingCase(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let seven = word & (ones &* 0x7F)
+        // Per byte: high bit set where the byte is ASCII and in 'A'...'Z' (no carry between bytes).
+        let upper = (seven &+ ones &* (0x80 - 0x41)) & ~(seven &+ ones &* (0x80 - 0x5B)) & ~word & (ones &* 0x80)
+        return word | (upper >> 2)
+    }
+
     public var isTruncated: Bool { count > Self.capacity }
     public var isEmpty: Bool { count == 0 }
 

@@ -222,4 +222,62 @@ import Testing
         #expect(parser.arguments.count == 3)
         #expect(parser.isAtFrameStart)
     }
+
+    /// A frame that arrives whole takes the one-pass fast path; one that arrives a byte at a time
+    /// takes the state machine. On valid and on mangled input (signs, leading zeros, missing '$',
+    /// short payloads, huge counts, stray bytes) both must give the same frames and the same error.
+    @Test func wholeFrameFastPathAgreesWithTheStateMachine() {
+        var rng = SplitMix64(seed: 7)
+        let headers = ["3", "03", "+3", "-1", "0", "00", "1x", "", "99999999999999999999", "1048577", "2", "16"]
+        var fastPathFrames = 0
+        for _ in 0..<3000 {
+            var stream: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let arguments = (0..<Int.random(in: 1...4, using: &rng)).map { _ in
+                    String(repeating: "kK", count: Int.random(in: 0...20, using: &rng))
+                }
+                var frame = multibulk(arguments)
+                switch Int.random(in: 0..<6, using: &rng) {
+                case 0:  // replace a header's digits
+                    let marks = frame.indices.filter { frame[$0] == UInt8(ascii: "$") || frame[$0] == UInt8(ascii: "*") }
+                    let at = marks.randomElement(using: &rng)! + 1
+                    let digitsEnd = frame[at...].firstIndex(of: 13)!
+                    frame.replaceSubrange(at..<digitsEnd, with: bytes(headers.randomElement(using: &rng)!))
+                case 1:  // one byte changed anywhere
+                    frame[Int.random(in: 0..<frame.count, using: &rng)] = [UInt8(ascii: "$"), 13, 10, UInt8(ascii: "x"), 0].randomElement(using: &rng)!
+                case 2:  // cut short
+                    frame.removeLast(Int.random(in: 1...frame.count, using: &rng))
+                default:
+                    break
+                }
+                stream += frame
+            }
+            let whole = parseRequests(stream, split: .whole)
+            let slow = parseRequests(stream, split: .oneByte)
+            #expect(whole.requests == slow.requests, "\(stream)")
+            #expect(whole.error == slow.error, "\(stream)")
+            fastPathFrames += whole.requests.count
+        }
+        #expect(fastPathFrames > 3000)
+    }
+}
+
+@Suite struct ShortBytesTests {
+    /// The word-at-a-time packing gives what byte-at-a-time `append` gives, for every byte value,
+    /// every length up to past the capacity, and spans that end right after the value.
+    @Test func packingFromASpanMatchesAppend() {
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<4000 {
+            let length = Int.random(in: 0...40, using: &rng)
+            let padding = Int.random(in: 0...9, using: &rng)
+            let offset = Int.random(in: 0...3, using: &rng)
+            let buffer = (0..<offset + length + padding).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let value = buffer[offset..<offset + length]
+            #expect(ShortBytes(buffer.span, from: offset, count: length) == ShortBytes(bytes: value), "\(Array(value))")
+        }
+        for byte in UInt8.min...UInt8.max {
+            #expect(ShortBytes([byte, byte, byte, byte, byte, byte, byte, byte, 13, 10].span, from: 0, count: 8)
+                    == ShortBytes(bytes: [UInt8](repeating: byte, count: 8)))
+        }
+    }
 }
