@@ -9,7 +9,9 @@ final class Backend {
         var description: String { rawValue }
     }
 
-    unowned let proxy: Proxy
+    /// Strong, on purpose: the proxy lives as long as its loop, and an `unowned` reference costs
+    /// a checked retain and a release at every use.
+    let proxy: Proxy
     let address: Address
     let endpoint: Endpoint
     let role: Role
