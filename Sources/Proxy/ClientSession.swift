@@ -46,6 +46,8 @@ final class ClientSession: ConnectionDelegate {
     /// The replica the current input batch's reads go to (see `processInput`), and how many.
     private(set) var batchReplica: Backend?
     private var batchReads = 0
+    /// The node this session's SCAN-family cursor walks run on (see `scanTarget`).
+    private var scanNode: Backend?
     /// Reads kept on one replica in a row: covers typical pipelines (redis-benchmark -P 16, a
     /// client's MGET fan-out) while a long pipeline is still spread in runs of this size.
     static let batchAffinity = 32
@@ -218,15 +220,20 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func forwardRead(_ frame: RequestFrame) {
-        // A long pipeline still spreads: after `batchAffinity` reads the replica is chosen again.
-        if batchReads >= Self.batchAffinity {
-            batchReplica = nil
-            batchReads = 0
-        }
-        let chosen = proxy.readTarget(for: self, excluding: nil, preferring: batchReplica)
-        if let chosen, chosen.role == .replica {
-            batchReplica = chosen
-            batchReads += 1
+        let chosen: Backend?
+        if Names.isScan(frame.name) {
+            chosen = scanTarget(frame)
+        } else {
+            // A long pipeline still spreads: after `batchAffinity` reads the replica is chosen again.
+            if batchReads >= Self.batchAffinity {
+                batchReplica = nil
+                batchReads = 0
+            }
+            chosen = proxy.readTarget(for: self, excluding: nil, preferring: batchReplica)
+            if let chosen, chosen.role == .replica {
+                batchReplica = chosen
+                batchReads += 1
+            }
         }
         switch chosen {
         case let backend? where backend.role == .replica:
@@ -247,6 +254,19 @@ final class ClientSession: ConnectionDelegate {
             connection.discardInput(frame.length)
             unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
+    }
+
+    /// Where a SCAN, SSCAN, HSCAN or ZSCAN goes. A cursor means something only on the node that
+    /// issued it (replicas of one master hold the same keys, but their hash tables may differ in
+    /// size or be mid-rehash), so a walk in progress (cursor not 0) stays on the session's scan
+    /// node while that node may still serve it, whatever the balancing or read-your-writes would
+    /// pick. A new walk (cursor 0) is routed like any read, preferring the same node.
+    private func scanTarget(_ frame: RequestFrame) -> Backend? {
+        let cursor = frame.name.count == 4 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(2)
+        if let node = scanNode, cursor != Names.zeroCursor, proxy.continuesScan(on: node) { return node }
+        let chosen = proxy.readTarget(for: self, excluding: nil, preferring: scanNode?.role == .replica ? scanNode : nil)
+        scanNode = chosen
+        return chosen
     }
 
     /// A new slot at the tail of the session's FIFO, timed from now.
@@ -557,6 +577,21 @@ enum Names {
     static let reply = ShortBytes("reply")
     static let reset = ShortBytes("reset")
     static let evalshaRO = ShortBytes("evalsha_ro")
+    static let scan = ShortBytes("scan")
+    static let sscan = ShortBytes("sscan")
+    static let hscan = ShortBytes("hscan")
+    static let zscan = ShortBytes("zscan")
+    static let zeroCursor = ShortBytes("0")
+
+    /// SCAN, SSCAN, HSCAN or ZSCAN (a cheap length test first: this runs for every read).
+    @inline(__always)
+    static func isScan(_ name: ShortBytes) -> Bool {
+        switch name.count {
+        case 4: return name == scan
+        case 5: return name == sscan || name == hscan || name == zscan
+        default: return false
+        }
+    }
 }
 
 /// A request's arguments as `classify` reads them, straight from the client's input buffer.

@@ -248,6 +248,13 @@ public final class Proxy {
         return config.readPolicy == .preferReplica ? master : nil
     }
 
+    /// Whether a SCAN-family walk begun on `node` may go on there: the node is still this
+    /// worker's master, or a replica that still serves reads (read-your-writes aside: the cursor
+    /// is meaningless anywhere else).
+    func continuesScan(on node: Backend) -> Bool {
+        node.role == .master ? node === master : node.takesRead(excluding: nil, caughtUpTo: 0)
+    }
+
     /// Read-your-writes by offset: how far a replica must have caught up for this session (0: any).
     private func readFloor(for session: ClientSession) -> Double {
         config.readYourWrites == .offset ? session.lastWriteAck : 0

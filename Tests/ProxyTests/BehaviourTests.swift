@@ -41,6 +41,44 @@ extension Integration {
         #expect(try commandCalls(cluster.master, "get") == 500)
     }
 
+    /// A cursor is only meaningful on the node that issued it: one session's SCAN and HSCAN walks
+    /// stay on one replica, although single reads alternate between idle replicas.
+    @Test func scanCursorWalkStaysOnOneReplica() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        _ = try client.pipeline((0..<300).map { ["SET", "scan:\($0)", "v"] } + (0..<1000).map { ["HSET", "h", "f\($0)", "v"] })
+        try cluster.sync()
+        func walk(_ command: [String]) throws -> (calls: Int, items: Int) {
+            var cursor = "0", calls = 0, items = 0
+            repeat {
+                guard case .array(let reply?) = try client.command(Array(command.prefix(command[0] == "SCAN" ? 1 : 2)) + [cursor] + ["COUNT", "7"]),
+                      case .bulkString(let next?) = reply[0], case .array(let found?) = reply[1] else {
+                    Issue.record("unexpected reply to \(command)")
+                    return (calls, items)
+                }
+                cursor = text(next)
+                calls += 1
+                items += found.count
+            } while cursor != "0"
+            return (calls, items)
+        }
+        let scan = try walk(["SCAN"])
+        let hscan = try walk(["HSCAN", "h"])
+        #expect(scan.items >= 301, "every key seen")
+        #expect(hscan.items >= 2000, "every field and value seen")
+        #expect(scan.calls > 10 && hscan.calls > 10, "\(scan) \(hscan)")
+        let scans = try cluster.replicas.map { try commandCalls($0, "scan") }
+        let hscans = try cluster.replicas.map { try commandCalls($0, "hscan") }
+        #expect(scans.sorted() == [0, scan.calls], "SCAN calls per replica: \(scans)")
+        #expect(hscans == scans.map { $0 == 0 ? 0 : hscan.calls }, "HSCAN on the same replica: \(hscans)")
+        // Plain reads still spread over both replicas.
+        for i in 0..<20 { _ = try client.command(["GET", "scan:\(i)"]) }
+        #expect(try cluster.replicas.allSatisfy { try commandCalls($0, "get") > 0 })
+    }
+
     @Test func readPolicyReplicaAnswersAnErrorWhenNoReplicaIsUp() throws {
         let cluster = try Cluster(replicas: 1)
         defer { cluster.stop() }
