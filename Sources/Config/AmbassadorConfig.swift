@@ -104,13 +104,18 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// How long SIGTERM/SIGINT wait for in-flight requests before closing what is left.
     public var shutdownTimeout: Duration
 
-    /// What `workers` means on a machine with `cores` cores. `auto` leaves a core for Redis and the
-    /// app: on 2 cores shared with Redis one loop measured best (each extra loop also halves the
-    /// batching per backend connection), so `auto` is 1 up to 2 cores and cores − 1 above.
-    public func workerCount(cores: Int) -> Int {
+    /// What `workers: auto` means. With a CPU quota (a container's `limits.cpu`) the quota is the
+    /// ambassador's own: one loop per CPU of it, rounded up, within the CPUs it may run on.
+    /// Without one the cores are shared with Redis and the app: on 2 cores one loop measured best
+    /// (each extra loop also halves the batching per backend connection), so `auto` is 1 up to
+    /// 2 cores and cores − 1 above.
+    public func workerCount(budget: CPUBudget) -> Int {
         if let workers { return workers }
-        return cores <= 2 ? 1 : cores - 1
+        if let quota = budget.quota { return max(1, min(budget.allowed, Int(quota.rounded(.up)))) }
+        return budget.allowed <= 2 ? 1 : budget.allowed - 1
     }
+
+    public func workerCount(cores: Int) -> Int { workerCount(budget: CPUBudget(allowed: cores)) }
 
     public init(listen: Address, master: Address, replicas: [Address] = [],
                 readPolicy: ReadPolicy = .preferReplica, username: String? = nil,

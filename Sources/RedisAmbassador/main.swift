@@ -73,7 +73,8 @@ struct Run: ParsableCommand {
         }
         var logger = Logger(label: "redis-ambassador")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-        let workers = settings.workerCount(cores: ProcessInfo.processInfo.activeProcessorCount)
+        let budget = CPUBudget.current(fallback: ProcessInfo.processInfo.activeProcessorCount)
+        let workers = settings.workerCount(budget: budget)
         let loop = try EventLoop()
         let supervisor = Supervisor(config: settings, configPath: config, loop: loop, logger: logger)
         do {
@@ -82,7 +83,7 @@ struct Run: ParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
-        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started with \(workers) worker(s), config generation 1")
+        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started with \(workers) worker(s)\(settings.workers == nil ? " (auto: \(budget.description))" : ""), config generation 1")
         supervisor.run()
     }
 }

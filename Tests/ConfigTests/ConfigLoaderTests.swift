@@ -136,6 +136,29 @@ import Testing
         #expect(config.workerCount(cores: 2) == 1)
         #expect(config.workerCount(cores: 8) == 7)
         #expect(throws: ConfigError.self) { _ = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: 0\n") }
+        // A container's CPU limit is the ambassador's own budget: one loop per CPU of it.
+        #expect(config.workerCount(budget: CPUBudget(allowed: 32, quota: 1)) == 1)
+        #expect(config.workerCount(budget: CPUBudget(allowed: 32, quota: 0.5)) == 1)
+        #expect(config.workerCount(budget: CPUBudget(allowed: 32, quota: 2.5)) == 3)
+        #expect(config.workerCount(budget: CPUBudget(allowed: 2, quota: 4)) == 2)
+        let three = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nworkers: 3\n")
+        #expect(three.workerCount(budget: CPUBudget(allowed: 32, quota: 1)) == 3)
+    }
+
+    @Test func cpuBudgetReadsAffinityListsAndCgroupQuotas() {
+        #expect(CPUBudget.cpuCount("0-1\n") == 2)
+        #expect(CPUBudget.cpuCount("0-3,8,10-11") == 7)
+        #expect(CPUBudget.cpuCount("5") == 1)
+        #expect(CPUBudget.cpuCount("") == nil)
+        #expect(CPUBudget.cpuCount("3-1") == nil)
+        #expect(CPUBudget.cpuCount("a-b") == nil)
+        #expect(CPUBudget.quota(cpuMax: "max 100000\n") == nil)
+        #expect(CPUBudget.quota(cpuMax: "150000 100000\n") == 1.5)
+        #expect(CPUBudget.quota(cfsQuota: "-1\n", cfsPeriod: "100000\n") == nil)
+        #expect(CPUBudget.quota(cfsQuota: "50000\n", cfsPeriod: "100000\n") == 0.5)
+        // This process: at least one CPU, never more than the machine has.
+        let current = CPUBudget.current(fallback: ProcessInfo.processInfo.activeProcessorCount)
+        #expect(current.allowed >= 1 && current.allowed <= ProcessInfo.processInfo.activeProcessorCount)
     }
 
     @Test func defaultsApplyWhenKeysAreAbsent() throws {
