@@ -224,11 +224,18 @@ public final class Connection {
         var position = offset
         var remaining = inputCount - offset
         while remaining > 0 {
-            var ptr = evbuffer_ptr()
-            guard evbuffer_ptr_set(input, &ptr, position, EVBUFFER_PTR_SET) == 0 else { return }
             // evbuffer_peek reports how many vectors the span needs, but fills at most
-            // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3).
-            let needed = evbuffer_peek(input, remaining, &ptr, loop.iovecs, Int32(EventLoop.iovecCapacity))
+            // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3). From the start of the
+            // buffer (the usual case: each frame is moved out before the next is read) no
+            // position is needed.
+            let needed: Int32
+            if position == 0 {
+                needed = evbuffer_peek(input, remaining, nil, loop.iovecs, Int32(EventLoop.iovecCapacity))
+            } else {
+                var ptr = evbuffer_ptr()
+                guard evbuffer_ptr_set(input, &ptr, position, EVBUFFER_PTR_SET) == 0 else { return }
+                needed = evbuffer_peek(input, remaining, &ptr, loop.iovecs, Int32(EventLoop.iovecCapacity))
+            }
             let filled = min(Int(needed), EventLoop.iovecCapacity)
             guard filled > 0 else { return }
             for i in 0..<filled {
