@@ -88,6 +88,10 @@ public enum ConfigLoader {
                     throw ConfigError(key: "sentinels", line: line(node), "discovery: sentinel needs `sentinels`, a list of host:port")
                 }
                 let sentinels = try sequence.map { (item) throws(ConfigError) -> Address in try address("sentinels", item) }
+                if Set(sentinels).count != sentinels.count {
+                    // A sentinel listed twice would count twice toward the majority that decides the master.
+                    throw ConfigError(key: "sentinels", line: line(list), "lists the same sentinel twice")
+                }
                 guard let nameNode = values["master_name"] else {
                     throw ConfigError(key: "master_name", line: line(node), "discovery: sentinel needs `master_name`")
                 }

@@ -40,6 +40,8 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     var proxy: Proxy { backend.proxy }
+    /// Just under 64 KiB, for the same reason as `Connection.readChunkSize`.
+    static let readChunkSize = 64 * 1024 - 128
     var isUsable: Bool { state != .down && !backend.removed }
     var isOpen: Bool { connection != nil }
     /// Counted in the metrics' open connections (and, when shared, in the backend's up count).
@@ -59,6 +61,9 @@ final class BackendConnection: ConnectionDelegate {
             scheduleReconnect()
             return
         }
+        // Replies come in bulk (a pipeline's worth, or a 64 KiB value): read them in chunks of
+        // the pool's largest class, 4× fewer reads than the client side's 16 KiB.
+        connection?.readChunkSize = Self.readChunkSize
         state = .connecting
         db = 0
         scanner = ReplyScanner()
