@@ -184,9 +184,13 @@ def main():
                     results.setdefault((wname, ename), []).append(r)
             print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
         print(f"\nredis-benchmark, 50 clients unless noted, -r 100000 -d 100; median of {args.rounds} interleaved rounds")
-        print(f"{'workload':<15} {'endpoint':<18} {'rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'÷direct':>8} {'CPU µs/req':>10}")
+        print("÷direct: median rps over median direct rps. paired: median over rounds of rps ÷ direct rps in")
+        print("the same round (robust to the machine drifting between rounds).")
+        print(f"{'workload':<15} {'endpoint':<18} {'rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'÷direct':>8} {'paired':>7} {'CPU µs/req':>10}")
+        paired = {}
         for wname, _ in workloads:
-            direct = statistics.median(r["rps"] for r in results.get((wname, "direct"), [{"rps": 0}]))
+            direct_rounds = results.get((wname, "direct"), [])
+            direct = statistics.median(r["rps"] for r in direct_rounds) if direct_rounds else 0
             for ename, pid, _ in endpoints:
                 rs = results.get((wname, ename))
                 if not rs:
@@ -196,8 +200,27 @@ def main():
                 p99 = statistics.median(r["p99"] for r in rs)
                 cpu = statistics.median(r["cpu_us"] for r in rs) if pid else None
                 ratio = rps / direct if direct else 0
+                pairs = [r["rps"] / d["rps"] for r, d in zip(rs, direct_rounds) if d["rps"]]
+                paired[(wname, ename)] = statistics.median(pairs) if pairs else 0
                 print(f"{wname:<15} {ename:<18} {rps:>10.0f} {p50:>7.3f} {p99:>7.3f} {ratio:>8.2f} "
-                      f"{(f'{cpu:.2f}' if cpu is not None else '-'):>10}")
+                      f"{paired[(wname, ename)]:>7.2f} {(f'{cpu:.2f}' if cpu is not None else '-'):>10}")
+        # The acceptance view: each ambassador row against twemproxy in the same run.
+        print("\nAgainst twemproxy (ambassador ÷ twemproxy): throughput ratio (÷direct, paired) and CPU per request")
+        for wname, _ in workloads:
+            tw = results.get((wname, "twemproxy"))
+            if not tw:
+                continue
+            tw_cpu = statistics.median(r["cpu_us"] for r in tw)
+            tw_rps = statistics.median(r["rps"] for r in tw)
+            cells = []
+            for ename in ("ambassador", "ambassador-master"):
+                rs = results.get((wname, ename))
+                if not rs or not tw_rps or not paired.get((wname, "twemproxy")):
+                    continue
+                cpu = statistics.median(r["cpu_us"] for r in rs)
+                cells.append(f"{ename} {statistics.median(r['rps'] for r in rs) / tw_rps:.2f}×, "
+                             f"{paired[(wname, ename)] / paired[(wname, 'twemproxy')]:.2f}× paired, CPU {cpu / tw_cpu:.2f}×")
+            print(f"  {wname:<15} " + " | ".join(cells))
         print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
         for ename, (before, after) in idle.items():
             print(f"  {ename:<18} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")
