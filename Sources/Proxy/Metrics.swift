@@ -41,7 +41,9 @@ public enum MetricTable {
     static var clientConnections: MetricNameDescriptor { metric("client_connections", "", "App connections open now.") }
     static var clientConnectionsTotal: MetricNameDescriptor { metric("client_connections", "total", "App connections accepted since start.") }
     static var commands: MetricNameDescriptor { metric("commands", "total", "Commands by route (master, replica, local, pinned) and outcome (ok, error, relayed).") }
-    static var duration: MetricNameDescriptor { metric("request_duration", "seconds", "Time from reading a command to having its reply, by route (event-loop clock).") }
+    /// The latency histogram is exposed by `Metrics` itself (see `LatencyHistograms`).
+    static let durationName = "redis_ambassador_request_duration_seconds"
+    static let durationHelp = "Time from reading a command to having its reply, by route (event-loop clock)."
     static var errors: MetricNameDescriptor { metric("errors", "total", "Errors the ambassador reported, by kind.") }
     static var bytes: MetricNameDescriptor { metric("bytes", "total", "Bytes read from (in) and written to (out) app connections and backends.") }
     static var backendUp: MetricNameDescriptor { metric("backend_up", "", "1 when the ambassador has a working connection to the backend.") }
@@ -49,16 +51,31 @@ public enum MetricTable {
     static var pinnedSessions: MetricNameDescriptor { metric("pinned_sessions", "", "App sessions holding a dedicated master connection (MULTI, blocking, pub/sub).") }
     static var reloads: MetricNameDescriptor { metric("config_reloads", "total", "Config reloads by result (applied, unchanged, invalid).") }
     static var generation: MetricNameDescriptor { metric("config_generation", "", "Generation of the config in use (1 at start, +1 per applied reload).") }
-    /// Latency buckets, seconds: from 50 µs (a pipelined hit) to 5 s (a slow Lua script).
-    static let buckets: [Double] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+    /// Latency bucket bounds, microseconds: from 50 µs (a pipelined hit) to 5 s (a slow Lua script).
+    static let bucketMicroseconds = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+                                     250_000, 500_000, 1_000_000, 2_500_000, 5_000_000]
 }
 
 /// The process's metrics. The instruments are swift-prometheus's and thread-safe; the hot path
 /// never touches them directly: each worker counts in plain integers (`WorkerMetrics`) and
-/// publishes the deltas twice a second, so a command costs no atomic and no lock for counting.
+/// publishes the deltas twice a second, so a command costs no atomic and no lock.
 public final class Metrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
+    /// Latency: swift-prometheus's histogram takes a lock per observation (and walks every bucket),
+    /// so the histogram family is kept here from the workers' published bucket counts.
+    private let latency = Mutex<[LatencyKey: LatencySeries]>([:])
+
+    struct LatencyKey: Hashable, Comparable {
+        var worker: Int
+        var route: Int
+        static func < (a: Self, b: Self) -> Bool { (a.worker, a.route) < (b.worker, b.route) }
+    }
+
+    struct LatencySeries {
+        /// Observations per bucket (not cumulative); the last is above the largest bound.
+        var counts = [Int](repeating: 0, count: MetricTable.bucketMicroseconds.count + 1)
+        var sumMicroseconds = 0
+    }
     let clientConnections: Gauge
     let clientConnectionsTotal: Counter
     let pinnedSessions: Gauge
@@ -97,7 +114,51 @@ public final class Metrics: Sendable {
     }
 
     /// The Prometheus text exposition.
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    public func exposition() -> [UInt8] {
+        var text = registry.emitToBuffer()
+        appendLatency(to: &text)
+        return text
+    }
+
+    /// A worker's series start at zero, so every route is exposed before its first command.
+    func registerLatency(worker: Int) {
+        latency.withLock { table in
+            for route in Route.allCases where table[LatencyKey(worker: worker, route: route.rawValue)] == nil {
+                table[LatencyKey(worker: worker, route: route.rawValue)] = LatencySeries()
+            }
+        }
+    }
+
+    /// Adds a worker's observations since its last publish (`counts` per bucket, as in `LatencySeries`).
+    func addLatency(worker: Int, route: Route, counts: ArraySlice<Int>, sumMicroseconds: Int) {
+        latency.withLock { table in
+            let key = LatencyKey(worker: worker, route: route.rawValue)
+            var series = table[key] ?? LatencySeries()
+            for (i, count) in zip(series.counts.indices, counts) { series.counts[i] += count }
+            series.sumMicroseconds += sumMicroseconds
+            table[key] = series
+        }
+    }
+
+    private func appendLatency(to text: inout [UInt8]) {
+        let series = latency.withLock { $0 }
+        let name = MetricTable.durationName
+        var out = "# HELP \(name) \(MetricTable.durationHelp)\n# TYPE \(name) histogram\n"
+        for key in series.keys.sorted() {
+            let value = series[key]!
+            let labels = "route=\"\(Route(rawValue: key.route)!.label)\",worker=\"\(key.worker)\""
+            var cumulative = 0
+            for (i, bound) in MetricTable.bucketMicroseconds.enumerated() {
+                cumulative += value.counts[i]
+                out += "\(name)_bucket{\(labels),le=\"\(Double(bound) / 1_000_000)\"} \(cumulative)\n"
+            }
+            cumulative += value.counts[MetricTable.bucketMicroseconds.count]
+            out += "\(name)_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
+            out += "\(name)_sum{\(labels)} \(Double(value.sumMicroseconds) / 1_000_000)\n"
+            out += "\(name)_count{\(labels)} \(cumulative)\n"
+        }
+        text.append(contentsOf: out.utf8)
+    }
 
     /// The backends the config names now: their series exist (0 until connected); others go once
     /// their connections have closed.
@@ -151,16 +212,19 @@ public final class Metrics: Sendable {
 }
 
 /// One worker's counts: plain integers on its own loop, published into the shared instruments by
-/// `publish()` (a timer), so the per-command path has no atomic and no lock. The latency histogram
-/// is the exception: swift-prometheus's histogram takes its lock per observation; each worker has
-/// its own (label `worker`), so the lock is never contended by another worker.
+/// `publish()` (a timer), so the per-command path has no atomic and no lock.
 public final class WorkerMetrics {
     let metrics: Metrics
+    let worker: Int
     private var commandCounts: [Int]
     private var commandCounters: [Counter]
     private var errorCounts: [Int]
     private var errorCounters: [Counter]
-    private let durations: [ValueHistogram]
+    /// Latency observations per route and bucket since the last publish (`LatencySeries` layout),
+    /// and their sums in microseconds per route.
+    private var latencyCounts: [Int]
+    private var latencySums: [Int]
+    private let bounds = MetricTable.bucketMicroseconds
     private let bytesCounters: [Counter]
     private var published: [Int] = [0, 0, 0, 0]
     var clientsOpened = 0
@@ -169,6 +233,7 @@ public final class WorkerMetrics {
 
     init(metrics: Metrics, worker: Int) {
         self.metrics = metrics
+        self.worker = worker
         let registry = metrics.registry
         let workerLabel = ("worker", String(worker))
         commandCounts = Array(repeating: 0, count: Route.allCases.count * Outcome.allCases.count)
@@ -182,10 +247,9 @@ public final class WorkerMetrics {
         errorCounters = ErrorKind.allCases.map {
             registry.makeCounter(descriptor: MetricTable.errors, labels: [("kind", $0.label), workerLabel])
         }
-        durations = Route.allCases.map {
-            registry.makeValueHistogram(descriptor: MetricTable.duration, labels: [("route", $0.label), workerLabel],
-                                        buckets: MetricTable.buckets)
-        }
+        latencyCounts = Array(repeating: 0, count: Route.allCases.count * (MetricTable.bucketMicroseconds.count + 1))
+        latencySums = Array(repeating: 0, count: Route.allCases.count)
+        metrics.registerLatency(worker: worker)
         bytesCounters = [("client", "in"), ("client", "out"), ("backend", "in"), ("backend", "out")].map {
             registry.makeCounter(descriptor: MetricTable.bytes, labels: [("peer", $0.0), ("direction", $0.1), workerLabel])
         }
@@ -200,7 +264,11 @@ public final class WorkerMetrics {
     @inline(__always)
     func answered(_ route: Route, _ outcome: Outcome, microseconds: Int) {
         command(route, outcome)
-        durations[route.rawValue].record(Double(max(microseconds, 0)) / 1_000_000)
+        let value = max(microseconds, 0)
+        var bucket = 0
+        while bucket < bounds.count && value > bounds[bucket] { bucket &+= 1 }  // `le`: value <= bound
+        latencyCounts[route.rawValue &* (bounds.count &+ 1) &+ bucket] &+= 1
+        latencySums[route.rawValue] &+= value
     }
 
     func error(_ kind: ErrorKind) { errorCounts[kind.rawValue] &+= 1 }
@@ -211,6 +279,13 @@ public final class WorkerMetrics {
         for i in commandCounts.indices where commandCounts[i] > 0 {
             commandCounters[i].increment(by: Int64(commandCounts[i]))
             commandCounts[i] = 0
+        }
+        let stride = bounds.count + 1
+        for route in Route.allCases where latencySums[route.rawValue] > 0 || latencyCounts[route.rawValue * stride ..< (route.rawValue + 1) * stride].contains(where: { $0 > 0 }) {
+            let range = route.rawValue * stride ..< (route.rawValue + 1) * stride
+            metrics.addLatency(worker: worker, route: route, counts: latencyCounts[range], sumMicroseconds: latencySums[route.rawValue])
+            for i in range { latencyCounts[i] = 0 }
+            latencySums[route.rawValue] = 0
         }
         for i in errorCounts.indices where errorCounts[i] > 0 {
             errorCounters[i].increment(by: Int64(errorCounts[i]))

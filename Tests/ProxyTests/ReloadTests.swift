@@ -436,6 +436,15 @@ extension Integration {
         #expect(samples["redis_ambassador_backend_up{backend=\"127.0.0.1:\(master.port)\",role=\"master\"}"] == 1)
         #expect(samples["redis_ambassador_client_connections_total"] ?? 0 >= 2)
         #expect(samples.keys.contains { $0.hasPrefix("redis_ambassador_request_duration_seconds_bucket{route=\"replica\"") })
+        // Every answered command is one latency observation, in its route's series.
+        for route in ["master", "replica", "local"] {
+            let commands = ["ok", "error", "relayed"].compactMap { samples["redis_ambassador_commands_total{route=\"\(route)\",outcome=\"\($0)\",worker=\"0\"}"] }.reduce(0, +)
+            let labels = "route=\"\(route)\",worker=\"0\""
+            #expect(samples["redis_ambassador_request_duration_seconds_count{\(labels)}"] == commands, "\(route)")
+            #expect(samples["redis_ambassador_request_duration_seconds_bucket{\(labels),le=\"+Inf\"}"] == commands, "\(route)")
+            #expect(samples["redis_ambassador_request_duration_seconds_bucket{\(labels),le=\"5.0\"}"] ?? -1 <= commands, "\(route)")
+        }
+        #expect(samples["redis_ambassador_request_duration_seconds_sum{route=\"master\",worker=\"0\"}"] ?? 0 > 0)
 
         #expect(try ambassador.admin("/healthz").status == 200)
         #expect(try ambassador.admin("/readyz").status == 200)
