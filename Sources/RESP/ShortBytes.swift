@@ -29,28 +29,23 @@ public struct ShortBytes: Hashable, Sendable, CustomStringConvertible {
     public init(_ bytes: Span<UInt8>, from start: Int, count: Int) {
         let stored = min(count, Self.capacity)
         let raw = bytes.bytes
-        var words = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        var k = 0
-        while k < stored {
-            let take = min(8, stored - k)
-            var word: UInt64
-            if start + k + 8 <= raw.byteCount {
-                word = UInt64(littleEndian: raw.unsafeLoadUnaligned(fromByteOffset: start + k, as: UInt64.self))
-                if take < 8 { word &= (1 << UInt64(take * 8)) - 1 }
+        @inline(__always) func word(_ index: Int) -> UInt64 {
+            let offset = index &* 8
+            guard offset < stored else { return 0 }
+            let take = min(8, stored &- offset)
+            var word: UInt64 = 0
+            if start &+ offset &+ 8 <= raw.byteCount {
+                word = UInt64(littleEndian: raw.unsafeLoadUnaligned(fromByteOffset: start &+ offset, as: UInt64.self))
+                if take < 8 { word &= (1 &<< UInt64(take &* 8)) &- 1 }
             } else {
-                word = 0
-                for j in 0..<take { word |= UInt64(bytes[start + k + j]) << UInt64(j * 8) }
+                for j in 0..<take { word |= UInt64(bytes[start &+ offset &+ j]) &<< UInt64(j &* 8) }
             }
-            word = Self.foldingCase(word)
-            switch k >> 3 {
-            case 0: words.0 = word
-            case 1: words.1 = word
-            case 2: words.2 = word
-            default: words.3 = word
-            }
-            k += 8
+            return Self.foldingCase(word)
         }
-        (w0, w1, w2, w3) = words
+        w0 = word(0)
+        w1 = word(1)
+        w2 = word(2)
+        w3 = word(3)
         self.count = count
     }
 
