@@ -48,6 +48,8 @@ public final class Connection {
     /// past the trim threshold again and again: 0.2 `brk` and 0.5 page faults per request on a
     /// 50-client GET run. At 16 KiB − 128 B both are 0.
     public var readChunkSize = 16 * 1024 - 128
+    /// Bytes asked per `readv` after a read that filled `readChunkSize`.
+    public static let largeReadChunkSize = 64 * 1024 - 128
 
     let fd: Int32
     /// Opened with `connect` (a backend), not accepted: which byte counters of the loop it feeds.
@@ -177,7 +179,10 @@ public final class Connection {
         var rounds = 0
         while rounds < 4 {
             rounds += 1
-            let room = min(readChunkSize, readHighWaterMark == .max ? readChunkSize : max(readHighWaterMark - inputCount, 1))
+            // A first read that fills its chunk means more is waiting (a large value, a deep
+            // pipeline): the next reads take the pool's largest block, 64 KiB − 128 B.
+            let chunk = rounds == 1 ? readChunkSize : max(readChunkSize, Self.largeReadChunkSize)
+            let room = min(chunk, readHighWaterMark == .max ? chunk : max(readHighWaterMark - inputCount, 1))
             let vectors = evbuffer_reserve_space(input, room, loop.iovecs, 2)
             guard vectors > 0 else {
                 ending = .some(SocketError(.read, detail: "out of memory reserving input"))

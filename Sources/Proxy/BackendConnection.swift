@@ -40,8 +40,7 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     var proxy: Proxy { backend.proxy }
-    /// Just under 64 KiB, for the same reason as `Connection.readChunkSize`.
-    static let readChunkSize = 64 * 1024 - 128
+    static let readChunkSize = Connection.largeReadChunkSize
     var isUsable: Bool { state != .down && !backend.removed }
     var isOpen: Bool { connection != nil }
     /// Counted in the metrics' open connections (and, when shared, in the backend's up count).
