@@ -120,7 +120,7 @@ final class Backend {
     func releasePinned(_ connection: BackendConnection) {
         connection.owner = nil
         connection.relay = false
-        if connection.isUsable && idlePinned.count < proxy.config.pinnedPoolSize && !removed {
+        if connection.isUsable && connection.reusable && idlePinned.count < proxy.config.pinnedPoolSize && !removed {
             idlePinned.append(connection)
         } else {
             connection.close()

@@ -29,6 +29,9 @@ final class BackendConnection: ConnectionDelegate {
     var owner: ClientSession?
     /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
     var relay = false
+    /// False once a pinned session changed the connection's identity (AUTH, CLIENT SETNAME or
+    /// HELLO queued in MULTI): it is closed rather than returned to the pool.
+    var reusable = true
     private var reconnectTimer: Timer?
     /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
     private var failReason: String?

@@ -329,6 +329,19 @@ final class ClientSession: ConnectionDelegate {
             return
         }
         let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        if case .local(let local) = kind, Self.describesSession(local) {
+            if !inMulti {
+                // The session's name, id and login are the ambassador's, as when unpinned (the
+                // dedicated connection is a pooled one with its own); the answer keeps its turn.
+                proxy.stats.answered(.local, .ok, microseconds: 0)
+                return answerLocally(local, frame)
+            }
+            // Queued in MULTI, it runs on the dedicated connection at EXEC and changes who that
+            // connection is: it is closed, not pooled, when the session lets go of it.
+            target.reusable = false
+        } else if inMulti, case .stateful(.protocolVersion) = kind {
+            target.reusable = false  // HELLO … AUTH/SETNAME queued in MULTI, likewise
+        }
         if !inMulti, case .stateful(let state) = kind, Self.relays(state, frame) {
             // From here on the connection streams: replies are relayed as they come.
             if !fifo.isEmpty {
@@ -343,6 +356,14 @@ final class ClientSession: ConnectionDelegate {
         }
         let slot = enqueue(.pinned)
         target.forward(from: connection, length: frame.length, slot: slot)
+    }
+
+    /// Local commands about the session itself rather than the command stream.
+    private static func describesSession(_ kind: LocalKind) -> Bool {
+        switch kind {
+        case .auth, .clientSetName, .clientGetName, .clientSetInfo, .clientID: return true
+        case .ping, .echo, .quit, .reset, .ambassador: return false
+        }
     }
 
     /// Pub/sub, MONITOR and CLIENT TRACKING/REPLY make replies arrive unrequested or not at all:

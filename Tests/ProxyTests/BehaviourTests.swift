@@ -131,6 +131,34 @@ extension Integration {
         #expect(opened <= 3, "connections opened for 100 transactions: \(opened)")
     }
 
+    /// A pinned session's name, id and login stay the session's; a transaction that renames
+    /// its dedicated connection gets it closed instead of handed to the next session.
+    @Test func pinnedSessionsKeepTheirIdentityAndRenamedConnectionsAreNotPooled() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let client = try ambassador.client()
+        // WATCH pins the session; its name and id are still the ones the ambassador gave it.
+        guard case .integer(let id) = try client.command(["CLIENT", "ID"]) else {
+            Issue.record("CLIENT ID is not an integer")
+            return
+        }
+        let replies = try client.pipeline([["CLIENT", "SETNAME", "app"], ["WATCH", "k"], ["CLIENT", "GETNAME"],
+                                           ["CLIENT", "ID"], ["UNWATCH"], ["CLIENT", "GETNAME"]])
+        #expect(replies.map(text) == ["+OK\r\n", "+OK\r\n", "$3\r\napp\r\n", ":\(id)\r\n", "+OK\r\n", "$3\r\napp\r\n"])
+        // Renamed inside MULTI: the name reaches the dedicated connection at EXEC, which is then
+        // closed, so no other session inherits it.
+        let renamed = try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "renamed"], ["EXEC"]])
+        #expect(text(renamed[2]) == "*1\r\n+OK\r\n")
+        _ = try client.command(["PING"])
+        let deadline = Date().addingTimeInterval(3)
+        while try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == true && Date() < deadline {
+            usleep(20_000)
+        }
+        #expect(try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == false)
+    }
+
     /// A BLPOP waiting on one client does not delay anyone else.
     @Test func pendingBlockingPopDelaysNoOtherClient() throws {
         let cluster = try Cluster(replicas: 0)
