@@ -131,6 +131,21 @@ final class BackendConnection: ConnectionDelegate {
         if let slot { inflight.append(slot) }
     }
 
+    /// A request's reply will come on this connection, after those already expected; its bytes
+    /// follow with `send(from:length:)`, before anything else is written here.
+    func expect(_ slot: Slot) {
+        inflight.append(slot)
+    }
+
+    /// Moves a run of client requests (the first `length` bytes of its input) to this connection.
+    func send(from client: Connection, length: Int) {
+        guard let connection else {
+            client.discardInput(length)  // their slots were failed when the connection closed
+            return
+        }
+        client.moveInput(length, to: connection)
+    }
+
     /// Makes the connection's db match `db`, injecting SELECT when it differs.
     func select(_ db: Int) {
         if self.db != db {

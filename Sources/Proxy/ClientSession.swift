@@ -48,6 +48,12 @@ final class ClientSession: ConnectionDelegate {
     private var batchReads = 0
     /// The node this session's SCAN-family cursor walks run on (see `scanTarget`).
     private var scanNode: Backend?
+    /// Requests routed to `pendingTarget` whose bytes still lie at the front of the input:
+    /// consecutive requests for one backend connection move in one evbuffer_remove_buffer
+    /// (whole chains, no copy) instead of one partial-chain copy each. Their slots are already in
+    /// the connection's `inflight`; anything else that touches the input moves them first.
+    private var pendingTarget: BackendConnection?
+    private(set) var pendingBytes = 0
     /// Reads kept on one replica in a row: covers typical pipelines (redis-benchmark -P 16, a
     /// client's MGET fan-out) while a long pipeline is still spread in runs of this size.
     static let batchAffinity = 32
@@ -87,19 +93,42 @@ final class ClientSession: ConnectionDelegate {
         batchReplica = nil
         batchReads = 0
         defer { batchReplica = nil }
-        while held == nil && !closeWhenDrained && connection.inputCount > parser.position {
+        while held == nil && !closeWhenDrained && connection.inputCount > pendingBytes + parser.position {
             let frame: RequestFrame?
             do throws(ProtocolError) {
-                frame = try connection.nextFrame(from: parser.position) { chunk, index throws(ProtocolError) in
+                frame = try connection.nextFrame(from: pendingBytes + parser.position) { chunk, index throws(ProtocolError) in
                     try parser.parse(chunk, from: &index)
                 }
             } catch {
+                flushPending()
                 return protocolError(error)
             }
             guard let frame else { break }
             dispatch(frame)
         }
+        flushPending()
         applyBackPressure()
+    }
+
+    /// Moves the pending requests' bytes to their backend connection (see `pendingTarget`).
+    private func flushPending() {
+        guard let target = pendingTarget else { return }
+        target.send(from: connection, length: pendingBytes)
+        pendingTarget = nil
+        pendingBytes = 0
+    }
+
+    /// Routes a request (its slot made) to `target`: its bytes join the pending run when they go
+    /// to the same connection, and the run moves first when they do not, or when a SELECT must
+    /// be injected ahead of them.
+    private func send(_ frame: RequestFrame, to target: BackendConnection, slot: Slot) {
+        if pendingTarget !== target || target.db != db {
+            flushPending()
+            target.select(db)
+            pendingTarget = target
+        }
+        pendingBytes += frame.length
+        target.expect(slot)
     }
 
     private func applyBackPressure() {
@@ -127,13 +156,20 @@ final class ClientSession: ConnectionDelegate {
 
     private func dispatch(_ frame: RequestFrame) {
         if frame.argumentCount == 0 {  // *0, *-1, blank line: Redis ignores them silently
+            flushPending()
             connection.discardInput(frame.length)
             return
         }
         if let pinned {
+            flushPending()
             return dispatchPinned(frame, on: pinned)
         }
         let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        // Only forwards join the pending run; everything else finds its frame at the input's front.
+        switch kind {
+        case .read, .write, .unknown: break
+        default: flushPending()
+        }
         switch kind {
         case .local(let local):
             proxy.stats.answered(.local, .ok, microseconds: 0)
@@ -157,7 +193,10 @@ final class ClientSession: ConnectionDelegate {
         case .read:
             forwardRead(frame)
         case .write, .unknown:
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
+            if !proxy.masterConfirmed {
+                flushPending()
+                return holdForMaster(frame)
+            }
             forward(frame, to: proxy.master, write: true)
         }
     }
@@ -179,6 +218,7 @@ final class ClientSession: ConnectionDelegate {
         if fifo.isEmpty, let frame = held {
             held = nil
             dispatch(frame)
+            flushPending()
             if held == nil { processInput() }
         }
     }
@@ -204,6 +244,7 @@ final class ClientSession: ConnectionDelegate {
         let target = backend.sharedConnection(for: self)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
+            flushPending()
             if route == .master && proxy.healthChecked { return holdForMaster(frame) }
             connection.discardInput(frame.length)
             return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
@@ -213,10 +254,9 @@ final class ClientSession: ConnectionDelegate {
             lastWriteMicroseconds = proxy.loop.nowMicroseconds
             writesInFlight += 1
         }
-        target.select(db)
         let slot = enqueue(route)
         slot.isWrite = write
-        target.forward(from: connection, length: frame.length, slot: slot)
+        send(frame, to: target, slot: slot)
     }
 
     private func forwardRead(_ frame: RequestFrame) {
@@ -238,19 +278,24 @@ final class ClientSession: ConnectionDelegate {
         switch chosen {
         case let backend? where backend.role == .replica:
             let target = backend.sharedConnection(for: self)
-            target.select(db)
+            // The replica is up, but this session's connection to it may be reconnecting.
+            guard target.isUsable else { return forward(frame, to: backend) }
             let slot = enqueue(.replica)
             // Keep the request: if the replica goes away before replying, the read is retried.
-            connection.copyInput(from: 0, count: frame.length, into: &slot.retryRequest)
+            connection.copyInput(from: pendingBytes, count: frame.length, into: &slot.retryRequest)
             slot.retriesLeft = 2
             slot.isEvalshaRO = frame.name == Names.evalshaRO
-            target.forward(from: connection, length: frame.length, slot: slot)
+            send(frame, to: target, slot: slot)
         case let backend?:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
+            if !proxy.masterConfirmed {
+                flushPending()
+                return holdForMaster(frame)
+            }
             forward(frame, to: backend)
         case .none:
+            flushPending()
             connection.discardInput(frame.length)
             unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
@@ -495,6 +540,7 @@ final class ClientSession: ConnectionDelegate {
         if !awaitingMaster, let frame = held {
             held = nil
             dispatch(frame)
+            flushPending()
         }
         if held == nil { processInput() }
         closeIfDrainedForShutdown()

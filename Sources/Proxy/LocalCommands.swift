@@ -171,7 +171,7 @@ extension ClientSession {
             return Array(parser.inlineBytes[range.offset..<range.offset + range.count])
         }
         var bytes: [UInt8] = []
-        connection.copyInput(from: range.offset, count: range.count, into: &bytes)
+        connection.copyInput(from: pendingBytes + range.offset, count: range.count, into: &bytes)
         return bytes
     }
 
@@ -186,7 +186,7 @@ extension ClientSession {
             return value
         }
         var left = min(range.count, ShortBytes.capacity + 1)
-        connection.withInputChunks(from: range.offset) { chunk in
+        connection.withInputChunks(from: pendingBytes + range.offset) { chunk in
             let take = min(left, chunk.count)
             for i in 0..<take { value.append(chunk[i]) }
             left -= take

@@ -199,6 +199,33 @@ extension Integration {
         #expect(mismatches.isEmpty, "first mismatch: \(mismatches.first.map { "\($0.offset): \(text($0.element.0)) vs \(text($0.element.1))" } ?? "")")
     }
 
+    /// One write carrying reads, writes, SELECTs, local commands that read their arguments
+    /// (ECHO, CLIENT SETNAME), a SCAN-family read and a transaction: consecutive requests for one
+    /// backend move together, and every other command must still find its own bytes.
+    @Test func mixedPipelineInOneWriteMatchesDirect() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().pipeline([["SET", "a", "1"], ["HSET", "h", "f", "v"], ["XADD", "s", "1-1", "k", "v"],
+                                                   ["SELECT", "1"], ["SET", "b", "2"]])
+        try cluster.sync()
+        var commands: [[String]] = []
+        for i in 0..<60 {
+            commands += [["GET", "a"], ["ECHO", "e\(i)"], ["GET", "a"], ["SET", "w\(i)", "x"], ["GET", "a"],
+                         ["CLIENT", "SETNAME", "n\(i)"], ["ECHO", "with space \(i)"], ["SELECT", String(1 + i % 2)],
+                         ["GET", "b"], ["GET", "a"], ["SET", "w\(i)", "y"], ["ECHO", "db \(i)"], ["SELECT", "0"],
+                         ["HSCAN", "h", "0"], ["XREAD", "COUNT", "5", "STREAMS", "s", "0"], ["GET", "a"], ["PING"],
+                         ["MULTI"], ["GET", "a"], ["EXEC"], ["GET", "a"], ["CLIENT", "GETNAME"], ["ECHO", "tail \(i)"]]
+        }
+        let direct = try cluster.master.client(timeout: 30).pipeline(commands)
+        let proxied = try ambassador.client(timeout: 30).pipeline(commands)
+        #expect(proxied.count == commands.count)
+        let mismatches = zip(direct, proxied).enumerated().filter { $0.element.0 != $0.element.1 }
+        #expect(mismatches.isEmpty, "first mismatch: \(mismatches.first.map { "\($0.offset) \(commands[$0.offset]): \(text($0.element.0)) vs \(text($0.element.1))" } ?? "")")
+        #expect(try commandCalls(cluster.replicas[0], "get") + commandCalls(cluster.replicas[1], "get") > 0)
+    }
+
     /// Under prefer-replica, sessions that read data written before they started see what a
     /// direct client sees, even when consecutive replies come from different servers.
     @Test func readsFromReplicasMatchDirectReplies() throws {
