@@ -42,6 +42,10 @@ public final class EventLoop {
         let config = event_config_new()
         // One base per thread, nothing shared: no locking inside libevent.
         event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
+        // Without it libevent's clock is CLOCK_MONOTONIC_COARSE, which ticks every 4 ms here: the
+        // latency histogram saw 97% of commands take 0 µs and the rest 4 ms. The precise clock
+        // is one vDSO read per loop iteration.
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_PRECISE_TIMER.rawValue))
         let base = event_base_new_with_config(config)
         event_config_free(config)
         guard let base else { throw SocketError(.socket, detail: "event_base_new failed") }

@@ -8,6 +8,29 @@ import Glibc
 #endif
 
 @Suite struct ConnectionTests {
+    /// The loop's clock, which times every command for the latency histogram, must resolve
+    /// microseconds. libevent's default on Linux is CLOCK_MONOTONIC_COARSE, which moves in 4 ms
+    /// ticks here: 300 wake-ups about 100 µs apart (from another thread, not timers, which would
+    /// wait for the ticks) would read only a dozen values.
+    @Test func loopClockResolvesMicroseconds() throws {
+        let thread = try EventLoopThread.start(name: "clock-test")
+        let readings = Mutex<[Int]>([])
+        for _ in 0..<300 {
+            thread.handle.post { loop in readings.withLock { $0.append(loop.nowMicroseconds) } }
+            usleep(100)
+        }
+        let done = DispatchSemaphore(value: 0)
+        thread.handle.post { loop in
+            done.signal()
+            loop.stop()
+        }
+        done.wait()
+        let values = readings.withLock { $0 }
+        #expect(values.count == 300)
+        #expect(Set(values).count >= 200, "distinct readings: \(Set(values).count) over \(values.last! - values.first!) µs")
+        #expect(zip(values, values.dropFirst()).allSatisfy { $0 <= $1 })
+    }
+
     @Test func echoRoundTrip() throws {
         let loop = try EventLoop()
         let echo = Echo()
