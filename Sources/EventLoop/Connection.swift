@@ -226,32 +226,39 @@ public final class Connection {
     /// Calls `body` with each contiguous chunk of input from byte `offset` on, in order, until it
     /// returns false. The spans borrow libevent's memory and must not escape the call.
     public func withInputChunks(from offset: Int = 0, _ body: (Span<UInt8>) -> Bool) {
-        var position = offset
-        var remaining = inputCount - offset
-        while remaining > 0 {
-            // evbuffer_peek reports how many vectors the span needs, but fills at most
-            // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3). From the start of the
-            // buffer (the usual case: each frame is moved out before the next is read) no
-            // position is needed.
+        let total = inputCount
+        guard total > offset else { return }
+        // evbuffer_peek reports how many vectors the span needs, but fills at most
+        // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3). The first batch is peeked
+        // from the buffer's start and the `offset` bytes skipped here: positioning with
+        // evbuffer_ptr_set walks the chain too, and cost more than the skip (the offset is
+        // usually inside the first block: a run of requests or replies not yet moved).
+        var position = 0  // bytes of the buffer the vectors so far covered
+        var skip = offset
+        while position < total {
             let needed: Int32
             if position == 0 {
-                needed = evbuffer_peek(input, remaining, nil, loop.iovecs, Int32(EventLoop.iovecCapacity))
+                needed = evbuffer_peek(input, total, nil, loop.iovecs, Int32(EventLoop.iovecCapacity))
             } else {
                 var ptr = evbuffer_ptr()
                 guard evbuffer_ptr_set(input, &ptr, position, EVBUFFER_PTR_SET) == 0 else { return }
-                needed = evbuffer_peek(input, remaining, &ptr, loop.iovecs, Int32(EventLoop.iovecCapacity))
+                needed = evbuffer_peek(input, total - position, &ptr, loop.iovecs, Int32(EventLoop.iovecCapacity))
             }
             let filled = min(Int(needed), EventLoop.iovecCapacity)
             guard filled > 0 else { return }
             for i in 0..<filled {
                 let vector = loop.iovecs[i]
-                let length = min(vector.iov_len, remaining)
-                let chunk = UnsafeBufferPointer(start: vector.iov_base.assumingMemoryBound(to: UInt8.self),
-                                                count: length)
-                if !body(chunk.span) { return }
+                let length = min(vector.iov_len, total - position)
                 position += length
-                remaining -= length
-                if remaining == 0 { return }
+                if skip >= length {
+                    skip -= length
+                } else {
+                    let chunk = UnsafeBufferPointer(start: vector.iov_base.assumingMemoryBound(to: UInt8.self) + skip,
+                                                    count: length - skip)
+                    skip = 0
+                    if !body(chunk.span) { return }
+                }
+                if position == total { return }
             }
         }
     }
