@@ -29,6 +29,11 @@ final class BackendConnection: ConnectionDelegate {
     var owner: ClientSession?
     /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
     var relay = false
+    /// Replies at the front of the input that are next in `pendingSession`'s order: they move
+    /// to its connection together when the run ends (end of the read, another session's reply,
+    /// anything else reading the input) instead of one partial-block copy each.
+    private var pendingSession: ClientSession?
+    private var pendingReplyBytes = 0
     /// False once a pinned session changed the connection's identity (AUTH, CLIENT SETNAME or
     /// HELLO queued in MULTI): it is closed rather than returned to the pool.
     var reusable = true
@@ -168,31 +173,71 @@ final class BackendConnection: ConnectionDelegate {
     // MARK: reading
 
     func connectionDidRead(_ connection: Connection) {
-        while connection.inputCount > scanner.consumed {
+        while connection.inputCount > pendingReplyBytes + scanner.consumed {
             let frame: ReplyFrame?
             do throws(ProtocolError) {
-                frame = try connection.nextFrame(from: scanner.consumed) { chunk, index throws(ProtocolError) in
+                frame = try connection.nextFrame(from: pendingReplyBytes + scanner.consumed) { chunk, index throws(ProtocolError) in
                     try scanner.scan(chunk, from: &index)
                 }
             } catch {
+                flushReplies()
                 proxy.stats.error(.backendProtocol)
                 proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(error)); reconnecting")
                 connection.close(flush: false)
                 return
             }
-            guard let frame else { return }
+            guard let frame else { break }
             deliver(frame, from: connection)
-            if self.connection !== connection { return }  // closed while delivering
+            if self.connection !== connection {  // closed while delivering
+                flushReplies(from: connection)
+                return
+            }
         }
+        flushReplies()
     }
 
+    /// A session's reply, next in its order, joins the pending run (see `pendingSession`).
+    func deferReply(_ length: Int, for session: ClientSession) {
+        if pendingSession !== session { flushReplies() }
+        pendingSession = session
+        pendingReplyBytes += length
+    }
+
+    /// Moves the pending replies to their client.
+    func flushReplies() {
+        if let connection { flushReplies(from: connection) }
+    }
+
+    private func flushReplies(from connection: Connection) {
+        guard let session = pendingSession else { return }
+        let count = pendingReplyBytes
+        pendingSession = nil
+        pendingReplyBytes = 0
+        connection.moveInput(count, to: session.connection)
+    }
+
+    /// Moves the reply at the front of the input (after the pending run) into `buffer`.
+    func moveReply(_ length: Int, to buffer: ByteBuffer) {
+        flushReplies()
+        connection?.moveInput(length, to: buffer)
+    }
+
+    /// Whether replies may wait in a pending run: only on shared connections, whose slots are
+    /// all matched replies.
+    var batchesReplies: Bool { !dedicated && !relay }
+
     private func deliver(_ frame: ReplyFrame, from connection: Connection) {
+        // Only a session's in-order replies wait in the pending run; anything else that reads
+        // or drops input bytes finds its frame at the front.
+        if frame.isError { flushReplies() }
         // Requests queued before relaying began (an injected SELECT or HELLO) are answered first.
         if relay, inflight.isEmpty, let owner {
+            flushReplies()
             owner.relayed(frame, from: connection, backend: self)
             return
         }
         guard let slot = inflight.popFirst() else {
+            flushReplies()
             // Nothing asked for this (a push frame on a shared connection): drop it.
             proxy.logger.debug("unrequested reply from \(backend.address) dropped")
             connection.discardInput(frame.length)
@@ -210,12 +255,14 @@ final class BackendConnection: ConnectionDelegate {
                 }
                 session.fail(slot, "ERR ambassador: no other node could serve the read")
             } else if let session = slot.session {
-                session.completed(slot, length: frame.length, from: connection, isError: frame.isError)
+                session.completed(slot, length: frame.length, from: self, isError: frame.isError)
             } else {
+                flushReplies()
                 connection.discardInput(frame.length)  // its client left: read and drop
                 proxy.slots.give(slot)
             }
         case .injected:
+            flushReplies()
             if frame.isError {
                 let text = String(decoding: Self.copy(connection, frame.length), as: UTF8.self)
                 proxy.logger.error("\(slot.label) on \(backend.role) \(backend.address) failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -223,6 +270,7 @@ final class BackendConnection: ConnectionDelegate {
             connection.discardInput(frame.length)
             proxy.slots.give(slot)
         case .probe:
+            flushReplies()
             let bytes = Self.copy(connection, frame.length)
             connection.discardInput(frame.length)
             slot.probe?(bytes)
@@ -230,6 +278,7 @@ final class BackendConnection: ConnectionDelegate {
         }
         if dedicated, let owner, inflight.isEmpty { owner.pinnedConnectionIdle(self) }
         if backend.removed, !dedicated, inflight.isEmpty {
+            flushReplies()
             close()
             backend.checkDrained()
         }

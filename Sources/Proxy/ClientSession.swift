@@ -496,18 +496,24 @@ final class ClientSession: ConnectionDelegate {
 
     // MARK: replies
 
-    /// A backend's reply for `slot` is the first `length` bytes of `backend`'s input.
-    func completed(_ slot: Slot, length: Int, from backend: Connection, isError: Bool) {
+    /// A backend's reply for `slot`: the next `length` bytes of `backend`'s input (after its
+    /// pending run of replies).
+    func completed(_ slot: Slot, length: Int, from backend: BackendConnection, isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok,
                              microseconds: proxy.loop.nowMicroseconds &- slot.started)
         if slot.isWrite { writeAnswered() }
         if fifo.first === slot {
-            backend.moveInput(length, to: connection)
             fifo.removeFirst()
             proxy.slots.give(slot)
+            backend.deferReply(length, for: self)
+            // While the next reply is still awaited nothing else can be written to the client:
+            // this one waits in the backend's pending run, to move with the ones after it (a
+            // pipeline's replies leave in one move). Otherwise it moves now, ahead of the rest.
+            if let next = fifo.first, !next.ready, backend.batchesReplies { return }
+            backend.flushReplies()
             flushReady()
         } else {
-            backend.moveInput(length, to: slot.reply)
+            backend.moveReply(length, to: slot.reply)
             slot.ready = true
         }
     }
