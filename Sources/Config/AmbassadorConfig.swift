@@ -69,6 +69,12 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var passwordSource: String?
     /// The `password_file` path (watched for changes, like the config file itself).
     public var passwordFile: String?
+    /// discovery: sentinel — the sentinels' own credentials (their `requirepass`), from
+    /// `sentinel_password_file` or `REDIS_AMBASSADOR_SENTINEL_PASSWORD`; nil: no AUTH.
+    public var sentinelUsername: String?
+    public var sentinelPassword: String?
+    public var sentinelPasswordSource: String?
+    public var sentinelPasswordFile: String?
     /// Shared, pipelined connections per backend that multiplex every session's stateless commands.
     public var backendConnections: Int
     /// Idle dedicated master connections kept for pinned sessions (MULTI, BLPOP, SUBSCRIBE …).
@@ -159,6 +165,10 @@ public struct AmbassadorConfig: Sendable, Equatable {
         if adminListen != other.adminListen { keys.append("admin.listen") }
         if shutdownTimeout != other.shutdownTimeout { keys.append("shutdown_timeout") }
         if discovery != other.discovery { keys.append("discovery") }
+        if sentinelUsername != other.sentinelUsername { keys.append("sentinel_username") }
+        if sentinelPassword != other.sentinelPassword || sentinelPasswordSource != other.sentinelPasswordSource {
+            keys.append("sentinel_password")
+        }
         if replicaWeights != other.replicaWeights { keys.append("replicas.weight") }
         if balance != other.balance { keys.append("balance") }
         if healthInterval != other.healthInterval { keys.append("health_interval") }
@@ -207,6 +217,8 @@ public struct AmbassadorConfig: Sendable, Equatable {
         }
         if let username { view["username"] = .string(username) }
         if password != nil { view["password"] = .string("<redacted> (\(passwordSource ?? "set"))") }
+        if let sentinelUsername { view["sentinel_username"] = .string(sentinelUsername) }
+        if sentinelPassword != nil { view["sentinel_password"] = .string("<redacted> (\(sentinelPasswordSource ?? "set"))") }
         if let adminListen { view["admin"] = .object(["listen": .string(adminListen.description)]) }
         return view
     }

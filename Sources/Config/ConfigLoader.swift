@@ -18,6 +18,7 @@ public enum ConfigLoader {
         "health_interval": "a duration (500ms)", "health_failures": "an integer 1...100",
         "max_replica_lag": "a duration (1s; 0s: no limit)", "read_your_writes": "off | offset | a duration (2s)",
         "failover_hold": "a duration (2s)", "command_timeout": "a duration (0s: off)",
+        "sentinel_username": "a string (discovery: sentinel)", "sentinel_password_file": "a file path (discovery: sentinel)",
     ]
 
     /// Loads the file at `path`. `environment` supplies `REDIS_AMBASSADOR_PASSWORD`.
@@ -111,7 +112,7 @@ public enum ConfigLoader {
             throw ConfigError(key: "nodes", line: line(node), "only used with discovery: role")
         }
         if case .sentinel = discovery {} else {
-            for key in ["sentinels", "master_name"] where values[key] != nil {
+            for key in ["sentinels", "master_name", "sentinel_username", "sentinel_password_file"] where values[key] != nil {
                 throw ConfigError(key: key, line: line(values[key]!), "only used with discovery: sentinel")
             }
         }
@@ -175,21 +176,14 @@ public enum ConfigLoader {
             config.readPolicy = policy
         }
         if let node = values["username"] { config.username = try string("username", node) }
-        if let node = values["password_file"] {
-            var path = try string("password_file", node)
-            if !path.hasPrefix("/") { path = baseDirectory + "/" + path }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError(key: "password_file", line: line(node), "cannot read \(path)")
+        if let login = try credential("password_file", "REDIS_AMBASSADOR_PASSWORD", values, baseDirectory, environment) {
+            (config.password, config.passwordSource, config.passwordFile) = login
+        }
+        if case .sentinel = config.discovery {
+            if let node = values["sentinel_username"] { config.sentinelUsername = try string("sentinel_username", node) }
+            if let login = try credential("sentinel_password_file", "REDIS_AMBASSADOR_SENTINEL_PASSWORD", values, baseDirectory, environment) {
+                (config.sentinelPassword, config.sentinelPasswordSource, config.sentinelPasswordFile) = login
             }
-            // A trailing newline (as `echo` or a Kubernetes Secret may leave) is not part of it.
-            var password = String(decoding: data, as: UTF8.self)
-            while password.hasSuffix("\n") || password.hasSuffix("\r") { password.removeLast() }
-            config.password = password
-            config.passwordSource = "password_file \(path)"
-            config.passwordFile = path
-        } else if let password = environment["REDIS_AMBASSADOR_PASSWORD"], !password.isEmpty {
-            config.password = password
-            config.passwordSource = "environment REDIS_AMBASSADOR_PASSWORD"
         }
         if let node = values["backend_connections"] {
             config.backendConnections = try integer("backend_connections", node, in: 1...64)
@@ -271,6 +265,31 @@ public enum ConfigLoader {
             throw ConfigError(key: key, line: line(node), "expected \(keys[key] ?? "a value")")
         }
         return scalar.string
+    }
+
+    /// A password from the file `key` names, else from the environment variable `variable`; with
+    /// where it came from (for `/config` and logs) and the file (watched for changes).
+    static func credential(_ key: String, _ variable: String, _ values: [String: Node], _ baseDirectory: String,
+                           _ environment: [String: String]) throws(ConfigError) -> (String?, String?, String?)? {
+        if let node = values[key] {
+            let (password, path) = try secret(key, node, baseDirectory: baseDirectory)
+            return (password, "\(key) \(path)", path)
+        }
+        if let password = environment[variable], !password.isEmpty { return (password, "environment \(variable)", nil) }
+        return nil
+    }
+
+    /// A secret read from the file `node` names (relative to the config's directory); a trailing
+    /// newline (as `echo` or a Kubernetes Secret may leave) is not part of it.
+    static func secret(_ key: String, _ node: Node, baseDirectory: String) throws(ConfigError) -> (String, path: String) {
+        var path = try string(key, node)
+        if !path.hasPrefix("/") { path = baseDirectory + "/" + path }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(key: key, line: line(node), "cannot read \(path)")
+        }
+        var secret = String(decoding: data, as: UTF8.self)
+        while secret.hasSuffix("\n") || secret.hasSuffix("\r") { secret.removeLast() }
+        return (secret, path)
     }
 
     static func address(_ key: String, _ node: Node) throws(ConfigError) -> Address {

@@ -37,6 +37,8 @@ final class HealthChecker {
     private var sentinelClients: [Address: CheckClient] = [:]
     private var subscribers: [Address: CheckClient] = [:]
     private var sentinelAnswers: [Address: (master: Address, replicas: [Address])] = [:]
+    /// The last error each sentinel answered (logged when it changes).
+    private var sentinelErrors: [Address: String] = [:]
     private(set) var sentinelMaster: Address?
     private var sentinelReplicas: [Address] = []
 
@@ -93,8 +95,17 @@ final class HealthChecker {
 
     /// A reloaded config: the node list, interval and thresholds change at once.
     func reconfigure(_ new: AmbassadorConfig) {
+        let sentinelLoginChanged = new.sentinelUsername != config.sentinelUsername || new.sentinelPassword != config.sentinelPassword
         config = new
         logger.logLevel = Logger.Level(rawValue: new.logLevel) ?? .info
+        if sentinelLoginChanged {
+            // Sentinel connections log in once, when they connect: reconnect with the new login.
+            sentinelClients.values.forEach { $0.reset("sentinel credentials changed") }
+            subscribers.values.forEach { $0.onClose = nil; $0.reset("sentinel credentials changed") }
+            sentinelClients = [:]
+            subscribers = [:]
+            sentinelErrors = [:]
+        }
         if case .sentinel(let sentinels, _) = new.discovery {
             for (address, client) in sentinelClients where !sentinels.contains(address) {
                 client.reset("left the config")
@@ -136,30 +147,40 @@ final class HealthChecker {
             nodes[address] = nil
         }
         for address in wanted where nodes[address] == nil {
-            nodes[address] = Node(address: address, client: client(for: address, authenticated: true))
+            nodes[address] = Node(address: address, client: client(for: address, sentinel: false))
         }
     }
 
-    /// A check connection: to a data node with the backend credentials, to a sentinel without.
-    /// A check may take up to two intervals to connect (bounded by connect_timeout).
-    private func client(for address: Address, authenticated: Bool) -> CheckClient {
+    /// A check connection: to a data node with the backend credentials, to a sentinel with the
+    /// sentinels' (if any). A check may take up to two intervals to connect (bounded by
+    /// connect_timeout).
+    private func client(for address: Address, sentinel: Bool) -> CheckClient {
         CheckClient(endpoint: address.endpoint, loop: loop,
                     timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
-                    username: authenticated ? config.username : nil, password: authenticated ? config.password : nil)
+                    username: sentinel ? config.sentinelUsername : config.username,
+                    password: sentinel ? config.sentinelPassword : config.password)
     }
 
     // MARK: sentinels
 
     private func askSentinels(_ sentinels: [Address], name: String) {
         for address in sentinels {
-            let client = sentinelClients[address] ?? self.client(for: address, authenticated: false)
+            let client = sentinelClients[address] ?? self.client(for: address, sentinel: true)
             sentinelClients[address] = client
             if client.pending > 0 { client.reset("no answer within health_interval") }
             var master: Address?
-            client.send(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]) { result in
+            client.send(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]) { [weak self] result in
                 if case .success(.array(let items?)) = result, items.count == 2, let host = items[0].text,
                    let port = items[1].text.flatMap(UInt16.init) {
                     master = Address(host: host, port: port)
+                    self?.sentinelErrors[address] = nil
+                } else if case .success(.error(let bytes)) = result {
+                    // NOAUTH, WRONGPASS, an unknown master_name: said once per sentinel and text.
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    if self?.sentinelErrors[address] != text {
+                        self?.sentinelErrors[address] = text
+                        self?.logger.error("sentinel \(address) answered: \(text)")
+                    }
                 }
             }
             client.send(["SENTINEL", "REPLICAS", name]) { [weak self] result in
@@ -191,7 +212,7 @@ final class HealthChecker {
     private func subscribe(_ address: Address, name: String) {
         guard subscribers[address] == nil else { return }
         let client = CheckClient(endpoint: address.endpoint, loop: loop, timeout: config.connectTimeout.seconds,
-                                 username: nil, password: nil)
+                                 username: config.sentinelUsername, password: config.sentinelPassword)
         subscribers[address] = client
         client.onClose = { [weak self] in self?.subscribers[address] = nil }
         client.onMessage = { [weak self] message in

@@ -210,7 +210,8 @@ public final class Supervisor {
 
     static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
         var bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
-        if let file = config?.passwordFile, let secret = FileManager.default.contents(atPath: file) {
+        for file in [config?.passwordFile, config?.sentinelPasswordFile].compactMap({ $0 }) {
+            guard let secret = FileManager.default.contents(atPath: file) else { continue }
             bytes.append(0)
             bytes.append(contentsOf: secret)
         }

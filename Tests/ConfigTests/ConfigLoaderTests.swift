@@ -93,6 +93,8 @@ import Testing
         for (text, key) in [("discovery: role\n", "nodes"), ("discovery: role\nnodes: [127.0.0.1:2]\nmaster: 127.0.0.1:2\n", "master"),
                             ("discovery: sentinel\nsentinels: [127.0.0.1:2]\n", "master_name"),
                             ("discovery: role\nnodes: [127.0.0.1:2, 127.0.0.1:2]\n", "nodes"),
+                            ("master: 127.0.0.1:2\nsentinel_password_file: /etc/hostname\n", "sentinel_password_file"),
+                            ("discovery: sentinel\nsentinels: [127.0.0.1:2]\nmaster_name: m\nsentinel_password_file: /nonexistent\n", "sentinel_password_file"),
                             ("discovery: sentinel\nsentinels: [127.0.0.1:2, 127.0.0.1:3, 127.0.0.1:2]\nmaster_name: m\n", "sentinels"),
                             ("discovery: cluster\n", "discovery"), ("master: 127.0.0.1:2\nnodes: [127.0.0.1:3]\n", "nodes"),
                             ("master: 127.0.0.1:2\nbalance: random\n", "balance"),

@@ -295,6 +295,40 @@ extension Integration {
         print("sentinel failover: first write \(String(format: "%.3f", firstWrite ?? -1)) s after the master was killed, \(errorReplies.count) error replies \(errorReplies)")
     }
 
+    /// Sentinels that require a password (`requirepass`) are asked with `sentinel_password_file`;
+    /// without it the ambassador finds no master and its log says what the sentinel answered.
+    @Test func sentinelsThatRequireAPasswordAreAskedWithIt() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let sentinel = try RedisSentinel(monitoring: cluster.master, name: "group", quorum: 1, password: "s3ntinel")
+        defer { sentinel.stop() }
+        let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("ra-sentinel-secret-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: secrets) }
+        let passwordFile = secrets.appendingPathComponent("password")
+        try "s3ntinel\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+        func yaml(_ port: UInt16, _ admin: UInt16, password: Bool) -> String {
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: sentinel\nmaster_name: group\n"
+                + "sentinels: [127.0.0.1:\(sentinel.port)]\nhealth_interval: 100ms\nlog_level: info\n"
+                + (password ? "sentinel_password_file: \(passwordFile.path)\n" : "")
+        }
+        let ambassador = try ConfigMapAmbassador { yaml($0, $1, password: true) }
+        defer { ambassador.stop() }
+        #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(cluster.master.port)")
+        #expect(try BlockingClient(port: ambassador.port).command(["SET", "k", "v"]) == .simple("OK"))
+        let config = try ambassador.configView()["config"] as? [String: Any] ?? [:]
+        #expect((config["sentinel_password"] as? String)?.hasPrefix("<redacted>") == true)
+        #expect(!(try HTTPProbe.request(port: ambassador.adminPort, path: "/config").body.contains("s3ntinel")))
+
+        do {
+            let unauthenticated = try ConfigMapAmbassador { yaml($0, $1, password: false) }
+            unauthenticated.stop()
+            Issue.record("became ready without the sentinel password")
+        } catch {
+            #expect("\(error)".contains("sentinel 127.0.0.1:\(sentinel.port) answered: NOAUTH"), "\(error)")
+        }
+    }
+
     /// With no master at all, a write waits failover_hold and then gets a clear error; it is not
     /// written anywhere. Reads go on meanwhile.
     @Test func writesWithoutAMasterGetAClearErrorAfterTheHold() throws {

@@ -185,7 +185,9 @@ public final class RedisSentinel: @unchecked Sendable {
     private let process: Process
     private let directory: URL
 
-    public init(monitoring master: RedisServer, name: String, quorum: Int, downAfterMilliseconds: Int = 500) throws {
+    /// `password`: the sentinel requires it (`requirepass`, and `sentinel-pass` towards its peers).
+    public init(monitoring master: RedisServer, name: String, quorum: Int, downAfterMilliseconds: Int = 500,
+                password: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-sentinel-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let directory = self.directory
@@ -201,7 +203,7 @@ public final class RedisSentinel: @unchecked Sendable {
                 sentinel down-after-milliseconds \(name) \(downAfterMilliseconds)
                 sentinel failover-timeout \(name) 5000
                 sentinel parallel-syncs \(name) 2
-
+                \(password.map { "requirepass \($0)\nsentinel sentinel-pass \($0)\n" } ?? "")
                 """.write(to: config, atomically: true, encoding: .utf8)
             return [config.path]
         } ready: { port, process in
