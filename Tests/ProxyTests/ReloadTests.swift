@@ -18,7 +18,7 @@ final class ConfigMapAmbassador {
     private var version = 0
     let log: URL
 
-    init(_ yaml: (_ port: UInt16, _ adminPort: UInt16) -> String, workers: Int = 1) throws {
+    init(_ yaml: (_ port: UInt16, _ adminPort: UInt16) -> String, workers: Int = 1, readyTimeout: Double = 10) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-cm-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try RedisServer.freePort()
@@ -34,7 +34,7 @@ final class ConfigMapAmbassador {
         FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
-        let deadline = Date().addingTimeInterval(10)
+        let deadline = Date().addingTimeInterval(readyTimeout)
         while Date() < deadline {
             // Ready when a write goes through and every configured backend is up.
             if (try? BlockingClient(port: port, timeout: 2).command(["SET", "__ready__", "1"])) == .simple("OK"),
@@ -46,7 +46,7 @@ final class ConfigMapAmbassador {
             usleep(20_000)
         }
         // Read the log before stop() removes the directory it is in.
-        let why = process.isRunning ? "not ready after 10 s" : "exited with status \(process.terminationStatus)"
+        let why = process.isRunning ? "not ready after \(readyTimeout) s" : "exited with status \(process.terminationStatus)"
         let text = logText
         stop()
         throw RedisServerError.didNotStart("ambassador \(why); log:\n\(text)")

@@ -321,7 +321,8 @@ extension Integration {
         #expect(!(try HTTPProbe.request(port: ambassador.adminPort, path: "/config").body.contains("s3ntinel")))
 
         do {
-            let unauthenticated = try ConfigMapAmbassador { yaml($0, $1, password: false) }
+            // The sentinel is asked every 100 ms: 3 s is plenty to see its NOAUTH.
+            let unauthenticated = try ConfigMapAmbassador({ yaml($0, $1, password: false) }, readyTimeout: 3)
             unauthenticated.stop()
             Issue.record("became ready without the sentinel password")
         } catch {
