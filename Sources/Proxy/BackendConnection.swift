@@ -48,7 +48,6 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     var proxy: Proxy { backend.proxy }
-    static let readChunkSize = Connection.largeReadChunkSize
     var isUsable: Bool { state != .down && !backend.removed }
     var isOpen: Bool { connection != nil }
     /// Counted in the metrics' open connections (and, when shared, in the backend's up count).
@@ -70,7 +69,7 @@ final class BackendConnection: ConnectionDelegate {
         }
         // Replies come in bulk (a pipeline's worth, or a 64 KiB value): read them in chunks of
         // the pool's largest class, 4× fewer reads than the client side's 16 KiB.
-        connection?.readChunkSize = Self.readChunkSize
+        connection?.readChunkSize = Connection.largeReadChunkSize
         state = .connecting
         db = 0
         scanner = ReplyScanner()
@@ -129,11 +128,11 @@ final class BackendConnection: ConnectionDelegate {
         inflight.append(slot)
     }
 
-    /// Moves a client's request (the first `length` bytes of its input) to this connection.
+    /// Moves a client's request (the first `length` bytes of its input) to this connection;
+    /// its reply, if it has a slot, is expected after those already in flight.
     func forward(from client: Connection, length: Int, slot: Slot?) {
-        guard let connection else { return }
-        client.moveInput(length, to: connection)
-        if let slot { inflight.append(slot) }
+        if let slot { expect(slot) }
+        send(from: client, length: length)
     }
 
     /// A request's reply will come on this connection, after those already expected; its bytes
@@ -145,7 +144,10 @@ final class BackendConnection: ConnectionDelegate {
     /// Moves a run of client requests (the first `length` bytes of its input) to this connection.
     func send(from client: Connection, length: Int) {
         guard let connection else {
-            client.discardInput(length)  // their slots were failed when the connection closed
+            // Not reached: callers check `isUsable` (a connection that is not down exists), and
+            // nothing closes it between that check and this move. The bytes are dropped rather
+            // than left to be parsed again.
+            client.discardInput(length)
             return
         }
         client.moveInput(length, to: connection)

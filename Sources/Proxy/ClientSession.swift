@@ -44,7 +44,7 @@ final class ClientSession: ConnectionDelegate {
     /// reply arrived (wall clock seconds, for the offset mode).
     private(set) var lastWriteMicroseconds = 0
     /// The replica the current input batch's reads go to (see `processInput`), and how many.
-    private(set) var batchReplica: Backend?
+    private var batchReplica: Backend?
     private var batchReads = 0
     /// The node this session's SCAN-family cursor walks run on (see `scanTarget`).
     private var scanNode: Backend?
@@ -193,18 +193,17 @@ final class ClientSession: ConnectionDelegate {
         case .read:
             forwardRead(frame)
         case .write, .unknown:
-            if !proxy.masterConfirmed {
-                flushPending()
-                return holdForMaster(frame)
-            }
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
             forward(frame, to: proxy.master, write: true)
         }
     }
 
     // MARK: failover hold
 
-    /// No node is confirmed master: this write (and everything after it) waits.
+    /// No node is confirmed master: this write (and everything after it) waits, at the front of
+    /// the input (the pending run ahead of it moves first).
     private func holdForMaster(_ frame: RequestFrame) {
+        flushPending()
         held = frame
         awaitingMaster = true
         if holdStarted == 0 { holdStarted = proxy.loop.nowMicroseconds }
@@ -244,8 +243,8 @@ final class ClientSession: ConnectionDelegate {
         let target = backend.sharedConnection(for: self)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
-            flushPending()
             if route == .master && proxy.healthChecked { return holdForMaster(frame) }
+            flushPending()
             connection.discardInput(frame.length)
             return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
         }
@@ -289,10 +288,7 @@ final class ClientSession: ConnectionDelegate {
         case let backend?:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
-            if !proxy.masterConfirmed {
-                flushPending()
-                return holdForMaster(frame)
-            }
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
             forward(frame, to: backend)
         case .none:
             flushPending()
@@ -518,12 +514,13 @@ final class ClientSession: ConnectionDelegate {
         }
     }
 
-    /// `slot`'s request failed: the client gets `message` as an error reply in its place.
+    /// A write's reply (or failure) is in: read-your-writes by offset dates it now.
     private func writeAnswered() {
         writesInFlight -= 1
         if proxy.config.readYourWrites == .offset { lastWriteAckTime = EventLoop.wallClock }
     }
 
+    /// `slot`'s request failed: the client gets `message` as an error reply in its place.
     func fail(_ slot: Slot, _ message: String) {
         if slot.isWrite { writeAnswered() }
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)

@@ -281,8 +281,9 @@ public final class WorkerMetrics {
             commandCounts[i] = 0
         }
         let stride = bounds.count + 1
-        for route in Route.allCases where latencySums[route.rawValue] > 0 || latencyCounts[route.rawValue * stride ..< (route.rawValue + 1) * stride].contains(where: { $0 > 0 }) {
+        for route in Route.allCases {
             let range = route.rawValue * stride ..< (route.rawValue + 1) * stride
+            guard latencyCounts[range].contains(where: { $0 > 0 }) else { continue }  // a sum needs a count
             metrics.addLatency(worker: worker, route: route, counts: latencyCounts[range], sumMicroseconds: latencySums[route.rawValue])
             for i in range { latencyCounts[i] = 0 }
             latencySums[route.rawValue] = 0
