@@ -73,26 +73,14 @@ public enum ConfigLoader {
             switch try string("discovery", node) {
             case "static": discovery = .static
             case "role":
-                guard let list = values["nodes"], let sequence = list.sequence, !sequence.isEmpty else {
-                    throw ConfigError(key: "nodes", line: line(node), "discovery: role needs `nodes`, a list of host:port")
-                }
-                let nodes = try sequence.map { (item) throws(ConfigError) -> Address in try address("nodes", item) }
-                if Set(nodes).count != nodes.count {
-                    throw ConfigError(key: "nodes", line: line(list), "lists the same node twice")
-                }
+                let nodes = try distinctAddresses("nodes", values, for: node, discovery: "role", noun: "node")
                 for key in ["master", "replicas"] where values[key] != nil {
                     throw ConfigError(key: key, line: line(values[key]!), "not used with discovery: role (the nodes' ROLE decides)")
                 }
                 discovery = .role(nodes: nodes)
             case "sentinel":
-                guard let list = values["sentinels"], let sequence = list.sequence, !sequence.isEmpty else {
-                    throw ConfigError(key: "sentinels", line: line(node), "discovery: sentinel needs `sentinels`, a list of host:port")
-                }
-                let sentinels = try sequence.map { (item) throws(ConfigError) -> Address in try address("sentinels", item) }
-                if Set(sentinels).count != sentinels.count {
-                    // A sentinel listed twice would count twice toward the majority that decides the master.
-                    throw ConfigError(key: "sentinels", line: line(list), "lists the same sentinel twice")
-                }
+                // A sentinel listed twice would count twice toward the majority that decides the master.
+                let sentinels = try distinctAddresses("sentinels", values, for: node, discovery: "sentinel", noun: "sentinel")
                 guard let nameNode = values["master_name"] else {
                     throw ConfigError(key: "master_name", line: line(node), "discovery: sentinel needs `master_name`")
                 }
@@ -290,6 +278,20 @@ public enum ConfigLoader {
         var secret = String(decoding: data, as: UTF8.self)
         while secret.hasSuffix("\n") || secret.hasSuffix("\r") { secret.removeLast() }
         return (secret, path)
+    }
+
+    /// The list of host:port under `key` that `discovery: <mode>` (at `modeNode`) needs: present,
+    /// not empty, each address once.
+    static func distinctAddresses(_ key: String, _ values: [String: Node], for modeNode: Node, discovery mode: String,
+                                  noun: String) throws(ConfigError) -> [Address] {
+        guard let list = values[key], let sequence = list.sequence, !sequence.isEmpty else {
+            throw ConfigError(key: key, line: line(modeNode), "discovery: \(mode) needs `\(key)`, a list of host:port")
+        }
+        let addresses = try sequence.map { (item) throws(ConfigError) -> Address in try address(key, item) }
+        if Set(addresses).count != addresses.count {
+            throw ConfigError(key: key, line: line(list), "lists the same \(noun) twice")
+        }
+        return addresses
     }
 
     static func address(_ key: String, _ node: Node) throws(ConfigError) -> Address {
