@@ -224,9 +224,10 @@ public final class Connection {
     }
 
     /// Calls `body` with each contiguous chunk of input from byte `offset` on, in order, until it
-    /// returns false. The spans borrow libevent's memory and must not escape the call.
-    public func withInputChunks(from offset: Int = 0, _ body: (Span<UInt8>) -> Bool) {
-        let total = inputCount
+    /// returns false or `end` bytes (default: all) are covered; the last chunk may reach past
+    /// `end`. The spans borrow libevent's memory and must not escape the call.
+    public func withInputChunks(from offset: Int = 0, through end: Int = .max, _ body: (Span<UInt8>) -> Bool) {
+        let total = min(inputCount, end)
         guard total > offset else { return }
         // evbuffer_peek reports how many vectors the span needs, but fills at most
         // `iovecCapacity`: walk in batches (LIBEVENT-NOTES.md #3). The first batch is peeked
@@ -267,12 +268,15 @@ public final class Connection {
     public func copyInput(from offset: Int, count: Int, into destination: inout [UInt8]) {
         precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")
         guard count > 0 else { return }
-        var ptr = evbuffer_ptr()
-        evbuffer_ptr_set(input, &ptr, offset, EVBUFFER_PTR_SET)
-        let start = destination.count
-        destination.append(contentsOf: repeatElement(0, count: count))
-        destination.withUnsafeMutableBytes { raw in
-            _ = evbuffer_copyout_from(input, &ptr, raw.baseAddress! + start, count)
+        // Append straight from libevent's chunks (a memcpy each) rather than zero-filling first,
+        // and peek only as far as the bytes reach (usually the first chunk or two).
+        destination.reserveCapacity(destination.count + count)
+        var left = count
+        withInputChunks(from: offset, through: offset + count) { chunk in
+            let take = min(chunk.count, left)
+            chunk.extracting(0..<take).withUnsafeBufferPointer { destination.append(contentsOf: $0) }
+            left -= take
+            return left > 0
         }
     }
 

@@ -93,6 +93,15 @@ import Glibc
         let sink = try #require(accepted.first { $0 !== source })
         let before = source.chunkAddresses(of: .input)
         #expect(!before.isEmpty)
+        // Copies from anywhere in the chain (within one chunk, across a boundary, across more
+        // chunks than one peek reports) leave the input alone and append the right bytes.
+        let whole = pattern(size)
+        for (offset, count) in [(0, 1), (5, 100), (4_090, 20), (100_000, 1), (1, size - 1), (0, size)] {
+            var copied: [UInt8] = [1, 2]
+            source.copyInput(from: offset, count: count, into: &copied)
+            #expect(copied == [1, 2] + whole[offset..<offset + count], "offset \(offset), count \(count)")
+        }
+        #expect(source.inputCount == size)
         source.moveInput(size, to: sink)
         let after = sink.chunkAddresses(of: .output)
         #expect(source.inputCount == 0)
