@@ -35,6 +35,29 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def replication_settled(master, timeout=15):
+    """Waits until both replicas have acknowledged the master's whole replication stream, so no
+    run starts with the previous run's SETs still being applied (its CPU would land on the next
+    endpoint). Replicas acknowledge once a second: this waits up to about a second per run."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.create_connection(("127.0.0.1", master), timeout=2) as s:
+            s.sendall(b"INFO replication\r\n")
+            data = b""
+            while b"\r\n" not in data or len(data) < data.index(b"\r\n") + 4 + int(data[1:data.index(b"\r\n")]):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        fields = dict(l.split(":", 1) for l in data.decode().split("\r\n") if ":" in l)
+        offset = int(fields.get("master_repl_offset", "0"))
+        acked = [int(v.split("offset=")[1].split(",")[0]) for k, v in fields.items()
+                 if k.startswith("slave") and "offset=" in v]
+        if len(acked) == 2 and min(acked) >= offset:
+            return
+        time.sleep(0.05)
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -174,6 +197,7 @@ def main():
                 # Rotate the order each round so no endpoint always runs first.
                 order = endpoints[rnd % len(endpoints):] + endpoints[:rnd % len(endpoints)]
                 for ename, pid, port in order:
+                    replication_settled(cluster.master)
                     c0 = cpu_seconds(pid) if pid else 0
                     r = fn(port)
                     c1 = cpu_seconds(pid) if pid else 0
