@@ -7,9 +7,29 @@ master), the ambassador with read_policy prefer-replica and a second one with re
 100,000 keys with 100-byte values, then runs every workload against every endpoint, round after
 round, and prints medians. Proxy CPU is utime+stime from /proc/PID/stat around each run.
 """
-import argparse, csv, io, os, socket, statistics, subprocess, sys, tempfile, time
+import argparse, csv, io, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# CPU sets (None: no pinning): Redis processes and redis-benchmark on one set, the proxies on
+# another, for machines where the proxies should not take CPU from Redis (see --redis-cpus).
+REDIS_CPUS = None
+PROXY_CPUS = None
+
+
+def cpu_set(text):
+    """'0-1,3' → {0, 1, 3}"""
+    cpus = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def pinned(cpus):
+    """A preexec_fn for Popen: the child runs on `cpus` (or anywhere when None)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
 def free_port():
@@ -79,7 +99,7 @@ class Cluster:
         self.procs.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", d, "--repl-diskless-sync-delay", "0", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned(REDIS_CPUS)))
         wait_port(port)
         return port
 
@@ -91,7 +111,8 @@ class Cluster:
 
 
 def start(cmd, port, **kw):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pinned(PROXY_CPUS), **kw)
     wait_port(port)
     return proc
 
@@ -99,7 +120,7 @@ def start(cmd, port, **kw):
 def bench(port, test, clients, pipeline, requests, size, keyspace=100_000):
     cmd = ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(clients), "-P", str(pipeline),
            "-n", str(requests), "-d", str(size), "-r", str(keyspace), "--csv"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=pinned(REDIS_CPUS)).stdout
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
     if not rows:
         return None
@@ -115,7 +136,8 @@ def run_mix(port, clients, requests):
     for test, c, n in (("get", gets, requests * 9 // 10), ("set", sets, requests // 10)):
         procs.append(subprocess.Popen(
             ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(c), "-n", str(n), "-d", "100",
-             "-r", "100000", "--csv"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+             "-r", "100000", "--csv"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            preexec_fn=pinned(REDIS_CPUS)))
     results = []
     for p in procs:
         out, _ = p.communicate(timeout=600)
@@ -127,7 +149,7 @@ def run_mix(port, clients, requests):
 def prefill(port):
     # 100,000 keys key:000000000000 … with 100-byte values, as redis-benchmark -r names them.
     subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-n", "300000", "-r", "100000", "-d", "100",
-                    "-P", "64", "-c", "8", "-q"], capture_output=True, timeout=600)
+                    "-P", "64", "-c", "8", "-q"], capture_output=True, timeout=600, preexec_fn=pinned(REDIS_CPUS))
 
 
 def idle_rss(pid, port, count=1000):
@@ -151,7 +173,13 @@ def main():
     ap.add_argument("--ambassador", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer requests per run (smoke test of the script)")
+    ap.add_argument("--redis-cpus", help="CPU list (e.g. 2-7) for the Redis processes and redis-benchmark")
+    ap.add_argument("--proxy-cpus", help="CPU list (e.g. 0-1) for twemproxy and the ambassadors")
+    ap.add_argument("--workers", help="the ambassadors' `workers` (default: the config default, auto)")
     args = ap.parse_args()
+    global REDIS_CPUS, PROXY_CPUS
+    REDIS_CPUS = cpu_set(args.redis_cpus) if args.redis_cpus else None
+    PROXY_CPUS = cpu_set(args.proxy_cpus) if args.proxy_cpus else None
     scale = 0.1 if args.quick else 1.0
     workdir = tempfile.mkdtemp(prefix="ra-bench-")
     cluster = Cluster(workdir)
@@ -170,7 +198,8 @@ def main():
             with open(conf, "w") as f:
                 f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{cluster.master}\nreplicas:\n"
                         f"  - 127.0.0.1:{cluster.replicas[0]}\n  - 127.0.0.1:{cluster.replicas[1]}\n"
-                        f"read_policy: {policy}\nlog_level: warning\n")
+                        f"read_policy: {policy}\nlog_level: warning\n"
+                        + (f"workers: {args.workers}\n" if args.workers else ""))
             procs[name] = (start([args.ambassador, "--config", conf], port), port)
         # Idle memory first, on fresh processes (later workloads leave their heaps grown).
         idle = {name: idle_rss(p.pid, port) for name, (p, port) in procs.items()}
@@ -253,6 +282,7 @@ def main():
             p.terminate()
             p.wait()
         cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
