@@ -85,7 +85,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// `debug`, `info`, `warning`, `error`.
     public var logLevel: String
     /// Event-loop threads, each with its own SO_REUSEPORT listener and backend connections;
-    /// nil is `auto` (see `workerCount(cores:)`).
+    /// nil is `auto` (see `workerCount(budget:)`).
     public var workers: Int?
     public var discovery: Discovery = .static
     /// Per-replica weight for balancing (absent: 1).

@@ -165,12 +165,16 @@ public enum ConfigLoader {
         }
         if let node = values["username"] { config.username = try string("username", node) }
         if let login = try credential("password_file", "REDIS_AMBASSADOR_PASSWORD", values, baseDirectory, environment) {
-            (config.password, config.passwordSource, config.passwordFile) = login
+            config.password = login.password
+            config.passwordSource = login.source
+            config.passwordFile = login.file
         }
         if case .sentinel = config.discovery {
             if let node = values["sentinel_username"] { config.sentinelUsername = try string("sentinel_username", node) }
             if let login = try credential("sentinel_password_file", "REDIS_AMBASSADOR_SENTINEL_PASSWORD", values, baseDirectory, environment) {
-                (config.sentinelPassword, config.sentinelPasswordSource, config.sentinelPasswordFile) = login
+                config.sentinelPassword = login.password
+                config.sentinelPasswordSource = login.source
+                config.sentinelPasswordFile = login.file
             }
         }
         if let node = values["backend_connections"] {
@@ -258,7 +262,7 @@ public enum ConfigLoader {
     /// A password from the file `key` names, else from the environment variable `variable`; with
     /// where it came from (for `/config` and logs) and the file (watched for changes).
     static func credential(_ key: String, _ variable: String, _ values: [String: Node], _ baseDirectory: String,
-                           _ environment: [String: String]) throws(ConfigError) -> (String?, String?, String?)? {
+                           _ environment: [String: String]) throws(ConfigError) -> (password: String, source: String, file: String?)? {
         if let node = values[key] {
             let (password, path) = try secret(key, node, baseDirectory: baseDirectory)
             return (password, "\(key) \(path)", path)

@@ -153,10 +153,11 @@ final class HealthChecker {
 
     /// A check connection: to a data node with the backend credentials, to a sentinel with the
     /// sentinels' (if any). A check may take up to two intervals to connect (bounded by
-    /// connect_timeout).
-    private func client(for address: Address, sentinel: Bool) -> CheckClient {
+    /// connect_timeout); a long-lived subscription, connect_timeout.
+    private func client(for address: Address, sentinel: Bool, subscription: Bool = false) -> CheckClient {
         CheckClient(endpoint: address.endpoint, loop: loop,
-                    timeout: min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
+                    timeout: subscription ? config.connectTimeout.seconds
+                        : min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
                     username: sentinel ? config.sentinelUsername : config.username,
                     password: sentinel ? config.sentinelPassword : config.password)
     }
@@ -211,8 +212,7 @@ final class HealthChecker {
     /// not at the next round.
     private func subscribe(_ address: Address, name: String) {
         guard subscribers[address] == nil else { return }
-        let client = CheckClient(endpoint: address.endpoint, loop: loop, timeout: config.connectTimeout.seconds,
-                                 username: config.sentinelUsername, password: config.sentinelPassword)
+        let client = self.client(for: address, sentinel: true, subscription: true)
         subscribers[address] = client
         client.onClose = { [weak self] in self?.subscribers[address] = nil }
         client.onMessage = { [weak self] message in

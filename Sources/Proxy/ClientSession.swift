@@ -90,7 +90,7 @@ final class ClientSession: ConnectionDelegate {
         // split across replicas, a pipeline's replies would come back out of turn and wait in
         // slots (a copy each) instead of moving straight to the client. Balancing works across
         // batches and sessions.
-        batchReplica = nil
+        batchReplica = nil  // a held read dispatched outside a batch may have set it
         batchReads = 0
         defer { batchReplica = nil }
         while held == nil && !closeWhenDrained && connection.inputCount > pendingBytes + parser.position {
