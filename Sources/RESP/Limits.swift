@@ -10,17 +10,13 @@ public struct RESPLimits: Sendable, Equatable {
     public var maxMultibulkCount: Int
     /// Longest inline command line, and longest `*`/`$` header line, in bytes.
     public var maxInlineSize: Int
-    /// Deepest nesting of aggregates in a reply (arrays in maps in arrays …).
-    public var maxNestingDepth: Int
 
     public init(maxBulkLength: Int = 512 * 1024 * 1024,
                 maxMultibulkCount: Int = 1024 * 1024,
-                maxInlineSize: Int = 64 * 1024,
-                maxNestingDepth: Int = 128) {
+                maxInlineSize: Int = 64 * 1024) {
         self.maxBulkLength = maxBulkLength
         self.maxMultibulkCount = maxMultibulkCount
         self.maxInlineSize = maxInlineSize
-        self.maxNestingDepth = maxNestingDepth
     }
 
     public static let redis = RESPLimits()
@@ -42,7 +38,7 @@ public enum ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidReplyLength
     /// A reply line does not end in CRLF.
     case invalidReplyLineEnding
-    /// A reply nests aggregates deeper than `maxNestingDepth`.
+    /// A reply nests deeper than `RESPValue.maxDecodeDepth` (decoding only: framing has no limit).
     case replyTooDeep
 
     /// The message as Redis words it (without the `ERR ` prefix).
@@ -61,7 +57,7 @@ public enum ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidReplyType(let byte): return "Protocol error: invalid reply type byte \(byte)"
         case .invalidReplyLength: return "Protocol error: invalid reply length"
         case .invalidReplyLineEnding: return "Protocol error: reply line not terminated by CRLF"
-        case .replyTooDeep: return "Protocol error: reply nested too deeply"
+        case .replyTooDeep: return "Protocol error: reply nested too deeply to decode"
         }
     }
 

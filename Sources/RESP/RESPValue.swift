@@ -78,17 +78,28 @@ public indirect enum RESPValue: Hashable, Sendable {
     /// Returns the value and the bytes it used.
     public static func decode(_ bytes: [UInt8], from offset: Int = 0,
                               limits: RESPLimits = .redis) throws(ProtocolError) -> (RESPValue, Int)? {
-        // Frame first with the scanner (which validates and bounds nesting), then build the value.
+        // Frame first with the scanner (which validates), then build the value.
+        guard let length = try frameLength(bytes, from: offset, limits: limits) else { return nil }
+        var reader = Reader(bytes: bytes, position: offset)
+        return (try reader.value(), length)
+    }
+
+    /// The length of the first complete reply in `bytes`, without decoding it (any depth); nil
+    /// when they hold only part of one.
+    public static func frameLength(_ bytes: [UInt8], from offset: Int = 0,
+                                   limits: RESPLimits = .redis) throws(ProtocolError) -> Int? {
         var scanner = ReplyScanner(limits: limits)
         var index = offset
-        guard let frame = try scanner.scan(bytes.span, from: &index) else { return nil }
-        var reader = Reader(bytes: bytes, position: offset)
-        return (try reader.value(), frame.length)
+        return try scanner.scan(bytes.span, from: &index)?.length
     }
+
+    /// Deepest value `decode` builds (it recurses; framing alone has no limit).
+    public static let maxDecodeDepth = 1_000
 
     private struct Reader {
         let bytes: [UInt8]
         var position: Int
+        var depth = 0
 
         mutating func line() -> ArraySlice<UInt8> {
             let start = position
@@ -118,6 +129,9 @@ public indirect enum RESPValue: Hashable, Sendable {
         }
 
         mutating func value() throws(ProtocolError) -> RESPValue {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= RESPValue.maxDecodeDepth else { throw .replyTooDeep }
             let type = bytes[position]
             position += 1
             switch type {

@@ -22,7 +22,10 @@ public struct ReplyFrame: Sendable, Equatable {
 /// Types: simple string `+`, error `-`, integer `:`, bulk `$` (`$-1` null), array `*` (`*-1` null),
 /// null `_`, double `,`, boolean `#`, blob error `!`, verbatim `=`, big number `(`, map `%`, set `~`,
 /// push `>`, attribute `|` (its pairs precede, and belong to, the next value).
-/// Nesting is bounded by `maxNestingDepth`; the stack is allocated once.
+/// Nesting has no limit (a Lua script can return a reply thousands of levels deep): the scanner
+/// is iterative, and its stack grows only for aggregates that still owe two or more elements. A
+/// run of aggregates that each owe one (`*1\r\n*1\r\n…`) is one counted entry, so memory stays a
+/// fraction of the reply's own bytes, which sit in the input buffer until the reply is complete.
 public struct ReplyScanner: Sendable {
     private enum State: UInt8 { case type, line, lineEnd, bulkData, bulkTrailer }
 
@@ -34,13 +37,18 @@ public struct ReplyScanner: Sendable {
     private var attributeAtTop = false
     private var number = DecimalNumber()
     private var remaining = 0
-    /// Elements still owed by each open aggregate, innermost last.
+    /// Elements still owed by each open aggregate, innermost last. A negative entry `-k` stands
+    /// for `k` directly nested aggregates that each owe exactly one element: the next element
+    /// completes all of them.
     private var stack: [Int] = []
 
     public init(limits: RESPLimits = .redis) {
         self.limits = limits
-        stack.reserveCapacity(limits.maxNestingDepth)
+        stack.reserveCapacity(16)
     }
+
+    /// Open aggregates (nesting depth of the reply being scanned), for tests.
+    public var depth: Int { stack.reduce(0) { $0 + ($1 < 0 ? -$1 : 1) } }
 
     /// Bytes of the current (incomplete) reply consumed so far: where to resume in the input.
     public var consumed: Int { position }
@@ -61,7 +69,7 @@ public struct ReplyScanner: Sendable {
                 if stack.isEmpty {
                     replyType = currentType
                     attributeAtTop = currentType == UInt8(ascii: "|")
-                } else if attributeAtTop && stack.count == 1 && stack[0] == 1 {
+                } else if attributeAtTop && stack.count == 1 && (stack[0] == 1 || stack[0] == -1) {
                     replyType = currentType  // the value an attribute at the top decorates
                 }
                 guard Self.isType(currentType) else { throw .invalidReplyType(currentType) }
@@ -137,8 +145,11 @@ public struct ReplyScanner: Sendable {
             // An attribute's pairs and the value after it count as one element of the parent.
             if currentType == UInt8(ascii: "|") { elements = elements * 2 + 1 }
             if elements == 0 { return elementDone() }
-            guard stack.count < limits.maxNestingDepth else { throw .replyTooDeep }
-            stack.append(elements)
+            if elements == 1 {
+                if let last = stack.last, last < 0 { stack[stack.count - 1] = last - 1 } else { stack.append(-1) }
+            } else {
+                stack.append(elements)
+            }
             state = .type
             return nil
         default:
@@ -150,6 +161,7 @@ public struct ReplyScanner: Sendable {
     private mutating func elementDone() -> ReplyFrame? {
         state = .type
         while let last = stack.last {
+            // `last` is 1, or a run of aggregates owing one element each: all complete now.
             if last > 1 {
                 stack[stack.count - 1] = last - 1
                 return nil

@@ -27,6 +27,7 @@ extension Integration {
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        RedisServer.recordPID(process.processIdentifier)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
@@ -59,6 +60,7 @@ extension Integration {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        RedisServer.recordPID(process.processIdentifier)
         defer {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -98,6 +100,7 @@ extension Integration {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        RedisServer.recordPID(process.processIdentifier)
         defer {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()

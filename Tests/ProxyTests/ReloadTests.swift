@@ -34,6 +34,7 @@ final class ConfigMapAmbassador {
         FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
+        RedisServer.recordPID(process.processIdentifier)
         let deadline = Date().addingTimeInterval(readyTimeout)
         while Date() < deadline {
             // Ready when a write goes through and every configured backend is up.

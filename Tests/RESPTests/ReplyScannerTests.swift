@@ -69,15 +69,37 @@ import Testing
         #expect(scanReplies(bytes("$2\r\nabXY")).error == .invalidReplyLineEnding)
     }
 
-    @Test func nestingDeeperThanTheLimitIsRefused() {
-        let limits = RESPLimits(maxNestingDepth: 8)
-        let ok = String(repeating: "*1\r\n", count: 8) + ":1\r\n"
-        #expect(scanReplies(bytes(ok), limits: limits).error == nil)
-        let deep = String(repeating: "*1\r\n", count: 9) + ":1\r\n"
-        #expect(scanReplies(bytes(deep), limits: limits).error == .replyTooDeep)
-        // The default limit stops a hostile million-deep reply without a million-entry stack.
-        let hostile = String(repeating: "*1\r\n", count: 1_000_000)
-        #expect(scanReplies(bytes(hostile)).error == .replyTooDeep)
+    /// Any depth is framed (a Lua script can return a reply nested thousands deep): no limit,
+    /// whatever the split, and the stack stays small for runs of one-element aggregates.
+    @Test func deepNestingIsFramedWithoutALimit() {
+        let cases: [(String, UInt8)] = [
+            (String(repeating: "*1\r\n", count: 100_000) + ":1\r\n", UInt8(ascii: "*")),
+            // Two elements per level: the second of each is a scalar after the deeper one ends.
+            (String(repeating: "*2\r\n", count: 5_000) + ":1\r\n" + String(repeating: "+x\r\n", count: 5_000), UInt8(ascii: "*")),
+            // Mixed kinds, the way Redis writes a cyclic Lua table cut at its stack limit.
+            (String(repeating: "*1\r\n%1\r\n+k\r\n~1\r\n", count: 3_000) + "-ERR reached lua stack limit\r\n", UInt8(ascii: "*")),
+            // An attribute at the top that owes one element, decorating a deep value.
+            ("|0\r\n" + String(repeating: "*1\r\n", count: 1_000) + "_\r\n", UInt8(ascii: "*")),
+        ]
+        for (text, type) in cases {
+            let stream = bytes(text) + bytes("+OK\r\n")
+            for split in [Split.whole, .random(seed: 7), .random(seed: 8)] {
+                let (replies, error) = scanReplies(stream, split: split)
+                #expect(error == nil)
+                let expected = [ReplyFrame(length: text.utf8.count, type: type), ReplyFrame(length: 5, type: UInt8(ascii: "+"))]
+                #expect(replies.count == 2 && replies.elementsEqual(expected), "\(text.prefix(20).debugDescription) \(split)")
+            }
+        }
+        // A million one-element levels open at once: one stack entry, not a million.
+        var scanner = ReplyScanner()
+        let open = bytes(String(repeating: "*1\r\n", count: 1_000_000))
+        var index = 0
+        #expect((try? scanner.scan(open.span, from: &index)) == .some(nil))
+        #expect(scanner.depth == 1_000_000)
+        let close = bytes(":7\r\n")
+        index = 0
+        #expect((try? scanner.scan(close.span, from: &index)) == .some(ReplyFrame(length: open.count + close.count, type: UInt8(ascii: "*"))))
+        #expect(scanner.isAtReplyStart)
     }
 
     @Test func hugeBulkIsSkippedNotBuffered() {

@@ -71,7 +71,7 @@ public final class BlockingClient {
     /// Reads one reply and returns its exact bytes.
     public func readRawReply() throws -> [UInt8] {
         while true {
-            if head < buffer.count, let (_, used) = try RESPValue.decode(buffer, from: head) {
+            if head < buffer.count, let used = try RESPValue.frameLength(buffer, from: head) {
                 defer { head += used }
                 return Array(buffer[head..<head + used])
             }

@@ -50,12 +50,25 @@ public final class RedisServer: @unchecked Sendable {
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
+            recordPID(process.processIdentifier)
             if ready(port, process) { return (port, process) }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             lastError = RedisServerError.didNotStart("\(executable) on port \(port) did not answer PING")
         }
         throw lastError
+    }
+
+    /// With `RA_TEST_PIDFILE` set (`.ci/run` sets it), every server started is listed there, so
+    /// the CI script can stop exactly the processes the tests started, by PID, if a test crashed
+    /// before stopping its own. Never by name: a developer's own Redis must survive a test run.
+    public static func recordPID(_ pid: Int32) {
+        guard let path = ProcessInfo.processInfo.environment["RA_TEST_PIDFILE"] else { return }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard fd >= 0 else { return }
+        let line = Array("\(pid)\n".utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
     }
 
     deinit { stop() }
