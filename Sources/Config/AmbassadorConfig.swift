@@ -41,14 +41,15 @@ public enum ReadYourWrites: Sendable, Equatable {
     case off
     /// To the master for this long after each write.
     case duration(Duration)
-    /// To the master until a replica's replication offset is known to include the write.
-    case offset
+    /// Per session and exact: to the master until a replica has applied the replication offset
+    /// of the session's writes (the default; `offset` is accepted as another name).
+    case session
 
     public var description: String {
         switch self {
         case .off: return "off"
         case .duration(let d): return d.description
-        case .offset: return "offset"
+        case .session: return "session"
         }
     }
 }
@@ -97,13 +98,18 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var healthFailures = 2
     /// A replica further behind the master than this serves no read (0: no limit).
     public var maxReplicaLag = Duration(seconds: 1)
-    public var readYourWrites: ReadYourWrites = .off
+    public var readYourWrites: ReadYourWrites = .session
     /// While no node is confirmed master (a failover), writes wait this long, then get an error.
     public var failoverHold = Duration(seconds: 2)
     /// A request on a shared backend connection unanswered this long closes the connection
     /// (reads are retried elsewhere; others get an error). 0: off. Never applies to blocking
     /// commands or pub/sub (they run on pinned connections).
     public var commandTimeout = Duration(seconds: 0)
+    /// A shared backend connection whose oldest request has waited this long is *stalled* (a
+    /// busy script, a paused write, a slow command holds it): sessions with nothing outstanding
+    /// there send their next requests on another connection to the same node, so no session
+    /// waits behind another session's held-back command. 0: never.
+    public var stallThreshold = Duration(seconds: 0.05)
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/config`, `POST /reload`);
     /// nil (no `admin:` key) turns it off.
     public var adminListen: Address?
@@ -177,6 +183,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
         if readYourWrites != other.readYourWrites { keys.append("read_your_writes") }
         if failoverHold != other.failoverHold { keys.append("failover_hold") }
         if commandTimeout != other.commandTimeout { keys.append("command_timeout") }
+        if stallThreshold != other.stallThreshold { keys.append("stall_threshold") }
         return keys
     }
 
@@ -206,6 +213,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
             "health_interval": .string(healthInterval.description), "health_failures": .int(healthFailures),
             "max_replica_lag": .string(maxReplicaLag.description), "read_your_writes": .string(readYourWrites.description),
             "failover_hold": .string(failoverHold.description), "command_timeout": .string(commandTimeout.description),
+            "stall_threshold": .string(stallThreshold.description),
         ]
         if case .role(let nodes) = discovery { view["nodes"] = .list(nodes.map(\.description)) }
         if case .sentinel(let sentinels, let name) = discovery {

@@ -33,11 +33,15 @@ final class CheckClient: ConnectionDelegate {
     var onClose: (() -> Void)?
 
     var isOpen: Bool { connection != nil }
+    /// Open and past the TCP handshake (a check left unanswered on it met a silent server, not an
+    /// unreachable one).
+    var isConnected: Bool { connection != nil && connected }
     var pending: Int { waiting.count }
 
     /// Sends `arguments`; `reply` gets the decoded reply, or the error that closed the connection.
     func send(_ arguments: [String], reply: @escaping (Reply) -> Void) {
         if connection == nil {
+            connected = false
             do {
                 connection = try Connection.connect(to: endpoint, on: loop, timeout: timeout, delegate: self)
             } catch {

@@ -53,6 +53,11 @@ final class HealthChecker {
         var role: [RESPValue] = []
         var info: [String: String] = [:]
         var lastError = "not checked yet"
+        /// Answered -BUSY (a script or function running): up, in the role it last reported.
+        var busy = false
+        /// The last check went unanswered on an open connection (a busy or stalled server, not
+        /// an unreachable one).
+        var unanswered = false
         /// The numeric addresses the node's name resolves to (ROLE reports its master by IP).
         var hosts: [String]
 
@@ -259,11 +264,11 @@ final class HealthChecker {
         let order = nodes.values.sorted { ($0.address == master ? 0 : 1) < ($1.address == master ? 0 : 1) }
         for node in order {
             if node.inFlight {
+                node.unanswered = node.client.isConnected
                 node.client.reset("no answer within health_interval (\(config.healthInterval))")
             }
             check(node)
         }
-        if config.readYourWrites == .offset { recompute(force: true) }
     }
 
     private func check(_ node: Node) {
@@ -279,6 +284,8 @@ final class HealthChecker {
             guard let self, let node else { return }
             switch result {
             case .success(.array(let items?)): role = items
+            case .success(.error(let bytes)) where Self.isBusy(bytes):
+                return self.busy(node, String(decoding: bytes, as: UTF8.self))
             case .success(let other): return self.failed(node, other.text ?? "unexpected ROLE reply")
             case .failure(let error): return self.failed(node, "\(error)", refused: error.code == ECONNREFUSED)
             }
@@ -296,8 +303,32 @@ final class HealthChecker {
         }
     }
 
+    /// `-BUSY …`: a script or function is running. The node is up and still what it last
+    /// reported (a master stays the master: only SCRIPT KILL, FUNCTION KILL or SHUTDOWN NOSAVE
+    /// can reach it, and they must). Not `-BUSYKEY`, `-BUSYGROUP`.
+    static func isBusy(_ error: [UInt8]) -> Bool {
+        error.starts(with: Array("BUSY ".utf8))
+    }
+
+    private func busy(_ node: Node, _ text: String) {
+        node.inFlight = false
+        node.checked = true
+        node.failures = 0
+        node.unanswered = false
+        if !node.busy { logger.warning("health: \(node.address) is busy (\(text)); it keeps its role \(node.roleName)") }
+        node.busy = true
+        node.lastError = text
+        if !node.up && !node.role.isEmpty {
+            logger.info("health: \(node.address) is up (busy, role \(node.roleName))")
+            node.up = true
+        }
+        recompute(force: false)
+    }
+
     private func succeeded(_ node: Node, role: [RESPValue], info: [String: String], sentAt: Double) {
         node.inFlight = false
+        node.busy = false
+        node.unanswered = false
         node.checked = true
         node.failures = 0
         node.role = role
@@ -320,6 +351,18 @@ final class HealthChecker {
         guard node.inFlight else { return }
         node.inFlight = false
         node.checked = true
+        let unanswered = node.unanswered
+        node.unanswered = false
+        if unanswered && node.up && node.roleName == "master" {
+            // Connected but silent: a master running a long script (Redis answers nobody until
+            // busy-reply-threshold, then -BUSY) or a slow command. Writes could go nowhere else;
+            // direct clients would wait, so the ambassador's do too. A master that is really gone
+            // closes or refuses the connection; one replaced by a failover is seen through the
+            // other nodes' ROLE (discovery: role) or the sentinels.
+            node.lastError = "\(why) (connection open: busy or slow; still the master)"
+            node.busy = true
+            return recompute(force: false)
+        }
         node.failures += 1
         node.lastError = why
         if node.up && (refused || node.failures >= config.healthFailures) {
@@ -404,6 +447,7 @@ final class HealthChecker {
                                   caughtUpTo: 0, lag: lag, reason: why)
         }
         guard node.up else { return ineligible(node.checked ? "down: \(node.lastError)" : "not checked yet") }
+        guard !node.busy else { return ineligible("busy: \(node.lastError)") }
         guard let master else { return ineligible("no confirmed master") }
         guard node.roleName == "slave" else { return ineligible("reports role \(node.roleName)") }
         guard node.follows(master) else { return ineligible("does not replicate from \(master.address)") }
@@ -448,7 +492,7 @@ final class HealthChecker {
             },
             "sentinel_master": sentinelMaster?.description ?? "",
             "nodes": nodes.values.sorted { $0.address.description < $1.address.description }.map { node -> [String: Any] in
-                ["address": node.address.description, "up": node.up, "role": node.roleName,
+                ["address": node.address.description, "up": node.up, "role": node.roleName, "busy": node.busy,
                  "consecutive_failures": node.failures, "last_error": node.lastError]
             },
         ]

@@ -17,6 +17,11 @@ final class Backend {
     let role: Role
     /// Shared connections for RESP2 sessions ([0]) and RESP3 sessions ([1]).
     private var shared: [[BackendConnection]] = [[], []]
+    /// Extra shared connections per RESP version, opened while the regular ones are stalled.
+    private var overflow: [[BackendConnection]] = [[], []]
+    /// Most overflow connections per RESP version: past it, stalled sessions share the least
+    /// stalled one.
+    static let maxOverflow = 16
     private var idlePinned: [BackendConnection] = []
     /// Set when the backend left the config: no reconnects.
     var removed = false
@@ -27,8 +32,12 @@ final class Backend {
     var weight = 1
     /// Smooth weighted round-robin state.
     var currentWeight = 0
-    /// See `Topology.ReplicaState.caughtUpTo`; 0 (never) without a health checker.
-    var caughtUpTo = 0.0
+    /// The replication offset this replica last reported having applied (ROLE on its control
+    /// connection); -1 while unknown. See `ReplicationTracker`.
+    var appliedOffset: Int64 = -1
+    /// A dedicated connection for the ambassador's own probes (ROLE), opened on first use.
+    private var control: BackendConnection?
+    private var offsetPollInFlight = false
     private(set) var upConnections = 0
 
     init(proxy: Proxy, address: Address, role: Role) {
@@ -46,10 +55,31 @@ final class Backend {
     /// May take a read now.
     var servesReads: Bool { isUp && eligible && suspendedAt == nil && !removed }
 
-    /// May take this read: serves reads, is not `excluded`, and (read-your-writes by offset)
-    /// has caught up to `floor` (0: no requirement).
-    func takesRead(excluding excluded: Backend?, caughtUpTo floor: Double) -> Bool {
-        servesReads && self !== excluded && (floor == 0 || caughtUpTo >= floor)
+    /// May take this read: serves reads, is not `excluded`, and (read-your-writes) has applied
+    /// the replication stream up to `floor` (0: no requirement).
+    func takesRead(excluding excluded: Backend?, floor: Int64) -> Bool {
+        servesReads && self !== excluded && (floor == 0 || appliedOffset >= floor)
+    }
+
+    /// A connection of its own for the ambassador's probes (not reconnected: made again when
+    /// needed after a loss).
+    func controlConnection() -> BackendConnection? {
+        guard !removed else { return nil }
+        if let control, control.isUsable { return control }
+        let connection = BackendConnection(backend: self, protocolVersion: 2, dedicated: true)
+        connection.open()
+        control = connection
+        return connection.isUsable ? connection : nil
+    }
+
+    /// Asks the replica for the offset it has applied, unless a request for it is out already.
+    func pollAppliedOffset() {
+        guard !offsetPollInFlight, let connection = controlConnection() else { return }
+        offsetPollInFlight = true
+        connection.probe(["ROLE"]) { [unowned self] bytes in
+            self.offsetPollInFlight = false
+            if let offset = ReplicationTracker.replicaOffset(bytes) { self.appliedOffset = max(self.appliedOffset, offset) }
+        }
     }
 
     /// Requests in flight on the shared connection `session` would use: the load for balancing.
@@ -60,7 +90,7 @@ final class Backend {
     /// The checker found it unreachable: close its connections so reads in flight are retried
     /// elsewhere now rather than waiting on a node that may never answer.
     func dropConnections() {
-        for set in shared { set.forEach { $0.reset(reason: "marked down by the health check") } }
+        for set in shared + overflow { set.forEach { $0.reset(reason: "marked down by the health check") } }
     }
 
     /// The health check reached it again: reconnect now rather than at the next retry tick.
@@ -70,7 +100,7 @@ final class Backend {
 
     /// Requests older than `timeout` seconds on a shared connection: that connection is reset.
     func expireRequests(olderThan deadline: Int) {
-        for set in shared {
+        for set in shared + overflow {
             for connection in set where connection.oldestRequestStarted.map({ $0 < deadline }) ?? false {
                 connection.reset(reason: "command_timeout")
             }
@@ -104,10 +134,65 @@ final class Backend {
         return shared[index][Int(session.id % Int64(shared[index].count))]
     }
 
+    /// The shared connection for a session's next request here when it has nothing outstanding
+    /// on this backend (else it stays where its earlier requests went, for their order): its
+    /// own regular connection, unless that one is stalled — its oldest request has waited
+    /// `stall_threshold` (a busy script, a paused write, a slow command holds it). Then an
+    /// overflow connection that is not stalled, opened if need be. `urgent` (SCRIPT KILL,
+    /// FUNCTION KILL, SHUTDOWN) avoids any connection with a request in flight, at once.
+    func connection(for session: ClientSession, urgent: Bool) -> BackendConnection {
+        let regular = sharedConnection(for: session)
+        guard regular.isUsable else { return regular }
+        let threshold = urgent ? 0 : proxy.stallMicroseconds
+        if threshold < 0 { return regular }
+        let deadline = proxy.loop.nowMicroseconds - threshold
+        if !regular.isStalled(before: deadline) { return regular }
+        return overflowConnection(protocolVersion: session.protocolVersion, deadline: deadline) ?? regular
+    }
+
+    /// An overflow connection whose oldest request is younger than `deadline` (or idle); a new
+    /// one while there are fewer than `maxOverflow`; else nil.
+    private func overflowConnection(protocolVersion: Int, deadline: Int) -> BackendConnection? {
+        let index = protocolVersion == 3 ? 1 : 0
+        for connection in overflow[index] where connection.isUsable && !connection.isStalled(before: deadline) {
+            return connection
+        }
+        guard overflow[index].count < Self.maxOverflow, !removed else { return nil }
+        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false, overflow: true)
+        overflow[index].append(connection)
+        connection.open()
+        return connection.isUsable ? connection : nil
+    }
+
+    /// Closes overflow connections idle since the previous sweep (nothing in flight and nothing
+    /// sent in between).
+    func sweepOverflow() {
+        for index in overflow.indices {
+            overflow[index].removeAll { connection in
+                guard connection.inflight.isEmpty else {
+                    connection.sweptAt = -1
+                    return false
+                }
+                if connection.sweptAt == connection.expected || !connection.isOpen {
+                    connection.close()
+                    return true
+                }
+                connection.sweptAt = connection.expected
+                return false
+            }
+        }
+    }
+
+    var overflowCount: Int { overflow[0].count + overflow[1].count }
+
     // MARK: pinned connections (master only)
 
     /// A dedicated connection for a session that needs one: an idle pooled one, or a new one.
-    func acquirePinned(protocolVersion: Int) -> BackendConnection {
+    func acquirePinned(protocolVersion: Int, preferring preferred: BackendConnection? = nil) -> BackendConnection {
+        if let preferred, let index = idlePinned.firstIndex(where: { $0 === preferred }) {
+            idlePinned.remove(at: index)
+            if preferred.isUsable { return preferred }
+        }
         while let connection = idlePinned.popLast() {
             if connection.isUsable { return connection }
         }
@@ -132,7 +217,7 @@ final class Backend {
     // MARK: connection events
 
     func connectionUp(_ connection: BackendConnection) {
-        if !connection.dedicated {
+        if connection.isRegularShared {
             upConnections += 1
             if upConnections == 1 { proxy.backendCameUp(self, through: connection) }
             if self === proxy.master { proxy.masterConnectionUp() }
@@ -142,6 +227,8 @@ final class Backend {
     func connectionDown(_ connection: BackendConnection, wasUp: Bool) {
         if connection.dedicated {
             idlePinned.removeAll { $0 === connection }
+        } else if connection.overflow {
+            for index in overflow.indices { overflow[index].removeAll { $0 === connection } }
         } else if wasUp {
             upConnections -= 1
         }
@@ -151,28 +238,34 @@ final class Backend {
     /// its in-flight replies are in.
     func retire() {
         removed = true
+        control?.close()
+        control = nil
         idlePinned.forEach { $0.close() }
         idlePinned.removeAll()
-        for set in shared {
+        for set in shared + overflow {
             for connection in set { connection.closeWhenIdle() }
         }
         checkDrained()
     }
 
     /// No shared connection of this retired backend is open any more.
-    var isDrained: Bool { shared.allSatisfy { $0.allSatisfy { !$0.isOpen } } }
+    var isDrained: Bool { (shared + overflow).allSatisfy { $0.allSatisfy { !$0.isOpen } } }
 
     func checkDrained() {
         if removed && isDrained {
             shared = [[], []]
+            overflow = [[], []]
             proxy.retiredBackendDrained(self)
         }
     }
 
     func shutdown() {
         removed = true
-        for set in shared { set.forEach { $0.close() } }
+        control?.close()
+        control = nil
+        for set in shared + overflow { set.forEach { $0.close() } }
         shared = [[], []]
+        overflow = [[], []]
         idlePinned.forEach { $0.close() }
         idlePinned.removeAll()
     }

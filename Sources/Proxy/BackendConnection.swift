@@ -17,6 +17,19 @@ final class BackendConnection: ConnectionDelegate {
     /// the backend is drained or shut down.
     let backend: Backend
     let dedicated: Bool
+    /// An extra shared connection, opened while the backend's regular ones are stalled (see
+    /// `Backend.connection(for:urgent:)`): not reconnected, closed once idle.
+    let overflow: Bool
+    /// Requests written here (replies expected) and replies read or failed, since the object was
+    /// made: a session whose last request here was number N has nothing outstanding once
+    /// `answered >= N`.
+    private(set) var expected = 0
+    private(set) var answered = 0
+    /// Incremented on every (re)connect: a session's WAIT counts its writes only on the very
+    /// connection (not a reconnected one) they went out on.
+    private(set) var generation = 0
+    /// `expected` at the last idle sweep (overflow connections close after two idle sweeps).
+    var sweptAt = -1
     /// The RESP version this connection speaks (HELLO 3 is sent at connect for 3).
     private(set) var protocolVersion: Int
     private(set) var state = State.down
@@ -41,10 +54,22 @@ final class BackendConnection: ConnectionDelegate {
     /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
     private var failReason: String?
 
-    init(backend: Backend, protocolVersion: Int, dedicated: Bool) {
+    init(backend: Backend, protocolVersion: Int, dedicated: Bool, overflow: Bool = false) {
         self.backend = backend
         self.protocolVersion = protocolVersion
         self.dedicated = dedicated
+        self.overflow = overflow
+    }
+
+    /// Counted as one of the backend's regular shared connections (up count, `backend_up`).
+    var isRegularShared: Bool { !dedicated && !overflow }
+
+    /// The oldest request here has waited since before `deadline` (loop µs): something holds
+    /// this connection back (a busy script, a paused write, a slow command).
+    @inline(__always)
+    func isStalled(before deadline: Int) -> Bool {
+        guard let first = inflight.first else { return false }
+        return first.started <= deadline
     }
 
     var proxy: Proxy { backend.proxy }
@@ -71,6 +96,7 @@ final class BackendConnection: ConnectionDelegate {
         // the pool's largest class, 4× fewer reads than the client side's 16 KiB.
         connection?.readChunkSize = Connection.largeReadChunkSize
         state = .connecting
+        generation &+= 1
         db = 0
         scanner = ReplyScanner()
         if let password = config.password {
@@ -86,13 +112,13 @@ final class BackendConnection: ConnectionDelegate {
         state = .up
         counted = true
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
-                                              open: 1, up: dedicated ? 0 : 1)
-        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : "")")
+                                              open: 1, up: isRegularShared ? 1 : 0)
+        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : overflow ? " (overflow)" : "")")
         backend.connectionUp(self)
     }
 
     private func scheduleReconnect() {
-        guard !dedicated, !backend.removed else { return }
+        guard isRegularShared, !backend.removed else { return }
         let timer = reconnectTimer ?? Timer(loop: proxy.loop) { [unowned self] in self.open() }
         reconnectTimer = timer
         timer.schedule(after: proxy.config.reconnectInterval.seconds)
@@ -126,6 +152,7 @@ final class BackendConnection: ConnectionDelegate {
     func write(_ bytes: [UInt8], slot: Slot) {
         connection?.write(bytes)
         inflight.append(slot)
+        expected &+= 1
     }
 
     /// Moves a client's request (the first `length` bytes of its input) to this connection;
@@ -139,6 +166,7 @@ final class BackendConnection: ConnectionDelegate {
     /// follow with `send(from:length:)`, before anything else is written here.
     func expect(_ slot: Slot) {
         inflight.append(slot)
+        expected &+= 1
     }
 
     /// Moves a run of client requests (the first `length` bytes of its input) to this connection.
@@ -245,6 +273,7 @@ final class BackendConnection: ConnectionDelegate {
             connection.discardInput(frame.length)
             return
         }
+        answered &+= 1
         switch slot.kind {
         case .client:
             if frame.isError, slot.retriesLeft > 0, backend.role == .replica, let session = slot.session,
@@ -323,7 +352,7 @@ final class BackendConnection: ConnectionDelegate {
         uncount()
         let why = error.map { "\($0)" } ?? "closed by the server"
         if wasUp {
-            proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : ""): \(why)")
+            proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : overflow ? " (overflow)" : ""): \(why)")
         } else {
             proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
         }
@@ -343,6 +372,7 @@ final class BackendConnection: ConnectionDelegate {
     private func failInflight() {
         let pending = inflight
         inflight.removeAll()
+        answered &+= pending.count
         for slot in pending {
             switch slot.kind {
             case .client:
@@ -354,8 +384,13 @@ final class BackendConnection: ConnectionDelegate {
                 proxy.stats.error(.backendLost)
                 let why = failReason.map { "reset (\($0))" } ?? "lost"
                 session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) \(why) before it replied")
-            case .injected, .probe:
+            case .injected:
                 proxy.slots.give(slot)
+            case .probe:
+                // No reply will come: the handler sees nothing (and may ask again).
+                let handler = slot.probe
+                proxy.slots.give(slot)
+                handler?([])
             }
         }
     }
@@ -364,7 +399,7 @@ final class BackendConnection: ConnectionDelegate {
         guard counted else { return }
         counted = false
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
-                                              open: -1, up: dedicated ? 0 : -1)
+                                              open: -1, up: isRegularShared ? -1 : 0)
     }
 
     func reconnectNow() {
@@ -374,7 +409,11 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     /// When the oldest request still waiting here was sent (loop µs).
-    var oldestRequestStarted: Int? { inflight.first?.started }
+    /// (A WAIT at the front may legitimately take its whole timeout.)
+    var oldestRequestStarted: Int? {
+        guard let first = inflight.first, !first.isBlocking else { return nil }
+        return first.started
+    }
 
     /// Drops the connection (as if the server had closed it): requests in flight fail or, for
     /// reads, are retried elsewhere; a shared connection reconnects.

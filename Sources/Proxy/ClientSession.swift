@@ -54,14 +54,43 @@ final class ClientSession: ConnectionDelegate {
     /// the connection's `inflight`; anything else that touches the input moves them first.
     private var pendingTarget: BackendConnection?
     private(set) var pendingBytes = 0
+    /// Where this session's requests to each backend go: the shared connection it used last
+    /// there, and that connection's `expected` count after its last request. While
+    /// `answered < through` the session has requests outstanding there, and its next ones
+    /// follow them on the same connection (Redis runs one connection's commands in order);
+    /// after that it may move (see `Backend.connection(for:urgent:)`). A handful of entries,
+    /// one per backend the session uses.
+    private struct Binding {
+        let connection: BackendConnection
+        var through: Int
+    }
+    private var bindings: [Binding] = []
+    /// The shared master connection this session's last write went out on, and its generation
+    /// then: Redis counts a WAIT's acknowledgements from the offset of the last write *of the
+    /// connection it runs on*, so the session's WAIT runs there.
+    private var lastWriteConnection: BackendConnection?
+    private var lastWriteGeneration = 0
     /// Reads kept on one replica in a row: covers typical pipelines (redis-benchmark -P 16, a
     /// client's MGET fan-out) while a long pipeline is still spread in runs of this size.
     static let batchAffinity = 32
-    private var lastWriteAckTime = 0.0
     private var writesInFlight = 0
-    /// For read-your-writes by offset: a replica must have caught up to this time (infinity
-    /// while a write is still in flight: its reads go to the master).
-    var lastWriteAck: Double { writesInFlight > 0 ? .infinity : lastWriteAckTime }
+    /// Read-your-writes by offset: the master probe that covers the session's last answered
+    /// write (0: it wrote nothing), and the offset that probe reported once known (-1 before).
+    private var floorProbe = 0
+    private var floorOffset: Int64 = -1
+
+    /// The replication offset a replica needs for this session's reads (0: any); nil while a
+    /// write is in flight or its offset is not known yet (see `ReplicationTracker`).
+    @inline(__always)
+    func readFloor(_ tracker: ReplicationTracker) -> Int64? {
+        if writesInFlight > 0 { return nil }
+        if floorProbe == 0 { return 0 }
+        if floorOffset < 0 {
+            guard let offset = tracker.floor(forProbe: floorProbe) else { return nil }
+            floorOffset = max(offset, 1)
+        }
+        return floorOffset
+    }
     var encoder = RESPEncoder()
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
@@ -129,6 +158,29 @@ final class ClientSession: ConnectionDelegate {
         }
         pendingBytes += frame.length
         target.expect(slot)
+        for i in bindings.indices where bindings[i].connection === target {
+            bindings[i].through = target.expected
+            return
+        }
+    }
+
+    /// The shared connection for this session's next request to `backend`: where its earlier
+    /// requests there still wait, else whichever the backend offers (its regular connection
+    /// unless that one is stalled).
+    @inline(__always)
+    private func sharedConnection(to backend: Backend, urgent: Bool = false) -> BackendConnection {
+        for i in bindings.indices {
+            let bound = bindings[i].connection
+            guard bound.backend === backend else { continue }
+            if bound.answered < bindings[i].through { return bound }
+            let chosen = backend.connection(for: self, urgent: urgent)
+            if chosen !== bound { bindings[i] = Binding(connection: chosen, through: 0) }
+            return chosen
+        }
+        if bindings.count >= 8 { bindings.removeAll { $0.connection.answered >= $0.through } }
+        let chosen = backend.connection(for: self, urgent: urgent)
+        bindings.append(Binding(connection: chosen, through: 0))
+        return chosen
     }
 
     private func applyBackPressure() {
@@ -167,7 +219,7 @@ final class ClientSession: ConnectionDelegate {
         let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch kind {
-        case .read, .write, .unknown: break
+        case .read, .write, .master, .unknown: break
         default: flushPending()
         }
         switch kind {
@@ -189,11 +241,30 @@ final class ClientSession: ConnectionDelegate {
                 return
             }
             if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
+            if state == .blocking, frame.name == Names.wait, let target = waitConnection() {
+                return forwardWait(frame, on: target)
+            }
             pin(frame, state: state)
         case .read:
             forwardRead(frame)
-        case .write, .unknown:
+        case .write:
             if !proxy.masterConfirmed { return holdForMaster(frame) }
+            forward(frame, to: proxy.master, write: true)
+        case .master:
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
+            forward(frame, to: proxy.master, urgent: Names.isUrgent(frame))
+        case .unknown:
+            if !proxy.masterConfirmed { return holdForMaster(frame) }
+            // WAITAOF (Redis 7.2+, unknown to an older table): like WAIT, where the writes went.
+            if frame.name == Names.waitaof, let target = waitConnection() {
+                flushPending()
+                if !fifo.isEmpty {
+                    held = frame
+                    connection.pauseReading()
+                    return
+                }
+                return forwardWait(frame, on: target)
+            }
             forward(frame, to: proxy.master, write: true)
         }
     }
@@ -239,8 +310,8 @@ final class ClientSession: ConnectionDelegate {
     /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
     /// With health checks, a master whose connection is down may be failing over: the command
     /// waits for it (up to `failover_hold`) instead of failing at once.
-    private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false) {
-        let target = backend.sharedConnection(for: self)
+    private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false, urgent: Bool = false) {
+        let target = sharedConnection(to: backend, urgent: urgent)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
             if route == .master && proxy.healthChecked { return holdForMaster(frame) }
@@ -252,10 +323,39 @@ final class ClientSession: ConnectionDelegate {
         if write {
             lastWriteMicroseconds = proxy.loop.nowMicroseconds
             writesInFlight += 1
+            if lastWriteConnection !== target {
+                lastWriteConnection = target
+            }
+            lastWriteGeneration = target.generation
         }
         let slot = enqueue(route)
         slot.isWrite = write
         send(frame, to: target, slot: slot)
+    }
+
+    /// The connection a WAIT of this session must run on: the shared master connection its last
+    /// write went out on, while it is the same connection (not reconnected since) to the current
+    /// master. nil: the session wrote nothing there (a WAIT on a pinned connection then counts
+    /// from that connection's own offset, as on a new direct connection).
+    private func waitConnection() -> BackendConnection? {
+        guard let target = lastWriteConnection, !target.dedicated, target.backend === proxy.master, target.isOpen,
+              target.generation == lastWriteGeneration else { return nil }
+        return target
+    }
+
+    /// WAIT/WAITAOF on the connection of the session's writes (every earlier reply is in). The
+    /// session's next requests to the master follow it there, as they would wait for it direct.
+    private func forwardWait(_ frame: RequestFrame, on target: BackendConnection) {
+        holdStarted = 0
+        let slot = enqueue(.master)
+        slot.isBlocking = true
+        for i in bindings.indices where bindings[i].connection.backend === target.backend {
+            bindings.remove(at: i)
+            break
+        }
+        bindings.append(Binding(connection: target, through: 0))
+        send(frame, to: target, slot: slot)
+        flushPending()
     }
 
     private func forwardRead(_ frame: RequestFrame) {
@@ -276,7 +376,7 @@ final class ClientSession: ConnectionDelegate {
         }
         switch chosen {
         case let backend? where backend.role == .replica:
-            let target = backend.sharedConnection(for: self)
+            let target = sharedConnection(to: backend)
             // The replica is up, but this session's connection to it may be reconnecting.
             guard target.isUsable else { return forward(frame, to: backend) }
             let slot = enqueue(.replica)
@@ -330,7 +430,10 @@ final class ClientSession: ConnectionDelegate {
     // MARK: pinning
 
     private func pin(_ frame: RequestFrame, state: StatefulKind) {
-        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion)
+        // After writes on a dedicated connection (a transaction, a script in one), the same one
+        // again if it is idle: a WAIT there counts those writes.
+        let written = lastWriteConnection?.dedicated == true ? lastWriteConnection : nil
+        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, preferring: written)
         holdStarted = 0
         guard connection.isUsable else {
             self.connection.discardInput(frame.length)
@@ -364,6 +467,11 @@ final class ClientSession: ConnectionDelegate {
         target.select(db)
         target.useProtocol(protocolVersion)
         trackState(frame)
+        if name != Names.wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
+            // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
+            lastWriteConnection = target
+            lastWriteGeneration = target.generation
+        }
         if target.relay {
             proxy.stats.command(.pinned, .relayed)
             target.forward(from: connection, length: frame.length, slot: nil)
@@ -396,6 +504,11 @@ final class ClientSession: ConnectionDelegate {
             return
         }
         let slot = enqueue(.pinned)
+        // Anything run on the dedicated connection may write (EXEC, a script, a blocking move):
+        // the session's later reads wait for it like for a write of its own.
+        slot.isWrite = true
+        writesInFlight += 1
+        lastWriteMicroseconds = proxy.loop.nowMicroseconds
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -514,10 +627,14 @@ final class ClientSession: ConnectionDelegate {
         }
     }
 
-    /// A write's reply (or failure) is in: read-your-writes by offset dates it now.
+    /// A write's reply (or failure) is in: read-your-writes by offset needs a master probe sent
+    /// from now on (see `ReplicationTracker`).
     private func writeAnswered() {
         writesInFlight -= 1
-        if proxy.config.readYourWrites == .offset { lastWriteAckTime = EventLoop.wallClock }
+        if writesInFlight == 0 && proxy.config.readYourWrites == .session {
+            floorProbe = proxy.tracker.probeAfterWrite()
+            floorOffset = -1
+        }
     }
 
     /// `slot`'s request failed: the client gets `message` as an error reply in its place.
@@ -652,6 +769,23 @@ enum Names {
     static let hscan = ShortBytes("hscan")
     static let zscan = ShortBytes("zscan")
     static let zeroCursor = ShortBytes("0")
+    static let wait = ShortBytes("wait")
+    static let waitaof = ShortBytes("waitaof")
+    static let script = ShortBytes("script")
+    static let function = ShortBytes("function")
+    static let kill = ShortBytes("kill")
+    static let shutdown = ShortBytes("shutdown")
+
+    /// SCRIPT KILL, FUNCTION KILL, SHUTDOWN: the commands a busy server still takes. They go out
+    /// on a connection with nothing in flight, never behind the script they are meant to stop.
+    @inline(__always)
+    static func isUrgent(_ frame: RequestFrame) -> Bool {
+        switch frame.name.count {
+        case 6: return frame.name == script && frame.firstArgument == kill
+        case 8: return frame.name == shutdown || (frame.name == function && frame.firstArgument == kill)
+        default: return false
+        }
+    }
 
     /// SCAN, SSCAN, HSCAN or ZSCAN (a cheap length test first: this runs for every read).
     @inline(__always)

@@ -33,6 +33,11 @@ public final class Proxy {
         didSet { stats.pinnedDelta &+= pinnedSessions - oldValue }
     }
     public private(set) var acceptedConnections = 0
+    /// `stall_threshold` in µs; -1 when off.
+    private(set) var stallMicroseconds = 50_000
+    /// Read-your-writes by replication offset (see `ReplicationTracker`).
+    private(set) lazy var tracker = ReplicationTracker(proxy: self)
+    private var sweepTimer: Timer?
 
     /// This worker's index (0 when there is one loop).
     public let worker: Int
@@ -50,6 +55,11 @@ public final class Proxy {
         nextSessionID = Int64(worker) << 40 | 1
         master = Backend(proxy: self, address: config.master, role: .master)
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
+        stallMicroseconds = Self.microseconds(config.stallThreshold)
+    }
+
+    static func microseconds(_ threshold: Duration) -> Int {
+        threshold.seconds > 0 ? Int(threshold.seconds * 1_000_000) : -1
     }
 
     /// Opens the listener and the backend connections. With several workers every one listens on
@@ -61,6 +71,12 @@ public final class Proxy {
         let timer = Timer(loop: loop, repeating: true) { [unowned self] in self.publishMetrics() }
         timer.schedule(after: Self.publishInterval)
         publishTimer = timer
+        let sweep = Timer(loop: loop, repeating: true) { [unowned self] in
+            self.master.sweepOverflow()
+            self.replicas.forEach { $0.sweepOverflow() }
+        }
+        sweep.schedule(after: Self.overflowSweepInterval)
+        sweepTimer = sweep
         scheduleTimeoutChecks()
         if worker > 0 { return startBackends() }
         logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
@@ -78,6 +94,9 @@ public final class Proxy {
     static func level(_ text: String) -> Logger.Level {
         Logger.Level(rawValue: text) ?? .info
     }
+
+    /// Overflow connections idle for two sweeps in a row are closed.
+    static let overflowSweepInterval = 5.0
 
     /// How often a worker adds its counts to the shared metrics (so /metrics lags by at most this).
     static let publishInterval = 0.5
@@ -105,6 +124,8 @@ public final class Proxy {
         retired.removeAll()
         publishMetrics()
         publishTimer?.cancel()
+        sweepTimer?.cancel()
+        tracker.stop()
         timeoutTimer?.cancel()
         holdTimer?.cancel()
     }
@@ -155,6 +176,7 @@ public final class Proxy {
             }
         }
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
+        stallMicroseconds = Self.microseconds(new.stallThreshold)
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }
@@ -173,6 +195,7 @@ public final class Proxy {
     private func replaceMaster(with address: Address) {
         let old = master!
         master = Backend(proxy: self, address: address, role: .master)
+        tracker.reset()
         retire(old)
         master.start()
         logger.warning("master is now \(address) (was \(old.address))")
@@ -230,21 +253,33 @@ public final class Proxy {
 
     /// Where a read goes under `read_policy`: an eligible replica chosen by `balance`;
     /// `prefer-replica` falls back to the master; `replica` has nowhere to go (nil) when none
-    /// is eligible. Read-your-writes sends a session that wrote recently to the master.
+    /// is eligible. Read-your-writes sends a session that wrote to the master until a replica
+    /// has its writes (by offset), or for a fixed time.
     func readTarget(for session: ClientSession, excluding excluded: Backend?, preferring preferred: Backend? = nil) -> Backend? {
         if config.readPolicy == .master { return master }
+        var floor: Int64 = 0
         switch config.readYourWrites {
-        case .off, .offset:
+        case .off:
             break
+        case .session:
+            if let required = readFloor(for: session) {
+                floor = required
+            } else if config.readPolicy == .preferReplica {
+                tracker.demand()
+                return master  // its write is in flight, or its offset not known yet
+            }
         case .duration(let window):
             if session.lastWriteMicroseconds > 0,
                loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000) {
                 return master
             }
         }
-        let floor = readFloor(for: session)
-        if let preferred, preferred.takesRead(excluding: excluded, caughtUpTo: floor) { return preferred }
-        if let replica = pickReplica(for: session, excluding: excluded, caughtUpTo: floor) { return replica }
+        if let preferred, preferred.takesRead(excluding: excluded, floor: floor) { return preferred }
+        if let replica = pickReplica(for: session, excluding: excluded, floor: floor) { return replica }
+        if floor > 0 {
+            tracker.demand()  // no replica has the session's writes yet: ask them more often
+            if config.readPolicy == .replica { return pickReplica(for: session, excluding: excluded, floor: 0) }
+        }
         return config.readPolicy == .preferReplica ? master : nil
     }
 
@@ -252,15 +287,17 @@ public final class Proxy {
     /// worker's master, or a replica that still serves reads (read-your-writes aside: the cursor
     /// is meaningless anywhere else).
     func continuesScan(on node: Backend) -> Bool {
-        node.role == .master ? node === master : node.takesRead(excluding: nil, caughtUpTo: 0)
+        node.role == .master ? node === master : node.takesRead(excluding: nil, floor: 0)
     }
 
-    /// Read-your-writes by offset: how far a replica must have caught up for this session (0: any).
-    private func readFloor(for session: ClientSession) -> Double {
-        config.readYourWrites == .offset ? session.lastWriteAck : 0
+    /// Read-your-writes by offset: the replication offset a replica must have applied for this
+    /// session's read (0: any); nil while a write is in flight or its offset is not known yet.
+    private func readFloor(for session: ClientSession) -> Int64? {
+        guard config.readYourWrites == .session else { return 0 }
+        return session.readFloor(tracker)
     }
 
-    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, caughtUpTo floor: Double) -> Backend? {
+    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, floor: Int64) -> Backend? {
         guard !replicas.isEmpty else { return nil }
         var best: Backend?
         switch config.balance {
@@ -270,7 +307,7 @@ public final class Proxy {
             let count = replicas.count
             for step in 0..<count {
                 let candidate = replicas[(replicaCursor + step) % count]
-                guard candidate.takesRead(excluding: excluded, caughtUpTo: floor) else { continue }
+                guard candidate.takesRead(excluding: excluded, floor: floor) else { continue }
                 let load = Double(candidate.outstanding(for: session)) / Double(candidate.weight)
                 if best == nil || load < bestLoad {
                     best = candidate
@@ -282,7 +319,7 @@ public final class Proxy {
             // Smooth weighted round-robin (as nginx): each pick adds every weight, takes the
             // largest, and charges it the total.
             var total = 0
-            for candidate in replicas where candidate.takesRead(excluding: excluded, caughtUpTo: floor) {
+            for candidate in replicas where candidate.takesRead(excluding: excluded, floor: floor) {
                 candidate.currentWeight += candidate.weight
                 total += candidate.weight
                 if best == nil || candidate.currentWeight > best!.currentWeight { best = candidate }
@@ -299,7 +336,7 @@ public final class Proxy {
         guard let session = slot.session, slot.retriesLeft > 0 else { return false }
         var backend: Backend?
         if slot.retriesLeft > 1 {
-            backend = pickReplica(for: session, excluding: failed, caughtUpTo: readFloor(for: session))
+            if let floor = readFloor(for: session) { backend = pickReplica(for: session, excluding: failed, floor: floor) }
         }
         if backend == nil && config.readPolicy != .replica && masterConfirmed && master !== failed {
             backend = master
@@ -363,7 +400,6 @@ public final class Proxy {
             }
             backend.eligible = state.eligible
             backend.weight = max(1, state.weight)
-            backend.caughtUpTo = state.caughtUpTo
             // Unreachable: what is in flight there is retried elsewhere now.
             if !state.up && state.reason.hasPrefix("down") && backend.isUp { backend.dropConnections() }
             if state.up && !backend.isUp { backend.reconnectNow() }

@@ -25,6 +25,9 @@ final class Slot {
     var isWrite = false
     /// EVALSHA_RO: -NOSCRIPT from a replica is retried elsewhere (the script may be cached there).
     var isEvalshaRO = false
+    /// WAIT or WAITAOF sent on a shared connection: it may take as long as its timeout, so
+    /// `command_timeout` does not apply to it.
+    var isBlocking = false
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()
@@ -45,6 +48,7 @@ final class Slot {
         retriesLeft = 0
         isWrite = false
         isEvalshaRO = false
+        isBlocking = false
         probe = nil
         label = ""
     }

@@ -5,9 +5,12 @@ import RESP
 public enum CommandClass: Hashable, Sendable {
     /// Read-only (`readonly` and not `write` in Redis's flags): may be served by a replica.
     case read
-    /// Must run on the master: writes, admin and server commands, scripts (`EVAL`, `FCALL`) and
-    /// everything not flagged read-only.
+    /// Must run on the master and may change data (`write` or `may_replicate` in Redis's flags):
+    /// writes and scripts (`EVAL`, `FCALL`). Read-your-writes and WAIT count them.
     case write
+    /// Must run on the master but changes no data: server, admin and connection commands
+    /// (`INFO`, `CONFIG`, `SCRIPT LOAD`, `SCRIPT KILL`, `TIME`, `SHUTDOWN` …).
+    case master
     /// Changes or depends on the state of the connection it runs on.
     case stateful(StatefulKind)
     /// Answered by the ambassador itself.
@@ -131,10 +134,13 @@ extension CommandTable {
         case "client|setinfo": return .fixed(.local(.clientSetInfo))
         case "client|id": return .fixed(.local(.clientID))
         case "ambassador": return .fixed(.local(.ambassador))
+        // May write or replicate, though COMMAND does not list may_replicate for them.
+        case "eval", "evalsha", "fcall", "publish", "spublish": return .fixed(.write)
         default:
             if command.flags.contains(.blocking) { return .fixed(.stateful(.blocking)) }
             if command.flags.contains(.readonly) && !command.flags.contains(.write) { return .fixed(.read) }
-            return .fixed(.write)
+            if command.flags.contains(.write) || command.flags.contains(.mayReplicate) { return .fixed(.write) }
+            return .fixed(.master)
         }
     }
 }

@@ -76,12 +76,12 @@ import Testing
         #expect(config.replicaWeights == [Address(host: "10.0.0.3", port: 6379): 3])
         #expect(config.balance == .roundRobin && config.healthFailures == 3)
         #expect(config.healthInterval == Duration(seconds: 0.2) && config.maxReplicaLag == Duration(seconds: 2))
-        #expect(config.readYourWrites == .offset && config.failoverHold == Duration(seconds: 5))
+        #expect(config.readYourWrites == .session && config.failoverHold == Duration(seconds: 5))
         #expect(config.commandTimeout == Duration(seconds: 1))
         #expect(try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\nread_your_writes: 2s\n").readYourWrites
                 == .duration(Duration(seconds: 2)))
         let defaults = try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n")
-        #expect(defaults.balance == .leastOutstanding && defaults.readYourWrites == .off && defaults.discovery == .static)
+        #expect(defaults.balance == .leastOutstanding && defaults.readYourWrites == .session && defaults.discovery == .static)
         #expect(defaults.healthInterval == Duration(seconds: 0.5) && defaults.healthFailures == 2)
         #expect(defaults.maxReplicaLag == Duration(seconds: 1) && defaults.failoverHold == Duration(seconds: 2))
 

@@ -1,5 +1,9 @@
 import Config
 import Foundation
+import RESP
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import TestSupport
 
@@ -37,6 +41,227 @@ extension Integration {
         #expect(proxied.elementsEqual(direct), "the deep replies differ")
         #expect(others.map(\.count) == [7, direct[1].count, 7])
         #expect(others.elementsEqual([Array("$1\r\nv\r\n".utf8), direct[1], Array("+PONG\r\n".utf8)]))
+    }
+
+    static let spin = "local i = 0 while true do i = i + 1 end"
+    static let spinLibrary = "#!lua name=spinlib\nredis.register_function('spin', function() local i = 0 while true do i = i + 1 end end)"
+
+    /// The steps of the busy-script check: one client runs a script that never ends, another
+    /// meets -BUSY, kills it, and carries on; then the same with a function. `port` is the
+    /// master's or the ambassador's. Returns the replies and the SCRIPT KILL latency.
+    static func busyScriptSession(port: UInt16, pause: () throws -> Void) throws -> ([String], Double) {
+        let runner = try BlockingClient(port: port, timeout: 10)
+        let other = try BlockingClient(port: port, timeout: 10)
+        var replies: [String] = []
+        try runner.send(BlockingClient.encode(["EVAL", spin, "0"]))
+        try pause()
+        replies.append(text(try other.readRawReplyAfter(["SET", "busy:k", "v"])))
+        // A write: a read may be served by a replica, which is not busy.
+        replies.append(text(try other.readRawReplyAfter(["DEL", "busy:none"])))
+        let start = Date()
+        replies.append(text(try other.readRawReplyAfter(["SCRIPT", "KILL"])))
+        let killLatency = Date().timeIntervalSince(start)
+        replies.append(text(try runner.readRawReply()))
+        replies.append(text(try other.readRawReplyAfter(["SET", "busy:k", "v"])))
+        replies.append(text(try runner.readRawReplyAfter(["GET", "busy:k"])))
+        try runner.send(BlockingClient.encode(["FCALL", "spin", "0"]))
+        try pause()
+        replies.append(text(try other.readRawReplyAfter(["INCR", "busy:n"])))
+        replies.append(text(try other.readRawReplyAfter(["FUNCTION", "KILL"])))
+        replies.append(text(try runner.readRawReply()))
+        replies.append(text(try runner.readRawReplyAfter(["INCR", "busy:n"])))
+        return (replies, killLatency)
+    }
+
+    /// A script that never ends: the master stays up and confirmed (it answers -BUSY), other
+    /// sessions get -BUSY as a direct client does, SCRIPT KILL and FUNCTION KILL reach it at
+    /// once, and everything works again right after — byte for byte what a direct client sees.
+    @Test func busyScriptKeepsTheMasterAndCanBeKilled() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let admin = try cluster.master.client()
+        // Redis answers -BUSY once a script has run this long (5 s by default).
+        _ = try admin.command(["CONFIG", "SET", "busy-reply-threshold", "1000"])
+        _ = try admin.command(["FUNCTION", "LOAD", Self.spinLibrary])
+        let ambassador = try ConfigMapAmbassador { port, adminPort in
+            TopologyTests.config(port, adminPort, master: cluster.master, replicas: cluster.replicas,
+                                 extra: "health_interval: 100ms\nhealth_failures: 2\nfailover_hold: 300ms\n")
+        }
+        defer { ambassador.stop() }
+        let master = "127.0.0.1:\(cluster.master.port)"
+        let (direct, _) = try Self.busyScriptSession(port: cluster.master.port) { usleep(1_200_000) }
+        _ = try admin.command(["DEL", "busy:k", "busy:n"])
+        var confirmedWhileBusy: [Bool] = []
+        let (proxied, killLatency) = try Self.busyScriptSession(port: ambassador.port) {
+            // Twelve health checks: unanswered for the first second (Redis answers nobody until
+            // busy-reply-threshold), then -BUSY.
+            usleep(1_200_000)
+            confirmedWhileBusy.append(try TopologyTests.topology(ambassador)["master"] as? String == master)
+        }
+        #expect(direct[0].hasPrefix("-BUSY"), "direct: \(direct)")
+        #expect(proxied == direct)
+        #expect(confirmedWhileBusy == [true, true], "the busy master stayed the confirmed master")
+        #expect(killLatency < 0.5, "SCRIPT KILL took \(killLatency) s")
+        print("SCRIPT KILL through the ambassador under a busy script: \(Int(killLatency * 1000)) ms")
+    }
+
+    /// CLIENT PAUSE WRITE holds a session's write back; direct, other clients' reads go on. They
+    /// must through the ambassador too: the shared connection the held write sits on is stalled,
+    /// so the reads go out on another one.
+    @Test func aPausedWriteHoldsUpOnlyItsOwnSession() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.command(["SET", "pause:r", "readable"])
+        for port in [cluster.master.port, ambassador.port] {
+            let writer = try BlockingClient(port: port, timeout: 10)
+            let readers = try (0..<3).map { _ in try BlockingClient(port: port, timeout: 10) }
+            _ = try readers[0].command(["PING"])
+            _ = try writer.command(["PING"])
+            #expect(try admin.command(["CLIENT", "PAUSE", "1500", "WRITE"]) == .simple("OK"))
+            let paused = Date()
+            try writer.send(BlockingClient.encode(["SET", "pause:w", "1"]))
+            // Past stall_threshold (50 ms): requests sent before it went out behind the write.
+            usleep(100_000)
+            for reader in readers {
+                let start = Date()
+                #expect(try reader.command(["GET", "pause:r"]) == .bulk("readable"))
+                #expect(try reader.command(["EXISTS", "pause:r"]) == .integer(1))
+                let took = Date().timeIntervalSince(start)
+                #expect(took < 0.5, "port \(port): a read waited \(took) s behind a paused write")
+            }
+            #expect(try writer.readReply() == .simple("OK"))
+            #expect(Date().timeIntervalSince(paused) > 1.2, "the write itself waited for the pause")
+            _ = try admin.command(["CLIENT", "UNPAUSE"])
+        }
+    }
+
+    /// WAIT counts the acknowledgements of the session's own writes (the offset of the last
+    /// write of the connection it runs on), direct and through the ambassador alike: with every
+    /// replica healthy, with one stopped (SIGSTOP), and with one whose replication stream is held
+    /// back (lagging). WAITs after a transaction count the transaction's writes.
+    @Test func waitCountsTheSessionsOwnWrites() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let relay = try TCPRelay(to: master.port)
+        defer { relay.stop() }
+        let healthy = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(master.port)])
+        defer { healthy.stop() }
+        let lagging = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(relay.port)])
+        defer { lagging.stop() }
+        try healthy.waitForReplicationLink()
+        try lagging.waitForReplicationLink()
+        let ambassador = try Ambassador(AmbassadorConfig(
+            listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
+            replicas: [healthy, lagging].map { Address(host: "127.0.0.1", port: $0.port) }, readPolicy: .preferReplica))
+        defer { ambassador.stop() }
+
+        /// WAIT's reply and how long it took, after a write on the same client.
+        func waitAfterWrite(_ client: BlockingClient, _ count: Int, _ timeout: Int, multi: Bool = false) throws -> (RESPValue, Double) {
+            if multi {
+                _ = try client.pipeline([["MULTI"], ["INCR", "wait:n"], ["EXEC"]])
+            } else {
+                _ = try client.command(["INCR", "wait:n"])
+            }
+            let start = Date()
+            let reply = try client.command(["WAIT", String(count), String(timeout)])
+            return (reply, Date().timeIntervalSince(start))
+        }
+        for (name, port) in [("direct", master.port), ("ambassador", ambassador.port)] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            // Never wrote: every replica has offset 0 and more.
+            #expect(try client.command(["WAIT", "2", "100"]) == .integer(2), "\(name)")
+            // Healthy: one acknowledgement at once.
+            let (one, fast) = try waitAfterWrite(client, 1, 2000)
+            #expect(one == .integer(1), "\(name)")
+            #expect(fast < 0.5, "\(name): WAIT 1 took \(fast) s")
+            // One replica lagging: WAIT 2 gives 1 after its timeout, never 2.
+            relay.pauseReplication(true)
+            // (Redis 7.0 itself sometimes answers 0 here, the healthy replica's ACK not yet
+            // counted: what must never come is 2, a write reported replicated that is not.)
+            let (lag, lagTook) = try waitAfterWrite(client, 2, 300)
+            #expect(lag == .integer(1) || lag == .integer(0), "\(name) lagging")
+            #expect(lagTook >= 0.28, "\(name) lagging")
+            let (lagMulti, _) = try waitAfterWrite(client, 2, 200, multi: true)
+            #expect(lagMulti == .integer(1) || lagMulti == .integer(0), "\(name) lagging, after MULTI/EXEC")
+            relay.pauseReplication(false)
+            let (caughtUp, _) = try waitAfterWrite(client, 2, 3000)
+            #expect(caughtUp == .integer(2), "\(name) caught up")
+            // One replica stopped.
+            healthy.signal(SIGSTOP)
+            let (stopped, _) = try waitAfterWrite(client, 2, 300)
+            #expect(stopped == .integer(1) || stopped == .integer(0), "\(name) with a stopped replica")
+            healthy.signal(SIGCONT)
+            let (back, _) = try waitAfterWrite(client, 2, 3000)
+            #expect(back == .integer(2), "\(name) after SIGCONT")
+            // Another session's WAIT does not count this one's writes, and vice versa: a fresh
+            // session that never wrote gets its answer at once.
+            relay.pauseReplication(true)
+            _ = try client.command(["INCR", "wait:n"])
+            let fresh = try BlockingClient(port: port, timeout: 10)
+            let start = Date()
+            #expect(try fresh.command(["WAIT", "2", "1000"]) == .integer(2), "\(name): a session that never wrote")
+            #expect(Date().timeIntervalSince(start) < 0.5)
+            relay.pauseReplication(false)
+            #expect(try client.command(["WAIT", "2", "3000"]) == .integer(2))
+        }
+    }
+
+    /// The shipped defaults (prefer-replica, read_your_writes: session): a session reads its own
+    /// writes, in one pipeline or one at a time, inline or multibulk — as from a direct Redis —
+    /// while reads that follow no write of its own still go to the replicas, and go back to them
+    /// within 50 ms of the write being replicated.
+    @Test func defaultConfigReadsYourOwnWrites() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)  // the defaults
+        defer { ambassador.stop() }
+        let replicaGets = { try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +) }
+
+        // 2,000 SET/GET pairs (and hash writes and reads) in one pipeline.
+        var commands: [[String]] = []
+        for i in 0..<2_000 {
+            commands.append(["SET", "ryw:\(i)", "v\(i)"])
+            commands.append(["GET", "ryw:\(i)"])
+            if i % 100 == 0 {
+                commands.append(["HSET", "ryw:h\(i)", "f", "x"])
+                commands.append(["HGETALL", "ryw:h\(i)"])
+            }
+        }
+        let client = try ambassador.client(timeout: 30)
+        let replies = try client.pipeline(commands)
+        var stale = 0
+        for (command, reply) in zip(commands, replies) {
+            if command[0] == "GET" && reply != Array("$\(command[1].count - 3)\r\nv\(command[1].dropFirst(4))\r\n".utf8) { stale += 1 }
+            if command[0] == "HGETALL" && reply == Array("*0\r\n".utf8) { stale += 1 }
+        }
+        #expect(stale == 0, "\(stale) stale reads in the pipeline")
+
+        // One at a time, and inline.
+        for i in 0..<300 {
+            #expect(try client.command(["SET", "ryw:one", String(i)]) == .simple("OK"))
+            #expect(try client.command(["GET", "ryw:one"]) == .bulk(String(i)))
+            try client.send(Array("SET ryw:inline \(i)\r\nEXISTS ryw:inline\r\nGET ryw:inline\r\n".utf8))
+            #expect(try client.readReply() == .simple("OK"))
+            #expect(try client.readReply() == .integer(1))
+            #expect(try client.readReply() == .bulk(String(i)))
+        }
+
+        // Once the write is on the replicas, reads go back to them: within 50 ms.
+        try cluster.sync()
+        usleep(50_000)
+        let before = try replicaGets()
+        for _ in 0..<200 { #expect(try client.command(["GET", "ryw:one"]) == .bulk("299")) }
+        let served = try replicaGets() - before
+        #expect(served >= 190, "replicas served \(served) of 200 reads after the write was replicated")
+
+        // A session that never wrote reads from the replicas meanwhile.
+        let reader = try ambassador.client()
+        let readerBefore = try replicaGets()
+        for _ in 0..<100 { _ = try reader.command(["GET", "ryw:0"]) }
+        #expect(try replicaGets() - readerBefore >= 95)
     }
 }
 }

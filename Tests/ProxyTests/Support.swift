@@ -119,6 +119,12 @@ final class Ambassador {
 }
 
 extension BlockingClient {
+    /// Sends one command and returns its reply, raw.
+    func readRawReplyAfter(_ command: [String]) throws -> [UInt8] {
+        try send(BlockingClient.encode(command))
+        return try readRawReply()
+    }
+
     /// Sends every command in one write (a pipeline), then reads one reply per command, raw.
     func pipeline(_ commands: [[String]]) throws -> [[UInt8]] {
         try send(commands.flatMap(BlockingClient.encode))

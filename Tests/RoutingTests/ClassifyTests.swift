@@ -30,15 +30,17 @@ import Testing
         (["FCALL", "f", "0"], .write), (["FCALL_RO", "f", "0"], .read),
         // Keyspace-wide reads and server commands.
         (["KEYS", "*"], .read), (["SCAN", "0"], .read), (["HSCAN", "h", "0"], .read),
-        (["DBSIZE"], .read), (["RANDOMKEY"], .read), (["TIME"], .write), (["INFO"], .write),
-        (["INFO", "replication"], .write), (["COMMAND"], .write), (["COMMAND", "COUNT"], .write),
-        (["CONFIG", "GET", "save"], .write), (["CONFIG", "SET", "x", "y"], .write),
+        (["DBSIZE"], .read), (["RANDOMKEY"], .read), (["TIME"], .master), (["INFO"], .master),
+        (["INFO", "replication"], .master), (["COMMAND"], .master), (["COMMAND", "COUNT"], .master),
+        (["CONFIG", "GET", "save"], .master), (["CONFIG", "SET", "x", "y"], .master),
         (["FLUSHALL"], .write), (["FLUSHDB"], .write), (["SWAPDB", "0", "1"], .write),
         (["MOVE", "k", "1"], .write), (["COPY", "a", "b"], .write), (["PUBLISH", "c", "m"], .write),
-        (["SCRIPT", "LOAD", "return 1"], .write), (["SCRIPT", "EXISTS", "abc"], .write),
+        (["SCRIPT", "LOAD", "return 1"], .master), (["SCRIPT", "EXISTS", "abc"], .master),
+        (["SCRIPT", "KILL"], .master), (["FUNCTION", "KILL"], .master), (["SHUTDOWN", "NOSAVE"], .master),
+        (["FUNCTION", "LOAD", "x"], .write), (["SCRIPT", "FLUSH"], .master),
         (["OBJECT", "ENCODING", "k"], .read), (["OBJECT", "FREQ", "k"], .read),
-        (["MEMORY", "USAGE", "k"], .read), (["CLIENT", "LIST"], .write), (["CLIENT", "KILL", "ID", "1"], .write),
-        (["LASTSAVE"], .write), (["ROLE"], .write),
+        (["MEMORY", "USAGE", "k"], .read), (["CLIENT", "LIST"], .master), (["CLIENT", "KILL", "ID", "1"], .master),
+        (["LASTSAVE"], .master), (["ROLE"], .master),
         // Stateful: transactions, blocking, pub/sub, monitor, connection state.
         (["MULTI"], .stateful(.transaction)), (["EXEC"], .stateful(.transaction)),
         (["DISCARD"], .stateful(.transaction)), (["WATCH", "k"], .stateful(.transaction)),
@@ -84,14 +86,14 @@ import Testing
     @Test func clientSetInfoIsLocalWhereRedisHasIt() {
         // CLIENT SETINFO arrived in Redis 7.2. Where the table knows it, the ambassador answers it;
         // against an older table it goes to the master, which gives its own (error) answer.
-        let expected: CommandClass = table.info("client|setinfo") == nil ? .write : .local(.clientSetInfo)
+        let expected: CommandClass = table.info("client|setinfo") == nil ? .master : .local(.clientSetInfo)
         #expect(table.classify(["CLIENT", "SETINFO", "lib-name", "x"]) == expected)
     }
 
     @Test func classificationIgnoresCase() {
         #expect(table.classify(["get", "k"]) == .read)
         #expect(table.classify(["GeT", "k"]) == .read)
-        #expect(table.classify(["config", "get", "x"]) == .write)
+        #expect(table.classify(["config", "get", "x"]) == .master)
         #expect(table.classify(["Client", "SetName", "x"]) == .local(.clientSetName))
     }
 
@@ -118,9 +120,9 @@ import Testing
 
     @Test func unknownSubcommandFallsBackToTheContainer() {
         // Redis answers these with its own error; the ambassador just must not send them to a replica.
-        #expect(table.classify(["CONFIG", "NOSUCH"]) == .write)
-        #expect(table.classify(["CLIENT"]) == .write)
-        #expect(table.classify(["OBJECT", "NOSUCH", "k"]) == .write)
+        #expect(table.classify(["CONFIG", "NOSUCH"]) == .master)
+        #expect(table.classify(["CLIENT"]) == .master)
+        #expect(table.classify(["OBJECT", "NOSUCH", "k"]) == .master)
     }
 
     @Test func metadataHasArityKeysAndSubcommands() throws {

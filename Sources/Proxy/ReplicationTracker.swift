@@ -1,0 +1,165 @@
+import EventLoop
+import RESP
+
+/// Read-your-writes by replication offset (`read_your_writes: session`, the default).
+///
+/// Redis gives no replication offset with a write's reply, so the ambassador brackets it:
+///
+/// 1. A write's effect enters the master's replication stream before its reply is sent (Redis
+///    propagates a command at the end of `call()`, and replies leave in `beforeSleep`, later).
+///    So when the reply has *arrived*, `master_repl_offset` already counts the write.
+/// 2. A `ROLE` sent to the master *after* that moment answers an offset `M` at least as large:
+///    every later read of the offset does. The session's reads need a replica at offset `≥ M`.
+///    (`M` may include other sessions' later writes: that only makes the wait longer, never a
+///    read staler.)
+/// 3. A replica's `ROLE` reports the offset it has applied. It only grows while it follows the
+///    same master, so an old sample is a lower bound: a replica is used once a sample says
+///    `applied ≥ M`.
+///
+/// Until then the session's reads go to the master (which has every write). While any session
+/// waits, replicas are asked for their offset every `pollInterval`, so reads return to them
+/// within a few milliseconds of the data being there. Probes of the master are coalesced: one
+/// in flight, and the next (for the writes answered meanwhile) right after it.
+///
+/// Probes run on dedicated control connections, never on the connections that carry the apps'
+/// commands: MONITOR shows them as the ambassador's own `ROLE`s, like the health checks.
+final class ReplicationTracker {
+    unowned let proxy: Proxy
+    /// Master probes sent, the newest answered, and the offset it reported.
+    private(set) var probesSent = 0
+    private(set) var probesAnswered = 0
+    private(set) var masterOffset: Int64 = 0
+    private var probeInFlight = false
+    private var probeWanted = false
+    private var masterControl: BackendConnection?
+    /// When a session last found no replica caught up (loop µs): replicas are polled until
+    /// `pollLinger` after it.
+    private var lastDemand = 0
+    private var pollTimer: Timer?
+    static let pollInterval = 0.001
+    static let pollLinger = 100_000
+
+    init(proxy: Proxy) {
+        self.proxy = proxy
+    }
+
+    /// A write of some session was answered just now: the number of the master probe whose
+    /// offset covers it (one sent from now on), which this call makes sure is sent.
+    func probeAfterWrite() -> Int {
+        let number = probesSent + 1
+        if probeInFlight {
+            probeWanted = true
+        } else {
+            sendProbe()
+        }
+        return number
+    }
+
+    /// The offset a session whose writes are covered by probe `number` needs a replica to have
+    /// applied; nil while that probe has not answered.
+    func floor(forProbe number: Int) -> Int64? {
+        probesAnswered >= number ? masterOffset : nil
+    }
+
+    /// A session's read found no replica at its floor: poll the replicas for a while.
+    func demand() {
+        lastDemand = proxy.loop.nowMicroseconds
+        guard pollTimer == nil else { return }
+        pollReplicas()
+        let timer = Timer(loop: proxy.loop, repeating: true) { [unowned self] in self.tick() }
+        timer.schedule(after: Self.pollInterval)
+        pollTimer = timer
+    }
+
+    private func tick() {
+        if probeWanted && !probeInFlight {
+            probeWanted = false
+            sendProbe()
+        }
+        if proxy.loop.nowMicroseconds - lastDemand > Self.pollLinger {
+            pollTimer?.cancel()
+            pollTimer = nil
+            return
+        }
+        pollReplicas()
+    }
+
+    private func pollReplicas() {
+        for replica in proxy.replicas where replica.servesReads { replica.pollAppliedOffset() }
+    }
+
+    private func sendProbe() {
+        let master = proxy.master!
+        if masterControl.map({ !$0.isUsable || $0.backend !== master }) ?? true {
+            masterControl?.close()
+            masterControl = master.controlConnection()
+        }
+        guard let control = masterControl, control.isUsable else {
+            // No way to learn the offset now: the sessions waiting read from the master, and the
+            // poll timer tries again.
+            probeWanted = true
+            return
+        }
+        probesSent += 1
+        probeInFlight = true
+        let number = probesSent
+        control.probe(["ROLE"]) { [unowned self] bytes in
+            self.probeAnswered(number, bytes)
+        }
+    }
+
+    private func probeAnswered(_ number: Int, _ bytes: [UInt8]) {
+        probeInFlight = false
+        guard let offset = Self.masterOffset(bytes) else {
+            // Lost, or not a master's answer: the poll timer asks again.
+            probeWanted = true
+            return
+        }
+        if number > probesAnswered {
+            probesAnswered = number
+            masterOffset = max(masterOffset, offset)
+            // The data is probably on the replicas already: ask now rather than at the next tick.
+            if pollTimer != nil { pollReplicas() }
+        }
+        if probeWanted {
+            probeWanted = false
+            sendProbe()
+        }
+    }
+
+    /// The master changed: offsets learned so far may not apply to it.
+    func reset() {
+        masterControl?.close()
+        masterControl = nil
+        probeInFlight = false
+        probeWanted = false
+        // `masterOffset` stays: a promoted replica continues the old master's offsets. The
+        // replicas' must be asked again.
+        for replica in proxy.replicas { replica.appliedOffset = -1 }
+    }
+
+    func stop() {
+        pollTimer?.cancel()
+        pollTimer = nil
+        masterControl?.close()
+        masterControl = nil
+    }
+
+    /// `master_repl_offset` from a master's ROLE reply (`["master", offset, [...]]`).
+    static func masterOffset(_ bytes: [UInt8]) -> Int64? {
+        guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 2,
+              items[0].text == "master", case .integer(let offset) = items[1] else { return nil }
+        return offset
+    }
+
+    /// The applied offset from a replica's ROLE reply (`["slave", host, port, state, offset]`;
+    /// Valkey and Dragonfly may say "replica"); -1 while it is not connected.
+    static func replicaOffset(_ bytes: [UInt8]) -> Int64? {
+        guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 5,
+              let role = items[0].text, role == "slave" || role == "replica" else { return nil }
+        switch items[4] {
+        case .integer(let offset): return offset
+        case let other: return other.text.flatMap { Int64($0) }
+        }
+    }
+}
