@@ -155,7 +155,10 @@ def main():
             replicas.append(port)
         for port in [master] + replicas:
             wait_port(port)
-        time.sleep(1)
+        for port in replicas:  # until the replication link is up
+            deadline = time.time() + 30
+            while Client(port).command("ROLE")[3] != "connected" and time.time() < deadline:
+                time.sleep(0.1)
         for mode in args.modes.split(","):
             run_mode(args.ambassador, workdir, master, replicas, mode, args.clients, args.seconds)
     finally:

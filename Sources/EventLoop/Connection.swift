@@ -149,6 +149,11 @@ public final class Connection {
     public var outputCount: Int { outputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// The local port (useful when a test connects to port 0 listeners).
     public var localPort: UInt16 { Socket.localPort(fd) }
+    /// The other end as "ip:port" (CLIENT LIST's `addr`), and this end (`laddr`).
+    public var peerAddress: String { Socket.addressText(fd, peer: true) }
+    public var localAddress: String { Socket.addressText(fd, peer: false) }
+    /// The socket's file descriptor number (CLIENT LIST's `fd`).
+    public var descriptor: Int32 { fd }
 
     // MARK: reading
 

@@ -100,6 +100,29 @@ enum Socket {
     }
 
     /// The local port a socket is bound to.
+    /// "ip:port" of the socket's own end (`peer: false`) or the other end, as Redis writes
+    /// `laddr` and `addr` in CLIENT LIST ("[::1]:6379" is written "::1:6379" there too).
+    static func addressText(_ fd: Int32, peer: Bool) -> String {
+        var address = Address()
+        address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                peer ? getpeername(fd, $0, &address.length) : getsockname(fd, $0, &address.length)
+            }
+        }
+        guard rc == 0 else { return "?:0" }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let found = withUnsafePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, address.length, &host, socklen_t(host.count), &service, socklen_t(service.count),
+                            NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard found == 0 else { return "?:0" }
+        return String(cString: host) + ":" + String(cString: service)
+    }
+
     static func localPort(_ fd: Int32) -> UInt16 {
         var address = Address()
         address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -1,5 +1,6 @@
 import Config
 import EventLoop
+import RESP
 
 /// One Redis server the ambassador talks to: its shared connections (one set per RESP version,
 /// opened on first use) and, for the master, the pool of dedicated connections for pinned sessions.
@@ -76,10 +77,12 @@ final class Backend {
     func pollAppliedOffset() {
         guard !offsetPollInFlight, let connection = controlConnection() else { return }
         offsetPollInFlight = true
-        connection.probe(["ROLE"]) { [unowned self] bytes in
-            self.offsetPollInFlight = false
-            if let offset = ReplicationTracker.replicaOffset(bytes) { self.appliedOffset = max(self.appliedOffset, offset) }
-        }
+        connection.probe(request: ReplicationTracker.roleRequest, onOffsetReply)
+    }
+
+    private lazy var onOffsetReply: ([UInt8]) -> Void = { [unowned self] bytes in
+        self.offsetPollInFlight = false
+        if let offset = ReplicationTracker.replicaOffset(bytes) { self.appliedOffset = max(self.appliedOffset, offset) }
     }
 
     /// Requests in flight on the shared connection `session` would use: the load for balancing.
@@ -112,25 +115,34 @@ final class Backend {
         _ = connections(protocolVersion: 2)
     }
 
-    /// Opens the shared connections for a RESP version the first time it is needed; returns the
-    /// index of its set in `shared`.
+    /// Where a session's shared connections sit in `shared` (and `overflow`): one set per
+    /// database and RESP version, so no SELECT is ever injected in front of an app's command.
+    @inline(__always)
+    static func setIndex(db: Int, protocolVersion: Int) -> Int {
+        db &* 2 &+ (protocolVersion == 3 ? 1 : 0)
+    }
+
+    /// Opens the shared connections for a database and RESP version the first time they are
+    /// needed (a connection for db N selects it once, when it connects); returns the index of
+    /// their set in `shared`.
     @discardableResult
-    private func connections(protocolVersion: Int) -> Int {
-        let index = protocolVersion == 3 ? 1 : 0
-        if shared[index].isEmpty {
+    private func connections(protocolVersion: Int, db: Int = 0) -> Int {
+        let index = Self.setIndex(db: db, protocolVersion: protocolVersion)
+        if index >= shared.count || shared[index].isEmpty {
+            if index >= shared.count { shared += Array(repeating: [], count: index + 1 - shared.count) }
             shared[index] = (0..<proxy.config.backendConnections).map { _ in
-                BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false)
+                BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false, db: db)
             }
             shared[index].forEach { $0.open() }
         }
         return index
     }
 
-    /// The shared connection a session uses here. A session always uses the same one, so its
-    /// pipelined commands keep their order on the server. (Indexes in place: no copy of the
-    /// connection array, and so no retain of it, per command.)
+    /// The shared connection a session uses here, for its database. A session always uses the
+    /// same one, so its pipelined commands keep their order on the server. (Indexes in place: no
+    /// copy of the connection array, and so no retain of it, per command.)
     func sharedConnection(for session: ClientSession) -> BackendConnection {
-        let index = connections(protocolVersion: session.protocolVersion)
+        let index = connections(protocolVersion: session.protocolVersion, db: session.db)
         return shared[index][Int(session.id % Int64(shared[index].count))]
     }
 
@@ -147,18 +159,20 @@ final class Backend {
         if threshold < 0 { return regular }
         let deadline = proxy.loop.nowMicroseconds - threshold
         if !regular.isStalled(before: deadline) { return regular }
-        return overflowConnection(protocolVersion: session.protocolVersion, deadline: deadline) ?? regular
+        return overflowConnection(protocolVersion: session.protocolVersion, db: session.db, deadline: deadline) ?? regular
     }
 
     /// An overflow connection whose oldest request is younger than `deadline` (or idle); a new
     /// one while there are fewer than `maxOverflow`; else nil.
-    private func overflowConnection(protocolVersion: Int, deadline: Int) -> BackendConnection? {
-        let index = protocolVersion == 3 ? 1 : 0
+    private func overflowConnection(protocolVersion: Int, db: Int, deadline: Int) -> BackendConnection? {
+        let index = Self.setIndex(db: db, protocolVersion: protocolVersion)
+        if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
         for connection in overflow[index] where connection.isUsable && !connection.isStalled(before: deadline) {
             return connection
         }
         guard overflow[index].count < Self.maxOverflow, !removed else { return nil }
-        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false, overflow: true)
+        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false,
+                                           overflow: true, db: db)
         overflow[index].append(connection)
         connection.open()
         return connection.isUsable ? connection : nil
@@ -183,7 +197,7 @@ final class Backend {
         }
     }
 
-    var overflowCount: Int { overflow[0].count + overflow[1].count }
+    var overflowCount: Int { overflow.reduce(0) { $0 + $1.count } }
 
     // MARK: pinned connections (master only)
 
@@ -198,8 +212,15 @@ final class Backend {
         }
         let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: true)
         connection.open()
+        // Its Redis id, for CLIENT UNBLOCK and CLIENT TRACKING REDIRECT naming the app client.
+        connection.probe(request: Self.clientIDRequest) { [weak connection] bytes in
+            guard let connection, let (value, _) = try? RESPValue.decode(bytes), case .integer(let id) = value else { return }
+            connection.redisClientID = id
+        }
         return connection
     }
+
+    static let clientIDRequest = BackendConnection.request(["CLIENT", "ID"])
 
     /// Returns a dedicated connection whose state is clean; closes it when the pool is full.
     func releasePinned(_ connection: BackendConnection) {

@@ -28,6 +28,9 @@ final class BackendConnection: ConnectionDelegate {
     /// Incremented on every (re)connect: a session's WAIT counts its writes only on the very
     /// connection (not a reconnected one) they went out on.
     private(set) var generation = 0
+    /// Redis's id for this connection (CLIENT ID, asked when a dedicated connection opens): what
+    /// CLIENT UNBLOCK and CLIENT TRACKING REDIRECT are translated to.
+    var redisClientID: Int64?
     /// `expected` at the last idle sweep (overflow connections close after two idle sweeps).
     var sweptAt = -1
     /// The RESP version this connection speaks (HELLO 3 is sent at connect for 3).
@@ -54,11 +57,16 @@ final class BackendConnection: ConnectionDelegate {
     /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
     private var failReason: String?
 
-    init(backend: Backend, protocolVersion: Int, dedicated: Bool, overflow: Bool = false) {
+    /// The database a shared connection serves (selected once, when it connects); 0 for
+    /// dedicated ones, whose db follows their session.
+    let homeDB: Int
+
+    init(backend: Backend, protocolVersion: Int, dedicated: Bool, overflow: Bool = false, db: Int = 0) {
         self.backend = backend
         self.protocolVersion = protocolVersion
         self.dedicated = dedicated
         self.overflow = overflow
+        self.homeDB = db
     }
 
     /// Counted as one of the backend's regular shared connections (up count, `backend_up`).
@@ -106,6 +114,7 @@ final class BackendConnection: ConnectionDelegate {
             inject(auth, label: "AUTH")
         }
         if protocolVersion == 3 { inject(["HELLO", "3"], label: "HELLO 3") }
+        if homeDB != 0 { select(homeDB) }
     }
 
     func connectionDidConnect(_ connection: Connection) {
@@ -137,16 +146,26 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Writes a request whose reply the ambassador reads itself.
     func probe(_ arguments: [String], _ handler: @escaping ([UInt8]) -> Void) {
+        probe(request: Self.request(arguments), handler)
+    }
+
+    /// The same with the request already encoded (a probe sent often: nothing built per call).
+    func probe(request: [UInt8], _ handler: @escaping ([UInt8]) -> Void) {
         let slot = proxy.slots.take()
         slot.kind = .probe
         slot.started = proxy.loop.nowMicroseconds
         slot.probe = handler
-        write(Self.request(arguments), slot: slot)
+        write(request, slot: slot)
     }
 
     /// A request the ambassador sends itself (AUTH, HELLO, SELECT, INFO), as a multibulk.
     static func request(_ arguments: [String]) -> [UInt8] {
         RESPValue.array(arguments.map { .bulk($0) }).encoded
+    }
+
+    /// Bytes with no reply slot (a relayed connection's command, rewritten by the ambassador).
+    func rawWrite(_ bytes: [UInt8]) {
+        connection?.write(bytes)
     }
 
     func write(_ bytes: [UInt8], slot: Slot) {

@@ -92,6 +92,26 @@ final class ClientSession: ConnectionDelegate {
         return floorOffset
     }
     var encoder = RESPEncoder()
+    /// For CLIENT LIST / INFO: when the connection was accepted and last ran a command (loop
+    /// µs), that command's name and first argument, the login, the channels and patterns it is
+    /// subscribed to, commands queued in MULTI, the CLIENT TRACKING redirect (an app id).
+    let createdAt: Int
+    var lastCommandAt: Int
+    var lastCommand = ShortBytes()
+    var lastArgument = ShortBytes()
+    var user = "default"
+    var channels: Set<[UInt8]> = []
+    var patterns: Set<[UInt8]> = []
+    var shardChannels: Set<[UInt8]> = []
+    private(set) var queued = 0
+    var trackingRedirect: Int64 = -1
+    var tracking = false
+    /// The state that pinned the session (a blocking command's session is "blocked" while it
+    /// waits on the dedicated connection).
+    private(set) var pinnedState: StatefulKind?
+    var isInMulti: Bool { inMulti }
+    var isBlocked: Bool { pinnedState == .blocking && !(pinned?.inflight.isEmpty ?? true) }
+    var pinnedConnection: BackendConnection? { pinned }
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
 
@@ -100,6 +120,8 @@ final class ClientSession: ConnectionDelegate {
         self.connection = connection
         self.id = id
         parser = RequestParser(limits: proxy.limits)
+        createdAt = proxy.loop.nowMicroseconds
+        lastCommandAt = createdAt
     }
 
     // MARK: input
@@ -212,6 +234,9 @@ final class ClientSession: ConnectionDelegate {
             connection.discardInput(frame.length)
             return
         }
+        lastCommand = frame.name
+        lastArgument = frame.firstArgument
+        lastCommandAt = proxy.loop.nowMicroseconds
         if let pinned {
             flushPending()
             return dispatchPinned(frame, on: pinned)
@@ -227,6 +252,14 @@ final class ClientSession: ConnectionDelegate {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
         case .stateful(.dbSelect):
+            // Each database has its own shared connections: commands sent before the switch
+            // must be done before any after it goes out on another connection (MOVE, SWAPDB,
+            // FLUSHALL order across databases as on one direct connection).
+            if !fifo.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
             proxy.stats.answered(.local, .ok, microseconds: 0)
             select(frame)
         case .stateful(.protocolVersion):
@@ -411,7 +444,7 @@ final class ClientSession: ConnectionDelegate {
     }
 
     /// A new slot at the tail of the session's FIFO, timed from now.
-    private func enqueue(_ route: Route) -> Slot {
+    func enqueue(_ route: Route) -> Slot {
         let slot = proxy.slots.take()
         slot.session = self
         slot.route = route
@@ -441,6 +474,7 @@ final class ClientSession: ConnectionDelegate {
         }
         connection.owner = self
         pinned = connection
+        pinnedState = state
         proxy.pinnedSessions += 1
         dispatchPinned(frame, on: connection)
     }
@@ -466,6 +500,29 @@ final class ClientSession: ConnectionDelegate {
         }
         target.select(db)
         target.useProtocol(protocolVersion)
+        if let rewrite = redirectRewrite(frame) {
+            if case .failure(let error) = rewrite {
+                connection.discardInput(frame.length)
+                return answerError(error.text)
+            }
+            guard case .success(let bytes) = rewrite else { return }
+            if !inMulti && !fifo.isEmpty && !target.relay {
+                held = frame  // relaying starts once every earlier reply is in
+                connection.pauseReading()
+                return
+            }
+            // Sent in place of the app's bytes: the same command, naming Redis's id.
+            trackState(frame)
+            connection.discardInput(frame.length)
+            if inMulti {
+                target.write(bytes, slot: enqueue(.pinned))
+                return
+            }
+            target.relay = true
+            proxy.stats.command(.pinned, .relayed)
+            target.rawWrite(bytes)
+            return
+        }
         trackState(frame)
         if name != Names.wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
             // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
@@ -515,7 +572,8 @@ final class ClientSession: ConnectionDelegate {
     /// Local commands about the session itself rather than the command stream.
     private static func describesSession(_ kind: LocalKind) -> Bool {
         switch kind {
-        case .auth, .clientSetName, .clientGetName, .clientSetInfo, .clientID: return true
+        case .auth, .clientSetName, .clientGetName, .clientSetInfo, .clientID,
+             .clientList, .clientInfo, .clientKill, .clientUnblock: return true
         case .ping, .echo, .quit, .reset, .ambassador: return false
         }
     }
@@ -533,11 +591,18 @@ final class ClientSession: ConnectionDelegate {
     /// Follows what the session's commands do to the connection state it depends on.
     private func trackState(_ frame: RequestFrame) {
         let name = frame.name
+        if inMulti && name != Names.exec && name != Names.discard && name != Names.multi && name != Names.watch {
+            queued += 1
+        }
+        if Names.changesSubscriptions(name) { trackSubscriptions(frame) }
+        if name == Names.client && frame.firstArgument == Names.tracking { trackTracking(frame) }
         if name == Names.multi {
             inMulti = true
+            queued = 0
         } else if name == Names.exec || name == Names.discard {
             inMulti = false
             watching = false
+            queued = 0
         } else if name == Names.watch {
             if !inMulti { watching = true }
         } else if name == Names.unwatch {
@@ -567,6 +632,7 @@ final class ClientSession: ConnectionDelegate {
     private func unpin() {
         guard let connection = pinned else { return }
         pinned = nil
+        pinnedState = nil
         proxy.pinnedSessions -= 1
         connection.backend.releasePinned(connection)
     }
@@ -577,9 +643,11 @@ final class ClientSession: ConnectionDelegate {
         guard pinned === connection else { return }
         let wasRelay = connection.relay
         pinned = nil
+        pinnedState = nil
         proxy.pinnedSessions -= 1
         inMulti = false
         watching = false
+        queued = 0
         if wasRelay { self.connection.close() }
     }
 
@@ -648,8 +716,79 @@ final class ClientSession: ConnectionDelegate {
         if fifo.first === slot { flushReady() }
     }
 
+    /// A reply the ambassador gets from the master for a command it rewrote (CLIENT UNBLOCK with
+    /// the backend connection's id): it takes its turn in the FIFO like any reply.
+    func answerFromMaster(_ arguments: [String]) {
+        let slot = enqueue(.master)
+        let target = proxy.master.connection(for: self, urgent: true)
+        guard target.isUsable else {
+            return fail(slot, "ERR ambassador: master \(proxy.master.address) is unavailable")
+        }
+        target.probe(arguments) { [weak self] bytes in
+            guard let self, slot.session === self else { return }
+            if bytes.isEmpty { return self.fail(slot, "ERR ambassador: connection to master lost before it replied") }
+            self.proxy.stats.answered(.master, .ok, microseconds: self.proxy.loop.nowMicroseconds &- slot.started)
+            slot.reply.append(bytes)
+            slot.ready = true
+            if self.fifo.first === slot { self.flushReady() }
+        }
+    }
+
+    /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the
+    /// session is subscribed to (CLIENT LIST's sub, psub, ssub and flag P).
+    func trackSubscriptions(_ frame: RequestFrame) {
+        let name = frame.name
+        let names = (1..<max(frame.argumentCount, 1)).map { argumentBytes($0, of: frame) }
+        func apply(_ set: inout Set<[UInt8]>, subscribe: Bool) {
+            if subscribe {
+                names.forEach { set.insert($0) }
+            } else if names.isEmpty {
+                set.removeAll()
+            } else {
+                names.forEach { set.remove($0) }
+            }
+        }
+        if name == Names.subscribe { apply(&channels, subscribe: true) }
+        else if name == Names.unsubscribe { apply(&channels, subscribe: false) }
+        else if name == Names.psubscribe { apply(&patterns, subscribe: true) }
+        else if name == Names.punsubscribe { apply(&patterns, subscribe: false) }
+        else if name == Names.ssubscribe { apply(&shardChannels, subscribe: true) }
+        else if name == Names.sunsubscribe { apply(&shardChannels, subscribe: false) }
+    }
+
+    /// CLIENT TRACKING ON|OFF [REDIRECT id] …: remembered for CLIENT LIST (flag t, redir).
+    func trackTracking(_ frame: RequestFrame) {
+        guard frame.argumentCount >= 3 else { return }
+        let arguments = (2..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self).lowercased() }
+        tracking = arguments[0] == "on"
+        trackingRedirect = -1
+        if tracking, let index = arguments.firstIndex(of: "redirect"), index + 1 < arguments.count,
+           let id = Int64(arguments[index + 1]) {
+            trackingRedirect = id
+        }
+    }
+
+    /// CLIENT TRACKING … REDIRECT <app id>, rewritten for Redis: the id of the dedicated
+    /// connection the app client with that id is pinned to (it must be, to get the messages: a
+    /// RESP2 client subscribed to __redis__:invalidate, or a RESP3 one). nil: no rewrite needed;
+    /// an error text: no such client.
+    private func redirectRewrite(_ frame: RequestFrame) -> Result<[UInt8], ErrorText>? {
+        guard frame.name == Names.client, frame.firstArgument == Names.tracking, frame.argumentCount >= 5 else { return nil }
+        var arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
+        guard let index = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).lowercased() == "redirect" }),
+              index + 1 < arguments.count else { return nil }
+        guard let id = Self.integer(arguments[index + 1]), let target = proxy.session(id: id),
+              let backendID = target.pinnedConnection?.redisClientID else {
+            return .failure(ErrorText(text: "ERR The client ID you want redirect to does not exist"))
+        }
+        arguments[index + 1] = Array(String(backendID).utf8)
+        return .success(RESPValue.array(arguments.map { .bulkString($0) }).encoded)
+    }
+
+    struct ErrorText: Error { let text: String }
+
     /// Writes every ready reply from the head of the FIFO, then resumes what waited for it.
-    private func flushReady() {
+    func flushReady() {
         while let head = fifo.first, head.ready {
             connection.write(head.reply)
             fifo.removeFirst()
@@ -715,6 +854,14 @@ final class ClientSession: ConnectionDelegate {
         name = nil
         inMulti = false
         watching = false
+        queued = 0
+        channels = []
+        patterns = []
+        shardChannels = []
+        tracking = false
+        trackingRedirect = -1
+        pinnedState = nil
+        user = "default"
     }
 
     /// RESET: back to a fresh connection's state. A pinned connection is handed back when clean,
@@ -729,6 +876,7 @@ final class ClientSession: ConnectionDelegate {
     private func dropPinned() {
         guard let connection = pinned else { return }
         pinned = nil
+        pinnedState = nil
         proxy.pinnedSessions -= 1
         if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
             connection.backend.releasePinned(connection)
@@ -770,6 +918,21 @@ enum Names {
     static let zscan = ShortBytes("zscan")
     static let zeroCursor = ShortBytes("0")
     static let wait = ShortBytes("wait")
+    static let client = ShortBytes("client")
+    static let subscribe = ShortBytes("subscribe")
+    static let unsubscribe = ShortBytes("unsubscribe")
+    static let psubscribe = ShortBytes("psubscribe")
+    static let punsubscribe = ShortBytes("punsubscribe")
+    static let ssubscribe = ShortBytes("ssubscribe")
+    static let sunsubscribe = ShortBytes("sunsubscribe")
+
+    static func changesSubscriptions(_ name: ShortBytes) -> Bool {
+        switch name.count {
+        case 9, 10, 11, 12: return name == subscribe || name == unsubscribe || name == psubscribe
+            || name == punsubscribe || name == ssubscribe || name == sunsubscribe
+        default: return false
+        }
+    }
     static let waitaof = ShortBytes("waitaof")
     static let script = ShortBytes("script")
     static let function = ShortBytes("function")

@@ -28,6 +28,7 @@ extension ClientSession {
             if let error = authenticate(user: arguments.count == 3 ? arguments[1] : nil, password: arguments.last!) {
                 return answerError(error)
             }
+            user = arguments.count == 3 ? String(decoding: arguments[1], as: UTF8.self) : "default"
             encoder.simpleString("OK")
         case .reset:
             guard checkArity("reset", arguments) else { return }
@@ -49,6 +50,17 @@ extension ClientSession {
             encoder.integer(id)
         case .ambassador:
             return ambassadorCommand(arguments)
+        case .clientList:
+            return clientList(arguments)
+        case .clientInfo:
+            guard checkArity("client|info", arguments) else { return }
+            return clientInfo()
+        case .clientKill:
+            guard checkArity("client|kill", arguments) else { return }
+            return clientKill(arguments)
+        case .clientUnblock:
+            guard checkArity("client|unblock", arguments) else { return }
+            return clientUnblock(arguments)
         }
         answer(encoder.bytes)
     }
@@ -145,7 +157,7 @@ extension ClientSession {
     }
 
     /// Redis's arity check and message for commands answered here.
-    private func checkArity(_ command: String, _ arguments: [[UInt8]]) -> Bool {
+    func checkArity(_ command: String, _ arguments: [[UInt8]]) -> Bool {
         guard let info = proxy.table.info(command), !info.acceptsArgumentCount(arguments.count) else { return true }
         answerError("ERR wrong number of arguments for '\(command)' command")
         return false

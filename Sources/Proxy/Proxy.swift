@@ -249,6 +249,11 @@ public final class Proxy {
 
     public var clientCount: Int { sessions.count }
 
+    /// This worker's app connections (CLIENT LIST, KILL).
+    var allSessions: [ClientSession] { Array(sessions.values) }
+
+    func session(id: Int64) -> ClientSession? { sessions[id] }
+
     // MARK: routing
 
     /// Where a read goes under `read_policy`: an eligible replica chosen by `balance`;

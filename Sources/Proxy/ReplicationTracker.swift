@@ -31,6 +31,10 @@ final class ReplicationTracker {
     private(set) var masterOffset: Int64 = 0
     private var probeInFlight = false
     private var probeWanted = false
+    /// The number of the probe in flight, and its reply handler (made once, not per probe).
+    private var inFlightNumber = 0
+    private lazy var onProbeReply: ([UInt8]) -> Void = { [unowned self] bytes in self.probeAnswered(bytes) }
+    static let roleRequest = BackendConnection.request(["ROLE"])
     private var masterControl: BackendConnection?
     /// When a session last found no replica caught up (loop µs): replicas are polled until
     /// `pollLinger` after it.
@@ -102,14 +106,13 @@ final class ReplicationTracker {
         }
         probesSent += 1
         probeInFlight = true
-        let number = probesSent
-        control.probe(["ROLE"]) { [unowned self] bytes in
-            self.probeAnswered(number, bytes)
-        }
+        inFlightNumber = probesSent
+        control.probe(request: Self.roleRequest, onProbeReply)
     }
 
-    private func probeAnswered(_ number: Int, _ bytes: [UInt8]) {
+    private func probeAnswered(_ bytes: [UInt8]) {
         probeInFlight = false
+        let number = inFlightNumber
         guard let offset = Self.masterOffset(bytes) else {
             // Lost, or not a master's answer: the poll timer asks again.
             probeWanted = true
@@ -145,16 +148,37 @@ final class ReplicationTracker {
         masterControl = nil
     }
 
-    /// `master_repl_offset` from a master's ROLE reply (`["master", offset, [...]]`).
+    /// `master_repl_offset` from a master's ROLE reply (`["master", offset, [...]]`): read in
+    /// place when it has the usual shape, decoded otherwise.
     static func masterOffset(_ bytes: [UInt8]) -> Int64? {
+        if bytes.count > masterPrefix.count, bytes.starts(with: masterPrefix) {
+            var number = DecimalNumber()
+            var i = masterPrefix.count
+            while i < bytes.count && bytes[i] != 13 {
+                number.push(bytes[i])
+                i += 1
+            }
+            if i < bytes.count, let value = number.value { return value }
+        }
         guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 2,
               items[0].text == "master", case .integer(let offset) = items[1] else { return nil }
         return offset
     }
 
+    static let masterPrefix = Array("*3\r\n$6\r\nmaster\r\n:".utf8)
+    static let replicaPrefix = Array("*5\r\n$5\r\nslave\r\n".utf8)
+
     /// The applied offset from a replica's ROLE reply (`["slave", host, port, state, offset]`;
     /// Valkey and Dragonfly may say "replica"); -1 while it is not connected.
     static func replicaOffset(_ bytes: [UInt8]) -> Int64? {
+        // Usually `*5 $5 slave <host> :<port> <state> :<offset>`: the offset is the last line.
+        if bytes.starts(with: replicaPrefix), bytes.count > 3, bytes[bytes.count - 2] == 13,
+           let colon = bytes[..<(bytes.count - 2)].lastIndex(of: UInt8(ascii: ":")),
+           bytes[colon - 1] == 10, bytes[colon - 2] == 13 {
+            var number = DecimalNumber()
+            for byte in bytes[(colon + 1)..<(bytes.count - 2)] { number.push(byte) }
+            if let value = number.value { return value }
+        }
         guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 5,
               let role = items[0].text, role == "slave" || role == "replica" else { return nil }
         switch items[4] {

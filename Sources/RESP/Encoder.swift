@@ -39,6 +39,16 @@ public struct RESPEncoder: Sendable {
         bytes.append(contentsOf: (protocolVersion >= 3 ? "_\r\n" : "$-1\r\n").utf8)
     }
 
+    /// Text as Redis sends CLIENT LIST or INFO: a verbatim string (`=…txt:`) in RESP3, a bulk
+    /// string in RESP2.
+    public mutating func verbatimOrBulk(_ text: String) {
+        if protocolVersion >= 3 {
+            bytes.appendBlob(UInt8(ascii: "="), Array(("txt:" + text).utf8))
+        } else {
+            bulk(text.utf8)
+        }
+    }
+
     public mutating func arrayHeader(_ count: Int) {
         bytes.appendLine(UInt8(ascii: "*"), Int64(count))
     }

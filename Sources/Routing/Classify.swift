@@ -44,6 +44,8 @@ public enum StatefulKind: Hashable, Sendable {
 public enum LocalKind: Hashable, Sendable {
     case ping, echo, quit, auth, reset
     case clientSetName, clientGetName, clientSetInfo, clientID
+    /// CLIENT LIST, INFO, KILL, UNBLOCK: about the app's connections, not the ambassador's.
+    case clientList, clientInfo, clientKill, clientUnblock
     /// The ambassador's own command (`AMBASSADOR INFO|CONFIG|RELOAD`).
     case ambassador
 }
@@ -133,6 +135,10 @@ extension CommandTable {
         case "client|getname": return .fixed(.local(.clientGetName))
         case "client|setinfo": return .fixed(.local(.clientSetInfo))
         case "client|id": return .fixed(.local(.clientID))
+        case "client|list": return .fixed(.local(.clientList))
+        case "client|info": return .fixed(.local(.clientInfo))
+        case "client|kill": return .fixed(.local(.clientKill))
+        case "client|unblock": return .fixed(.local(.clientUnblock))
         case "ambassador": return .fixed(.local(.ambassador))
         // May write or replicate, though COMMAND does not list may_replicate for them.
         case "eval", "evalsha", "fcall", "publish", "spublish": return .fixed(.write)

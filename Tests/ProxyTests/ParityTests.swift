@@ -263,5 +263,129 @@ extension Integration {
         for _ in 0..<100 { _ = try reader.command(["GET", "ryw:0"]) }
         #expect(try replicaGets() - readerBefore >= 95)
     }
+
+    /// Sessions in different databases share no connection, so the ambassador never injects a
+    /// SELECT in front of an app's command: MONITOR and commandstats show what the apps sent
+    /// (one SELECT per connection, when it opens). Commands across a SELECT keep their order
+    /// (MOVE, then read in the other database), byte for byte as direct.
+    @Test func databasesGetTheirOwnConnectionsAndNoInjectedSelect() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let monitor = try cluster.master.client(timeout: 10)
+        #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+        let selectsBefore = try commandCalls(cluster.master, "select")
+        let nine = try ambassador.client()
+        let zero = try ambassador.client()
+        #expect(try nine.command(["SELECT", "9"]) == .simple("OK"))
+        for i in 0..<100 {
+            #expect(try nine.command(["SET", "db9:\(i)", "v"]) == .simple("OK"))
+            #expect(try zero.command(["GET", "db9:\(i)"]) == .bulkString(nil))
+            #expect(try nine.command(["GET", "db9:\(i)"]) == .bulk("v"))
+        }
+        let selects = try commandCalls(cluster.master, "select") - selectsBefore
+        #expect(selects <= 1, "SELECTs on the master: \(selects) (one for the db-9 connection at most)")
+        // MONITOR saw the apps' commands, in order, and no SELECT between them.
+        var seen: [String] = []
+        while seen.filter({ $0.contains("db9:") }).count < 300 {
+            guard case .simpleString(let line) = try monitor.readReply() else { continue }
+            seen.append(text(line))
+        }
+        let appLines = seen.filter { $0.contains("db9:") }
+        #expect(appLines.first?.hasSuffix("\"SET\" \"db9:0\" \"v\"") ?? false, "\(seen.prefix(3))")
+        let firstApp = seen.firstIndex { $0.contains("db9:") } ?? 0
+        #expect(seen[firstApp...].filter { $0.contains("\"SELECT\"") }.isEmpty, "no SELECT between the apps' commands")
+
+        let admin = try cluster.master.client()
+        let pipeline: [[String]] = [["SET", "mv:k", "v"], ["MOVE", "mv:k", "1"], ["SELECT", "1"], ["GET", "mv:k"],
+                                    ["SELECT", "0"], ["EXISTS", "mv:k"], ["SELECT", "1"], ["MOVE", "mv:k", "0"],
+                                    ["SELECT", "0"], ["GET", "mv:k"], ["SWAPDB", "0", "1"], ["GET", "mv:k"],
+                                    ["SELECT", "1"], ["GET", "mv:k"], ["SELECT", "0"]]
+        _ = try admin.command(["FLUSHALL"])
+        let direct = try cluster.master.client().pipeline(pipeline)
+        _ = try admin.command(["FLUSHALL"])
+        let proxied = try ambassador.client().pipeline(pipeline)
+        #expect(proxied.map(text) == direct.map(text))
+    }
+
+    /// Each app connection is one client with one id: CLIENT ID, HELLO, CLIENT INFO and LIST
+    /// (the app's connections, with name, db, flags and last command), CLIENT UNBLOCK, CLIENT
+    /// KILL and CLIENT TRACKING REDIRECT all name it — with the same replies as direct.
+    @Test func clientIdentityIsTheAppConnection() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        for (name, port) in [("direct", cluster.master.port), ("ambassador", ambassador.port)] {
+            let a = try BlockingClient(port: port, timeout: 5)
+            let b = try BlockingClient(port: port, timeout: 5)
+            guard case .integer(let idA) = try a.command(["CLIENT", "ID"]),
+                  case .integer(let idB) = try b.command(["CLIENT", "ID"]) else {
+                Issue.record("\(name): CLIENT ID")
+                continue
+            }
+            #expect(try a.command(["CLIENT", "SETNAME", "app-a"]) == .simple("OK"))
+            #expect(try a.command(["SELECT", "3"]) == .simple("OK"))
+            let info = try a.command(["CLIENT", "INFO"]).text ?? ""
+            #expect(info.hasPrefix("id=\(idA) addr="), "\(name): \(info)")
+            for field in [" name=app-a ", " db=3 ", " flags=N ", " cmd=client|info ", " multi=-1 ", " sub=0 "] {
+                #expect(info.contains(field), "\(name): \(field) in \(info)")
+            }
+            #expect(info.hasSuffix(" resp=2\n"), "\(name): \(info)")
+            let list = try b.command(["CLIENT", "LIST", "ID", String(idA), String(idB)]).text ?? ""
+            let lines = list.split(separator: "\n")
+            #expect(lines.count == 2, "\(name): \(list)")
+            #expect(lines.contains { $0.hasPrefix("id=\(idB) ") && $0.contains(" cmd=client|list ") }, "\(name): \(list)")
+            #expect(try a.command(["SELECT", "0"]) == .simple("OK"))
+
+            // CLIENT UNBLOCK: by the app id, both ways.
+            try a.send(BlockingClient.encode(["BLPOP", "id:none", "0"]))
+            usleep(100_000)
+            let listed = try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? ""
+            #expect(listed.contains(" flags=b ") && listed.contains(" cmd=blpop "), "\(name): \(listed)")
+            #expect(try b.command(["CLIENT", "UNBLOCK", String(idA)]) == .integer(1), "\(name)")
+            #expect(try a.readRawReply() == Array("*-1\r\n".utf8), "\(name)")
+            try a.send(BlockingClient.encode(["BRPOP", "id:none", "0"]))
+            usleep(100_000)
+            #expect(try b.command(["CLIENT", "UNBLOCK", String(idA), "ERROR"]) == .integer(1), "\(name)")
+            #expect(text(try a.readRawReply()).hasPrefix("-UNBLOCKED"), "\(name)")
+            #expect(try b.command(["CLIENT", "UNBLOCK", String(idA)]) == .integer(0), "\(name): not blocked")
+
+            // CLIENT TRACKING REDIRECT to a RESP2 client subscribed to the invalidation channel.
+            let listener = try BlockingClient(port: port, timeout: 5)
+            guard case .integer(let listenerID) = try listener.command(["CLIENT", "ID"]) else { continue }
+            _ = try listener.command(["SUBSCRIBE", "__redis__:invalidate"])
+            #expect(try a.command(["CLIENT", "TRACKING", "ON", "REDIRECT", String(listenerID)]) == .simple("OK"), "\(name)")
+            _ = try a.command(["GET", "id:tracked"])
+            _ = try b.command(["SET", "id:tracked", "v"])
+            let message = try listener.readReply()
+            #expect(message == .array([.bulk("message"), .bulk("__redis__:invalidate"), .array([.bulk("id:tracked")])]),
+                    "\(name): \(message)")
+            let redirected = try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? ""
+            #expect(redirected.contains(" redir=\(listenerID) "), "\(name): \(redirected)")
+            guard case .error(let missing) = try b.command(["CLIENT", "TRACKING", "ON", "REDIRECT", "987654"]) else {
+                Issue.record("\(name): REDIRECT to nobody accepted")
+                continue
+            }
+            #expect(text(missing) == "ERR The client ID you want redirect to does not exist", "\(name)")
+
+            // CLIENT KILL: by id, by address (the old form), and not oneself with SKIPME yes.
+            #expect(try b.command(["CLIENT", "KILL", "ID", String(idA)]) == .integer(1), "\(name)")
+            #expect(a.isClosedByPeer(), "\(name)")
+            #expect(try b.command(["CLIENT", "KILL", "ID", String(idA)]) == .integer(0), "\(name)")
+            let c = try BlockingClient(port: port, timeout: 5)
+            let cInfo = try c.command(["CLIENT", "INFO"]).text ?? ""
+            let cAddress = cInfo.split(separator: " ").first { $0.hasPrefix("addr=") }.map { String($0.dropFirst(5)) } ?? ""
+            #expect(try b.command(["CLIENT", "KILL", cAddress]) == .simple("OK"), "\(name)")
+            #expect(c.isClosedByPeer(), "\(name)")
+            #expect(try b.command(["CLIENT", "KILL", "ID", String(idB)]) == .integer(0), "\(name): SKIPME yes")
+            guard case .error = try b.command(["CLIENT", "KILL", "127.0.0.1:1"]) else {
+                Issue.record("\(name): killing nobody succeeded")
+                continue
+            }
+            _ = listener
+        }
+    }
 }
 }

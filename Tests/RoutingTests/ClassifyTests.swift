@@ -39,7 +39,9 @@ import Testing
         (["SCRIPT", "KILL"], .master), (["FUNCTION", "KILL"], .master), (["SHUTDOWN", "NOSAVE"], .master),
         (["FUNCTION", "LOAD", "x"], .write), (["SCRIPT", "FLUSH"], .master),
         (["OBJECT", "ENCODING", "k"], .read), (["OBJECT", "FREQ", "k"], .read),
-        (["MEMORY", "USAGE", "k"], .read), (["CLIENT", "LIST"], .master), (["CLIENT", "KILL", "ID", "1"], .master),
+        (["MEMORY", "USAGE", "k"], .read), (["CLIENT", "LIST"], .local(.clientList)), (["CLIENT", "KILL", "ID", "1"], .local(.clientKill)),
+        (["CLIENT", "INFO"], .local(.clientInfo)), (["CLIENT", "UNBLOCK", "1"], .local(.clientUnblock)),
+        (["CLIENT", "PAUSE", "10"], .master),
         (["LASTSAVE"], .master), (["ROLE"], .master),
         // Stateful: transactions, blocking, pub/sub, monitor, connection state.
         (["MULTI"], .stateful(.transaction)), (["EXEC"], .stateful(.transaction)),
