@@ -284,7 +284,7 @@ final class HealthChecker {
             guard let self, let node else { return }
             switch result {
             case .success(.array(let items?)): role = items
-            case .success(.error(let bytes)) where Self.isBusy(bytes):
+            case .success(.error(let bytes)) where Self.isBusy(bytes) || Self.isLoginError(bytes):
                 return self.busy(node, String(decoding: bytes, as: UTF8.self))
             case .success(let other): return self.failed(node, other.text ?? "unexpected ROLE reply")
             case .failure(let error): return self.failed(node, "\(error)", refused: error.code == ECONNREFUSED)
@@ -310,12 +310,19 @@ final class HealthChecker {
         error.starts(with: Array("BUSY ".utf8))
     }
 
+    /// NOAUTH / WRONGPASS / NOPERM: the node answers but not to the ambassador's login (an app
+    /// set `requirepass` at run time, say). It is up; what it last reported still stands.
+    static func isLoginError(_ error: [UInt8]) -> Bool {
+        error.starts(with: Array("NOAUTH".utf8)) || error.starts(with: Array("WRONGPASS".utf8))
+            || error.starts(with: Array("NOPERM".utf8))
+    }
+
     private func busy(_ node: Node, _ text: String) {
         node.inFlight = false
         node.checked = true
         node.failures = 0
         node.unanswered = false
-        if !node.busy { logger.warning("health: \(node.address) is busy (\(text)); it keeps its role \(node.roleName)") }
+        if !node.busy { logger.warning("health: \(node.address) answers but not the check (\(text)); it keeps its role \(node.roleName)") }
         node.busy = true
         node.lastError = text
         if !node.up && !node.role.isEmpty {

@@ -24,6 +24,11 @@ final class Backend {
     /// stalled one.
     static let maxOverflow = 16
     private var idlePinned: [BackendConnection] = []
+    /// Shared connections of sessions logged in with their own AUTH (pass-through), by login
+    /// number, then as `shared` by database and RESP version.
+    private var loginShared: [Int: [[BackendConnection]]] = [:]
+    /// Every shared connection set: the ambassador's own, overflow, and the apps' logins.
+    private var allSets: [[BackendConnection]] { shared + overflow + loginShared.values.flatMap { $0 } }
     /// Set when the backend left the config: no reconnects.
     var removed = false
     /// From the health checker (true without one): may take reads.
@@ -93,7 +98,7 @@ final class Backend {
     /// The checker found it unreachable: close its connections so reads in flight are retried
     /// elsewhere now rather than waiting on a node that may never answer.
     func dropConnections() {
-        for set in shared + overflow { set.forEach { $0.reset(reason: "marked down by the health check") } }
+        for set in allSets { set.forEach { $0.reset(reason: "marked down by the health check") } }
     }
 
     /// The health check reached it again: reconnect now rather than at the next retry tick.
@@ -103,7 +108,7 @@ final class Backend {
 
     /// Requests older than `timeout` seconds on a shared connection: that connection is reset.
     func expireRequests(olderThan deadline: Int) {
-        for set in shared + overflow {
+        for set in allSets {
             for connection in set where connection.oldestRequestStarted.map({ $0 < deadline }) ?? false {
                 connection.reset(reason: "command_timeout")
             }
@@ -142,8 +147,25 @@ final class Backend {
     /// same one, so its pipelined commands keep their order on the server. (Indexes in place: no
     /// copy of the connection array, and so no retain of it, per command.)
     func sharedConnection(for session: ClientSession) -> BackendConnection {
+        if session.loginIndex != 0 { return loginConnection(for: session) }
         let index = connections(protocolVersion: session.protocolVersion, db: session.db)
         return shared[index][Int(session.id % Int64(shared[index].count))]
+    }
+
+    /// The same for a session logged in as an app user: connections authenticated as it.
+    private func loginConnection(for session: ClientSession) -> BackendConnection {
+        let index = Self.setIndex(db: session.db, protocolVersion: session.protocolVersion)
+        var sets = loginShared[session.loginIndex] ?? []
+        if index >= sets.count { sets += Array(repeating: [], count: index + 1 - sets.count) }
+        if sets[index].isEmpty {
+            sets[index] = (0..<proxy.config.backendConnections).map { _ in
+                BackendConnection(backend: self, protocolVersion: session.protocolVersion, dedicated: false,
+                                  db: session.db, loginIndex: session.loginIndex)
+            }
+            sets[index].forEach { $0.open() }
+        }
+        loginShared[session.loginIndex] = sets
+        return sets[index][Int(session.id % Int64(sets[index].count))]
     }
 
     /// The shared connection for a session's next request here when it has nothing outstanding
@@ -154,7 +176,7 @@ final class Backend {
     /// FUNCTION KILL, SHUTDOWN) avoids any connection with a request in flight, at once.
     func connection(for session: ClientSession, urgent: Bool) -> BackendConnection {
         let regular = sharedConnection(for: session)
-        guard regular.isUsable else { return regular }
+        guard regular.isUsable, session.loginIndex == 0 else { return regular }
         let threshold = urgent ? 0 : proxy.stallMicroseconds
         if threshold < 0 { return regular }
         let deadline = proxy.loop.nowMicroseconds - threshold
@@ -202,15 +224,17 @@ final class Backend {
     // MARK: pinned connections (master only)
 
     /// A dedicated connection for a session that needs one: an idle pooled one, or a new one.
-    func acquirePinned(protocolVersion: Int, preferring preferred: BackendConnection? = nil) -> BackendConnection {
-        if let preferred, let index = idlePinned.firstIndex(where: { $0 === preferred }) {
+    func acquirePinned(protocolVersion: Int, loginIndex: Int = 0, preferring preferred: BackendConnection? = nil) -> BackendConnection {
+        if let preferred, preferred.loginIndex == loginIndex, let index = idlePinned.firstIndex(where: { $0 === preferred }) {
             idlePinned.remove(at: index)
             if preferred.isUsable { return preferred }
         }
-        while let connection = idlePinned.popLast() {
+        while let index = idlePinned.lastIndex(where: { $0.loginIndex == loginIndex }) {
+            let connection = idlePinned.remove(at: index)
             if connection.isUsable { return connection }
         }
-        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: true)
+        let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: true,
+                                           loginIndex: loginIndex)
         connection.open()
         // Its Redis id, for CLIENT UNBLOCK and CLIENT TRACKING REDIRECT naming the app client.
         connection.probe(request: Self.clientIDRequest) { [weak connection] bytes in
@@ -221,6 +245,18 @@ final class Backend {
     }
 
     static let clientIDRequest = BackendConnection.request(["CLIENT", "ID"])
+
+    /// Asks this node whether `login` is valid, on a connection of its own that is closed after
+    /// (so no shared connection changes user); `reply` gets Redis's answer (empty: none came).
+    func checkLogin(_ login: Login, reply: @escaping ([UInt8]) -> Void) {
+        let connection = BackendConnection(backend: self, protocolVersion: 2, dedicated: true)
+        connection.open()
+        guard connection.isUsable else { return reply([]) }
+        connection.probe(login.authArguments) { [connection] bytes in
+            connection.close()
+            reply(bytes)
+        }
+    }
 
     /// Returns a dedicated connection whose state is clean; closes it when the pool is full.
     func releasePinned(_ connection: BackendConnection) {
@@ -263,19 +299,20 @@ final class Backend {
         control = nil
         idlePinned.forEach { $0.close() }
         idlePinned.removeAll()
-        for set in shared + overflow {
+        for set in allSets {
             for connection in set { connection.closeWhenIdle() }
         }
         checkDrained()
     }
 
     /// No shared connection of this retired backend is open any more.
-    var isDrained: Bool { (shared + overflow).allSatisfy { $0.allSatisfy { !$0.isOpen } } }
+    var isDrained: Bool { allSets.allSatisfy { $0.allSatisfy { !$0.isOpen } } }
 
     func checkDrained() {
         if removed && isDrained {
             shared = [[], []]
             overflow = [[], []]
+            loginShared = [:]
             proxy.retiredBackendDrained(self)
         }
     }
@@ -284,7 +321,7 @@ final class Backend {
         removed = true
         control?.close()
         control = nil
-        for set in shared + overflow { set.forEach { $0.close() } }
+        for set in allSets { set.forEach { $0.close() } }
         shared = [[], []]
         overflow = [[], []]
         idlePinned.forEach { $0.close() }

@@ -61,12 +61,18 @@ final class BackendConnection: ConnectionDelegate {
     /// dedicated ones, whose db follows their session.
     let homeDB: Int
 
-    init(backend: Backend, protocolVersion: Int, dedicated: Bool, overflow: Bool = false, db: Int = 0) {
+    /// The app login this connection authenticates as (0: the ambassador's own credentials, or
+    /// none). See `Proxy.loginIndex(for:)`.
+    let loginIndex: Int
+
+    init(backend: Backend, protocolVersion: Int, dedicated: Bool, overflow: Bool = false, db: Int = 0,
+         loginIndex: Int = 0) {
         self.backend = backend
         self.protocolVersion = protocolVersion
         self.dedicated = dedicated
         self.overflow = overflow
         self.homeDB = db
+        self.loginIndex = loginIndex
     }
 
     /// Counted as one of the backend's regular shared connections (up count, `backend_up`).
@@ -107,7 +113,9 @@ final class BackendConnection: ConnectionDelegate {
         generation &+= 1
         db = 0
         scanner = ReplyScanner()
-        if let password = config.password {
+        if let login = proxy.login(at: loginIndex) {
+            inject(login.authArguments, label: "AUTH")
+        } else if let password = config.password {
             var auth = ["AUTH"]
             if let user = config.username { auth.append(user) }
             auth.append(password)

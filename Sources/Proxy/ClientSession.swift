@@ -100,6 +100,23 @@ final class ClientSession: ConnectionDelegate {
     var lastCommand = ShortBytes()
     var lastArgument = ShortBytes()
     var user = "default"
+    /// The app's own login (AUTH passed through to Redis): its number, 0 for none.
+    private(set) var loginIndex = 0
+    /// An AUTH (or HELLO … AUTH) is being checked by the master: nothing after it is
+    /// dispatched until it is answered (the next commands run as its user).
+    var awaitingLogin = false
+
+    /// A login check answered while earlier replies are still owed: read on once they are out.
+    func resumeAfterLogin() {
+        processInput()
+    }
+
+    func loggedIn(as login: Login?) {
+        loginIndex = login.map { proxy.loginIndex(for: $0) } ?? 0
+        user = login?.user ?? "default"
+        bindings.removeAll()
+        lastWriteConnection = nil
+    }
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
     var shardChannels: Set<[UInt8]> = []
@@ -144,7 +161,7 @@ final class ClientSession: ConnectionDelegate {
         batchReplica = nil  // a held read dispatched outside a batch may have set it
         batchReads = 0
         defer { batchReplica = nil }
-        while held == nil && !closeWhenDrained && connection.inputCount > pendingBytes + parser.position {
+        while held == nil && !awaitingLogin && !closeWhenDrained && connection.inputCount > pendingBytes + parser.position {
             let frame: RequestFrame?
             do throws(ProtocolError) {
                 frame = try connection.nextFrame(from: pendingBytes + parser.position) { chunk, index throws(ProtocolError) in
@@ -208,7 +225,7 @@ final class ClientSession: ConnectionDelegate {
     private func applyBackPressure() {
         if fifo.count >= Self.maxPipeline || connection.outputCount > 64 << 20 {
             connection.pauseReading()
-        } else if held == nil && !draining {
+        } else if held == nil && !draining && !awaitingLogin {
             connection.resumeReading()
         }
     }
@@ -246,6 +263,13 @@ final class ClientSession: ConnectionDelegate {
         switch kind {
         case .read, .write, .master, .unknown: break
         default: flushPending()
+        }
+        if !fifo.isEmpty && proxy.passesLoginsThrough, kind == .local(.auth) || kind == .stateful(.protocolVersion) {
+            // A login that Redis checks changes which connections the next commands use: what
+            // was sent before is answered first, so it ran as the old user, in order.
+            held = frame
+            connection.pauseReading()
+            return
         }
         switch kind {
         case .local(let local):
@@ -466,7 +490,7 @@ final class ClientSession: ConnectionDelegate {
         // After writes on a dedicated connection (a transaction, a script in one), the same one
         // again if it is idle: a WAIT there counts those writes.
         let written = lastWriteConnection?.dedicated == true ? lastWriteConnection : nil
-        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, preferring: written)
+        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
         holdStarted = 0
         guard connection.isUsable else {
             self.connection.discardInput(frame.length)
@@ -862,6 +886,11 @@ final class ClientSession: ConnectionDelegate {
         trackingRedirect = -1
         pinnedState = nil
         user = "default"
+        if loginIndex != 0 {
+            loginIndex = 0
+            bindings.removeAll()
+            lastWriteConnection = nil
+        }
     }
 
     /// RESET: back to a fresh connection's state. A pinned connection is handed back when clean,

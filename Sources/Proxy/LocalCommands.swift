@@ -25,10 +25,21 @@ extension ClientSession {
         case .auth:
             guard checkArity("auth", arguments) else { return }
             guard arguments.count <= 3 else { return answerError("ERR syntax error") }
+            let login = Login(user: arguments.count == 3 ? String(decoding: arguments[1], as: UTF8.self) : nil,
+                              password: String(decoding: arguments.last!, as: UTF8.self))
+            if proxy.passesLoginsThrough {
+                // The master checks it; the session's next commands run as that user.
+                return checkLogin(login) { session, error in
+                    if let error { return error }
+                    session.encoder.clear()
+                    session.encoder.simpleString("OK")
+                    return session.encoder.bytes
+                }
+            }
             if let error = authenticate(user: arguments.count == 3 ? arguments[1] : nil, password: arguments.last!) {
                 return answerError(error)
             }
-            user = arguments.count == 3 ? String(decoding: arguments[1], as: UTF8.self) : "default"
+            user = login.user ?? "default"
             encoder.simpleString("OK")
         case .reset:
             guard checkArity("reset", arguments) else { return }
@@ -99,12 +110,16 @@ extension ClientSession {
             version = Int(requested)
         }
         var newName: [UInt8]?
+        var login: Login?
         var index = 2
         while index < arguments.count {
             let option = String(decoding: arguments[index], as: UTF8.self)
             let more = arguments.count - index - 1
             if option.lowercased() == "auth" && more >= 2 {
-                if let error = authenticate(user: arguments[index + 1], password: arguments[index + 2]) {
+                login = Login(user: String(decoding: arguments[index + 1], as: UTF8.self),
+                              password: String(decoding: arguments[index + 2], as: UTF8.self))
+                if !proxy.passesLoginsThrough,
+                   let error = authenticate(user: arguments[index + 1], password: arguments[index + 2]) {
                     return answerError(error)
                 }
                 index += 3
@@ -115,7 +130,21 @@ extension ClientSession {
                 return answerError("ERR Syntax error in HELLO option '\(option)'")
             }
         }
-        if let newName, let error = setName(newName) { return answerError(error) }
+        if let newName, setName(newName, apply: false) != nil { return answerError(setName(newName, apply: false)!) }
+        if let login, proxy.passesLoginsThrough {
+            return checkLogin(login) { session, error in
+                if let error { return error }
+                if let newName { _ = session.setName(newName) }
+                return session.helloReply(version)
+            }
+        }
+        if let login { user = login.user ?? "default" }
+        if let newName { _ = setName(newName) }
+        answer(helloReply(version))
+    }
+
+    /// HELLO's map, in `version`, which the session now speaks.
+    func helloReply(_ version: Int) -> [UInt8] {
         protocolVersion = version
         encoder.clear()
         encoder.protocolVersion = version
@@ -127,7 +156,30 @@ extension ClientSession {
         encoder.bulk("mode"); encoder.bulk("standalone")
         encoder.bulk("role"); encoder.bulk("master")
         encoder.bulk("modules"); encoder.arrayHeader(0)
-        answer(encoder.bytes)
+        return encoder.bytes
+    }
+
+    /// AUTH passed through: a connection of its own (so no shared one changes user) asks the
+    /// master; meanwhile nothing after it is dispatched. `reply` makes the answer from the
+    /// master's error bytes (nil: accepted, the session is now that user).
+    private func checkLogin(_ login: Login, reply: @escaping (ClientSession, [UInt8]?) -> [UInt8]) {
+        awaitingLogin = true
+        connection.pauseReading()
+        let slot = enqueue(.master)
+        proxy.master.checkLogin(login) { [weak self] bytes in
+            guard let self, slot.session === self else { return }
+            self.awaitingLogin = false
+            let accepted = bytes == Array("+OK\r\n".utf8)
+            if accepted { self.loggedIn(as: login) }
+            let error: [UInt8]? = accepted ? nil
+                : bytes.isEmpty ? Array("-ERR ambassador: the master could not be asked to check the login\r\n".utf8) : bytes
+            let answer = reply(self, error)
+            self.proxy.stats.answered(.master, error == nil ? .ok : .error,
+                                      microseconds: self.proxy.loop.nowMicroseconds &- slot.started)
+            slot.reply.append(answer)
+            slot.ready = true
+            if self.fifo.first === slot { self.flushReady() } else { self.resumeAfterLogin() }
+        }
     }
 
     /// AUTH against the credentials the ambassador uses for its backends, so an app sees what the
@@ -148,11 +200,11 @@ extension ClientSession {
     }
 
     /// CLIENT SETNAME rules: printable ASCII without spaces; empty clears the name.
-    private func setName(_ candidate: [UInt8]) -> String? {
+    func setName(_ candidate: [UInt8], apply: Bool = true) -> String? {
         if candidate.contains(where: { $0 < 33 || $0 > 126 }) {
             return "ERR Client names cannot contain spaces, newlines or special characters."
         }
-        name = candidate.isEmpty ? nil : candidate
+        if apply { name = candidate.isEmpty ? nil : candidate }
         return nil
     }
 

@@ -249,6 +249,23 @@ public final class Proxy {
 
     public var clientCount: Int { sessions.count }
 
+    /// Logins apps passed through (AUTH checked by the master while the ambassador holds no
+    /// credentials of its own): each gets a number, 1…, naming its backend connection sets.
+    private var loginIndexes: [Login: Int] = [:]
+    private(set) var logins: [Login] = []
+
+    func loginIndex(for login: Login) -> Int {
+        if let index = loginIndexes[login] { return index }
+        logins.append(login)
+        loginIndexes[login] = logins.count
+        return logins.count
+    }
+
+    func login(at index: Int) -> Login? { index > 0 && index <= logins.count ? logins[index - 1] : nil }
+
+    /// Whether the apps' own AUTH goes to Redis (the ambassador has no backend password).
+    var passesLoginsThrough: Bool { config.password == nil }
+
     /// This worker's app connections (CLIENT LIST, KILL).
     var allSessions: [ClientSession] { Array(sessions.values) }
 

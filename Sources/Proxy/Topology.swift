@@ -51,3 +51,17 @@ public struct Topology: Sendable, Equatable {
         }
     }
 }
+
+/// An ACL login an app authenticated with (AUTH [user] password), passed through to Redis.
+public struct Login: Hashable, Sendable {
+    public var user: String?
+    public var password: String
+
+    public init(user: String?, password: String) {
+        self.user = user
+        self.password = password
+    }
+
+    /// AUTH's arguments.
+    var authArguments: [String] { user.map { ["AUTH", $0, password] } ?? ["AUTH", password] }
+}
