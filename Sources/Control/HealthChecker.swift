@@ -67,12 +67,14 @@ final class HealthChecker {
             hosts = address.endpoint.numericHosts()
         }
 
-        var roleName: String { role.first?.text ?? "" }
+        /// "master", "slave" (every replica spelling: replica, active-replica), "sentinel" …
+        var roleName: String { role.first?.text.map(RoleReport.normalisedName) ?? "" }
+        var report: RoleReport? { RoleReport.parse(.array(role)) }
 
         /// For a replica: whether ROLE names `master` as its master.
         func follows(_ master: Node) -> Bool {
-            guard roleName == "slave", role.count >= 3, let host = role[1].text,
-                  case .integer(let port) = role[2], port == Int64(master.address.port) else { return false }
+            guard let report, report.role == .replica, let host = report.masterHost,
+                  report.masterPort == master.address.port else { return false }
             return master.hosts.contains(host) || master.address.host == host
         }
     }
@@ -343,7 +345,7 @@ final class HealthChecker {
         node.lastError = ""
         if !node.up { logger.info("health: \(node.address) is up (role \(node.roleName))") }
         node.up = true
-        if node.roleName == "master", let offset = info["master_repl_offset"].flatMap(Int64.init) {
+        if node.roleName == "master", let offset = info["master_repl_offset"].flatMap(Int64.init) ?? node.report?.offset {
             if sampledMaster != node.address {
                 sampledMaster = node.address
                 samples.removeAll()
@@ -458,9 +460,13 @@ final class HealthChecker {
         guard let master else { return ineligible("no confirmed master") }
         guard node.roleName == "slave" else { return ineligible("reports role \(node.roleName)") }
         guard node.follows(master) else { return ineligible("does not replicate from \(master.address)") }
-        guard node.info["master_link_status"] == "up" else { return ineligible("master_link_status is not up") }
+        // INFO's link status, or (a server that does not write it) ROLE's state.
+        let linkUp = node.info["master_link_status"].map { $0 == "up" }
+            ?? ["connected", "stable_sync", "online"].contains(node.report?.linkState ?? "")
+        guard linkUp else { return ineligible("master_link_status is not up") }
         guard node.info["master_sync_in_progress"] ?? "0" == "0" else { return ineligible("sync in progress") }
-        guard let offset = node.info["slave_repl_offset"].flatMap(Int64.init), let newest = samples.last else {
+        guard let offset = node.info["slave_repl_offset"].flatMap(Int64.init) ?? node.report?.offset,
+              let newest = samples.last else {
             return ineligible("no replication offset yet")
         }
         var caughtUpTo = 0.0

@@ -258,7 +258,11 @@ final class ClientSession: ConnectionDelegate {
             flushPending()
             return dispatchPinned(frame, on: pinned)
         }
-        let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        var kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        if kind == .unknown, let learned = proxy.learnedClass(of: frame.name), learned != .unknown,
+           frame.name != Names.waitaof {
+            kind = learned
+        }
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch kind {
         case .read, .write, .master, .unknown: break

@@ -196,6 +196,7 @@ public final class Proxy {
         let old = master!
         master = Backend(proxy: self, address: address, role: .master)
         tracker.reset()
+        learnedCommands.removeAll()
         retire(old)
         master.start()
         logger.warning("master is now \(address) (was \(old.address))")
@@ -266,7 +267,28 @@ public final class Proxy {
     /// Whether the apps' own AUTH goes to Redis (the ambassador has no backend password).
     var passesLoginsThrough: Bool { config.password == nil }
 
-    /// This worker's app connections (CLIENT LIST, KILL).
+    /// Commands the table does not know, classified from the master's `COMMAND INFO` (module
+    /// commands, renamed ones): asked once per name, on first use; until the answer is in, and
+    /// for names the master does not know either, they go to the master as unknown.
+    private var learnedCommands: [ShortBytes: CommandClass] = [:]
+
+    /// The class of an unknown command, once learned (asks the master the first time).
+    func learnedClass(of name: ShortBytes) -> CommandClass? {
+        if let known = learnedCommands[name] { return known }
+        guard name.count <= ShortBytes.capacity, learnedCommands.count < 4096,
+              let control = master.controlConnection() else { return nil }
+        learnedCommands[name] = .unknown  // asked once
+        let text = name.description
+        control.probe(["COMMAND", "INFO", text]) { [unowned self] bytes in
+            guard let (value, _) = try? RESPValue.decode(bytes), case .array(let entries?) = value,
+                  entries.count == 1, case .array(let info?) = entries[0], info.count >= 3,
+                  case .array(let flags?) = info[2] else { return }
+            let learned = CommandTable.classify(flags: flags.compactMap(\.text))
+            self.learnedCommands[name] = learned
+            self.logger.info("command '\(text)' is not in the command table: the master describes it as \(learned)")
+        }
+        return nil
+    }
     var allSessions: [ClientSession] { Array(sessions.values) }
 
     func session(id: Int64) -> ClientSession? { sessions[id] }

@@ -179,11 +179,8 @@ final class ReplicationTracker {
             for byte in bytes[(colon + 1)..<(bytes.count - 2)] { number.push(byte) }
             if let value = number.value { return value }
         }
-        guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 5,
-              let role = items[0].text, role == "slave" || role == "replica" else { return nil }
-        switch items[4] {
-        case .integer(let offset): return offset
-        case let other: return other.text.flatMap { Int64($0) }
-        }
+        guard let (value, _) = try? RESPValue.decode(bytes), let report = RoleReport.parse(value),
+              report.role == .replica else { return nil }
+        return report.offset
     }
 }

@@ -1,4 +1,5 @@
 import Config
+import RESP
 import EventLoop
 
 extension Address {
@@ -64,4 +65,68 @@ public struct Login: Hashable, Sendable {
 
     /// AUTH's arguments.
     var authArguments: [String] { user.map { ["AUTH", $0, password] } ?? ["AUTH", password] }
+}
+
+/// A node's ROLE reply, as Redis, Valkey, KeyDB and Dragonfly write it:
+/// - master: `["master", offset, [[host, port, ack offset], …]]`
+/// - replica: `["slave", host, port, state, offset]` — Dragonfly says `"replica"` and may send
+///   the port as a string; KeyDB's active replicas say `"active-replica"` (they also take
+///   writes, but the ambassador sends writes only to the confirmed master).
+/// - sentinel: `["sentinel", [names]]`.
+public struct RoleReport: Sendable, Equatable {
+    public enum Role: Sendable, Equatable { case master, replica, sentinel, other(String) }
+    public var role: Role
+    /// master: its `master_repl_offset`; replica: the offset it has applied (-1 while not
+    /// connected); nil when the reply has none.
+    public var offset: Int64?
+    /// For a replica: the master it follows, and the link state (connected, sync, …).
+    public var masterHost: String?
+    public var masterPort: UInt16?
+    public var linkState: String?
+
+    public init(role: Role, offset: Int64? = nil, masterHost: String? = nil, masterPort: UInt16? = nil, linkState: String? = nil) {
+        self.role = role
+        self.offset = offset
+        self.masterHost = masterHost
+        self.masterPort = masterPort
+        self.linkState = linkState
+    }
+
+    /// The name ROLE and `INFO replication`'s `role:` use for this role, normalised (`slave` for
+    /// every replica spelling).
+    public static func normalisedName(_ name: String) -> String {
+        switch name.lowercased() {
+        case "slave", "replica", "active-replica": return "slave"
+        case let other: return other
+        }
+    }
+
+    public static func parse(_ value: RESPValue) -> RoleReport? {
+        let items: [RESPValue]
+        switch value {
+        case .array(let list?), .push(let list), .set(let list): items = list
+        default: return nil
+        }
+        guard let name = items.first?.text else { return nil }
+        switch normalisedName(name) {
+        case "master":
+            return RoleReport(role: .master, offset: items.count > 1 ? integer(items[1]) : nil)
+        case "slave":
+            guard items.count >= 3 else { return RoleReport(role: .replica) }
+            let port = integer(items[2]).flatMap { UInt16(exactly: $0) }
+            return RoleReport(role: .replica, offset: items.count > 4 ? integer(items[4]) : nil,
+                              masterHost: items[1].text, masterPort: port,
+                              linkState: items.count > 3 ? items[3].text : nil)
+        case "sentinel":
+            return RoleReport(role: .sentinel)
+        default:
+            return RoleReport(role: .other(name))
+        }
+    }
+
+    /// An integer sent as one (`:6379`) or as text (`$4 6379`).
+    static func integer(_ value: RESPValue) -> Int64? {
+        if case .integer(let number) = value { return number }
+        return value.text.flatMap { Int64($0) }
+    }
 }

@@ -151,6 +151,19 @@ extension CommandTable {
     }
 }
 
+extension CommandTable {
+    /// The class of a command the table does not know (a module's, or one renamed with
+    /// `rename-command`), from the flags the master reports for it in `COMMAND INFO`.
+    public static func classify(flags: [String]) -> CommandClass {
+        let set = Set(flags.map { $0.lowercased() })
+        if set.contains("blocking") { return .stateful(.blocking) }
+        if set.contains("readonly") && !set.contains("write") { return .read }
+        if set.contains("write") || set.contains("may_replicate") { return .write }
+        if set.contains("pubsub") { return .write }  // PUBLISH renamed: may be replicated
+        return .master
+    }
+}
+
 /// Keywords compared against arguments, packed once.
 enum Keyword {
     static let block = ShortBytes("block")

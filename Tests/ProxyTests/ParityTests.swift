@@ -440,5 +440,23 @@ extension Integration {
         #expect(results[0].contains("+OK\r\n"))
         #expect(results[1].filter { $0.hasPrefix("-NOPERM") }.count == 4, "\(results[1])")
     }
+
+    /// A command the table does not know — here GET renamed with rename-command, as a module's
+    /// command would be — is classified from the master's COMMAND INFO after its first use: the
+    /// renamed read-only command then goes to the replicas. Unknown names still get Redis's error.
+    @Test func renamedAndModuleCommandsAreClassifiedFromTheMaster() throws {
+        let cluster = try Cluster(replicas: 1, masterArguments: ["--rename-command", "GET", "xget"])
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().command(["SET", "rn:k", "v"])
+        try cluster.sync()
+        let client = try ambassador.client()
+        for _ in 0..<50 { #expect(try client.command(["XGET", "rn:k"]) == .bulk("v")) }
+        let onReplica = try commandCalls(cluster.replicas[0], "get")
+        #expect(onReplica >= 45, "the replica served \(onReplica) of 50 renamed reads")
+        #expect(text(try client.readRawReplyAfter(["NOSUCHCMD", "x"])) == text(try cluster.master.client().readRawReplyAfter(["NOSUCHCMD", "x"])))
+        #expect(text(try client.readRawReplyAfter(["GET", "rn:k"])).hasPrefix("-ERR unknown command 'GET'"))
+    }
 }
 }
