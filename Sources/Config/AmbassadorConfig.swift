@@ -44,12 +44,16 @@ public enum ReadYourWrites: Sendable, Equatable {
     /// Per session and exact: to the master until a replica has applied the replication offset
     /// of the session's writes (the default; `offset` is accepted as another name).
     case session
+    /// As `session`, and a write by any of the app's connections to a key sends reads of that
+    /// key from every connection to the master until a replica has it (connection pools).
+    case app
 
     public var description: String {
         switch self {
         case .off: return "off"
         case .duration(let d): return d.description
         case .session: return "session"
+        case .app: return "app"
         }
     }
 }

@@ -16,7 +16,7 @@ public enum ConfigLoader {
         "sentinels": "a list of host:port (discovery: sentinel)", "master_name": "the name the sentinels monitor",
         "nodes": "a list of host:port (discovery: role)", "balance": "least-outstanding | round-robin",
         "health_interval": "a duration (500ms)", "health_failures": "an integer 1...100",
-        "max_replica_lag": "a duration (1s; 0s: no limit)", "read_your_writes": "session | off | a duration (2s)",
+        "max_replica_lag": "a duration (1s; 0s: no limit)", "read_your_writes": "session | app | off | a duration (2s)",
         "failover_hold": "a duration (2s)", "command_timeout": "a duration (0s: off)",
         "stall_threshold": "a duration (50ms; 0s: never)",
         "sentinel_username": "a string (discovery: sentinel)", "sentinel_password_file": "a file path (discovery: sentinel)",
@@ -231,10 +231,12 @@ public enum ConfigLoader {
                 config.readYourWrites = .off
             } else if text == "session" || text == "offset" {
                 config.readYourWrites = .session
+            } else if text == "app" {
+                config.readYourWrites = .app
             } else if let value = Duration(parsing: text) {
                 config.readYourWrites = value.seconds == 0 ? .off : .duration(value)
             } else {
-                throw ConfigError(key: "read_your_writes", line: line(node), "expected session, off or a duration (2s), got '\(text)'")
+                throw ConfigError(key: "read_your_writes", line: line(node), "expected session, app, off or a duration (2s), got '\(text)'")
             }
         }
         if let node = values["failover_hold"] { config.failoverHold = try duration("failover_hold", node) }

@@ -78,6 +78,9 @@ final class ClientSession: ConnectionDelegate {
     /// write (0: it wrote nothing), and the offset that probe reported once known (-1 before).
     private var floorProbe = 0
     private var floorOffset: Int64 = -1
+    /// read_your_writes: app — what the read being routed needs for its keys (see `KeyWrites`);
+    /// nil: a write to one of them is not on any replica yet.
+    private(set) var readKeyFloor: Int64? = 0
 
     /// The replication offset a replica needs for this session's reads (0: any); nil while a
     /// write is in flight or its offset is not known yet (see `ReplicationTracker`).
@@ -391,6 +394,13 @@ final class ClientSession: ConnectionDelegate {
         }
         let slot = enqueue(route)
         slot.isWrite = write
+        if write && proxy.config.readYourWrites == .app {
+            slot.isAppWrite = true
+            slot.appKeys = proxy.keyWrites.sent(keyHashes(frame))
+            if proxy.keyWrites.entries.count >= KeyWrites.capacity {
+                proxy.keyWrites.prune(appliedByAll: proxy.replicas.map(\.appliedOffset).min() ?? 0, tracker: proxy.tracker)
+            }
+        }
         send(frame, to: target, slot: slot)
     }
 
@@ -420,6 +430,9 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func forwardRead(_ frame: RequestFrame) {
+        if proxy.config.readYourWrites == .app {
+            readKeyFloor = proxy.keyWrites.floor(tracker: proxy.tracker, keyVisitor(frame))
+        }
         let chosen: Backend?
         if Names.isScan(frame.name) {
             chosen = scanTarget(frame)
@@ -594,6 +607,10 @@ final class ClientSession: ConnectionDelegate {
         slot.isWrite = true
         writesInFlight += 1
         lastWriteMicroseconds = proxy.loop.nowMicroseconds
+        if proxy.config.readYourWrites == .app {
+            slot.isAppWrite = true
+            slot.appKeys = proxy.keyWrites.sent(nil)  // a transaction's keys are not known here
+        }
         target.forward(from: connection, length: frame.length, slot: slot)
     }
 
@@ -706,7 +723,7 @@ final class ClientSession: ConnectionDelegate {
     func completed(_ slot: Slot, length: Int, from backend: BackendConnection, isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok,
                              microseconds: proxy.loop.nowMicroseconds &- slot.started)
-        if slot.isWrite { writeAnswered() }
+        if slot.isWrite { writeAnswered(slot) }
         if fifo.first === slot {
             fifo.removeFirst()
             proxy.slots.give(slot)
@@ -725,9 +742,13 @@ final class ClientSession: ConnectionDelegate {
 
     /// A write's reply (or failure) is in: read-your-writes by offset needs a master probe sent
     /// from now on (see `ReplicationTracker`).
-    private func writeAnswered() {
+    private func writeAnswered(_ slot: Slot) {
+        if slot.isAppWrite {
+            proxy.keyWrites.answered(slot.appKeys, probe: proxy.tracker.probeAfterWrite())
+            slot.isAppWrite = false
+        }
         writesInFlight -= 1
-        if writesInFlight == 0 && proxy.config.readYourWrites == .session {
+        if writesInFlight == 0 && (proxy.config.readYourWrites == .session || proxy.config.readYourWrites == .app) {
             floorProbe = proxy.tracker.probeAfterWrite()
             floorOffset = -1
         }
@@ -735,7 +756,7 @@ final class ClientSession: ConnectionDelegate {
 
     /// `slot`'s request failed: the client gets `message` as an error reply in its place.
     func fail(_ slot: Slot, _ message: String) {
-        if slot.isWrite { writeAnswered() }
+        if slot.isWrite { writeAnswered(slot) }
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)

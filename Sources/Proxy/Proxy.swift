@@ -37,6 +37,8 @@ public final class Proxy {
     private(set) var stallMicroseconds = 50_000
     /// Read-your-writes by replication offset (see `ReplicationTracker`).
     private(set) lazy var tracker = ReplicationTracker(proxy: self)
+    /// read_your_writes: app — recent writes by key (see `KeyWrites`).
+    let keyWrites = KeyWrites()
     private var sweepTimer: Timer?
 
     /// This worker's index (0 when there is one loop).
@@ -305,7 +307,7 @@ public final class Proxy {
         switch config.readYourWrites {
         case .off:
             break
-        case .session:
+        case .session, .app:
             if let required = readFloor(for: session) {
                 floor = required
             } else if config.readPolicy == .preferReplica {
@@ -337,8 +339,15 @@ public final class Proxy {
     /// Read-your-writes by offset: the replication offset a replica must have applied for this
     /// session's read (0: any); nil while a write is in flight or its offset is not known yet.
     private func readFloor(for session: ClientSession) -> Int64? {
-        guard config.readYourWrites == .session else { return 0 }
-        return session.readFloor(tracker)
+        switch config.readYourWrites {
+        case .session:
+            return session.readFloor(tracker)
+        case .app:
+            guard let own = session.readFloor(tracker), let keys = session.readKeyFloor else { return nil }
+            return max(own, keys)
+        case .off, .duration:
+            return 0
+        }
     }
 
     private func pickReplica(for session: ClientSession, excluding excluded: Backend?, floor: Int64) -> Backend? {

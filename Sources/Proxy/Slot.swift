@@ -28,6 +28,9 @@ final class Slot {
     /// WAIT or WAITAOF sent on a shared connection: it may take as long as its timeout, so
     /// `command_timeout` does not apply to it.
     var isBlocking = false
+    /// read_your_writes: app — a write, and the keys it is counted under in `KeyWrites`.
+    var isAppWrite = false
+    var appKeys = KeyHashes()
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()
@@ -49,6 +52,7 @@ final class Slot {
         isWrite = false
         isEvalshaRO = false
         isBlocking = false
+        isAppWrite = false
         probe = nil
         label = ""
     }

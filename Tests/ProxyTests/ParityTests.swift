@@ -143,16 +143,12 @@ extension Integration {
     /// replica healthy, with one stopped (SIGSTOP), and with one whose replication stream is held
     /// back (lagging). WAITs after a transaction count the transaction's writes.
     @Test func waitCountsTheSessionsOwnWrites() throws {
-        let master = try RedisServer()
-        defer { master.stop() }
-        let relay = try TCPRelay(to: master.port)
-        defer { relay.stop() }
+        let setup = try RelayedReplica()
+        defer { setup.stop() }
+        let (master, relay, lagging) = (setup.master, setup.relay, setup.replica)
         let healthy = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(master.port)])
         defer { healthy.stop() }
-        let lagging = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(relay.port)])
-        defer { lagging.stop() }
         try healthy.waitForReplicationLink()
-        try lagging.waitForReplicationLink()
         let ambassador = try Ambassador(AmbassadorConfig(
             listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
             replicas: [healthy, lagging].map { Address(host: "127.0.0.1", port: $0.port) }, readPolicy: .preferReplica))
@@ -457,6 +453,48 @@ extension Integration {
         #expect(onReplica >= 45, "the replica served \(onReplica) of 50 renamed reads")
         #expect(text(try client.readRawReplyAfter(["NOSUCHCMD", "x"])) == text(try cluster.master.client().readRawReplyAfter(["NOSUCHCMD", "x"])))
         #expect(text(try client.readRawReplyAfter(["GET", "rn:k"])).hasPrefix("-ERR unknown command 'GET'"))
+    }
+
+    /// read_your_writes: app — a pool of 20 connections where one connection writes a key and
+    /// another reads it at once never reads it stale, even with a replica whose replication is
+    /// held back; `session` (which only covers a connection's own writes) does, which shows the
+    /// check can fail. Keys nobody wrote are still read from the replicas.
+    @Test(arguments: [ReadYourWrites.app, .session])
+    func appModeCoversWritesFromAnotherPooledConnection(mode: ReadYourWrites) throws {
+        let setup = try RelayedReplica()
+        defer { setup.stop() }
+        let (master, relay, lagging) = (setup.master, setup.relay, setup.replica)
+        _ = try master.client().command(["SET", "pool:fixed", "f"])
+        usleep(200_000)
+        var config = AmbassadorConfig(
+            listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
+            replicas: [Address(host: "127.0.0.1", port: lagging.port)], readPolicy: .preferReplica)
+        config.readYourWrites = mode
+        let ambassador = try Ambassador(config)
+        defer { ambassador.stop() }
+        let pool = try (0..<20).map { _ in try ambassador.client() }
+        relay.pauseReplication(true)
+        var stale = 0
+        for i in 0..<500 {
+            #expect(try pool[i % 20].command(["SET", "pool:\(i % 37)", String(i)]) == .simple("OK"))
+            if try pool[(i + 7) % 20].command(["GET", "pool:\(i % 37)"]) != .bulk(String(i)) { stale += 1 }
+            if try pool[(i + 3) % 20].command(["MGET", "pool:\(i % 37)", "pool:none"]) != .array([.bulk(String(i)), .bulkString(nil)]) {
+                stale += 1
+            }
+        }
+        // A connection that wrote nothing, reading a key nobody wrote.
+        let reader = try ambassador.client()
+        let before = try commandCalls(lagging, "get")
+        for _ in 0..<50 { #expect(try reader.command(["GET", "pool:fixed"]) == .bulk("f")) }
+        let fixedOnReplica = try commandCalls(lagging, "get") - before
+        relay.pauseReplication(false)
+        if mode == .app {
+            #expect(stale == 0, "\(stale) stale reads across the pool")
+            #expect(fixedOnReplica >= 45, "a key nobody wrote is read from the replica: \(fixedOnReplica) of 50")
+        } else {
+            #expect(stale > 0, "session mode does not cover another connection's writes")
+        }
+        print("read_your_writes \(mode): \(stale) stale reads of 1,000 across a pool of 20 connections")
     }
 }
 }

@@ -141,3 +141,24 @@ func commandCalls(_ server: RedisServer, _ command: String) throws -> Int {
 }
 
 func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+/// A master and a replica whose replication stream runs through a relay that a test can hold
+/// back (`relay.pauseReplication(true)`): a lagging replica on demand.
+final class RelayedReplica {
+    let master: RedisServer
+    let relay: TCPRelay
+    let replica: RedisServer
+
+    init() throws {
+        master = try RedisServer()
+        relay = try TCPRelay(to: master.port)
+        replica = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(relay.port)])
+        try replica.waitForReplicationLink()
+    }
+
+    func stop() {
+        replica.stop()
+        relay.stop()
+        master.stop()
+    }
+}
