@@ -174,12 +174,12 @@ final class Backend {
     /// `stall_threshold` (a busy script, a paused write, a slow command holds it). Then an
     /// overflow connection that is not stalled, opened if need be. `urgent` (SCRIPT KILL,
     /// FUNCTION KILL, SHUTDOWN) avoids any connection with a request in flight, at once.
-    func connection(for session: ClientSession, urgent: Bool) -> BackendConnection {
+    func connection(for session: ClientSession, urgent: Bool, now: Int) -> BackendConnection {
         let regular = sharedConnection(for: session)
-        guard regular.isUsable, session.loginIndex == 0 else { return regular }
+        guard !regular.inflight.isEmpty, regular.isUsable, session.loginIndex == 0 else { return regular }
         let threshold = urgent ? 0 : proxy.stallMicroseconds
         if threshold < 0 { return regular }
-        let deadline = proxy.loop.nowMicroseconds - threshold
+        let deadline = now - threshold
         if !regular.isStalled(before: deadline) { return regular }
         return overflowConnection(protocolVersion: session.protocolVersion, db: session.db, deadline: deadline) ?? regular
     }
@@ -238,7 +238,11 @@ final class Backend {
         connection.open()
         // Its Redis id, for CLIENT UNBLOCK and CLIENT TRACKING REDIRECT naming the app client.
         connection.probe(request: Self.clientIDRequest) { [weak connection] bytes in
-            guard let connection, let (value, _) = try? RESPValue.decode(bytes), case .integer(let id) = value else { return }
+            guard let connection else { return }
+            guard let (value, _) = try? RESPValue.decode(bytes), case .integer(let id) = value else {
+                connection.identityUnknown = true
+                return
+            }
             connection.redisClientID = id
         }
         return connection

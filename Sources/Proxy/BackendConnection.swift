@@ -30,7 +30,26 @@ final class BackendConnection: ConnectionDelegate {
     private(set) var generation = 0
     /// Redis's id for this connection (CLIENT ID, asked when a dedicated connection opens): what
     /// CLIENT UNBLOCK and CLIENT TRACKING REDIRECT are translated to.
-    var redisClientID: Int64?
+    var redisClientID: Int64? {
+        didSet { runIdentified() }
+    }
+    /// The CLIENT ID probe got no integer: the id will not come.
+    var identityUnknown = false {
+        didSet { runIdentified() }
+    }
+    private var identified: [() -> Void] = []
+
+    /// Runs `action` once the Redis id is known (or known not to come).
+    func whenIdentified(_ action: @escaping () -> Void) {
+        if redisClientID != nil || identityUnknown { return action() }
+        identified.append(action)
+    }
+
+    private func runIdentified() {
+        let actions = identified
+        identified.removeAll()
+        actions.forEach { $0() }
+    }
     /// `expected` at the last idle sweep (overflow connections close after two idle sweeps).
     var sweptAt = -1
     /// The RESP version this connection speaks (HELLO 3 is sent at connect for 3).

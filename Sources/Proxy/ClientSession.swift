@@ -81,6 +81,11 @@ final class ClientSession: ConnectionDelegate {
     /// read_your_writes: app — what the read being routed needs for its keys (see `KeyWrites`);
     /// nil: a write to one of them is not on any replica yet.
     private(set) var readKeyFloor: Int64? = 0
+    /// The loop's time when the current command was dispatched (read once per command: the
+    /// clock read is a libevent call).
+    private var dispatchNow = 0
+    /// Where the binding `sharedConnection(to:)` used last sits in `bindings` (saves `send` a search).
+    private var lastBinding = 0
 
     /// The replication offset a replica needs for this session's reads (0: any); nil while a
     /// write is in flight or its offset is not known yet (see `ReplicationTracker`).
@@ -200,6 +205,10 @@ final class ClientSession: ConnectionDelegate {
         }
         pendingBytes += frame.length
         target.expect(slot)
+        if lastBinding < bindings.count && bindings[lastBinding].connection === target {
+            bindings[lastBinding].through = target.expected
+            return
+        }
         for i in bindings.indices where bindings[i].connection === target {
             bindings[i].through = target.expected
             return
@@ -214,13 +223,15 @@ final class ClientSession: ConnectionDelegate {
         for i in bindings.indices {
             let bound = bindings[i].connection
             guard bound.backend === backend else { continue }
+            lastBinding = i
             if bound.answered < bindings[i].through { return bound }
-            let chosen = backend.connection(for: self, urgent: urgent)
+            let chosen = backend.connection(for: self, urgent: urgent, now: dispatchNow)
             if chosen !== bound { bindings[i] = Binding(connection: chosen, through: 0) }
             return chosen
         }
         if bindings.count >= 8 { bindings.removeAll { $0.connection.answered >= $0.through } }
-        let chosen = backend.connection(for: self, urgent: urgent)
+        let chosen = backend.connection(for: self, urgent: urgent, now: dispatchNow)
+        lastBinding = bindings.count
         bindings.append(Binding(connection: chosen, through: 0))
         return chosen
     }
@@ -254,15 +265,16 @@ final class ClientSession: ConnectionDelegate {
             connection.discardInput(frame.length)
             return
         }
+        dispatchNow = proxy.loop.nowMicroseconds
         lastCommand = frame.name
         lastArgument = frame.firstArgument
-        lastCommandAt = proxy.loop.nowMicroseconds
+        lastCommandAt = dispatchNow
         if let pinned {
             flushPending()
             return dispatchPinned(frame, on: pinned)
         }
         var kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
-        if kind == .unknown, let learned = proxy.learnedClass(of: frame.name), learned != .unknown,
+        if case .unknown = kind, let learned = proxy.learnedClass(of: frame.name), learned != .unknown,
            frame.name != Names.waitaof {
             kind = learned
         }
@@ -271,7 +283,7 @@ final class ClientSession: ConnectionDelegate {
         case .read, .write, .master, .unknown: break
         default: flushPending()
         }
-        if !fifo.isEmpty && proxy.passesLoginsThrough, kind == .local(.auth) || kind == .stateful(.protocolVersion) {
+        if !fifo.isEmpty, Self.logsIn(kind), proxy.passesLoginsThrough {
             // A login that Redis checks changes which connections the next commands use: what
             // was sent before is answered first, so it ran as the old user, in order.
             held = frame
@@ -394,7 +406,7 @@ final class ClientSession: ConnectionDelegate {
         }
         let slot = enqueue(route)
         slot.isWrite = write
-        if write && proxy.config.readYourWrites == .app {
+        if write && proxy.tracksKeys {
             slot.isAppWrite = true
             slot.appKeys = proxy.keyWrites.sent(keyHashes(frame))
             if proxy.keyWrites.entries.count >= KeyWrites.capacity {
@@ -430,7 +442,7 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func forwardRead(_ frame: RequestFrame) {
-        if proxy.config.readYourWrites == .app {
+        if proxy.tracksKeys {
             readKeyFloor = proxy.keyWrites.floor(tracker: proxy.tracker, keyVisitor(frame))
         }
         let chosen: Backend?
@@ -489,7 +501,7 @@ final class ClientSession: ConnectionDelegate {
         let slot = proxy.slots.take()
         slot.session = self
         slot.route = route
-        slot.started = proxy.loop.nowMicroseconds
+        slot.started = dispatchNow
         fifo.append(slot)
         return slot
     }
@@ -542,11 +554,19 @@ final class ClientSession: ConnectionDelegate {
         target.select(db)
         target.useProtocol(protocolVersion)
         if let rewrite = redirectRewrite(frame) {
-            if case .failure(let error) = rewrite {
+            let bytes: [UInt8]
+            switch rewrite {
+            case .failure(let text):
                 connection.discardInput(frame.length)
-                return answerError(error.text)
+                return answerError(text)
+            case .wait(let dedicated):
+                held = frame
+                connection.pauseReading()
+                dedicated.whenIdentified { [weak self] in self?.retryHeld() }
+                return
+            case .rewritten(let rewritten):
+                bytes = rewritten
             }
-            guard case .success(let bytes) = rewrite else { return }
             if !inMulti && !fifo.isEmpty && !target.relay {
                 held = frame  // relaying starts once every earlier reply is in
                 connection.pauseReading()
@@ -607,11 +627,20 @@ final class ClientSession: ConnectionDelegate {
         slot.isWrite = true
         writesInFlight += 1
         lastWriteMicroseconds = proxy.loop.nowMicroseconds
-        if proxy.config.readYourWrites == .app {
+        if proxy.tracksKeys {
             slot.isAppWrite = true
             slot.appKeys = proxy.keyWrites.sent(nil)  // a transaction's keys are not known here
         }
         target.forward(from: connection, length: frame.length, slot: slot)
+    }
+
+    /// AUTH and HELLO (which may carry AUTH). A switch, not `==`: this runs for every command.
+    @inline(__always)
+    private static func logsIn(_ kind: CommandClass) -> Bool {
+        switch kind {
+        case .local(.auth), .stateful(.protocolVersion): return true
+        default: return false
+        }
     }
 
     /// Local commands about the session itself rather than the command stream.
@@ -748,7 +777,7 @@ final class ClientSession: ConnectionDelegate {
             slot.isAppWrite = false
         }
         writesInFlight -= 1
-        if writesInFlight == 0 && (proxy.config.readYourWrites == .session || proxy.config.readYourWrites == .app) {
+        if writesInFlight == 0 && proxy.tracksOffsets {
             floorProbe = proxy.tracker.probeAfterWrite()
             floorOffset = -1
         }
@@ -769,7 +798,7 @@ final class ClientSession: ConnectionDelegate {
     /// the backend connection's id): it takes its turn in the FIFO like any reply.
     func answerFromMaster(_ arguments: [String]) {
         let slot = enqueue(.master)
-        let target = proxy.master.connection(for: self, urgent: true)
+        let target = proxy.master.connection(for: self, urgent: true, now: dispatchNow)
         guard target.isUsable else {
             return fail(slot, "ERR ambassador: master \(proxy.master.address) is unavailable")
         }
@@ -818,20 +847,53 @@ final class ClientSession: ConnectionDelegate {
     }
 
     /// CLIENT TRACKING … REDIRECT <app id>, rewritten for Redis: the id of the dedicated
-    /// connection the app client with that id is pinned to (it must be, to get the messages: a
-    /// RESP2 client subscribed to __redis__:invalidate, or a RESP3 one). nil: no rewrite needed;
-    /// an error text: no such client.
-    private func redirectRewrite(_ frame: RequestFrame) -> Result<[UInt8], ErrorText>? {
+    /// connection the app client with that id is pinned to (pinned now, relaying, if it was not:
+    /// its invalidation messages must reach it). nil: no rewrite needed.
+    private func redirectRewrite(_ frame: RequestFrame) -> RedirectOutcome? {
         guard frame.name == Names.client, frame.firstArgument == Names.tracking, frame.argumentCount >= 5 else { return nil }
         var arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         guard let index = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).lowercased() == "redirect" }),
               index + 1 < arguments.count else { return nil }
+        let missing = RedirectOutcome.failure("ERR The client ID you want redirect to does not exist")
         guard let id = Self.integer(arguments[index + 1]), let target = proxy.session(id: id),
-              let backendID = target.pinnedConnection?.redisClientID else {
-            return .failure(ErrorText(text: "ERR The client ID you want redirect to does not exist"))
+              let dedicated = target.pinnedConnection ?? target.pinForRedirect() else { return missing }
+        guard let backendID = dedicated.redisClientID else {
+            return dedicated.isUsable && !dedicated.identityUnknown ? .wait(dedicated) : missing
         }
         arguments[index + 1] = Array(String(backendID).utf8)
-        return .success(RESPValue.array(arguments.map { .bulkString($0) }).encoded)
+        return .rewritten(RESPValue.array(arguments.map { .bulkString($0) }).encoded)
+    }
+
+    enum RedirectOutcome {
+        case rewritten([UInt8])
+        case failure(String)
+        /// The target's dedicated connection is still learning its Redis id.
+        case wait(BackendConnection)
+    }
+
+    /// Another client redirects its tracking here: a dedicated connection, relaying, so Redis
+    /// accepts the redirect and its invalidation messages reach this client. Only between
+    /// commands (nothing owed): relayed replies must not overtake pending ones.
+    func pinForRedirect() -> BackendConnection? {
+        guard pinned == nil, fifo.isEmpty, held == nil else { return nil }
+        let dedicated = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        guard dedicated.isUsable else { return nil }
+        dedicated.owner = self
+        dedicated.select(db)
+        dedicated.relay = true
+        pinned = dedicated
+        pinnedState = .clientState
+        proxy.pinnedSessions += 1
+        return dedicated
+    }
+
+    /// A held frame may go now (what it waited for outside this session happened).
+    func retryHeld() {
+        guard fifo.isEmpty, !awaitingMaster, let frame = held else { return }
+        held = nil
+        dispatch(frame)
+        flushPending()
+        if held == nil { processInput() }
     }
 
     struct ErrorText: Error { let text: String }

@@ -39,6 +39,15 @@ public final class Proxy {
     private(set) lazy var tracker = ReplicationTracker(proxy: self)
     /// read_your_writes: app — recent writes by key (see `KeyWrites`).
     let keyWrites = KeyWrites()
+    /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
+    /// kept as flags, read on every command.
+    private(set) var tracksOffsets = true
+    private(set) var tracksKeys = false
+
+    private func noteReadYourWrites() {
+        tracksOffsets = config.readYourWrites == .session || config.readYourWrites == .app
+        tracksKeys = config.readYourWrites == .app
+    }
     private var sweepTimer: Timer?
 
     /// This worker's index (0 when there is one loop).
@@ -58,6 +67,7 @@ public final class Proxy {
         master = Backend(proxy: self, address: config.master, role: .master)
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
+        noteReadYourWrites()
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -179,6 +189,7 @@ public final class Proxy {
         }
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
+        noteReadYourWrites()
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }

@@ -360,6 +360,16 @@ extension Integration {
                     "\(name): \(message)")
             let redirected = try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? ""
             #expect(redirected.contains(" redir=\(listenerID) "), "\(name): \(redirected)")
+            // …and to a RESP3 client that runs nothing stateful: it gets the push.
+            let pushed = try BlockingClient(port: port, timeout: 5)
+            _ = try pushed.command(["HELLO", "3"])
+            guard case .integer(let pushedID) = try pushed.command(["CLIENT", "ID"]) else { continue }
+            let tracker = try BlockingClient(port: port, timeout: 5)
+            #expect(try tracker.command(["CLIENT", "TRACKING", "ON", "REDIRECT", String(pushedID)]) == .simple("OK"), "\(name)")
+            _ = try tracker.command(["GET", "id:pushed"])
+            _ = try b.command(["SET", "id:pushed", "v"])
+            #expect(text(try pushed.readRawReply()) == ">2\r\n$10\r\ninvalidate\r\n*1\r\n$9\r\nid:pushed\r\n", "\(name)")
+            #expect(try pushed.command(["PING"]) == .simple("PONG"), "\(name): it goes on as usual")
             guard case .error(let missing) = try b.command(["CLIENT", "TRACKING", "ON", "REDIRECT", "987654"]) else {
                 Issue.record("\(name): REDIRECT to nobody accepted")
                 continue
