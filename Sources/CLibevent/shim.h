@@ -27,12 +27,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-// `evtimer_new` is a function-like macro (event_new with fd -1 and no flags): Swift cannot import it.
-static inline struct event *ra_evtimer_new(struct event_base *base,
-                                           event_callback_fn callback, void *arg) {
-    return evtimer_new(base, callback, arg);
-}
-
 // `evsignal_new` is a function-like macro (event_new with EV_SIGNAL|EV_PERSIST): not importable.
 static inline struct event *ra_evsignal_new(struct event_base *base, int signum,
                                             event_callback_fn callback, void *arg) {

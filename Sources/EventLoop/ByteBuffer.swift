@@ -17,13 +17,6 @@ public final class ByteBuffer {
 
     public func append(_ bytes: [UInt8]) { append(bytes.span) }
 
-    /// Copies the first `count` bytes out (for small replies the ambassador inspects).
-    public func copy(count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: min(count, self.count))
-        out.withUnsafeMutableBytes { _ = evbuffer_copyout(buffer, $0.baseAddress, $0.count) }
-        return out
-    }
-
     public func removeAll() { evbuffer_drain(buffer, count) }
 }
 

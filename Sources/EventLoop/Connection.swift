@@ -142,7 +142,6 @@ public final class Connection {
 
     /// True until the connection is closed (or starts closing after `close()`).
     public var isOpen: Bool { state == .open || state == .connecting }
-    public var isConnected: Bool { state == .open }
     /// Bytes waiting in the input buffer.
     public var inputCount: Int { inputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// Bytes waiting to be written.

@@ -273,7 +273,6 @@ final class Backend {
         }
     }
 
-    var pinnedIdleCount: Int { idlePinned.count }
 
     // MARK: connection events
 

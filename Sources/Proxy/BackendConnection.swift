@@ -149,7 +149,7 @@ final class BackendConnection: ConnectionDelegate {
         counted = true
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
                                               open: 1, up: isRegularShared ? 1 : 0)
-        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : overflow ? " (overflow)" : "")")
+        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : "")")
         backend.connectionUp(self)
     }
 
@@ -290,6 +290,7 @@ final class BackendConnection: ConnectionDelegate {
         pendingSession = nil
         pendingReplyBytes = 0
         connection.moveInput(count, to: session.connection)
+        session.checkOutputCap()
     }
 
     /// Moves the reply at the front of the input (after the pending run) into `buffer`.
@@ -398,7 +399,7 @@ final class BackendConnection: ConnectionDelegate {
         uncount()
         let why = error.map { "\($0)" } ?? "closed by the server"
         if wasUp {
-            proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (pinned)" : overflow ? " (overflow)" : ""): \(why)")
+            proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : ""): \(why)")
         } else {
             proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
         }

@@ -137,6 +137,17 @@ final class ClientSession: ConnectionDelegate {
     var isInMulti: Bool { inMulti }
     var isBlocked: Bool { pinnedState == .blocking && !(pinned?.inflight.isEmpty ?? true) }
     var pinnedConnection: BackendConnection? { pinned }
+    /// Replies waiting for a client that reads slowly, at most: past this the ambassador stops
+    /// reading its requests until it catches up (checked whenever replies are written to it).
+    static let maxOutput = 64 << 20
+
+    /// Replies were just written to the client: over `maxOutput`, stop reading it now (reading
+    /// resumes when its output drains: `connectionDidDrainOutput`).
+    @inline(__always)
+    func checkOutputCap() {
+        if connection.outputCount > Self.maxOutput { connection.pauseReading() }
+    }
+
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
 
@@ -237,7 +248,7 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func applyBackPressure() {
-        if fifo.count >= Self.maxPipeline || connection.outputCount > 64 << 20 {
+        if fifo.count >= Self.maxPipeline || connection.outputCount > Self.maxOutput {
             connection.pauseReading()
         } else if held == nil && !draining && !awaitingLogin {
             connection.resumeReading()
@@ -905,6 +916,7 @@ final class ClientSession: ConnectionDelegate {
             fifo.removeFirst()
             proxy.slots.give(head)
         }
+        checkOutputCap()
         guard fifo.isEmpty else { return }
         if closeIfDrained() { return }
         if !awaitingMaster, let frame = held {

@@ -62,8 +62,5 @@ public struct RESPEncoder: Sendable {
         }
     }
 
-    public mutating func value(_ value: RESPValue) { value.encode(into: &bytes) }
 
-    /// Raw, already-encoded RESP.
-    public mutating func raw(_ encoded: some Collection<UInt8>) { bytes.append(contentsOf: encoded) }
 }

@@ -53,8 +53,6 @@ public struct ReplyScanner: Sendable {
     /// Bytes of the current (incomplete) reply consumed so far: where to resume in the input.
     public var consumed: Int { position }
 
-    /// True between replies.
-    public var isAtReplyStart: Bool { state == .type && stack.isEmpty && position == 0 }
 
     /// Consumes bytes from `bytes[index...]`, advancing `index`; returns a reply as soon as one is
     /// complete, nil when all bytes were consumed inside an incomplete one.

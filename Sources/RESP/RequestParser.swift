@@ -74,6 +74,10 @@ public struct RequestParser: Sendable {
     /// True between frames (nothing of a next frame consumed yet).
     public var isAtFrameStart: Bool { state == .frameStart }
 
+    /// Capacity of the reused buffers (argument table, inline bytes), for tests that check they
+    /// stop growing once the largest frame has been seen.
+    public var bufferCapacity: Int { ranges.capacity + inlineBytes.capacity }
+
     /// Consumes bytes from `bytes[index...]`, advancing `index`. Returns the frame as soon as one
     /// is complete (`index` then points just past it), or nil when every byte was consumed and the
     /// frame is not complete yet. Throws on input Redis would reject; the stream is then unusable.

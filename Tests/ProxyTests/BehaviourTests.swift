@@ -156,11 +156,7 @@ extension Integration {
         let renamed = try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "renamed"], ["EXEC"]])
         #expect(text(renamed[2]) == "*1\r\n+OK\r\n")
         _ = try client.command(["PING"])
-        let deadline = Date().addingTimeInterval(3)
-        while try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == true && Date() < deadline {
-            usleep(20_000)
-        }
-        #expect(try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == false)
+        #expect(try eventually(3) { try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == false })
     }
 
     /// A BLPOP waiting on one client does not delay anyone else.
@@ -305,20 +301,30 @@ extension Integration {
     /// A client that reads slowly stops being read from while its replies pile up (past 64 MiB),
     /// and is read again once it catches up: every reply arrives, in order.
     @Test func slowReaderIsPausedAndResumed() throws {
-        let cluster = try Cluster(replicas: 0)
+        let cluster = try Cluster(replicas: 1)
         defer { cluster.stop() }
-        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica) { $0.readYourWrites = .off }
         defer { ambassador.stop() }
         let value = String(repeating: "x", count: 30_000)
         _ = try cluster.master.client().command(["SET", "fat", value])
+        try cluster.sync()
         let client = try ambassador.client(timeout: 10)
-        // ~90 MB of replies, unread: the ambassador stops reading this client…
+        // ~90 MB of replies from the replica, unread, while a write held back on the master
+        // (CLIENT PAUSE WRITE) keeps the session owing a reply: only the output cap can stop the
+        // ambassador reading this client.
         let count = 3_000
-        try client.send((0..<count).flatMap { _ in BlockingClient.encode(["GET", "fat"]) })
-        Thread.sleep(forTimeInterval: 0.5)
+        _ = try cluster.master.client().command(["CLIENT", "PAUSE", "1500", "WRITE"])
+        try client.send((0..<count).flatMap { _ in BlockingClient.encode(["GET", "fat"]) }
+                        + BlockingClient.encode(["SET", "after", "1"]))
+        #expect(eventually(10) { ambassador.onLoop { $0.loop.backendBytesIn } > 80 << 20 }, "the replies came in")
+        let read = ambassador.onLoop { $0.loop.clientBytesIn }
+        #expect(read >= count * 22, "every GET was read")
         // …so this PING waits in the socket until the client has read enough.
         try client.send(BlockingClient.encode(["PING"]))
+        usleep(300_000)
+        #expect(ambassador.onLoop { $0.loop.clientBytesIn } == read, "the PING was read while the output was over the cap")
         for _ in 0..<count { #expect(try client.readRawReply().count == 30_000 + 10) }
+        #expect(try client.readReply() == .simple("OK"))
         #expect(try client.readReply() == .simple("PONG"))
     }
 

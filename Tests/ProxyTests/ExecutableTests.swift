@@ -77,9 +77,7 @@ extension Integration {
         #expect(try master.client().command(["GET", "from-binary"]) == .bulk("1"))
         // SIGTERM stops it with status 0 (the binary unblocks signals it may inherit blocked).
         kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        #expect(!process.isRunning)
+        #expect(eventually(5) { !process.isRunning })
         if !process.isRunning { #expect(process.terminationStatus == 0) }
     }
 
@@ -126,9 +124,7 @@ extension Integration {
         for (i, client) in clients.enumerated() { #expect(try client.command(["GET", "w\(i)"]) == .bulk("v\(i)")) }
         #expect(workersSeen == ["worker:0", "worker:1"], "connections spread over both workers")
         kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        #expect(!process.isRunning)
+        #expect(eventually(5) { !process.isRunning })
         if !process.isRunning { #expect(process.terminationStatus == 0) }
     }
 }

@@ -39,9 +39,7 @@ extension Integration {
         #expect(try transaction.command(["EXEC"]) == .array([.simple("OK")]))
         #expect(try new.client().command(["GET", "tx"]) == .bulk("new"))
         // The old master's connections close once they have nothing in flight.
-        let deadline = Date().addingTimeInterval(3)
-        while Date() < deadline, try Self.clientCount(old) > 1 { usleep(20_000) }
-        #expect(try Self.clientCount(old) == 1, "only this check's own connection is left")
+        #expect(try eventually(3) { try Self.clientCount(old) == 1 }, "only this check's own connection is left")
     }
 
     /// A new listen address is opened before the old one closes; connected clients carry on.
@@ -84,11 +82,10 @@ extension Integration {
         // Drop the ambassador's connections: it must come back with the new password.
         _ = try admin.command(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
         var reply: RESPValue? = nil
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
+        eventually(5, every: 0.05) {
             reply = try? app.command(["INCR", "p"])
-            if case .integer = reply { break }
-            usleep(50_000)
+            if case .integer = reply { return true }
+            return false
         }
         guard case .integer(let value)? = reply else {
             Issue.record("no write after the password change: \(String(describing: reply))")

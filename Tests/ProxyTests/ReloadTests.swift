@@ -261,8 +261,7 @@ extension Integration {
         try cluster.sync()  // the GET below may be served by the replica
 
         try ambassador.publish("listen: 127.0.0.1:\(ambassador.port)\nmaster: 127.0.0.1:\(master.port)\nread_policy: sometimes\n")
-        let deadline = Date().addingTimeInterval(2)
-        while try ambassador.lastReloadResult() != "invalid" && Date() < deadline { usleep(20_000) }
+        try eventually(2) { try ambassador.lastReloadResult() == "invalid" }
         let view = try ambassador.configView()
         let last = view["last_reload"] as? [String: Any] ?? [:]
         #expect(last["result"] as? String == "invalid")
@@ -318,14 +317,11 @@ extension Integration {
                                          policy: "master", extra: "workers: 2\n"))
         try ambassador.waitForGeneration(2)
         for (worker, client) in workers {
-            let deadline = Date().addingTimeInterval(2)
             var info = ""
-            repeat {
+            #expect(try eventually(2) {
                 info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
-                if info.contains("read_policy:master") { break }
-                usleep(10_000)
-            } while Date() < deadline
-            #expect(info.contains("read_policy:master"), "\(worker)")
+                return info.contains("read_policy:master")
+            }, "\(worker): \(info)")
             #expect(try client.command(["SET", "w", "1"]) == .simple("OK"))
         }
         ambassador.signal(SIGTERM)
@@ -455,9 +451,7 @@ extension Integration {
         #expect(try ambassador.admin("/nope").status == 404)
         #expect(try ambassador.admin("/metrics", method: "POST").status == 405)
         master.kill9()
-        let deadline = Date().addingTimeInterval(3)
-        while try ambassador.admin("/readyz").status != 503 && Date() < deadline { usleep(20_000) }
-        #expect(try ambassador.admin("/readyz").status == 503)
+        #expect(try eventually(3) { try ambassador.admin("/readyz").status == 503 })
         #expect(try ambassador.admin("/healthz").status == 200)
     }
 }

@@ -27,16 +27,6 @@ extension Integration {
         return replicas.first { $0["address"] as? String == "127.0.0.1:\(server.port)" } ?? [:]
     }
 
-    /// Polls until `condition` holds; false after `timeout` seconds.
-    static func eventually(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return true }
-            usleep(20_000)
-        }
-        return try condition()
-    }
-
     /// A replica that falls behind — its replication stream held back by a relay while it keeps
     /// answering reads, as on a congested link — leaves the read rotation: no read through the
     /// ambassador is staler than max_replica_lag plus two health intervals, and the replica comes
@@ -55,7 +45,7 @@ extension Integration {
                 + "admin:\n  listen: 127.0.0.1:\(admin)\nhealth_interval: 100ms\nmax_replica_lag: \(maxLag)\n"
         }
         defer { ambassador.stop() }
-        #expect(try Self.eventually(3) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true })
+        #expect(try eventually(3) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true })
 
         // A writer bumps a counter on the master and notes when each value was acknowledged.
         let acknowledged = Mutex<[(Date, Int64)]>([])
@@ -119,7 +109,7 @@ extension Integration {
         let tookOut = sawLag.load(ordering: .relaxed)
         #expect(tookOut, "the replica was taken out for lag")
         #expect(reads > 100 && fromReplica > 0)
-        #expect(try Self.eventually(5) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true },
+        #expect(try eventually(5) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true },
                 "it came back after catching up")
         print("lagging replica: \(reads) reads (\(fromReplica) on the replica), \(stale.count) stale")
     }
@@ -180,7 +170,7 @@ extension Integration {
         victim = try RedisServer(port: victimPort, arguments: ["--replicaof", "127.0.0.1", String(master.port)])
         defer { victim.stop() }
         try victim.waitForReplicationLink()
-        #expect(try Self.eventually(5) { try Self.replicaState(ambassador, victim)["eligible"] as? Bool == true })
+        #expect(try eventually(5) { try Self.replicaState(ambassador, victim)["eligible"] as? Bool == true })
         var served = false
         for _ in 0..<100 where !served {
             for _ in 0..<20 { #expect(try reader.command(["GET", "k"]) == .bulk("v")) }
@@ -232,7 +222,7 @@ extension Integration {
         for server in [promoted, other] {
             #expect(try !server.info("errorstats").contains("READONLY"))
         }
-        #expect(try Self.eventually(3) {
+        #expect(try eventually(3) {
             try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(promoted.port)"
         })
         print("role failover: first write \(String(format: "%.3f", firstWrite ?? -1)) s after the kill, "
@@ -248,7 +238,7 @@ extension Integration {
         let sentinels = try (0..<3).map { _ in try RedisSentinel(monitoring: cluster.master, name: "group", quorum: 2) }
         defer { sentinels.forEach { $0.stop() } }
         // The sentinels must know the replicas and each other before a failover can be agreed.
-        #expect(try Self.eventually(15) {
+        #expect(try eventually(15) {
             try sentinels.allSatisfy { sentinel in
                 let client = try sentinel.client()
                 guard case .array(let replicas?) = try client.command(["SENTINEL", "REPLICAS", "group"]),
@@ -263,7 +253,7 @@ extension Integration {
         }
         defer { ambassador.stop() }
         #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(cluster.master.port)")
-        #expect(try Self.eventually(3) {
+        #expect(try eventually(3) {
             (try Self.topology(ambassador)["replicas"] as? [[String: Any]] ?? []).filter { $0["eligible"] as? Bool == true }.count == 2
         })
         let writer = try BlockingClient(port: ambassador.port, timeout: 30)
@@ -344,7 +334,7 @@ extension Integration {
         #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
         // The configured master stops being one (it now replicates from the replica's port).
         _ = try master.client().command(["REPLICAOF", "127.0.0.1", String(replica.port)])
-        #expect(try Self.eventually(2) { try Self.topology(ambassador)["master"] as? String == "none confirmed" })
+        #expect(try eventually(2) { try Self.topology(ambassador)["master"] as? String == "none confirmed" })
         let start = Date()
         let reply = try client.command(["SET", "k", "2"])
         let waited = Date().timeIntervalSince(start)
@@ -370,7 +360,7 @@ extension Integration {
                         extra: "health_interval: 100ms\nread_your_writes: \(mode)\n")
         }
         defer { ambassador.stop() }
-        #expect(try Self.eventually(3) {
+        #expect(try eventually(3) {
             (try Self.topology(ambassador)["replicas"] as? [[String: Any]] ?? []).allSatisfy { $0["eligible"] as? Bool == true }
         })
         let client = try BlockingClient(port: ambassador.port)

@@ -99,7 +99,7 @@ import Testing
         let close = bytes(":7\r\n")
         index = 0
         #expect((try? scanner.scan(close.span, from: &index)) == .some(ReplyFrame(length: open.count + close.count, type: UInt8(ascii: "*"))))
-        #expect(scanner.isAtReplyStart)
+        #expect(scanner.depth == 0 && scanner.consumed == 0, "back between replies")
     }
 
     @Test func hugeBulkIsSkippedNotBuffered() {

@@ -211,15 +211,22 @@ import Testing
     }
 
     @Test func parserReusesItsBuffersAcrossFrames() {
-        // Same frames over and over must not grow the argument table.
+        // Multibulk and inline frames over and over: once the largest has been seen, the argument
+        // table and the inline buffer keep their storage (no growth, no reallocation).
         var parser = RequestParser()
-        let frame = multibulk(["SET", "k", "v"])
-        var index = 0
-        for _ in 0..<3 {
-            index = 0
-            _ = try? parser.parse(frame.span, from: &index)
+        let frames = [multibulk(["SET", "k", "v"]), Array("GET key\r\n".utf8), multibulk(["MSET", "a", "1", "b", "2"])]
+        func parseAll() {
+            for frame in frames {
+                var index = 0
+                _ = try? parser.parse(frame.span, from: &index)
+            }
         }
-        #expect(parser.arguments.count == 3)
+        parseAll()
+        let capacity = parser.bufferCapacity
+        #expect(capacity > 0)
+        for _ in 0..<1_000 { parseAll() }
+        #expect(parser.bufferCapacity == capacity, "the buffers grew across identical frames")
+        #expect(parser.arguments.count == 5)
         #expect(parser.isAtFrameStart)
     }
 
