@@ -44,9 +44,9 @@ final class ClientSession: ConnectionDelegate {
     /// reply arrived (wall clock seconds, for the offset mode).
     private(set) var lastWriteMicroseconds = 0
     /// The replica the current input batch's reads go to (see `processInput`), and how many.
-    private var batchReplica: Backend?
+    private var batchReplica: Int?
     private var batchReads = 0
-    /// The node this session's SCAN-family cursor walks run on (see `scanTarget`).
+    /// The node this session's SCAN-family cursor walks run on (see `forwardRead`).
     private var scanNode: Backend?
     /// Requests routed to `pendingTarget` whose bytes still lie at the front of the input:
     /// consecutive requests for one backend connection move in one evbuffer_remove_buffer
@@ -70,9 +70,6 @@ final class ClientSession: ConnectionDelegate {
     /// connection it runs on*, so the session's WAIT runs there.
     private var lastWriteConnection: BackendConnection?
     private var lastWriteGeneration = 0
-    /// Reads kept on one replica in a row: covers typical pipelines (redis-benchmark -P 16, a
-    /// client's MGET fan-out) while a long pipeline is still spread in runs of this size.
-    static let batchAffinity = 32
     private var writesInFlight = 0
     /// Read-your-writes by offset: the master probe that covers the session's last answered
     /// write (0: it wrote nothing), and the offset that probe reported once known (-1 before).
@@ -456,55 +453,49 @@ final class ClientSession: ConnectionDelegate {
         if proxy.tracksKeys {
             readKeyFloor = proxy.keyWrites.floor(tracker: proxy.tracker, keyVisitor(frame))
         }
-        let chosen: Backend?
-        if Names.isScan(frame.name) {
-            chosen = scanTarget(frame)
-        } else {
-            // A long pipeline still spreads: after `batchAffinity` reads the replica is chosen again.
-            if batchReads >= Self.batchAffinity {
-                batchReplica = nil
-                batchReads = 0
-            }
-            chosen = proxy.readTarget(for: self, excluding: nil, preferring: batchReplica)
-            if let chosen, chosen.role == .replica {
-                batchReplica = chosen
-                batchReads += 1
-            }
+        let isScan = Names.isScan(frame.name)
+        var request = ReadRouter.Request(floor: proxy.readFloor(for: self), batchReplica: batchReplica, batchReads: batchReads)
+        if isScan {
+            // A cursor means something only on the node that issued it (replicas of one master
+            // hold the same keys, but their hash tables may differ in size or be mid-rehash): a
+            // walk in progress (cursor not 0) stays on its node while that node may serve it.
+            let cursor = frame.name.count == 4 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(2)
+            request.scan = (node: proxy.routerNode(scanNode), continues: cursor != Names.zeroCursor)
         }
-        switch chosen {
-        case let backend? where backend.role == .replica:
-            let target = sharedConnection(to: backend)
-            // The replica is up, but this session's connection to it may be reconnecting.
-            guard target.isUsable else { return forward(frame, to: backend) }
-            let slot = enqueue(.replica)
-            // Keep the request: if the replica goes away before replying, the read is retried.
-            connection.copyInput(from: pendingBytes, count: frame.length, into: &slot.retryRequest)
-            slot.retriesLeft = 2
-            slot.isEvalshaRO = frame.name == Names.evalshaRO
-            send(frame, to: target, slot: slot)
-        case let backend?:
+        let backend: Backend
+        switch proxy.routeRead(for: self, request).route {
+        case .replica(let index):
+            backend = proxy.replicas[index]
+            if isScan {
+                scanNode = backend
+            } else if index == batchReplica && batchReads < ReadRouter.batchAffinity {
+                batchReads += 1
+            } else {
+                // A long pipeline still spreads: after `batchAffinity` reads the choice is remade.
+                batchReplica = index
+                batchReads = 1
+            }
+        case .master:
+            if isScan { scanNode = proxy.master }
+            return forward(frame, to: proxy.master)
+        case .hold:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
-            forward(frame, to: backend)
-        case .none:
+            return holdForMaster(frame)
+        case .unavailable:
             flushPending()
             connection.discardInput(frame.length)
-            unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
+            return unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
-    }
-
-    /// Where a SCAN, SSCAN, HSCAN or ZSCAN goes. A cursor means something only on the node that
-    /// issued it (replicas of one master hold the same keys, but their hash tables may differ in
-    /// size or be mid-rehash), so a walk in progress (cursor not 0) stays on the session's scan
-    /// node while that node may still serve it, whatever the balancing or read-your-writes would
-    /// pick. A new walk (cursor 0) is routed like any read, preferring the same node.
-    private func scanTarget(_ frame: RequestFrame) -> Backend? {
-        let cursor = frame.name.count == 4 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(2)
-        if let node = scanNode, cursor != Names.zeroCursor, proxy.continuesScan(on: node) { return node }
-        let chosen = proxy.readTarget(for: self, excluding: nil, preferring: scanNode?.role == .replica ? scanNode : nil)
-        scanNode = chosen
-        return chosen
+        let target = sharedConnection(to: backend)
+        // The replica is up, but this session's connection to it may be reconnecting.
+        guard target.isUsable else { return forward(frame, to: backend) }
+        let slot = enqueue(.replica)
+        // Keep the request: if the replica goes away before replying, the read is retried.
+        connection.copyInput(from: pendingBytes, count: frame.length, into: &slot.retryRequest)
+        slot.retriesLeft = 2
+        slot.isEvalshaRO = frame.name == Names.evalshaRO
+        send(frame, to: target, slot: slot)
     }
 
     /// A new slot at the tail of the session's FIFO, timed from now.

@@ -25,7 +25,6 @@ public final class Proxy {
     private(set) var replicas: [Backend] = []
     private var sessions: [Int64: ClientSession] = [:]
     private var nextSessionID: Int64 = 1
-    private var replicaCursor = 0
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
     private(set) var masterVersion = "7.0.0"
     private(set) var databases = 16
@@ -68,6 +67,7 @@ public final class Proxy {
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
         noteReadYourWrites()
+        configureRouter()
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -190,6 +190,7 @@ public final class Proxy {
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
         noteReadYourWrites()
+        configureRouter()
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }
@@ -227,7 +228,7 @@ public final class Proxy {
             added.start()
             return added
         }
-        replicaCursor = 0
+        router.replicasChanged()
         for (_, gone) in kept { retire(gone) }
     }
 
@@ -308,89 +309,53 @@ public final class Proxy {
 
     // MARK: routing
 
-    /// Where a read goes under `read_policy`: an eligible replica chosen by `balance`;
-    /// `prefer-replica` falls back to the master; `replica` has nowhere to go (nil) when none
-    /// is eligible. Read-your-writes sends a session that wrote to the master until a replica
-    /// has its writes (by offset), or for a fixed time.
-    func readTarget(for session: ClientSession, excluding excluded: Backend?, preferring preferred: Backend? = nil) -> Backend? {
-        if config.readPolicy == .master { return master }
-        var floor: Int64 = 0
+    /// Where reads go (see `ReadRouter`, which decides from values; this builds them from the
+    /// live backends and applies the answer).
+    private(set) var router = ReadRouter(policy: .preferReplica, balance: .leastOutstanding)
+
+    private func configureRouter() {
+        router.policy = switch config.readPolicy {
+        case .master: .master
+        case .preferReplica: .preferReplica
+        case .replica: .replica
+        }
+        router.balance = config.balance == .roundRobin ? .roundRobin : .leastOutstanding
+    }
+
+    /// Routes a read for `session`; read-your-writes' need for fresher replica offsets is noted.
+    func routeRead(for session: ClientSession, _ request: ReadRouter.Request) -> ReadRouter.Decision {
+        let decision = router.route(request, replicas: replicas, context: session, masterConfirmed: masterConfirmed)
+        if decision.waitsForReplicas { tracker.demand() }
+        return decision
+    }
+
+    /// What read-your-writes requires of `session`'s next read.
+    func readFloor(for session: ClientSession) -> ReadRouter.Floor {
         switch config.readYourWrites {
         case .off:
-            break
-        case .session, .app:
-            if let required = readFloor(for: session) {
-                floor = required
-            } else if config.readPolicy == .preferReplica {
-                tracker.demand()
-                return master  // its write is in flight, or its offset not known yet
-            }
-        case .duration(let window):
-            if session.lastWriteMicroseconds > 0,
-               loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000) {
-                return master
-            }
-        }
-        if let preferred, preferred.takesRead(excluding: excluded, floor: floor) { return preferred }
-        if let replica = pickReplica(for: session, excluding: excluded, floor: floor) { return replica }
-        if floor > 0 {
-            tracker.demand()  // no replica has the session's writes yet: ask them more often
-            if config.readPolicy == .replica { return pickReplica(for: session, excluding: excluded, floor: 0) }
-        }
-        return config.readPolicy == .preferReplica ? master : nil
-    }
-
-    /// Whether a SCAN-family walk begun on `node` may go on there: the node is still this
-    /// worker's master, or a replica that still serves reads (read-your-writes aside: the cursor
-    /// is meaningless anywhere else).
-    func continuesScan(on node: Backend) -> Bool {
-        node.role == .master ? node === master : node.takesRead(excluding: nil, floor: 0)
-    }
-
-    /// Read-your-writes by offset: the replication offset a replica must have applied for this
-    /// session's read (0: any); nil while a write is in flight or its offset is not known yet.
-    private func readFloor(for session: ClientSession) -> Int64? {
-        switch config.readYourWrites {
+            return .any
         case .session:
-            return session.readFloor(tracker)
+            return Self.floor(session.readFloor(tracker))
         case .app:
-            guard let own = session.readFloor(tracker), let keys = session.readKeyFloor else { return nil }
-            return max(own, keys)
-        case .off, .duration:
-            return 0
+            guard let own = session.readFloor(tracker), let keys = session.readKeyFloor else { return .pending }
+            return Self.floor(max(own, keys))
+        case .duration(let window):
+            let open = session.lastWriteMicroseconds > 0
+                && loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000)
+            return open ? .masterWindow : .any
         }
     }
 
-    private func pickReplica(for session: ClientSession, excluding excluded: Backend?, floor: Int64) -> Backend? {
-        guard !replicas.isEmpty else { return nil }
-        var best: Backend?
-        switch config.balance {
-        case .leastOutstanding:
-            // Fewest in flight per weight; ties go round in turn (the cursor rotates the start).
-            var bestLoad = 0.0
-            let count = replicas.count
-            for step in 0..<count {
-                let candidate = replicas[(replicaCursor + step) % count]
-                guard candidate.takesRead(excluding: excluded, floor: floor) else { continue }
-                let load = Double(candidate.outstanding(for: session)) / Double(candidate.weight)
-                if best == nil || load < bestLoad {
-                    best = candidate
-                    bestLoad = load
-                }
-            }
-            replicaCursor = (replicaCursor + 1) % count
-        case .roundRobin:
-            // Smooth weighted round-robin (as nginx): each pick adds every weight, takes the
-            // largest, and charges it the total.
-            var total = 0
-            for candidate in replicas where candidate.takesRead(excluding: excluded, floor: floor) {
-                candidate.currentWeight += candidate.weight
-                total += candidate.weight
-                if best == nil || candidate.currentWeight > best!.currentWeight { best = candidate }
-            }
-            best?.currentWeight -= total
-        }
-        return best
+    private static func floor(_ offset: Int64?) -> ReadRouter.Floor {
+        guard let offset else { return .pending }
+        return offset > 0 ? .offset(offset) : .any
+    }
+
+    /// Where `node` sits for the router: the master, replica i, or nil (no longer a backend).
+    func routerNode(_ node: Backend?) -> ReadRouter.Node? {
+        guard let node else { return nil }
+        if node === master { return .master }
+        return replicas.firstIndex { $0 === node }.map { .replica($0) }
     }
 
     /// A replica read that failed for transport reasons, or answered -LOADING/-MASTERDOWN: sent
@@ -400,9 +365,14 @@ public final class Proxy {
         guard let session = slot.session, slot.retriesLeft > 0 else { return false }
         var backend: Backend?
         if slot.retriesLeft > 1 {
-            if let floor = readFloor(for: session) { backend = pickReplica(for: session, excluding: failed, floor: floor) }
-        }
-        if backend == nil && config.readPolicy != .replica && masterConfirmed && master !== failed {
+            let request = ReadRouter.Request(floor: readFloor(for: session), excluded: replicas.firstIndex { $0 === failed },
+                                             masterExcluded: master === failed)
+            switch routeRead(for: session, request).route {
+            case .replica(let index): backend = replicas[index]
+            case .master: backend = master
+            case .hold, .unavailable: break
+            }
+        } else if config.readPolicy != .replica && masterConfirmed && master !== failed {
             backend = master
         }
         guard let backend, !backend.removed else { return false }
@@ -542,4 +512,10 @@ public final class Proxy {
         }
         return lines.joined(separator: "\r\n") + "\r\n"
     }
+}
+
+/// A backend as `ReadRouter` sees a replica: its load is that of the session's connection.
+extension Backend: ReplicaState {
+    var isEligible: Bool { servesReads }
+    func outstanding(in session: ClientSession) -> Int { outstanding(for: session) }
 }
