@@ -35,9 +35,7 @@ public final class Supervisor {
 
     struct Worker {
         let handle: EventLoopHandle
-        let thread: EventLoopThread?
-        /// The proxy, when it runs on the control loop itself (one worker).
-        let local: Proxy?
+        let thread: EventLoopThread
     }
 
     public struct ReloadRecord: Sendable {
@@ -60,15 +58,10 @@ public final class Supervisor {
     public func start(workerCount: Int) throws {
         metrics.configure(master: config.master.description, replicas: config.replicas.map(\.description))
         metrics.reloaded(.applied, generation: generation)
-        if workerCount == 1 {
-            let proxy = Proxy(config: config, loop: loop, logger: logger, metrics: metrics)
-            proxy.useHealthChecks()
-            try proxy.start()
-            loop.context = proxy
-            workers = [Worker(handle: loop.handle, thread: nil, local: proxy)]
-        } else {
-            workers = try startThreads(workerCount)
-        }
+        // Every worker, the only one included, runs on a thread of its own: this loop reads the
+        // config file, resolves names for the health checks and serves the admin endpoint, and
+        // none of that blocking work may delay the app's commands.
+        workers = try startThreads(workerCount)
         let checker = HealthChecker(config: config, loop: loop, logger: logger) { [unowned self] topology in
             self.topologyChanged(topology)
         }
@@ -90,7 +83,7 @@ public final class Supervisor {
     /// Runs until shutdown has finished.
     public func run() {
         loop.run()
-        workers.forEach { $0.thread?.join() }
+        workers.forEach { $0.thread.join() }
     }
 
     /// The admin endpoint's port (nil when off).
@@ -121,7 +114,7 @@ public final class Supervisor {
             switch outcome.withLock({ $0 }) {
             case .success(let bound)?:
                 port = bound
-                started.append(Worker(handle: thread.handle, thread: thread, local: nil))
+                started.append(Worker(handle: thread.handle, thread: thread))
             case .failure(let error)?:
                 started.forEach { $0.handle.stop() }
                 throw error
@@ -135,12 +128,8 @@ public final class Supervisor {
     /// Runs `work` with each worker's proxy, on that worker's loop.
     private func eachProxy(_ work: @escaping @Sendable (Proxy) -> Void) {
         for worker in workers {
-            if let proxy = worker.local {
-                work(proxy)
-            } else {
-                worker.handle.post { loop in
-                    if let proxy = loop.context as? Proxy { work(proxy) }
-                }
+            worker.handle.post { loop in
+                if let proxy = loop.context as? Proxy { work(proxy) }
             }
         }
     }
@@ -334,14 +323,10 @@ public final class Supervisor {
         let left = workers.count - drainedWorkers.value
         if left > 0 { logger.warning("shutdown timeout: closing what \(left) worker(s) still had in flight") }
         for worker in workers {
-            if let proxy = worker.local {
-                proxy.shutdown()
-            } else {
-                worker.handle.post { loop in
-                    (loop.context as? Proxy)?.shutdown()
-                    loop.context = nil
-                    loop.stop()
-                }
+            worker.handle.post { loop in
+                (loop.context as? Proxy)?.shutdown()
+                loop.context = nil
+                loop.stop()
             }
         }
         admin?.close()
