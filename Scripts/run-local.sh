@@ -4,9 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in redis-server redis-cli; do
-  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install redis-server redis-tools" >&2; exit 1; }
-done
+# Installs redis-server, redis-tools and libevent-dev when missing (as root), or says what to run.
+Scripts/setup.sh --run-only
 
 data=$(mktemp -d -t redis-ambassador-local.XXXXXX)
 pids=()
