@@ -26,8 +26,10 @@ let package = Package(
             pkgConfig: "libevent",
             providers: [.apt(["libevent-dev"])]
         ),
+        // libevent's allocator: a per-thread pool of buffer blocks, in C (Sources/CBufferPool/pool.c).
+        .target(name: "CBufferPool", linkerSettings: [.linkedLibrary("event")]),
         // The only module that imports CLibevent or touches Unmanaged / unsafe mutable pointers.
-        .target(name: "EventLoop", dependencies: ["CLibevent"], swiftSettings: dataPath),
+        .target(name: "EventLoop", dependencies: ["CLibevent", "CBufferPool"], swiftSettings: dataPath),
         // RESP framing and encoding: pure Swift, no I/O.
         .target(name: "RESP", swiftSettings: dataPath),
         // Command table (generated) and command classification: pure Swift.

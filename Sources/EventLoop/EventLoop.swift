@@ -1,3 +1,4 @@
+internal import CBufferPool
 internal import CLibevent
 #if canImport(Glibc)
 internal import Glibc

@@ -120,7 +120,10 @@ enum Socket {
             }
         }
         guard found == 0 else { return "?:0" }
-        return String(cString: host) + ":" + String(cString: service)
+        func text(_ characters: [CChar]) -> String {
+            String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return text(host) + ":" + text(service)
     }
 
     static func localPort(_ fd: Int32) -> UInt16 {

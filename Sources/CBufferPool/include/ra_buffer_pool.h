@@ -1,0 +1,8 @@
+#ifndef RA_BUFFER_POOL_H
+#define RA_BUFFER_POOL_H
+
+// Installs a per-thread pool of libevent's buffer blocks as libevent's allocator (see pool.c).
+// Must run before libevent allocates anything (the first event base).
+void ra_install_buffer_pool(void);
+
+#endif
