@@ -12,7 +12,9 @@ import Routing
 /// workers, each lists and kills only its own worker's connections.
 extension ClientSession {
     /// One CLIENT LIST line, in Redis 7's field order.
-    func clientLine(now: Int) -> String {
+    /// `queryBytes`: what Redis would still hold in the client's query buffer — the command
+    /// being answered, for the caller's own line (CLIENT INFO, or its CLIENT LIST line).
+    func clientLine(now: Int, queryBytes: Int = 0) -> String {
         var flags = ""
         if isInMulti { flags += "x" }
         if isBlocked { flags += "b" }
@@ -24,7 +26,7 @@ extension ClientSession {
         let idle = (now - lastCommandAt) / 1_000_000
         return "id=\(id) addr=\(connection.peerAddress) laddr=\(connection.localAddress) fd=\(connection.descriptor) "
             + "name=\(name) age=\(age) idle=\(idle) flags=\(flags) db=\(db) sub=\(channels.count) psub=\(patterns.count) "
-            + "ssub=\(shardChannels.count) multi=\(isInMulti ? queued : -1) qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
+            + "ssub=\(shardChannels.count) multi=\(isInMulti ? queued : -1) qbuf=\(queryBytes) qbuf-free=0 argv-mem=0 multi-mem=0 "
             + "rbs=\(connection.readChunkSize) rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=\(commandName) "
             + "user=\(user) redir=\(trackingRedirect) resp=\(protocolVersion)"
     }
@@ -38,7 +40,7 @@ extension ClientSession {
     }
 
     /// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …]
-    func clientList(_ arguments: [[UInt8]]) {
+    func clientList(_ arguments: [[UInt8]], queryBytes: Int) {
         var wantedIDs: Set<Int64>?
         var type: String?
         var index = 2
@@ -75,17 +77,17 @@ extension ClientSession {
             case "normal": return session.channels.isEmpty && session.patterns.isEmpty && session.shardChannels.isEmpty
             default: return true
             }
-        }.map { $0.clientLine(now: now) + "\n" }
+        }.map { $0.clientLine(now: now, queryBytes: $0 === self ? queryBytes : 0) + "\n" }
         encoder.clear()
         encoder.protocolVersion = protocolVersion
         encoder.verbatimOrBulk(lines.joined())
         answer(encoder.bytes)
     }
 
-    func clientInfo() {
+    func clientInfo(queryBytes: Int) {
         encoder.clear()
         encoder.protocolVersion = protocolVersion
-        encoder.verbatimOrBulk(clientLine(now: proxy.loop.nowMicroseconds) + "\n")
+        encoder.verbatimOrBulk(clientLine(now: proxy.loop.nowMicroseconds, queryBytes: queryBytes) + "\n")
         answer(encoder.bytes)
     }
 

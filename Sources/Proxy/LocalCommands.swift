@@ -62,10 +62,10 @@ extension ClientSession {
         case .ambassador:
             return ambassadorCommand(arguments)
         case .clientList:
-            return clientList(arguments)
+            return clientList(arguments, queryBytes: frame.length)
         case .clientInfo:
             guard checkArity("client|info", arguments) else { return }
-            return clientInfo()
+            return clientInfo(queryBytes: frame.length)
         case .clientKill:
             guard checkArity("client|kill", arguments) else { return }
             return clientKill(arguments)

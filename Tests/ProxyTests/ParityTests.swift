@@ -325,7 +325,8 @@ extension Integration {
             #expect(try a.command(["SELECT", "3"]) == .simple("OK"))
             let info = try a.command(["CLIENT", "INFO"]).text ?? ""
             #expect(info.hasPrefix("id=\(idA) addr="), "\(name): \(info)")
-            for field in [" name=app-a ", " db=3 ", " flags=N ", " cmd=client|info ", " multi=-1 ", " sub=0 "] {
+            // qbuf: the CLIENT INFO command itself, still in the query buffer (26 bytes).
+            for field in [" name=app-a ", " db=3 ", " flags=N ", " cmd=client|info ", " multi=-1 ", " sub=0 ", " qbuf=26 "] {
                 #expect(info.contains(field), "\(name): \(field) in \(info)")
             }
             #expect(info.hasSuffix(" resp=2\n"), "\(name): \(info)")
