@@ -24,8 +24,13 @@ final class ClientSession: ConnectionDelegate {
     var db = 0
     var protocolVersion = 2
     var name: [UInt8]?
-    /// The dedicated master connection, while the session's state needs one.
-    private(set) var pinned: BackendConnection?
+    /// The dedicated master connection, while the session's state needs one. Setting it keeps
+    /// the proxy's count of pinned sessions (the one place that does).
+    private(set) var pinned: BackendConnection? {
+        didSet {
+            if (oldValue == nil) != (pinned == nil) { proxy.pinnedSessions += pinned == nil ? -1 : 1 }
+        }
+    }
     private var inMulti = false
     private var watching = false
     /// A frame parsed but not yet dispatched: it waits until every earlier reply is in.
@@ -530,7 +535,6 @@ final class ClientSession: ConnectionDelegate {
         connection.owner = self
         pinned = connection
         pinnedState = state
-        proxy.pinnedSessions += 1
         dispatchPinned(frame, on: connection)
     }
 
@@ -709,7 +713,6 @@ final class ClientSession: ConnectionDelegate {
         guard let connection = pinned else { return }
         pinned = nil
         pinnedState = nil
-        proxy.pinnedSessions -= 1
         connection.backend.releasePinned(connection)
     }
 
@@ -720,7 +723,6 @@ final class ClientSession: ConnectionDelegate {
         let wasRelay = connection.relay
         pinned = nil
         pinnedState = nil
-        proxy.pinnedSessions -= 1
         inMulti = false
         watching = false
         queued = 0
@@ -738,8 +740,7 @@ final class ClientSession: ConnectionDelegate {
                 owner.db = 0
                 resetState()
                 pinned = nil
-                proxy.pinnedSessions -= 1
-                // RESET logs the connection out: close it rather than re-authenticate here.
+                        // RESET logs the connection out: close it rather than re-authenticate here.
                 owner.close()
                 return
             }
@@ -885,7 +886,6 @@ final class ClientSession: ConnectionDelegate {
         dedicated.relay = true
         pinned = dedicated
         pinnedState = .clientState
-        proxy.pinnedSessions += 1
         return dedicated
     }
 
@@ -996,7 +996,6 @@ final class ClientSession: ConnectionDelegate {
         guard let connection = pinned else { return }
         pinned = nil
         pinnedState = nil
-        proxy.pinnedSessions -= 1
         if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
             connection.backend.releasePinned(connection)
         } else {
