@@ -91,9 +91,11 @@ extension Integration {
         let client = try ambassador.client()
         #expect(try client.command(["GET", "x"]) == .bulkString(nil))
         cluster.replicas[0].stop()
-        Thread.sleep(forTimeInterval: 0.3)
-        let reply = try client.command(["GET", "x"])
-        #expect(reply.text?.contains("no replica is available") == true, "\(reply)")
+        var reply = RESPValue.null
+        #expect(eventually(3) {
+            reply = (try? client.command(["GET", "x"])) ?? .null
+            return reply.text?.contains("no replica is available") == true
+        }, "\(reply)")
         #expect(try client.command(["SET", "x", "1"]) == .simple("OK"), "writes still work")
     }
 
@@ -167,7 +169,7 @@ extension Integration {
         defer { ambassador.stop() }
         let blocked = try ambassador.client()
         try blocked.send(BlockingClient.encode(["BLPOP", "never", "3"]))
-        Thread.sleep(forTimeInterval: 0.05)
+        #expect(eventually(2) { isBlocked(in: "blpop", on: cluster.master) })
         let start = Date()
         let other = try ambassador.client()
         for i in 0..<100 { #expect(try other.command(["SET", "b\(i)", "v"]) == .simple("OK")) }
@@ -218,19 +220,18 @@ extension Integration {
         let client = try ambassador.client()
         #expect(try client.command(["SET", "k", "1"]) == .simple("OK"))
         cluster.master.kill9()
-        Thread.sleep(forTimeInterval: 0.2)
-        let reply = try client.command(["SET", "k", "2"])
+        var reply = RESPValue.null
+        #expect(eventually(3) {
+            reply = (try? client.command(["SET", "k", "2"])) ?? .null
+            if case .error = reply { return true }
+            return false
+        })
         #expect(reply.text?.hasPrefix("ERR ambassador:") == true, "\(reply)")
         #expect(reply.text?.contains("127.0.0.1:\(port)") == true)
         #expect(try client.command(["PING"]) == .simple("PONG"), "the client connection stays open")
         let restarted = try RedisServer(port: port)
         defer { restarted.stop() }
-        var recovered = false
-        for _ in 0..<100 {
-            if (try? client.command(["SET", "k", "3"])) == .simple("OK") { recovered = true; break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        #expect(recovered)
+        #expect(eventually(5, every: 0.05) { (try? client.command(["SET", "k", "3"])) == .simple("OK") })
         #expect(try restarted.client().command(["GET", "k"]) == .bulk("3"))
     }
 

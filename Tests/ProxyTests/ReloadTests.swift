@@ -233,8 +233,12 @@ extension Integration {
         #expect(sent.load(ordering: .relaxed) >= 50_000)
         // No connection was dropped: the two clients plus the readiness probe are all that ever
         // connected, and the clients kept theirs to the end.
-        usleep(600_000)  // metrics are published twice a second
-        let metrics = metricSamples(try ambassador.admin("/metrics").body)
+        // Metrics are published twice a second.
+        var metrics: [String: Double] = [:]
+        eventually(3) {
+            metrics = metricSamples((try? ambassador.admin("/metrics").body) ?? "")
+            return metrics["redis_ambassador_config_reloads_total{result=\"applied\"}"] == 21
+        }
         #expect(metrics["redis_ambassador_config_reloads_total{result=\"applied\"}"] == 21)
         #expect(metrics["redis_ambassador_config_generation"] == 21)
         let errors = metrics.filter { $0.key.hasPrefix("redis_ambassador_errors_total") }.values.reduce(0, +)
@@ -289,9 +293,9 @@ extension Integration {
         #expect(unchanged["generation"] as? Int == 2)
         #expect(((unchanged["last_reload"] as? [String: Any])?["message"] as? String ?? "").contains("workers"))
         #expect(ambassador.logText.contains("workers changes only at restart"))
-        usleep(600_000)
-        let metrics = metricSamples(try ambassador.admin("/metrics").body)
-        #expect(metrics["redis_ambassador_config_reloads_total{result=\"invalid\"}"] ?? 0 >= 1)
+        #expect(try eventually(3) {
+            metricSamples(try ambassador.admin("/metrics").body)["redis_ambassador_config_reloads_total{result=\"invalid\"}"] ?? 0 >= 1
+        })
     }
 
     /// With two worker loops, each gets the new snapshot (through its mailbox) and SIGTERM drains both.
@@ -339,6 +343,7 @@ extension Integration {
             }
             let waiting = try BlockingClient(port: ambassador.port, timeout: 10)
             try waiting.send(BlockingClient.encode(["BLPOP", list, "0"]))
+            #expect(eventually(3) { isBlocked(in: "blpop", on: master) }, "the BLPOP waits on the master")
             return (master, ambassador, waiting)
         } catch {
             master.stop()
@@ -356,11 +361,9 @@ extension Integration {
         }
         let idle = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try idle.command(["PING"]) == .simple("PONG"))
-        usleep(200_000)  // the BLPOP is waiting on the master
         ambassador.signal(SIGTERM)
-        usleep(200_000)
-        #expect(ambassador.process.isRunning, "still draining")
         #expect(idle.isClosedByPeer(), "an idle connection is closed at once")
+        #expect(ambassador.process.isRunning, "still draining")
         #expect((try? BlockingClient(port: ambassador.port, timeout: 1).command(["PING"])) == nil, "no new connections")
         #expect(try ambassador.admin("/readyz").status == 503)
         _ = try master.client().command(["RPUSH", "drain-list", "served"])
@@ -375,7 +378,6 @@ extension Integration {
             ambassador.stop()
             master.stop()
         }
-        usleep(200_000)
         let start = Date()
         ambassador.signal(SIGTERM)
         #expect(ambassador.waitForExit(timeout: 3) == 0)
@@ -402,7 +404,10 @@ extension Integration {
         _ = try client.command(["PING"])
         try client.send([UInt8]("*1\r\n$x\r\n".utf8))  // malformed: counted as a client protocol error
         _ = try? client.readReply()
-        usleep(600_000)
+        // Published twice a second: wait for the counts of the commands above.
+        try eventually(3) {
+            metricSamples(try ambassador.admin("/metrics").body)["redis_ambassador_commands_total{route=\"replica\",outcome=\"ok\",worker=\"0\"}"] ?? 0 >= 50
+        }
         let (status, body) = try ambassador.admin("/metrics")
         #expect(status == 200)
         let file = ambassador.directory.appendingPathComponent("metrics.txt")

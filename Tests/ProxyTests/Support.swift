@@ -162,3 +162,9 @@ final class RelayedReplica {
         master.stop()
     }
 }
+
+/// Whether `server` has a client blocked in `command` (lower case): a test waits for that rather
+/// than sleeping.
+func isBlocked(in command: String, on server: RedisServer) -> Bool {
+    ((try? server.client().command(["CLIENT", "LIST"]))?.text ?? "").contains("cmd=\(command) ")
+}
