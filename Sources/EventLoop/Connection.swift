@@ -192,6 +192,14 @@ public final class Connection {
                 ending = .some(SocketError(.read, detail: "out of memory reserving input"))
                 break
             }
+            // The reserved extents may add up to more than asked: read no more than `room`, or a
+            // read could run past the high-water mark.
+            var budget = room
+            for i in 0..<Int(vectors) {
+                let take = min(budget, loop.iovecs[i].iov_len)
+                loop.iovecs[i].iov_len = take
+                budget -= take
+            }
             let got = readv(fd, loop.iovecs, vectors)
             if got > 0 {
                 // Commit exactly what was read: trim the vectors to `got` bytes.
