@@ -186,13 +186,20 @@ extension ClientSession {
         } else if arguments.count > 4 {
             return answerError("ERR syntax error")
         }
-        guard let target = proxy.session(id: id), target.isBlocked,
-              let backendID = target.pinnedConnection?.redisClientID else {
+        guard let target = proxy.session(id: id), target.isBlocked, let dedicated = target.pinnedConnection else {
             encoder.clear()
             encoder.integer(0)
             return answer(encoder.bytes)
         }
-        answerFromMaster(["CLIENT", "UNBLOCK", String(backendID), mode])
+        // A connection opened for this command may still be learning its Redis id: wait for it.
+        let slot = enqueue(.master)
+        dedicated.whenIdentified { [weak self] in
+            guard let self, slot.session === self else { return }
+            guard let backendID = dedicated.redisClientID else {
+                return self.fail(slot, "ERR ambassador: the blocked client's connection has no id")
+            }
+            self.askMaster(["CLIENT", "UNBLOCK", String(backendID), mode], into: slot)
+        }
     }
 
     static func integer(_ bytes: [UInt8]) -> Int64? {

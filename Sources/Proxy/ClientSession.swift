@@ -800,7 +800,11 @@ final class ClientSession: ConnectionDelegate {
     /// A reply the ambassador gets from the master for a command it rewrote (CLIENT UNBLOCK with
     /// the backend connection's id): it takes its turn in the FIFO like any reply.
     func answerFromMaster(_ arguments: [String]) {
-        let slot = enqueue(.master)
+        askMaster(arguments, into: enqueue(.master))
+    }
+
+    /// The same, for a slot already in the FIFO.
+    func askMaster(_ arguments: [String], into slot: Slot) {
         let target = proxy.master.connection(for: self, urgent: true, now: dispatchNow)
         guard target.isUsable else {
             return fail(slot, "ERR ambassador: master \(proxy.master.address) is unavailable")

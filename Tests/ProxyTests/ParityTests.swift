@@ -338,13 +338,17 @@ extension Integration {
 
             // CLIENT UNBLOCK: by the app id, both ways.
             try a.send(BlockingClient.encode(["BLPOP", "id:none", "0"]))
-            usleep(100_000)
-            let listed = try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? ""
-            #expect(listed.contains(" flags=b ") && listed.contains(" cmd=blpop "), "\(name): \(listed)")
+            #expect(eventually(3) { isBlocked(in: "blpop", on: cluster.master) }, "\(name)")
+            var listed = ""
+            #expect(try eventually(3) {
+                listed = try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? ""
+                return listed.contains(" flags=b ") && listed.contains(" cmd=blpop ")
+            }, "\(name): \(listed)")
             #expect(try b.command(["CLIENT", "UNBLOCK", String(idA)]) == .integer(1), "\(name)")
             #expect(try a.readRawReply() == Array("*-1\r\n".utf8), "\(name)")
             try a.send(BlockingClient.encode(["BRPOP", "id:none", "0"]))
-            usleep(100_000)
+            #expect(eventually(3) { isBlocked(in: "brpop", on: cluster.master) }, "\(name)")
+            #expect(try eventually(3) { (try b.command(["CLIENT", "LIST", "ID", String(idA)]).text ?? "").contains(" flags=b ") })
             #expect(try b.command(["CLIENT", "UNBLOCK", String(idA), "ERROR"]) == .integer(1), "\(name)")
             #expect(text(try a.readRawReply()).hasPrefix("-UNBLOCKED"), "\(name)")
             #expect(try b.command(["CLIENT", "UNBLOCK", String(idA)]) == .integer(0), "\(name): not blocked")
@@ -476,7 +480,7 @@ extension Integration {
         defer { setup.stop() }
         let (master, relay, lagging) = (setup.master, setup.relay, setup.replica)
         _ = try master.client().command(["SET", "pool:fixed", "f"])
-        usleep(200_000)
+        #expect(try eventually(3) { try lagging.client().command(["GET", "pool:fixed"]) == .bulk("f") })
         var config = AmbassadorConfig(
             listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
             replicas: [Address(host: "127.0.0.1", port: lagging.port)], readPolicy: .preferReplica)
