@@ -221,6 +221,10 @@ final class Backend {
 
     var overflowCount: Int { overflow.reduce(0) { $0 + $1.count } }
 
+    func stalledConnections(before deadline: Int) -> Int {
+        allSets.reduce(0) { $0 + $1.filter { $0.isStalled(before: deadline) }.count }
+    }
+
     // MARK: pinned connections (master only)
 
     /// A dedicated connection for a session that needs one: an idle pooled one, or a new one.

@@ -264,6 +264,9 @@ public final class Proxy {
 
     public var clientCount: Int { sessions.count }
 
+    /// The master and every replica have a shared connection up.
+    public var backendsUp: Bool { master.isUp && replicas.allSatisfy(\.isUp) }
+
     /// Logins apps passed through (AUTH checked by the master while the ambassador holds no
     /// credentials of its own): each gets a number, 1…, naming its backend connection sets.
     private var loginIndexes: [Login: Int] = [:]
@@ -502,10 +505,18 @@ public final class Proxy {
         }
     }
 
+    /// Shared connections whose oldest request has waited `stall_threshold`: sessions move off them.
+    var stalledConnections: Int {
+        guard stallMicroseconds >= 0 else { return 0 }
+        let deadline = loop.nowMicroseconds - stallMicroseconds
+        return ([master] + replicas).reduce(0) { $0 + $1.stalledConnections(before: deadline) }
+    }
+
     /// `AMBASSADOR INFO`.
     func infoText() -> String {
         var lines = ["# ambassador", "worker:\(worker)", "master_confirmed:\(masterConfirmed ? 1 : 0)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
-                     "pinned_sessions:\(pinnedSessions)", "read_policy:\(config.readPolicy.rawValue)",
+                     "pinned_sessions:\(pinnedSessions)", "stalled_connections:\(stalledConnections)",
+                     "read_policy:\(config.readPolicy.rawValue)",
                      "master:\(master.address),\(master.isUp ? "up" : "down")"]
         for (index, replica) in replicas.enumerated() {
             lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down"),\(replica.servesReads ? "eligible" : "ineligible")")

@@ -15,9 +15,10 @@ import Glibc
     @Test func loopClockResolvesMicroseconds() throws {
         let thread = try EventLoopThread.start(name: "clock-test")
         let readings = Mutex<[Int]>([])
-        for _ in 0..<300 {
+        for count in 1...300 {
+            // Each wake-up once the previous one has run: separate loop iterations.
             thread.handle.post { loop in readings.withLock { $0.append(loop.nowMicroseconds) } }
-            usleep(100)
+            #expect(eventually(1, every: 0.00005) { readings.withLock { $0.count } == count })
         }
         let done = DispatchSemaphore(value: 0)
         thread.handle.post { loop in

@@ -322,8 +322,7 @@ extension Integration {
         #expect(read >= count * 22, "every GET was read")
         // …so this PING waits in the socket until the client has read enough.
         try client.send(BlockingClient.encode(["PING"]))
-        usleep(300_000)
-        #expect(ambassador.onLoop { $0.loop.clientBytesIn } == read, "the PING was read while the output was over the cap")
+        #expect(!eventually(0.3) { ambassador.onLoop { $0.loop.clientBytesIn } != read }, "the PING was read while the output was over the cap")
         for _ in 0..<count { #expect(try client.readRawReply().count == 30_000 + 10) }
         #expect(try client.readReply() == .simple("OK"))
         #expect(try client.readReply() == .simple("PONG"))
@@ -372,7 +371,8 @@ extension Integration {
             let leaver = try ambassador.client()
             try leaver.send((0..<500).flatMap { _ in BlockingClient.encode(["GET", "big"]) })
         }
-        Thread.sleep(forTimeInterval: 0.1)
+        // The leavers are gone (their sessions closed mid-pipeline).
+        #expect(eventually(5) { ambassador.onLoop { $0.clientCount } == 0 })
         let stayer = try ambassador.client()
         for i in 0..<200 {
             #expect(try stayer.command(["ECHO", "x"]) == .bulk("x"))
@@ -396,7 +396,10 @@ extension Integration {
                 #expect(try subscriber.readReply() == .array([.bulk("message"), .bulk("news"), .bulk("m\(i)")]))
             }
         }
-        Thread.sleep(forTimeInterval: 0.2)
+        // The subscribers' dedicated connections are closed, not pooled.
+        #expect(try eventually(3) {
+            try cluster.master.client().command(["PUBSUB", "NUMSUB", "news"]) == .array([.bulk("news"), .integer(0)])
+        })
         let client = try ambassador.client()
         #expect(try client.pipeline([["MULTI"], ["GET", "a"], ["EXEC"]]).map(text) == ["+OK\r\n", "+QUEUED\r\n", "*1\r\n$-1\r\n"])
         #expect(try cluster.master.client().command(["PUBSUB", "NUMSUB", "news"]) == .array([.bulk("news"), .integer(0)]))

@@ -66,9 +66,9 @@ extension Integration {
             process.waitUntilExit()
         }
         var client: BlockingClient?
-        for _ in 0..<200 {
-            if let connected = try? BlockingClient(port: port, timeout: 2) { client = connected; break }
-            usleep(20_000)
+        eventually(4) {
+            client = try? BlockingClient(port: port, timeout: 2)
+            return client != nil
         }
         let app = try #require(client)
         // Still running: the port was ours (a parallel test did not take it between probe and bind).
@@ -103,12 +103,7 @@ extension Integration {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
-        var ready = false
-        for _ in 0..<200 {
-            if (try? BlockingClient(port: port, timeout: 2).command(["PING"])) == .simple("PONG") { ready = true; break }
-            usleep(20_000)
-        }
-        #expect(ready)
+        #expect(eventually(4) { (try? BlockingClient(port: port, timeout: 2).command(["PING"])) == .simple("PONG") })
         try #require(process.isRunning, "the ambassador could bind its port")
         var workersSeen = Set<String>()
         var clients: [BlockingClient] = []

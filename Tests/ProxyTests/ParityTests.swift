@@ -89,13 +89,28 @@ extension Integration {
         }
         defer { ambassador.stop() }
         let master = "127.0.0.1:\(cluster.master.port)"
-        let (direct, _) = try Self.busyScriptSession(port: cluster.master.port) { usleep(1_200_000) }
+        // Past busy-reply-threshold: the master answers -BUSY.
+        let (direct, _) = try Self.busyScriptSession(port: cluster.master.port) {
+            #expect(eventually(5) { (try? cluster.master.client().command(["PING"]))?.text?.hasPrefix("BUSY") == true })
+        }
         _ = try admin.command(["DEL", "busy:k", "busy:n"])
+        func masterBusy() throws -> Bool {
+            let nodes = try TopologyTests.topology(ambassador)["nodes"] as? [[String: Any]] ?? []
+            return nodes.contains { $0["address"] as? String == master && $0["busy"] as? Bool == true
+                && ($0["last_error"] as? String ?? "").hasPrefix("BUSY") }
+        }
+        // The checker has seen the direct run's scripts end.
+        #expect(try eventually(5) { try !masterBusy() })
+        let observer = try BlockingClient(port: ambassador.port, timeout: 10)
         var confirmedWhileBusy: [Bool] = []
         let (proxied, killLatency) = try Self.busyScriptSession(port: ambassador.port) {
-            // Twelve health checks: unanswered for the first second (Redis answers nobody until
-            // busy-reply-threshold), then -BUSY.
-            usleep(1_200_000)
+            // The script's connection is stalled (past stall_threshold, so other sessions' commands
+            // go out on another one), and the checks, unanswered for the first second (Redis
+            // answers nobody until busy-reply-threshold), have got -BUSY.
+            #expect(try eventually(5) {
+                let stalled = (try observer.command(["AMBASSADOR", "INFO"]).text ?? "").contains("stalled_connections:1")
+                return try stalled && masterBusy()
+            })
             confirmedWhileBusy.append(try TopologyTests.topology(ambassador)["master"] as? String == master)
         }
         #expect(direct[0].hasPrefix("-BUSY"), "direct: \(direct)")
@@ -123,8 +138,14 @@ extension Integration {
             #expect(try admin.command(["CLIENT", "PAUSE", "1500", "WRITE"]) == .simple("OK"))
             let paused = Date()
             try writer.send(BlockingClient.encode(["SET", "pause:w", "1"]))
-            // Past stall_threshold (50 ms): requests sent before it went out behind the write.
-            usleep(100_000)
+            // The write is held by the pause; through the ambassador, its connection is stalled
+            // (past stall_threshold: requests sent before that went out behind the write).
+            #expect(eventually(3) { isBlocked(in: "set", on: cluster.master) })
+            if port == ambassador.port {
+                #expect(try eventually(3) {
+                    (try readers[0].command(["AMBASSADOR", "INFO"]).text ?? "").contains("stalled_connections:1")
+                })
+            }
             for reader in readers {
                 let start = Date()
                 #expect(try reader.command(["GET", "pause:r"]) == .bulk("readable"))
@@ -247,7 +268,11 @@ extension Integration {
 
         // Once the write is on the replicas, reads go back to them: within 50 ms.
         try cluster.sync()
-        usleep(50_000)
+        let synced = try replicaGets()
+        #expect(try eventually(0.05, every: 0.001) {
+            _ = try client.command(["GET", "ryw:one"])
+            return try replicaGets() > synced
+        }, "a replica served a read within 50 ms of the write being there")
         let before = try replicaGets()
         for _ in 0..<200 { #expect(try client.command(["GET", "ryw:one"]) == .bulk("299")) }
         let served = try replicaGets() - before

@@ -35,17 +35,14 @@ final class ConfigMapAmbassador {
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
         RedisServer.recordPID(process.processIdentifier)
-        let deadline = Date().addingTimeInterval(readyTimeout)
-        while Date() < deadline {
-            // Ready when a write goes through and every configured backend is up.
-            if (try? BlockingClient(port: port, timeout: 2).command(["SET", "__ready__", "1"])) == .simple("OK"),
-               let metrics = try? HTTPProbe.request(port: adminPort, path: "/metrics"), metrics.status == 200,
-               !metricSamples(metrics.body).contains(where: { $0.key.hasPrefix("redis_ambassador_backend_up{") && $0.value == 0 }) {
-                return
-            }
-            guard process.isRunning else { break }
-            usleep(20_000)
+        let ready = eventually(readyTimeout) {
+            // Ready when a write goes through and every configured backend is up (or it exited).
+            guard process.isRunning else { return true }
+            guard (try? BlockingClient(port: port, timeout: 2).command(["SET", "__ready__", "1"])) == .simple("OK"),
+                  let metrics = try? HTTPProbe.request(port: adminPort, path: "/metrics"), metrics.status == 200 else { return false }
+            return !metricSamples(metrics.body).contains { $0.key.hasPrefix("redis_ambassador_backend_up{") && $0.value == 0 }
         }
+        if ready && process.isRunning { return }
         // Read the log before stop() removes the directory it is in.
         let why = process.isRunning ? "not ready after \(readyTimeout) s" : "exited with status \(process.terminationStatus)"
         let text = logText
@@ -89,10 +86,7 @@ final class ConfigMapAmbassador {
     @discardableResult
     func waitForGeneration(_ expected: Int, timeout: Double = 5) throws -> Double {
         let start = Date()
-        while Date().timeIntervalSince(start) < timeout {
-            if try generation() == expected { return Date().timeIntervalSince(start) }
-            usleep(10_000)
-        }
+        if try eventually(timeout, every: 0.01, { try generation() == expected }) { return Date().timeIntervalSince(start) }
         throw RedisServerError.didNotStart("generation \(expected) not reached (at \(try generation())); log:\n\(logText)")
     }
 
@@ -100,8 +94,7 @@ final class ConfigMapAmbassador {
 
     /// Waits for the process to exit; its status, or nil if it is still running.
     func waitForExit(timeout: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
+        eventually(timeout, every: 0.01) { !process.isRunning }
         return process.isRunning ? nil : process.terminationStatus
     }
 
@@ -225,7 +218,9 @@ extension Integration {
             default: break  // the file watch sees the swapped symlink
             }
             try ambassador.waitForGeneration(reload + 1)
-            usleep(50_000)  // let traffic run on this generation
+            // Traffic runs on this generation before the next reload.
+            let sentBefore = sent.load(ordering: .relaxed)
+            #expect(eventually(5) { sent.load(ordering: .relaxed) >= sentBefore + 1_000 })
         }
         reloadsDone.store(true, ordering: .releasing)
         #expect(finished.wait(timeout: .now() + 60) == .success)

@@ -47,6 +47,7 @@ extension Integration {
         defer { ambassador.stop() }
         #expect(try eventually(3) { try Self.replicaState(ambassador, lagging)["eligible"] as? Bool == true })
 
+        let readsDone = Atomic<Int>(0)
         // A writer bumps a counter on the master and notes when each value was acknowledged.
         let acknowledged = Mutex<[(Date, Int64)]>([])
         let stop = Atomic<Bool>(false)
@@ -59,7 +60,9 @@ extension Integration {
                 if case .integer(let value)? = try? client.command(["INCR", "counter"]) {
                     acknowledged.withLock { $0.append((Date(), value)) }
                 }
-                usleep(2_000)
+                // Paced by the reader: the next write once it has read (at most 50 ms apart).
+                let seen = readsDone.load(ordering: .relaxed)
+                eventually(0.05, every: 0.001) { readsDone.load(ordering: .relaxed) != seen || stop.load(ordering: .relaxed) }
             }
         }.start()
         // A watcher notes whether the checker took the replica out for lag.
@@ -69,19 +72,16 @@ extension Integration {
         let laggingAddress = "127.0.0.1:\(lagging.port)"
         Thread {
             defer { watcherDone.signal() }
-            let until = Date().addingTimeInterval(2.5)
-            while Date() < until && !sawLag.load(ordering: .relaxed) {
-                if let body = try? HTTPProbe.request(port: adminPort, path: "/config").body,
-                   let view = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
-                   let replicas = (view["topology"] as? [String: Any])?["replicas"] as? [[String: Any]],
-                   let state = replicas.first(where: { $0["address"] as? String == laggingAddress }),
-                   (state["reason"] as? String ?? "").contains("lag") {
-                    sawLag.store(true, ordering: .relaxed)
-                }
-                usleep(30_000)
+            let saw = eventually(2.5, every: 0.03) {
+                guard let body = try? HTTPProbe.request(port: adminPort, path: "/config").body,
+                      let view = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                      let replicas = (view["topology"] as? [String: Any])?["replicas"] as? [[String: Any]],
+                      let state = replicas.first(where: { $0["address"] as? String == laggingAddress }) else { return false }
+                return (state["reason"] as? String ?? "").contains("lag")
             }
+            sawLag.store(saw, ordering: .relaxed)
         }.start()
-        usleep(300_000)
+        #expect(eventually(3) { acknowledged.withLock { $0.count } >= 5 }, "the writer is running")
         relay.pauseReplication(true)  // the replica's data stands still for 1.5 s; it still answers
         let resume = Date().addingTimeInterval(1.5)
         let reader = try BlockingClient(port: ambassador.port, timeout: 5)
@@ -95,6 +95,7 @@ extension Integration {
             let sent = Date()
             let reply = try reader.command(["GET", "counter"])
             reads += 1
+            readsDone.add(1, ordering: .relaxed)
             let value = reply.text.flatMap { Int64($0) } ?? 0
             // The newest value acknowledged before (sent − bound) must be visible.
             let required = acknowledged.withLock { $0.last { $0.0 < sent.addingTimeInterval(-bound) }?.1 } ?? 0
@@ -171,12 +172,15 @@ extension Integration {
         defer { victim.stop() }
         try victim.waitForReplicationLink()
         #expect(try eventually(5) { try Self.replicaState(ambassador, victim)["eligible"] as? Bool == true })
-        var served = false
-        for _ in 0..<100 where !served {
-            for _ in 0..<20 { #expect(try reader.command(["GET", "k"]) == .bulk("v")) }
-            served = try commandCalls(victim, "get") > 0
-            if !served { usleep(10_000) }
+        var wrong: [RESPValue] = []
+        let served = try eventually(5, every: 0.01) {
+            for _ in 0..<20 {
+                let reply = try reader.command(["GET", "k"])
+                if reply != .bulk("v") { wrong.append(reply) }
+            }
+            return try commandCalls(victim, "get") > 0
         }
+        #expect(wrong.isEmpty, "\(wrong.prefix(3))")
         #expect(served, "the restarted replica serves reads again")
     }
 
@@ -199,7 +203,8 @@ extension Integration {
 
         old.kill9()
         let killed = Date()
-        usleep(150_000)
+        // The ambassador has seen the master go before a replica is promoted.
+        #expect(try eventually(3) { try Self.topology(ambassador)["master"] as? String == "none confirmed" })
         _ = try promoted.client().command(["REPLICAOF", "NO", "ONE"])
         let promotedAt = Date()
         _ = try other.client().command(["REPLICAOF", "127.0.0.1", String(promoted.port)])
@@ -263,7 +268,7 @@ extension Integration {
         let killed = Date()
         // A write racing the kill itself would get an error (it may or may not have run: writes
         // are never retried); from the moment the connection is seen closed, writes wait.
-        usleep(50_000)
+        #expect(try eventually(3) { try Self.topology(ambassador)["master"] as? String == "none confirmed" })
         var errorReplies: [String] = []
         var firstWrite: Double?
         for i in 0..<100 {
@@ -370,8 +375,13 @@ extension Integration {
             if try client.command(["GET", "ryw"]) != .bulk("\(i)") { stale += 1 }
         }
         #expect(stale == 0, "\(stale) stale reads under read_your_writes: \(mode)")
-        // Reads long after the last write go to replicas again.
-        usleep(1_300_000)
+        // Reads go to replicas again once the window has passed (or the replicas have the write).
+        let replicaGets = { try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +) }
+        let last = try replicaGets()
+        #expect(try eventually(3, every: 0.01) {
+            _ = try client.command(["GET", "ryw"])
+            return try replicaGets() > last
+        })
         let before = try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +)
         for _ in 0..<50 { #expect(try client.command(["GET", "ryw"]) == .bulk("1999")) }
         let after = try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +)

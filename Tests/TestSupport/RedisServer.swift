@@ -87,8 +87,7 @@ public final class RedisServer: @unchecked Sendable {
                 if let password { _ = try? client.send(BlockingClient.encode(["AUTH", password])) }
                 _ = try? client.send(BlockingClient.encode(["SHUTDOWN", "NOSAVE"]))
             }
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
+            eventually(5, every: 0.01) { !process.isRunning }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
@@ -112,11 +111,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Waits until this replica reports `master_link_status:up`.
     public func waitForReplicationLink(timeout: Double = 10) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try info("replication").contains("master_link_status:up") { return }
-            usleep(20_000)
-        }
+        if try eventually(timeout, { try info("replication").contains("master_link_status:up") }) { return }
         throw RedisServerError.didNotStart("replica on \(port) never linked to its master")
     }
 
@@ -166,17 +161,11 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     static func waitForPing(port: UInt16, timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        eventually(timeout) {
             // PONG, or NOAUTH from a server with a password: either way it is serving.
-            if let client = try? BlockingClient(port: port, timeout: 1),
-               let reply = try? client.command(["PING"]),
-               reply == .simple("PONG") || reply.text?.hasPrefix("NOAUTH") == true {
-                return true
-            }
-            usleep(20_000)
+            guard let client = try? BlockingClient(port: port, timeout: 1), let reply = try? client.command(["PING"]) else { return false }
+            return reply == .simple("PONG") || reply.text?.hasPrefix("NOAUTH") == true
         }
-        return false
     }
 }
 

@@ -13,6 +13,8 @@ public final class TCPRelay: @unchecked Sendable {
     private let target: UInt16
     private let listener: Int32
     private let paused = Atomic<Bool>(false)
+    /// Signalled when replication resumes or the relay stops: a held-back pump waits on it.
+    private let released = NSCondition()
     private let stopped = Atomic<Bool>(false)
 
     public init(to target: UInt16) throws {
@@ -41,10 +43,18 @@ public final class TCPRelay: @unchecked Sendable {
     deinit { stop() }
 
     /// Holds back (true) or lets through (false) the master's stream to replicas behind the relay.
-    public func pauseReplication(_ pause: Bool) { paused.store(pause, ordering: .relaxed) }
+    public func pauseReplication(_ pause: Bool) {
+        released.lock()
+        paused.store(pause, ordering: .relaxed)
+        released.broadcast()
+        released.unlock()
+    }
 
     public func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        released.lock()
+        released.broadcast()
+        released.unlock()
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
@@ -94,10 +104,12 @@ public final class TCPRelay: @unchecked Sendable {
             }.start()
             Thread { [self] in  // server → client; held back for a replica while paused
                 pump(from: server, to: client) { _ in
+                    released.lock()
                     while isReplica.load(ordering: .relaxed) && paused.load(ordering: .relaxed)
                         && !stopped.load(ordering: .relaxed) {
-                        usleep(5_000)
+                        released.wait()
                     }
+                    released.unlock()
                 }
                 finish()
             }.start()
