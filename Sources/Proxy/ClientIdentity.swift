@@ -57,7 +57,7 @@ extension ClientSession {
                 var ids = Set<Int64>()
                 index += 1
                 while index < arguments.count {
-                    guard let id = Self.integer(arguments[index]), id > 0 else {
+                    guard let id = DecimalNumber.value(of: arguments[index]), id > 0 else {
                         return answerError("ERR Invalid client ID")
                     }
                     ids.insert(id)
@@ -113,7 +113,7 @@ extension ClientSession {
             let value = String(decoding: arguments[index + 1], as: UTF8.self)
             switch option {
             case "id":
-                guard let number = Self.integer(arguments[index + 1]), number > 0 else {
+                guard let number = DecimalNumber.value(of: arguments[index + 1]), number > 0 else {
                     return answerError("ERR client-id should be greater than 0")
                 }
                 id = number
@@ -133,7 +133,7 @@ extension ClientSession {
                 default: return answerError("ERR syntax error")
                 }
             case "maxage":
-                guard let number = Self.integer(arguments[index + 1]) else {
+                guard let number = DecimalNumber.value(of: arguments[index + 1]) else {
                     return answerError("ERR value is not an integer or out of range")
                 }
                 maxAge = number
@@ -174,7 +174,7 @@ extension ClientSession {
     /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: the app client's blocking command runs on a dedicated
     /// connection; Redis is asked to unblock that connection, and answers.
     func clientUnblock(_ arguments: [[UInt8]]) {
-        guard let id = Self.integer(arguments[2]) else {
+        guard let id = DecimalNumber.value(of: arguments[2]) else {
             return answerError("ERR value is not an integer or out of range")
         }
         var mode = "TIMEOUT"
@@ -202,9 +202,4 @@ extension ClientSession {
         }
     }
 
-    static func integer(_ bytes: [UInt8]) -> Int64? {
-        var number = DecimalNumber()
-        bytes.forEach { number.push($0) }
-        return number.value
-    }
 }

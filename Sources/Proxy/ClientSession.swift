@@ -287,9 +287,14 @@ final class ClientSession: ConnectionDelegate {
             return dispatchPinned(frame, on: pinned)
         }
         var kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
-        if case .unknown = kind, let learned = proxy.learnedClass(of: frame.name), learned != .unknown,
-           frame.name != Names.waitaof {
-            kind = learned
+        if case .unknown = kind {
+            // WAITAOF (Redis 7.2+) is WAIT's kin where the table predates it; other unknown
+            // commands are classified from the master's COMMAND INFO once it has answered.
+            if frame.name == Names.waitaof {
+                kind = .stateful(.blocking)
+            } else if let learned = proxy.learnedClass(of: frame.name) {
+                kind = learned
+            }
         }
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch kind {
@@ -330,7 +335,7 @@ final class ClientSession: ConnectionDelegate {
                 return
             }
             if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
-            if state == .blocking, frame.name == Names.wait, let target = waitConnection() {
+            if state == .blocking, frame.name == Names.wait || frame.name == Names.waitaof, let target = waitConnection() {
                 return forwardWait(frame, on: target)
             }
             pin(frame, state: state)
@@ -344,16 +349,6 @@ final class ClientSession: ConnectionDelegate {
             forward(frame, to: proxy.master, urgent: Names.isUrgent(frame))
         case .unknown:
             if !proxy.masterConfirmed { return holdForMaster(frame) }
-            // WAITAOF (Redis 7.2+, unknown to an older table): like WAIT, where the writes went.
-            if frame.name == Names.waitaof, let target = waitConnection() {
-                flushPending()
-                if !fifo.isEmpty {
-                    held = frame
-                    connection.pauseReading()
-                    return
-                }
-                return forwardWait(frame, on: target)
-            }
             forward(frame, to: proxy.master, write: true)
         }
     }
@@ -812,11 +807,16 @@ final class ClientSession: ConnectionDelegate {
         target.probe(arguments) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             if bytes.isEmpty { return self.fail(slot, "ERR ambassador: connection to master lost before it replied") }
-            self.proxy.stats.answered(.master, .ok, microseconds: self.proxy.loop.nowMicroseconds &- slot.started)
-            slot.reply.append(bytes)
-            slot.ready = true
-            if self.fifo.first === slot { self.flushReady() }
+            self.fill(slot, with: bytes, isError: bytes.first == UInt8(ascii: "-"))
         }
+    }
+
+    /// A reply the ambassador composed or fetched for `slot`: counted, then written in its turn.
+    func fill(_ slot: Slot, with bytes: [UInt8], isError: Bool) {
+        proxy.stats.answered(slot.route, isError ? .error : .ok, microseconds: proxy.loop.nowMicroseconds &- slot.started)
+        slot.reply.append(bytes)
+        slot.ready = true
+        if fifo.first === slot { flushReady() }
     }
 
     /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the
@@ -862,7 +862,7 @@ final class ClientSession: ConnectionDelegate {
         guard let index = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).lowercased() == "redirect" }),
               index + 1 < arguments.count else { return nil }
         let missing = RedirectOutcome.failure("ERR The client ID you want redirect to does not exist")
-        guard let id = Self.integer(arguments[index + 1]), let target = proxy.session(id: id),
+        guard let id = DecimalNumber.value(of: arguments[index + 1]), let target = proxy.session(id: id),
               let dedicated = target.pinnedConnection ?? target.pinForRedirect() else { return missing }
         guard let backendID = dedicated.redisClientID else {
             return dedicated.isUsable && !dedicated.identityUnknown ? .wait(dedicated) : missing

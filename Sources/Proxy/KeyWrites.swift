@@ -121,18 +121,13 @@ extension ClientSession {
     /// The hashes of `frame`'s keys, from the command table's key positions; nil when they are
     /// not known (movable keys, an unknown command) or more than two.
     func keyHashes(_ frame: RequestFrame) -> KeyHashes? {
-        guard let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
-              !info.flags.contains(.movableKeys), info.firstKey > 0 else { return nil }
-        let last = info.lastKey < 0 ? frame.argumentCount + info.lastKey : info.lastKey
-        let step = max(info.keyStep, 1)
+        guard let visit = keyVisitor(frame) else { return nil }
         var keys = KeyHashes()
-        var index = info.firstKey
-        while index <= last && index < frame.argumentCount {
-            keys.append(argumentHash(index, of: frame))
-            if keys.global { return nil }
-            index += step
+        visit { hash in
+            keys.append(hash)
+            return !keys.global
         }
-        return keys.count > 0 ? keys : nil
+        return keys.count > 0 && !keys.global ? keys : nil
     }
 
     /// Calls `visit` with the hash of each of `frame`'s keys until it returns false; nil when the

@@ -82,9 +82,7 @@ extension ClientSession {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         connection.discardInput(frame.length)
         guard checkArity("select", arguments) else { return }
-        var number = DecimalNumber()
-        arguments[1].forEach { number.push($0) }
-        guard let db = number.value, db >= Int64(Int32.min), db <= Int64(Int32.max) else {
+        guard let db = DecimalNumber.value(of: arguments[1]), db >= Int64(Int32.min), db <= Int64(Int32.max) else {
             return answerError("ERR value is not an integer or out of range")
         }
         guard db >= 0, db < Int64(proxy.databases) else { return answerError("ERR DB index is out of range") }
@@ -101,9 +99,7 @@ extension ClientSession {
         connection.discardInput(frame.length)
         var version = protocolVersion
         if arguments.count >= 2 {
-            var number = DecimalNumber()
-            arguments[1].forEach { number.push($0) }
-            guard let requested = number.value, requested >= Int64(Int32.min), requested <= Int64(Int32.max) else {
+            guard let requested = DecimalNumber.value(of: arguments[1]), requested >= Int64(Int32.min), requested <= Int64(Int32.max) else {
                 return answerError("ERR Protocol version is not an integer or out of range")
             }
             guard requested == 2 || requested == 3 else { return answerError("NOPROTO unsupported protocol version") }
@@ -173,12 +169,9 @@ extension ClientSession {
             if accepted { self.loggedIn(as: login) }
             let error: [UInt8]? = accepted ? nil
                 : bytes.isEmpty ? Array("-ERR ambassador: the master could not be asked to check the login\r\n".utf8) : bytes
-            let answer = reply(self, error)
-            self.proxy.stats.answered(.master, error == nil ? .ok : .error,
-                                      microseconds: self.proxy.loop.nowMicroseconds &- slot.started)
-            slot.reply.append(answer)
-            slot.ready = true
-            if self.fifo.first === slot { self.flushReady() } else { self.resumeAfterLogin() }
+            let wasHead = self.fifo.first === slot
+            self.fill(slot, with: reply(self, error), isError: error != nil)
+            if !wasHead { self.resumeAfterLogin() }
         }
     }
 

@@ -151,18 +151,14 @@ final class ReplicationTracker {
     /// `master_repl_offset` from a master's ROLE reply (`["master", offset, [...]]`): read in
     /// place when it has the usual shape, decoded otherwise.
     static func masterOffset(_ bytes: [UInt8]) -> Int64? {
-        if bytes.count > masterPrefix.count, bytes.starts(with: masterPrefix) {
-            var number = DecimalNumber()
-            var i = masterPrefix.count
-            while i < bytes.count && bytes[i] != 13 {
-                number.push(bytes[i])
-                i += 1
-            }
-            if i < bytes.count, let value = number.value { return value }
+        if bytes.count > masterPrefix.count, bytes.starts(with: masterPrefix),
+           let end = bytes[masterPrefix.count...].firstIndex(of: 13),
+           let value = DecimalNumber.value(of: bytes[masterPrefix.count..<end]) {
+            return value
         }
-        guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value, items.count >= 2,
-              items[0].text == "master", case .integer(let offset) = items[1] else { return nil }
-        return offset
+        guard let (value, _) = try? RESPValue.decode(bytes), let report = RoleReport.parse(value),
+              report.role == .master else { return nil }
+        return report.offset
     }
 
     static let masterPrefix = Array("*3\r\n$6\r\nmaster\r\n:".utf8)
@@ -174,10 +170,9 @@ final class ReplicationTracker {
         // Usually `*5 $5 slave <host> :<port> <state> :<offset>`: the offset is the last line.
         if bytes.starts(with: replicaPrefix), bytes.count > 3, bytes[bytes.count - 2] == 13,
            let colon = bytes[..<(bytes.count - 2)].lastIndex(of: UInt8(ascii: ":")),
-           bytes[colon - 1] == 10, bytes[colon - 2] == 13 {
-            var number = DecimalNumber()
-            for byte in bytes[(colon + 1)..<(bytes.count - 2)] { number.push(byte) }
-            if let value = number.value { return value }
+           bytes[colon - 1] == 10, bytes[colon - 2] == 13,
+           let value = DecimalNumber.value(of: bytes[(colon + 1)..<(bytes.count - 2)]) {
+            return value
         }
         guard let (value, _) = try? RESPValue.decode(bytes), let report = RoleReport.parse(value),
               report.role == .replica else { return nil }

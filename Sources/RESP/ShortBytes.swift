@@ -150,6 +150,13 @@ public struct DecimalNumber: Sendable {
         magnitude = sum
     }
 
+    /// The number `bytes` spell, by the same rules; nil when they are not one.
+    public static func value(of bytes: some Sequence<UInt8>) -> Int64? {
+        var number = DecimalNumber()
+        for byte in bytes { number.push(byte) }
+        return number.value
+    }
+
     /// The number, or nil when the bytes are not one.
     public var value: Int64? {
         guard valid, digits > 0 else { return nil }
