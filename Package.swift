@@ -13,17 +13,17 @@ let package = Package(
         .executable(name: "redis-ambassador", targets: ["RedisAmbassador"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // libevent 2.1 as a system library: module map + a thin shim (see Sources/CLibevent/shim.h).
+        // No pkgConfig: its `-L/usr/lib/x86_64-linux-gnu` would come first on the link line and
+        // keep Scripts/build-sidecar.sh from linking libevent statically (Debian keeps the headers
+        // in /usr/include, which needs no flag).
         .systemLibrary(
             name: "CLibevent",
-            pkgConfig: "libevent",
             providers: [.apt(["libevent-dev"])]
         ),
         // libevent's allocator: a per-thread pool of buffer blocks, in C (Sources/CBufferPool/pool.c).
@@ -34,8 +34,12 @@ let package = Package(
         .target(name: "RESP", swiftSettings: dataPath),
         // Command table (generated) and command classification: pure Swift.
         .target(name: "Routing", dependencies: ["RESP"], swiftSettings: dataPath),
-        // The YAML config file → validated values; errors name the key and line.
-        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // libyaml (the reference YAML parser) loading a document into a node tree read through
+        // const accessors (Sources/CYAMLTree/yaml_tree.c): the config needs no Foundation.
+        .target(name: "CYAMLTree", linkerSettings: [.linkedLibrary("yaml")]),
+        // The YAML config file → validated values; errors name the key and line. One table of
+        // keys (ConfigKeys.swift) drives loading, the reload diff and the /config view.
+        .target(name: "Config", dependencies: ["CYAMLTree", "EventLoop"]),
         // Client sessions, backend connections, ordering, multiplexing, pinning.
         .target(name: "Proxy", dependencies: [
             "EventLoop", "RESP", "Routing", "Config",
@@ -54,7 +58,6 @@ let package = Package(
             dependencies: [
                 "EventLoop", "RESP", "Routing", "Config", "Proxy", "Control",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Real redis-server processes and a blocking client for the tests (no mock Redis).
@@ -62,9 +65,9 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "ProxyTests", dependencies: [
-            "Proxy", "Config", "EventLoop", "RESP", "TestSupport",
+            "Proxy", "Config", "Control", "EventLoop", "RESP", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

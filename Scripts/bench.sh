@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 for tool in redis-server redis-benchmark nutcracker python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install redis-server redis-tools nutcracker python3)" >&2; exit 1; }
 done
-swift build -c release --product redis-ambassador >&2
+# The binary that ships (the Dockerfile's): its RSS is what a Pod pays. AMBASSADOR=path overrides.
+ambassador=${AMBASSADOR:-$(Scripts/build-sidecar.sh)}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec python3 Scripts/bench.py --ambassador .build/release/redis-ambassador "$@"
+exec python3 Scripts/bench.py --ambassador "$ambassador" "$@"

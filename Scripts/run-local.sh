@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Installs redis-server, redis-tools and libevent-dev when missing (as root), or says what to run.
+# Installs redis-server, redis-tools, libevent-dev and libyaml-dev when missing (as root), or says what to run.
 Scripts/setup.sh --run-only
 
 data=$(mktemp -d -t redis-ambassador-local.XXXXXX)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What the ambassador and its tests need from Debian/Ubuntu, installed when missing: libevent-dev
-# and pkg-config (the build), redis-server, redis-tools and redis-sentinel (local runs and tests),
+# and libyaml-dev (the build), redis-server, redis-tools and redis-sentinel (local runs and tests),
 # and Python's prometheus_client (the /metrics test). As root with apt-get it installs them;
 # otherwise it prints the one command to run and fails.
 #   Scripts/setup.sh [--run-only]   (--run-only: only what Scripts/run-local.sh needs)
 set -euo pipefail
 
 packages=()
-pkg-config --exists libevent 2>/dev/null || packages+=(libevent-dev pkg-config)
+[ -e /usr/include/event2/event.h ] || packages+=(libevent-dev)
+[ -e /usr/include/yaml.h ] || packages+=(libyaml-dev)
 command -v redis-server >/dev/null || packages+=(redis-server)
 command -v redis-cli >/dev/null || packages+=(redis-tools)
 if [ "${1:-}" != "--run-only" ]; then

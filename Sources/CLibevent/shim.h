@@ -38,6 +38,11 @@ static inline struct event *ra_evsignal_new(struct event_base *base, int signum,
 // and close-on-exec in one system call instead of three.
 extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
+// `pthread_setname_np` is declared by <pthread.h> only under _GNU_SOURCE too: declared here so a
+// worker thread shows as `worker-0` in top and gdb (glibc has exported it since 2.12).
+#include <pthread.h>
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
 static inline int ra_accept_nonblocking(int listen_fd) {
     return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

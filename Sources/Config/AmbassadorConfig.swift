@@ -159,79 +159,27 @@ public struct AmbassadorConfig: Sendable, Equatable {
 
     /// The keys whose value differs in `other`, in file order (for the reload log line).
     public func changedKeys(to other: AmbassadorConfig) -> [String] {
-        var keys: [String] = []
-        if listen != other.listen { keys.append("listen") }
-        if master != other.master { keys.append("master") }
-        if replicas != other.replicas { keys.append("replicas") }
-        if readPolicy != other.readPolicy { keys.append("read_policy") }
-        if username != other.username { keys.append("username") }
-        if password != other.password || passwordSource != other.passwordSource { keys.append("password") }
-        if backendConnections != other.backendConnections { keys.append("backend_connections") }
-        if pinnedPoolSize != other.pinnedPoolSize { keys.append("pinned_pool_size") }
-        if connectTimeout != other.connectTimeout { keys.append("connect_timeout") }
-        if reconnectInterval != other.reconnectInterval { keys.append("reconnect_interval") }
-        if logLevel != other.logLevel { keys.append("log_level") }
-        if workers != other.workers { keys.append("workers") }
-        if adminListen != other.adminListen { keys.append("admin.listen") }
-        if shutdownTimeout != other.shutdownTimeout { keys.append("shutdown_timeout") }
-        if discovery != other.discovery { keys.append("discovery") }
-        if sentinelUsername != other.sentinelUsername { keys.append("sentinel_username") }
-        if sentinelPassword != other.sentinelPassword || sentinelPasswordSource != other.sentinelPasswordSource {
-            keys.append("sentinel_password")
-        }
-        if replicaWeights != other.replicaWeights { keys.append("replicas.weight") }
-        if balance != other.balance { keys.append("balance") }
-        if healthInterval != other.healthInterval { keys.append("health_interval") }
-        if healthFailures != other.healthFailures { keys.append("health_failures") }
-        if maxReplicaLag != other.maxReplicaLag { keys.append("max_replica_lag") }
-        if readYourWrites != other.readYourWrites { keys.append("read_your_writes") }
-        if failoverHold != other.failoverHold { keys.append("failover_hold") }
-        if commandTimeout != other.commandTimeout { keys.append("command_timeout") }
-        if stallThreshold != other.stallThreshold { keys.append("stall_threshold") }
-        return keys
+        ConfigKey.all.filter { $0.differs(self, other) }.map(\.name)
     }
 
     /// Keys a reload cannot apply to a running process: the number of event loops and of shared
     /// connections per backend are fixed at start.
-    public static let restartOnlyKeys: Set<String> = ["workers", "backend_connections"]
+    public static let restartOnlyKeys: Set<String> = Set(ConfigKey.restartOnlyNames)
 
     /// `other` with the restart-only keys kept at this config's values: what a reload applies.
     public func applyingLive(_ other: AmbassadorConfig) -> AmbassadorConfig {
         var applied = other
-        applied.workers = workers
-        applied.backendConnections = backendConnections
+        for key in ConfigKey.all where key.restartOnly { key.keep(&applied, self) }
         return applied
     }
 
-    /// The config as `/config` shows it: every key, the password replaced by where it came from.
+    /// The config as `/config` shows it: every key that is set, secrets replaced by where they
+    /// came from.
     public var redacted: [String: RedactedValue] {
-        var view: [String: RedactedValue] = [
-            "listen": .string(listen.description), "master": .string(master.description),
-            "replicas": .list(replicas.map(\.description)), "read_policy": .string(readPolicy.rawValue),
-            "backend_connections": .int(backendConnections), "pinned_pool_size": .int(pinnedPoolSize),
-            "connect_timeout": .string(connectTimeout.description),
-            "reconnect_interval": .string(reconnectInterval.description), "log_level": .string(logLevel),
-            "workers": workers.map { .int($0) } ?? .string("auto"),
-            "shutdown_timeout": .string(shutdownTimeout.description),
-            "discovery": .string(discovery.name), "balance": .string(balance.rawValue),
-            "health_interval": .string(healthInterval.description), "health_failures": .int(healthFailures),
-            "max_replica_lag": .string(maxReplicaLag.description), "read_your_writes": .string(readYourWrites.description),
-            "failover_hold": .string(failoverHold.description), "command_timeout": .string(commandTimeout.description),
-            "stall_threshold": .string(stallThreshold.description),
-        ]
-        if case .role(let nodes) = discovery { view["nodes"] = .list(nodes.map(\.description)) }
-        if case .sentinel(let sentinels, let name) = discovery {
-            view["sentinels"] = .list(sentinels.map(\.description))
-            view["master_name"] = .string(name)
+        var view: [String: RedactedValue] = [:]
+        for key in ConfigKey.all {
+            for (name, value) in key.show(self) { view[name] = value }
         }
-        if !replicaWeights.isEmpty {
-            view["replica_weights"] = .object(Dictionary(uniqueKeysWithValues: replicaWeights.map { ($0.key.description, RedactedValue.int($0.value)) }))
-        }
-        if let username { view["username"] = .string(username) }
-        if password != nil { view["password"] = .string("<redacted> (\(passwordSource ?? "set"))") }
-        if let sentinelUsername { view["sentinel_username"] = .string(sentinelUsername) }
-        if sentinelPassword != nil { view["sentinel_password"] = .string("<redacted> (\(sentinelPasswordSource ?? "set"))") }
-        if let adminListen { view["admin"] = .object(["listen": .string(adminListen.description)]) }
         return view
     }
 }

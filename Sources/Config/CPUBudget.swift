@@ -1,4 +1,4 @@
-import Foundation
+import EventLoop
 
 /// The CPUs this process may really use, for `workers: auto`. `ProcessInfo.activeProcessorCount`
 /// reports the machine's cores on Linux, ignoring both `taskset`/cpuset affinity and a container's
@@ -34,7 +34,7 @@ public struct CPUBudget: Equatable, Sendable, CustomStringConvertible {
     /// Counts a CPU list such as `0-3,8,10-11` (7). nil when it is not one.
     public static func cpuCount(_ list: String) -> Int? {
         var count = 0
-        for part in list.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+        for part in list.trimmed.split(separator: ",") {
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
             guard let low = Int(bounds[0]) else { return nil }
             if bounds.count == 1 {
@@ -56,8 +56,8 @@ public struct CPUBudget: Equatable, Sendable, CustomStringConvertible {
 
     /// cgroup v1 `cpu.cfs_quota_us` (-1: no limit) and `cpu.cfs_period_us`.
     public static func quota(cfsQuota: String, cfsPeriod: String) -> Double? {
-        guard let quota = Double(cfsQuota.trimmingCharacters(in: .whitespacesAndNewlines)),
-              let period = Double(cfsPeriod.trimmingCharacters(in: .whitespacesAndNewlines)), quota > 0, period > 0 else { return nil }
+        guard let quota = Double(cfsQuota.trimmed),
+              let period = Double(cfsPeriod.trimmed), quota > 0, period > 0 else { return nil }
         return quota / period
     }
 
@@ -86,7 +86,16 @@ public struct CPUBudget: Equatable, Sendable, CustomStringConvertible {
     }
 
     private static func read(_ path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        System.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing white space (what Foundation's trimmingCharacters did here).
+    public var trimmed: Substring {
+        let text = Substring(self)
+        guard let first = text.firstIndex(where: { !$0.isWhitespace }),
+              let last = text.lastIndex(where: { !$0.isWhitespace }) else { return "" }
+        return text[first...last]
     }
 }

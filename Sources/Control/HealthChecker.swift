@@ -492,23 +492,21 @@ final class HealthChecker {
     }
 
     /// For /config.
-    func view() -> [String: Any] {
-        guard let topology else { return ["master": "unknown (first check pending)"] }
-        return [
-            "master": topology.master?.description ?? "none confirmed",
-            "replicas": topology.replicas.map { state -> [String: Any] in
-                var entry: [String: Any] = ["address": state.address.description, "eligible": state.eligible,
-                                            "up": state.up, "weight": state.weight]
-                if state.lag.isFinite { entry["lag_ms"] = Int((state.lag * 1000).rounded()) }
-                if !state.reason.isEmpty { entry["reason"] = state.reason }
-                return entry
+    func view() -> TopologyView {
+        guard let topology else { return TopologyView(master: "unknown (first check pending)") }
+        return TopologyView(
+            master: topology.master?.description ?? "none confirmed",
+            replicas: topology.replicas.map { state in
+                TopologyView.Replica(address: state.address.description, eligible: state.eligible, up: state.up,
+                                     weight: state.weight,
+                                     lagMilliseconds: state.lag.isFinite ? Int((state.lag * 1000).rounded()) : nil,
+                                     reason: state.reason.isEmpty ? nil : state.reason)
             },
-            "sentinel_master": sentinelMaster?.description ?? "",
-            "nodes": nodes.values.sorted { $0.address.description < $1.address.description }.map { node -> [String: Any] in
-                ["address": node.address.description, "up": node.up, "role": node.roleName, "busy": node.busy,
-                 "consecutive_failures": node.failures, "last_error": node.lastError]
-            },
-        ]
+            sentinelMaster: sentinelMaster?.description ?? "",
+            nodes: nodes.values.sorted { $0.address.description < $1.address.description }.map { node in
+                TopologyView.Node(address: node.address.description, up: node.up, role: node.roleName, busy: node.busy,
+                                  consecutiveFailures: node.failures, lastError: node.lastError)
+            })
     }
 }
 

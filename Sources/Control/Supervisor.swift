@@ -1,9 +1,11 @@
 import Config
 import EventLoop
-import Foundation
 import Logging
 import Proxy
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The control plane, on the main thread's loop: starts the workers, owns the config (reload on
 /// SIGHUP, on a change of the file's content, on `POST /reload`), the admin endpoint and shutdown.
@@ -24,11 +26,11 @@ public final class Supervisor {
     private var checker: HealthChecker?
     /// What the watched files held when last read: a reload happens when this changes.
     private var watchedContent: [UInt8] = []
-    private(set) var lastReload = ReloadRecord(trigger: "start", result: .applied, message: "initial config", at: Date())
+    private(set) var lastReload = ReloadRecord(trigger: "start", result: .applied, message: "initial config", at: System.wallClock())
     private var stopping = false
     private var shutdownTimer: LoopTimer?
     private let drainedWorkers = DrainCounter()
-    private var shutdownDeadline = Date.distantFuture
+    private var shutdownDeadline = ContinuousClock.now
 
     /// How often the config file's content is compared with what was loaded.
     public static let watchInterval = 0.5
@@ -42,7 +44,8 @@ public final class Supervisor {
         public var trigger: String
         public var result: ReloadResult
         public var message: String
-        public var at: Date
+        /// When, in seconds since the epoch.
+        public var at: Int
     }
 
     public init(config: AmbassadorConfig, configPath: String?, loop: EventLoop, logger: Logger) {
@@ -183,7 +186,7 @@ public final class Supervisor {
     }
 
     private func record(_ trigger: String, _ result: ReloadResult, _ message: String) -> ReloadRecord {
-        lastReload = ReloadRecord(trigger: trigger, result: result, message: message, at: Date())
+        lastReload = ReloadRecord(trigger: trigger, result: result, message: message, at: System.wallClock())
         metrics.reloaded(result, generation: generation)
         return lastReload
     }
@@ -198,9 +201,9 @@ public final class Supervisor {
     }
 
     static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
-        var bytes = FileManager.default.contents(atPath: path).map { [UInt8]($0) } ?? []
+        var bytes = System.contents(atPath: path) ?? []
         for file in [config?.passwordFile, config?.sentinelPasswordFile].compactMap({ $0 }) {
-            guard let secret = FileManager.default.contents(atPath: file) else { continue }
+            guard let secret = System.contents(atPath: file) else { continue }
             bytes.append(0)
             bytes.append(contentsOf: secret)
         }
@@ -210,9 +213,8 @@ public final class Supervisor {
     // MARK: admin endpoint
 
     private func openAdmin(_ address: Address) throws(SocketError) -> HTTPServer {
-        let server = try HTTPServer(loop: loop, endpoint: address.endpoint) {
-            [unowned self] request in self.handle(request)
-        }
+        let endpoint = AdminEndpoint(supervisor: self)
+        let server = try HTTPServer(loop: loop, endpoint: address.endpoint) { request in endpoint.handle(request) }
         logger.info("admin endpoint on http://\(address.host):\(server.port)")
         return server
     }
@@ -233,64 +235,17 @@ public final class Supervisor {
         }
     }
 
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
-        switch (request.method, request.path) {
-        case (.get, "/metrics"), (.head, "/metrics"):
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                body: metrics.exposition())
-        case (.get, "/healthz"), (.head, "/healthz"):
-            return HTTPResponse(status: 200, text: "ok\n")
-        case (.get, "/readyz"), (.head, "/readyz"):
-            if stopping { return HTTPResponse(status: 503, text: "shutting down\n") }
-            guard let master = checker?.topology?.master else {
-                return HTTPResponse(status: 503, text: "no node confirmed as master\n")
-            }
-            let up = metrics.isUp(master.description, role: "master")
-            return up ? HTTPResponse(status: 200, text: "ok: master \(master) reachable\n")
-                      : HTTPResponse(status: 503, text: "master \(master) unreachable\n")
-        case (.get, "/config"), (.head, "/config"):
-            return HTTPResponse(status: 200, contentType: "application/json", body: configJSON())
-        case (.post, "/reload"):
-            let outcome = reload(trigger: "POST /reload")
-            let status = outcome.result == .invalid ? 400 : 200
-            return HTTPResponse(status: status, contentType: "application/json", body: Self.json([
-                "result": outcome.result.label, "message": outcome.message, "generation": generation,
-            ]))
-        case (_, "/metrics"), (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"):
-            return HTTPResponse(status: 405, text: "method not allowed\n")
-        default:
-            return HTTPResponse(status: 404, text: "not found; try /metrics, /healthz, /readyz, /config, POST /reload\n")
-        }
-    }
+    var isStopping: Bool { stopping }
 
-    func configJSON() -> [UInt8] {
-        Self.json([
-            "generation": generation,
-            "config": Self.plain(config.redacted),
-            "config_file": configPath ?? NSNull(),
-            "last_reload": [
-                "trigger": lastReload.trigger, "result": lastReload.result.label,
-                "message": lastReload.message, "at": ISO8601DateFormatter().string(from: lastReload.at),
-            ] as [String: Any],
-            "restart_only_keys": AmbassadorConfig.restartOnlyKeys.sorted(),
-            "topology": checker?.view() ?? [:],
-        ])
-    }
+    /// The master the health checks confirmed (nil: none yet, or a failover).
+    var confirmedMaster: Address? { checker?.topology?.master }
 
-    static func plain(_ view: [String: RedactedValue]) -> [String: Any] {
-        view.mapValues { value -> Any in
-            switch value {
-            case .string(let text): return text
-            case .int(let number): return number
-            case .list(let items): return items
-            case .object(let nested): return plain(nested)
-            }
-        }
-    }
-
-    static func json(_ object: [String: Any]) -> [UInt8] {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data("{}".utf8)
-        return [UInt8](data) + [10]
+    func configView() -> ConfigView {
+        ConfigView(generation: generation, config: config.redacted, configFile: configPath,
+                   lastReload: ReloadView(trigger: lastReload.trigger, result: lastReload.result.label,
+                                          message: lastReload.message, at: System.iso8601(lastReload.at)),
+                   restartOnlyKeys: AmbassadorConfig.restartOnlyKeys.sorted(),
+                   topology: checker?.view() ?? TopologyView(master: "unknown (first check pending)"))
     }
 
     // MARK: shutdown
@@ -304,11 +259,11 @@ public final class Supervisor {
         }
         stopping = true
         logger.info("\(why): draining (up to \(config.shutdownTimeout))")
-        shutdownDeadline = Date().addingTimeInterval(config.shutdownTimeout.seconds)
+        shutdownDeadline = ContinuousClock.now + .milliseconds(Int(config.shutdownTimeout.seconds * 1000))
         let drained = drainedWorkers
         eachProxy { proxy in proxy.drain { drained.increment() } }
         let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in
-            if self.drainedWorkers.value >= self.workers.count || Date() >= self.shutdownDeadline {
+            if self.drainedWorkers.value >= self.workers.count || ContinuousClock.now >= self.shutdownDeadline {
                 self.finishShutdown()
             }
         }

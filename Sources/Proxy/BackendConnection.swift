@@ -343,7 +343,7 @@ final class BackendConnection: ConnectionDelegate {
             flushReplies()
             if frame.isError {
                 let text = String(decoding: Self.copy(connection, frame.length), as: UTF8.self)
-                proxy.logger.error("\(slot.label) on \(backend.role) \(backend.address) failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                proxy.logger.error("\(slot.label) on \(backend.role) \(backend.address) failed: \(text.trimmed)")
             }
             connection.discardInput(frame.length)
             proxy.slots.give(slot)

@@ -1,69 +1,62 @@
-import ArgumentParser
 import Config
-import EventLoop
-import Foundation
-import Logging
 import Control
+import EventLoop
+import Logging
 import Proxy
 import Routing
-import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-struct RedisAmbassadorCommand: ParsableCommand {
+/// The entry point: `Invocation` reads the command line, then this runs it.
+enum RedisAmbassador {
     static let version = "0.3.0"
 
-    static let configuration = CommandConfiguration(
-        commandName: "redis-ambassador",
-        abstract: "A Redis-aware ambassador proxy: writes to the master, reads from replicas, replies in order.",
-        version: "redis-ambassador \(version) (command table from redis-server \(CommandTable.generatedFromRedisVersion))",
-        subcommands: [Run.self, CheckConfig.self],
-        defaultSubcommand: Run.self
-    )
-}
-
-/// Runs the ambassador from a config file, or from flags for quick development use.
-struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run the ambassador (the default).")
-
-    @Option(name: .long, help: "The YAML config file (see Config/ambassador.yaml).")
-    var config: String?
-
-    @Option(name: .long, help: "Where the app connects, without a config file (host:port).")
-    var listen: String?
-
-    @Option(name: .long, help: "The Redis master, without a config file (host:port).")
-    var master: String?
-
-    @Option(name: .long, help: "A replica (host:port); repeat for more.")
-    var replica: [String] = []
-
-    @Option(name: .long, help: "master | prefer-replica | replica (without a config file).")
-    var readPolicy: String = "prefer-replica"
-
-    func validate() throws {
-        if config != nil && (listen != nil || master != nil || !replica.isEmpty) {
-            throw ValidationError("give either --config or --listen/--master/--replica, not both")
+    static func main() -> Int32 {
+        let invocation: Invocation
+        do {
+            invocation = try Invocation.parse(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            System.printError("Error: \(error)\n\n\(Invocation.usage)\n")
+            return 64  // EX_USAGE
         }
-        if config == nil && (listen == nil || master == nil) {
-            throw ValidationError("give --config FILE, or --listen HOST:PORT and --master HOST:PORT")
+        switch invocation {
+        case .help(let text):
+            print(text)
+            return 0
+        case .version:
+            print("redis-ambassador \(version) (command table from redis-server \(CommandTable.generatedFromRedisVersion))")
+            return 0
+        case .listKeys:
+            print(keyList())
+            return 0
+        case .checkConfig(let path):
+            do {
+                let config = try ConfigLoader.load(path: path)
+                print("\(path): ok (listen \(config.listen), master \(config.master), \(config.replicas.count) replica(s), read_policy \(config.readPolicy.rawValue))")
+                return 0
+            } catch {
+                System.printError("\(path): \(error)\n")
+                return 1
+            }
+        case .run(let options):
+            return run(options)
         }
     }
 
-    func loadConfig() throws -> AmbassadorConfig {
-        if let config { return try ConfigLoader.load(path: config) }
-        var yaml = "listen: \"\(listen!)\"\nmaster: \"\(master!)\"\nread_policy: \"\(readPolicy)\"\n"
-        if !replica.isEmpty { yaml += "replicas:\n" + replica.map { "  - \"\($0)\"\n" }.joined() }
-        return try ConfigLoader.parse(yaml, environment: ProcessInfo.processInfo.environment)
-    }
-
-    func run() throws {
+    static func run(_ options: Invocation.RunOptions) -> Int32 {
         EventLoop.unblockAllSignals()
         EventLoop.keepFreedMemory()
         let settings: AmbassadorConfig
         do {
-            settings = try loadConfig()
-        } catch let error as ConfigError {
-            throw ValidationError("config: \(error)")
+            if let path = options.config {
+                settings = try ConfigLoader.load(path: path)
+            } else {
+                settings = try ConfigLoader.parse(options.yaml, environment: System.environment)
+            }
+        } catch {
+            System.printError("Error: config: \(error)\n")
+            return 64
         }
         LoggingSystem.bootstrap { label in
             // Each Logger sets its own level (log_level reloads live).
@@ -73,38 +66,50 @@ struct Run: ParsableCommand {
         }
         var logger = Logger(label: "redis-ambassador")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-        let budget = CPUBudget.current(fallback: ProcessInfo.processInfo.activeProcessorCount)
+        let budget = CPUBudget.current(fallback: System.processorCount)
         let workers = settings.workerCount(budget: budget)
-        let loop = try EventLoop()
-        let supervisor = Supervisor(config: settings, configPath: config, loop: loop, logger: logger)
         do {
+            let loop = try EventLoop()
+            let supervisor = Supervisor(config: settings, configPath: options.config, loop: loop, logger: logger)
             try supervisor.start(workerCount: workers)
+            logger.info("redis-ambassador \(version) started with \(workers) worker(s)\(settings.workers == nil ? " (auto: \(budget.description))" : ""), config generation 1")
+            supervisor.run()
+            return 0
         } catch {
             logger.critical("cannot start: \(error)")
-            throw ExitCode.failure
+            return 1
         }
-        logger.info("redis-ambassador \(RedisAmbassadorCommand.version) started with \(workers) worker(s)\(settings.workers == nil ? " (auto: \(budget.description))" : ""), config generation 1")
-        supervisor.run()
+    }
+
+    /// The key list, from the table every key is defined in (`ConfigKey.all`).
+    static func keyList() -> String {
+        let defaults = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 6380),
+                                        master: Address(host: "127.0.0.1", port: 6379)).redacted
+        let width = ConfigKey.all.map(\.name.count).max() ?? 0
+        return ConfigKey.all.map { key in
+            var line = key.name + String(repeating: " ", count: width - key.name.count) + "  " + key.expects
+            if key.restartOnly { line += "; restart only" }
+            if key.secret { line += "; secret (never shown)" }
+            if ["listen", "master"].contains(key.name) {
+                line += "; required (discovery: static)"
+            } else if let value = defaults[key.name] {
+                line += "; default \(value.text)"
+            }
+            return line
+        }.joined(separator: "\n")
     }
 }
 
-/// Checks a config file and exits: 0 when valid, 1 with the error (key and line) when not.
-struct CheckConfig: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check-config", abstract: "Validate a config file and exit (0 valid, 1 not).")
-
-    @Argument(help: "The YAML config file.")
-    var path: String
-
-    func run() throws {
-        do {
-            let config = try ConfigLoader.load(path: path)
-            print("\(path): ok (listen \(config.listen), master \(config.master), \(config.replicas.count) replica(s), read_policy \(config.readPolicy.rawValue))")
-        } catch {
-            FileHandle.standardError.write(Data("\(path): \(error)\n".utf8))
-            throw ExitCode.failure
+extension RedactedValue {
+    /// As written in the file.
+    var text: String {
+        switch self {
+        case .string(let text): return text
+        case .int(let number): return String(number)
+        case .list(let items): return "[" + items.joined(separator: ", ") + "]"
+        case .object(let members): return "{" + members.map { "\($0.key): \($0.value.text)" }.sorted().joined(separator: ", ") + "}"
         }
     }
 }
 
-RedisAmbassadorCommand.main()
+exit(RedisAmbassador.main())

@@ -233,4 +233,89 @@ import Testing
         #expect(Duration(parsing: "2m")?.seconds == 120)
         for bad in ["", "5", "ms", "-1s", "1x", "1 s"] { #expect(Duration(parsing: bad) == nil, "\(bad)") }
     }
+
+    /// The reference file documents exactly the keys of the table: each one set or shown
+    /// commented out (`# key:`), none that the loader would refuse.
+    @Test func referenceFileDocumentsEveryKeyOfTheTable() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Config/ambassador.yaml").standardized.path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        var documented = Set<String>()
+        for line in text.split(separator: "\n") {
+            var rest = Substring(line)
+            if rest.hasPrefix("# ") { rest = rest.dropFirst(2) }
+            guard let colon = rest.firstIndex(of: ":"), rest.first?.isLetter == true else { continue }
+            let key = rest[..<colon]
+            if key.allSatisfy({ $0.isLowercase || $0 == "_" }) { documented.insert(String(key)) }
+        }
+        let table = Set(ConfigKey.all.map(\.name))
+        #expect(table.subtracting(documented).isEmpty, "keys with no documentation: \(table.subtracting(documented).sorted())")
+        // And the file loads: every key it sets is one of the table's.
+        _ = try ConfigLoader.load(path: path, environment: [:])
+        #expect(Set(AmbassadorConfig.restartOnlyKeys) == ["workers", "backend_connections"])
+    }
+
+    /// A change in any key of the table shows in the diff under that key's name, and a reload
+    /// keeps exactly the restart-only ones.
+    @Test func everyKeyOfTheTableTakesPartInTheDiff() throws {
+        let base = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n")
+        let changes: [String: String] = [
+            "replicas": "replicas: [127.0.0.1:7001]", "failover_hold": "failover_hold: 3s",
+            "health_interval": "health_interval: 1s", "health_failures": "health_failures: 5",
+            "max_replica_lag": "max_replica_lag: 0s", "balance": "balance: round-robin",
+            "read_your_writes": "read_your_writes: off", "command_timeout": "command_timeout: 1s",
+            "stall_threshold": "stall_threshold: 0s", "read_policy": "read_policy: master",
+            "username": "username: app", "backend_connections": "backend_connections: 2",
+            "pinned_pool_size": "pinned_pool_size: 1", "connect_timeout": "connect_timeout: 1s",
+            "reconnect_interval": "reconnect_interval: 1s", "workers": "workers: 3", "log_level": "log_level: debug",
+            "admin": "admin: {listen: 127.0.0.1:9999}", "shutdown_timeout": "shutdown_timeout: 1s",
+        ]
+        for (key, line) in changes {
+            let other = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n\(line)\n")
+            #expect(base.changedKeys(to: other) == [key], "\(line)")
+            let applied = base.applyingLive(other)
+            let restartOnly = ConfigKey.named(key)?.restartOnly == true
+            #expect(base.changedKeys(to: applied) == (restartOnly ? [] : [key]), "\(line)")
+        }
+        let role = try ConfigLoader.parse("listen: 127.0.0.1:6380\ndiscovery: role\nnodes: [127.0.0.1:1, 127.0.0.1:2]\n")
+        #expect(base.changedKeys(to: role).contains("discovery") && base.changedKeys(to: role).contains("nodes"))
+        #expect(role.redacted["nodes"] == .list(["127.0.0.1:1", "127.0.0.1:2"]) && base.redacted["nodes"] == nil)
+    }
+
+    /// YAML as libyaml reads it: quoting, flow and block styles, anchors, comments; a document
+    /// that nests without end, or a second document, is an error rather than a crash or a guess.
+    @Test func yamlForms() throws {
+        let config = try ConfigLoader.parse("""
+            # comment
+            listen: "127.0.0.1:6380"   # quoted
+            master: &m 127.0.0.1:6379
+            replicas:
+              - {address: '127.0.0.1:6381', weight: 2}
+              - 127.0.0.1:6382
+            read_policy: >-
+              master
+            admin: ~
+            """)
+        #expect(config.listen.port == 6380 && config.master.port == 6379 && config.readPolicy == .master)
+        #expect(config.replicas.map(\.port) == [6381, 6382] && config.replicaWeights.count == 1)
+        #expect(config.adminListen == nil)
+        // `"~"` quoted is text, not null: an address, and not a valid one.
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\nadmin: \"~\"\n") }
+        for (text, line) in [("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n---\nlisten: 127.0.0.1:3\n", 3),
+                             ("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\nmaster: 127.0.0.1:3\n", 3),
+                             ("listen: 127.0.0.1:1\n  master: x\n", 2),
+                             ("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\nreplicas: &a [*a]\n", 3),
+                             ("listen: 127.0.0.1:1\nmaster: \"unterminated\n", 3)] {
+            do {
+                _ = try ConfigLoader.parse(text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.line == line, "\(text): \(error)")
+            }
+        }
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: \(deep)\n") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("# only a comment\n") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(String(decoding: [0xff, 0xfe, 0x00], as: UTF8.self)) }
+    }
 }

@@ -1,0 +1,240 @@
+/// The config keys as one table: each row says how its key is read from the file, what it
+/// expects, whether a reload applies it, how `/config` shows it (secrets redacted) and how two
+/// configs differ in it. Loading (`ConfigLoader`), the reload diff (`changedKeys`,
+/// `applyingLive`), the `/config` view (`redacted`) and the key list (`check-config --keys`, and
+/// the test that `Config/ambassador.yaml` documents every key) all derive from it.
+///
+/// A new key: a field in `AmbassadorConfig`, a row here, its documentation in
+/// `Config/ambassador.yaml`. Rows are in the reference file's order, which is the order the
+/// reload log names changed keys in.
+public struct ConfigKey: Sendable {
+    /// The key as written in the file.
+    public let name: String
+    /// What the key takes, for errors and the key list.
+    public let expects: String
+    /// A reload leaves it as it was (logged as needing a restart).
+    public let restartOnly: Bool
+    /// Its value never appears in `/config` or a log: shown as where it came from.
+    public let secret: Bool
+    /// Reads the key into the config; called for every row, with the key's node or nil when the
+    /// file does not have it (a default, or an environment variable, may apply). nil: the key is
+    /// read with the topology (`ConfigLoader.topology`), which has to see several keys at once.
+    let read: (@Sendable (inout AmbassadorConfig, YAMLNode?, ConfigLoader.Reading) throws(ConfigError) -> Void)?
+    /// Whether two configs differ in this key.
+    let differs: @Sendable (AmbassadorConfig, AmbassadorConfig) -> Bool
+    /// Copies this key's value from the running config (for restart-only keys on reload).
+    let keep: @Sendable (inout AmbassadorConfig, AmbassadorConfig) -> Void
+    /// The key's entries in the `/config` view (none when it is not set).
+    let show: @Sendable (AmbassadorConfig) -> [(String, RedactedValue)]
+
+    /// A row for a key held in one field of `AmbassadorConfig`.
+    static func field<Value: Equatable & Sendable>(
+        _ name: String, _ path: WritableKeyPath<AmbassadorConfig, Value> & Sendable, expects: String,
+        restartOnly: Bool = false,
+        parse: (@Sendable (YAMLNode, ConfigLoader.Reading) throws(ConfigError) -> Value)?,
+        show: @escaping @Sendable (Value) -> RedactedValue?
+    ) -> ConfigKey {
+        var read: (@Sendable (inout AmbassadorConfig, YAMLNode?, ConfigLoader.Reading) throws(ConfigError) -> Void)?
+        if let parse {
+            read = { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) -> Void in
+                if let node { config[keyPath: path] = try parse(node, reading) }
+            }
+        }
+        let differs: @Sendable (AmbassadorConfig, AmbassadorConfig) -> Bool = { $0[keyPath: path] != $1[keyPath: path] }
+        let keep: @Sendable (inout AmbassadorConfig, AmbassadorConfig) -> Void = { $0[keyPath: path] = $1[keyPath: path] }
+        let entries: @Sendable (AmbassadorConfig) -> [(String, RedactedValue)] = { config in
+            guard let value = show(config[keyPath: path]) else { return [] }
+            return [(name, value)]
+        }
+        return ConfigKey(name: name, expects: expects, restartOnly: restartOnly, secret: false,
+                         read: read, differs: differs, keep: keep, show: entries)
+    }
+
+    static func duration(_ name: String, _ path: WritableKeyPath<AmbassadorConfig, Duration> & Sendable,
+                         expects: String, atLeast minimum: Duration? = nil) -> ConfigKey {
+        field(name, path, expects: expects, parse: { (node, _) throws(ConfigError) in
+            let value = try ConfigLoader.duration(name, node)
+            if let minimum, value < minimum {
+                throw ConfigError(key: name, line: node.line, "must be at least \(minimum)")
+            }
+            return value
+        }, show: { .string($0.description) })
+    }
+
+    static func integer(_ name: String, _ path: WritableKeyPath<AmbassadorConfig, Int> & Sendable,
+                        in range: ClosedRange<Int>, restartOnly: Bool = false) -> ConfigKey {
+        field(name, path, expects: "an integer \(range.lowerBound)...\(range.upperBound)", restartOnly: restartOnly,
+              parse: { (node, _) throws(ConfigError) in try ConfigLoader.integer(name, node, in: range) },
+              show: { .int($0) })
+    }
+
+    static func choice<Value: RawRepresentable & CaseIterable & Equatable & Sendable>(
+        _ name: String, _ path: WritableKeyPath<AmbassadorConfig, Value> & Sendable
+    ) -> ConfigKey where Value.RawValue == String {
+        let names = Value.allCases.map(\.rawValue)
+        return field(name, path, expects: names.joined(separator: " | "), parse: { (node, _) throws(ConfigError) in
+            let text = try ConfigLoader.string(name, node)
+            guard let value = Value(rawValue: text) else {
+                throw ConfigError(key: name, line: node.line, "expected \(ConfigLoader.alternatives(names)), got '\(text)'")
+            }
+            return value
+        }, show: { .string($0.rawValue) })
+    }
+
+    /// A key read with the topology (see `ConfigLoader.topology`).
+    static func topology(_ name: String, expects: String,
+                         differs: @escaping @Sendable (AmbassadorConfig, AmbassadorConfig) -> Bool,
+                         show: @escaping @Sendable (AmbassadorConfig) -> [(String, RedactedValue)]) -> ConfigKey {
+        ConfigKey(name: name, expects: expects, restartOnly: false, secret: false, read: nil,
+                  differs: differs, keep: { _, _ in }, show: show)
+    }
+
+    /// A password read from a file (or an environment variable), shown only as where it came from.
+    static func credential(_ name: String, variable: String, shownAs label: String, onlySentinel: Bool,
+                           _ password: WritableKeyPath<AmbassadorConfig, String?> & Sendable,
+                           source: WritableKeyPath<AmbassadorConfig, String?> & Sendable,
+                           file: WritableKeyPath<AmbassadorConfig, String?> & Sendable) -> ConfigKey {
+        ConfigKey(
+            name: name, expects: "a file path (else the environment's \(variable))", restartOnly: false, secret: true,
+            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
+                if onlySentinel, case .sentinel = config.discovery {} else if onlySentinel { return }
+                if let node {
+                    let (secret, path) = try ConfigLoader.secret(name, node, baseDirectory: reading.baseDirectory)
+                    (config[keyPath: password], config[keyPath: source], config[keyPath: file]) = (secret, "\(name) \(path)", path)
+                } else if let secret = reading.environment[variable], !secret.isEmpty {
+                    (config[keyPath: password], config[keyPath: source], config[keyPath: file]) = (secret, "environment \(variable)", nil)
+                }
+            },
+            differs: { $0[keyPath: password] != $1[keyPath: password] || $0[keyPath: source] != $1[keyPath: source] },
+            keep: { $0[keyPath: password] = $1[keyPath: password]; $0[keyPath: source] = $1[keyPath: source]; $0[keyPath: file] = $1[keyPath: file] },
+            show: { config in
+                config[keyPath: password] == nil ? [] : [(label, .string("<redacted> (\(config[keyPath: source] ?? "set"))"))]
+            })
+    }
+
+    /// Every key, in the reference file's order.
+    public static let all: [ConfigKey] = [
+        topology("listen", expects: "host:port", differs: { $0.listen != $1.listen },
+                 show: { [("listen", .string($0.listen.description))] }),
+        topology("master", expects: "host:port", differs: { $0.master != $1.master },
+                 show: { [("master", .string($0.master.description))] }),
+        topology("replicas", expects: "a list of host:port (or {address: host:port, weight: 2})",
+                 differs: { $0.replicas != $1.replicas || $0.replicaWeights != $1.replicaWeights },
+                 show: { config in
+                     var entries: [(String, RedactedValue)] = [("replicas", .list(config.replicas.map(\.description)))]
+                     if !config.replicaWeights.isEmpty {
+                         entries.append(("replica_weights", .object(Dictionary(uniqueKeysWithValues:
+                             config.replicaWeights.map { ($0.key.description, RedactedValue.int($0.value)) }))))
+                     }
+                     return entries
+                 }),
+        topology("discovery", expects: "static | role | sentinel", differs: { $0.discovery.name != $1.discovery.name },
+                 show: { [("discovery", .string($0.discovery.name))] }),
+        topology("nodes", expects: "a list of host:port (discovery: role)",
+                 differs: { $0.discovery.nodes != $1.discovery.nodes },
+                 show: { config in config.discovery.nodes.map { [("nodes", .list($0.map(\.description)))] } ?? [] }),
+        topology("sentinels", expects: "a list of host:port (discovery: sentinel)",
+                 differs: { $0.discovery.sentinels != $1.discovery.sentinels },
+                 show: { config in config.discovery.sentinels.map { [("sentinels", .list($0.map(\.description)))] } ?? [] }),
+        topology("master_name", expects: "the name the sentinels monitor (discovery: sentinel)",
+                 differs: { $0.discovery.masterName != $1.discovery.masterName },
+                 show: { config in config.discovery.masterName.map { [("master_name", .string($0))] } ?? [] }),
+        field("sentinel_username", \.sentinelUsername, expects: "a string (discovery: sentinel)",
+              parse: { (node, _) throws(ConfigError) in try ConfigLoader.string("sentinel_username", node) },
+              show: { $0.map { .string($0) } }),
+        credential("sentinel_password_file", variable: "REDIS_AMBASSADOR_SENTINEL_PASSWORD", shownAs: "sentinel_password",
+                   onlySentinel: true, \.sentinelPassword, source: \.sentinelPasswordSource, file: \.sentinelPasswordFile),
+        duration("failover_hold", \.failoverHold, expects: "a duration (2s)"),
+        duration("health_interval", \.healthInterval, expects: "a duration (500ms; at least 10ms)",
+                 atLeast: Duration(seconds: 0.01)),
+        integer("health_failures", \.healthFailures, in: 1...100),
+        duration("max_replica_lag", \.maxReplicaLag, expects: "a duration (1s; 0s: no limit)"),
+        choice("balance", \.balance),
+        field("read_your_writes", \.readYourWrites, expects: "session | app | off | a duration (2s)",
+              parse: { (node, _) throws(ConfigError) in
+                  let text = try ConfigLoader.string("read_your_writes", node)
+                  switch text {
+                  case "off", "false": return .off
+                  case "session", "offset": return .session
+                  case "app": return .app
+                  default:
+                      guard let value = Duration(parsing: text) else {
+                          throw ConfigError(key: "read_your_writes", line: node.line,
+                                            "expected session, app, off or a duration (2s), got '\(text)'")
+                      }
+                      return value.seconds == 0 ? .off : .duration(value)
+                  }
+              }, show: { .string($0.description) }),
+        duration("command_timeout", \.commandTimeout, expects: "a duration (0s: off)"),
+        duration("stall_threshold", \.stallThreshold, expects: "a duration (50ms; 0s: never)"),
+        choice("read_policy", \.readPolicy),
+        field("username", \.username, expects: "a string",
+              parse: { (node, _) throws(ConfigError) in try ConfigLoader.string("username", node) },
+              show: { $0.map { .string($0) } }),
+        credential("password_file", variable: "REDIS_AMBASSADOR_PASSWORD", shownAs: "password", onlySentinel: false,
+                   \.password, source: \.passwordSource, file: \.passwordFile),
+        integer("backend_connections", \.backendConnections, in: 1...64, restartOnly: true),
+        integer("pinned_pool_size", \.pinnedPoolSize, in: 0...1024),
+        duration("connect_timeout", \.connectTimeout, expects: "a duration (2s)"),
+        duration("reconnect_interval", \.reconnectInterval, expects: "a duration (250ms)"),
+        field("workers", \.workers, expects: "auto or an integer 1...64", restartOnly: true,
+              parse: { (node, _) throws(ConfigError) in
+                  let text = try ConfigLoader.string("workers", node)
+                  if text == "auto" { return nil }
+                  guard let count = Int(text), (1...64).contains(count) else {
+                      throw ConfigError(key: "workers", line: node.line, "expected auto or an integer 1...64, got '\(text)'")
+                  }
+                  return count
+              }, show: { .some($0.map { .int($0) } ?? .string("auto")) }),
+        field("log_level", \.logLevel, expects: "debug | info | warning | error",
+              parse: { (node, _) throws(ConfigError) in
+                  let level = try ConfigLoader.string("log_level", node)
+                  guard ["debug", "info", "warning", "error"].contains(level) else {
+                      throw ConfigError(key: "log_level", line: node.line, "expected debug, info, warning or error, got '\(level)'")
+                  }
+                  return level
+              }, show: { .string($0) }),
+        field("admin", \.adminListen, expects: "a mapping with `listen: host:port`",
+              parse: { (node, _) throws(ConfigError) in
+                  if node.isNull { return nil }
+                  guard let mapping = node.mapping else {
+                      throw ConfigError(key: "admin", line: node.line, "expected a mapping with `listen: host:port`")
+                  }
+                  var listen: Address?
+                  for (key, value) in mapping {
+                      guard key.string == "listen" else {
+                          throw ConfigError(key: "admin.\(key.string ?? "?")", line: key.line, "unknown key (known keys: listen)")
+                      }
+                      listen = try ConfigLoader.address("admin.listen", value)
+                  }
+                  guard let listen else {
+                      throw ConfigError(key: "admin.listen", line: node.line, "is required when `admin` is given")
+                  }
+                  return listen
+              }, show: { $0.map { .object(["listen": .string($0.description)]) } }),
+        duration("shutdown_timeout", \.shutdownTimeout, expects: "a duration (10s)"),
+    ]
+
+    /// The row for `name`.
+    public static func named(_ name: String) -> ConfigKey? { all.first { $0.name == name } }
+
+    /// Keys a reload cannot apply to a running process.
+    public static var restartOnlyNames: [String] { all.filter(\.restartOnly).map(\.name) }
+}
+
+extension Discovery {
+    var nodes: [Address]? {
+        if case .role(let nodes) = self { return nodes }
+        return nil
+    }
+
+    var sentinels: [Address]? {
+        if case .sentinel(let sentinels, _) = self { return sentinels }
+        return nil
+    }
+
+    var masterName: String? {
+        if case .sentinel(_, let name) = self { return name }
+        return nil
+    }
+}
