@@ -438,7 +438,7 @@ public final class Proxy {
             backend.eligible = state.eligible
             backend.weight = max(1, state.weight)
             // Unreachable: what is in flight there is retried elsewhere now.
-            if !state.up && state.reason.hasPrefix("down") && backend.isUp { backend.dropConnections() }
+            if case .down = state.eligibility, backend.isUp { backend.dropConnections() }
             if state.up && !backend.isUp { backend.reconnectNow() }
         }
         if masterConfirmed { releaseWaitingWrites() }

@@ -25,9 +25,8 @@ public struct Topology: Sendable, Equatable {
 
     public struct ReplicaState: Sendable, Equatable {
         public var address: Address
-        /// Up, replicating from the current master with its link up, not syncing or loading, and
-        /// within `max_replica_lag`.
-        public var eligible: Bool
+        /// Whether it takes reads, and if not, why.
+        public var eligibility: Eligibility
         /// Reachable at all (a lagging replica is up but not eligible).
         public var up: Bool
         public var weight: Int
@@ -37,18 +36,64 @@ public struct Topology: Sendable, Equatable {
         public var caughtUpTo: Double
         /// How far behind the master it was at the last check (seconds), for /config.
         public var lag: Double
-        /// Why it is not eligible (for logs and /config); empty when eligible.
-        public var reason: String
 
-        public init(address: Address, eligible: Bool, up: Bool, weight: Int, caughtUpTo: Double, lag: Double,
-                    reason: String) {
+        public init(address: Address, eligibility: Eligibility, up: Bool, weight: Int, caughtUpTo: Double, lag: Double) {
             self.address = address
-            self.eligible = eligible
+            self.eligibility = eligibility
             self.up = up
             self.weight = weight
             self.caughtUpTo = caughtUpTo
             self.lag = lag
-            self.reason = reason
+        }
+
+        /// Up, replicating from the current master with its link up, not syncing or loading, and
+        /// within `max_replica_lag`.
+        public var eligible: Bool { eligibility == .eligible }
+        /// Why it is not eligible (for logs and /config); empty when eligible.
+        public var reason: String { eligible ? "" : eligibility.description }
+    }
+}
+
+/// Whether a replica takes reads, and if not, why (each case is one rule of the health checks).
+public enum Eligibility: Sendable, Equatable, CustomStringConvertible {
+    case eligible
+    /// No check has answered yet.
+    case notChecked
+    /// Its checks failed `health_failures` times in a row (or the connection was refused).
+    case down(String)
+    /// It answers, but not the check: -BUSY (a script), or a login error.
+    case busy(String)
+    /// No node is confirmed master, so no replica can be known to follow it.
+    case noConfirmedMaster
+    /// ROLE says something other than a replica.
+    case role(String)
+    /// ROLE names another master.
+    case notReplicating(from: Address)
+    /// `master_link_status` is not up.
+    case linkDown
+    /// A full sync is in progress.
+    case syncing
+    /// Neither INFO nor ROLE gave its replication offset.
+    case noOffset
+    /// Further behind than `max_replica_lag` (an infinite lag: behind every recorded sample).
+    case lagging(seconds: Double, limit: Duration)
+
+    public var description: String {
+        switch self {
+        case .eligible: return "eligible"
+        case .notChecked: return "not checked yet"
+        case .down(let why): return "down: \(why)"
+        case .busy(let why): return "busy: \(why)"
+        case .noConfirmedMaster: return "no confirmed master"
+        case .role(let name): return "reports role \(name)"
+        case .notReplicating(let master): return "does not replicate from \(master)"
+        case .linkDown: return "master_link_status is not up"
+        case .syncing: return "sync in progress"
+        case .noOffset: return "no replication offset yet"
+        case .lagging(let seconds, let limit):
+            guard seconds.isFinite else { return "behind every recorded master offset" }
+            let ms = Int((seconds * 1000).rounded())
+            return "lag \(ms < 1000 ? "\(ms)ms" : "\(Double(ms) / 1000)s") > max_replica_lag \(limit)"
         }
     }
 }
