@@ -8,30 +8,9 @@ import Glibc
 /// The `redis-ambassador` binary itself, as a user runs it.
 extension Integration {
 @Suite(.serialized) struct ExecutableTests {
-    /// The executable SwiftPM built next to this test bundle.
-    static func binary() throws -> URL {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidate = bundle.appendingPathComponent("redis-ambassador")
-        guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
-            throw RedisServerError.notInstalled("redis-ambassador (build it: swift build)")
-        }
-        return candidate
-    }
+    static func binary() throws -> URL { try AmbassadorProcess.binary() }
 
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try binary()
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        RedisServer.recordPID(process.processIdentifier)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) { try AmbassadorProcess.run(arguments) }
 
     @Test func checkConfigAcceptsTheShippedConfigAndNamesTheBadKeyAndLine() throws {
         let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -52,33 +31,17 @@ extension Integration {
         let master = try RedisServer()
         defer { master.stop() }
         let port = try RedisServer.freePort()
-        let process = Process()
-        process.executableURL = try Self.binary()
-        process.arguments = ["--listen", "127.0.0.1:\(port)", "--master", "127.0.0.1:\(master.port)",
-                             "--read-policy", "master"]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        RedisServer.recordPID(process.processIdentifier)
-        defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        var client: BlockingClient?
-        eventually(4) {
-            client = try? BlockingClient(port: port, timeout: 2)
-            return client != nil
-        }
-        let app = try #require(client)
+        let ambassador = try AmbassadorProcess(arguments: ["--listen", "127.0.0.1:\(port)", "--master", "127.0.0.1:\(master.port)",
+                                                           "--read-policy", "master"])
+        defer { ambassador.stop() }
         // Still running: the port was ours (a parallel test did not take it between probe and bind).
-        try #require(process.isRunning)
+        try #require(ambassador.answers(on: port), "\(ambassador.logText)")
+        let app = try BlockingClient(port: port, timeout: 2)
         #expect(try app.command(["SET", "from-binary", "1"]) == .simple("OK"))
         #expect(try master.client().command(["GET", "from-binary"]) == .bulk("1"))
         // SIGTERM stops it with status 0 (the binary unblocks signals it may inherit blocked).
-        kill(process.processIdentifier, SIGTERM)
-        #expect(eventually(5) { !process.isRunning })
-        if !process.isRunning { #expect(process.terminationStatus == 0) }
+        ambassador.signal(SIGTERM)
+        #expect(ambassador.waitForExit(timeout: 5) == 0)
     }
 
     /// `workers: 2`: two event loops share the listening port (SO_REUSEPORT); the kernel spreads
@@ -91,20 +54,9 @@ extension Integration {
         try "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nworkers: 2\nlog_level: warning\n"
             .write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
-        let process = Process()
-        process.executableURL = try Self.binary()
-        process.arguments = ["--config", config.path]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        RedisServer.recordPID(process.processIdentifier)
-        defer {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        #expect(eventually(4) { (try? BlockingClient(port: port, timeout: 2).command(["PING"])) == .simple("PONG") })
-        try #require(process.isRunning, "the ambassador could bind its port")
+        let ambassador = try AmbassadorProcess(arguments: ["--config", config.path])
+        defer { ambassador.stop() }
+        try #require(ambassador.answers(on: port), "the ambassador could bind its port: \(ambassador.logText)")
         var workersSeen = Set<String>()
         var clients: [BlockingClient] = []
         for i in 0..<64 {
@@ -118,9 +70,8 @@ extension Integration {
         }
         for (i, client) in clients.enumerated() { #expect(try client.command(["GET", "w\(i)"]) == .bulk("v\(i)")) }
         #expect(workersSeen == ["worker:0", "worker:1"], "connections spread over both workers")
-        kill(process.processIdentifier, SIGTERM)
-        #expect(eventually(5) { !process.isRunning })
-        if !process.isRunning { #expect(process.terminationStatus == 0) }
+        ambassador.signal(SIGTERM)
+        #expect(ambassador.waitForExit(timeout: 5) == 0)
     }
 }
 }

@@ -14,27 +14,23 @@ final class ConfigMapAmbassador {
     let directory: URL
     let port: UInt16
     let adminPort: UInt16
-    let process = Process()
+    let running: AmbassadorProcess
+    var process: Process { running.process }
     private var version = 0
-    let log: URL
+    var log: URL { running.log }
 
     init(_ yaml: (_ port: UInt16, _ adminPort: UInt16) -> String, workers: Int = 1, readyTimeout: Double = 10) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-cm-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try RedisServer.freePort()
         adminPort = try RedisServer.freePort()
-        log = directory.appendingPathComponent("ambassador.log")
-        try publish(yaml(port, adminPort))
+        try Self.publish(yaml(port, adminPort), version: 1, in: directory)
+        version = 1
         try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent("ambassador.yaml").path,
                                                    withDestinationPath: "..data/ambassador.yaml")
-        process.executableURL = try Integration.ExecutableTests.binary()
-        process.arguments = ["--config", directory.appendingPathComponent("ambassador.yaml").path]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-        RedisServer.recordPID(process.processIdentifier)
+        running = try AmbassadorProcess(arguments: ["--config", directory.appendingPathComponent("ambassador.yaml").path],
+                                        log: directory.appendingPathComponent("ambassador.log"))
+        let process = running.process
         let ready = eventually(readyTimeout) {
             // Ready when a write goes through and every configured backend is up (or it exited).
             guard process.isRunning else { return true }
@@ -50,11 +46,15 @@ final class ConfigMapAmbassador {
         throw RedisServerError.didNotStart("ambassador \(why); log:\n\(text)")
     }
 
-    var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    var logText: String { running.logText }
 
     /// Writes a new version directory and swaps `..data` to it in one rename, as the kubelet does.
     func publish(_ yaml: String) throws {
         version += 1
+        try Self.publish(yaml, version: version, in: directory)
+    }
+
+    static func publish(_ yaml: String, version: Int, in directory: URL) throws {
         let name = "..v\(version)"
         let versionDirectory = directory.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: versionDirectory, withIntermediateDirectories: true)
@@ -90,17 +90,13 @@ final class ConfigMapAmbassador {
         throw RedisServerError.didNotStart("generation \(expected) not reached (at \(try generation())); log:\n\(logText)")
     }
 
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+    func signal(_ number: Int32) { running.signal(number) }
 
     /// Waits for the process to exit; its status, or nil if it is still running.
-    func waitForExit(timeout: Double) -> Int32? {
-        eventually(timeout, every: 0.01) { !process.isRunning }
-        return process.isRunning ? nil : process.terminationStatus
-    }
+    func waitForExit(timeout: Double) -> Int32? { running.waitForExit(timeout: timeout) }
 
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        running.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 }
