@@ -123,7 +123,8 @@ public final class Connection {
         selfRetain = Unmanaged.passRetained(self)
         let context = selfRetain!.toOpaque()
         readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
-            Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleReadable()
+            let connection = Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue()
+            connection.loop.callback { connection.handleReadable() }
         }, context)
     }
 
@@ -132,7 +133,8 @@ public final class Connection {
     private func ensureWriteEvent() -> OpaquePointer? {
         if writeEvent == nil, let context = selfRetain?.toOpaque() {
             writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, what, ctx in
-                Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue().handleWritable(timedOut: Int32(what) & EV_TIMEOUT != 0)
+                let connection = Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue()
+                connection.loop.callback { connection.handleWritable(timedOut: Int32(what) & EV_TIMEOUT != 0) }
             }, context)
         }
         return writeEvent

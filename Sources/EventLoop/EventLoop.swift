@@ -61,11 +61,13 @@ public final class EventLoop {
         dirty.reserveCapacity(64)
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
-            Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue().drainMailbox()
+            let loop = Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue()
+            loop.callback { loop.drainMailbox() }
         }, context)
         event_add(wakeEvent, nil)
         flushEvent = event_new(base, -1, 0, { _, _, ctx in
-            Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue().flushDirty()
+            let loop = Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue()
+            loop.callback { loop.flushDirty() }
         }, context)
     }
 
@@ -95,10 +97,31 @@ public final class EventLoop {
     }
 
     /// The loop's cached time in microseconds: one clock read per iteration, for latencies.
+    ///
+    /// Read from libevent at most once per callback (`callback(_:)` forgets it before and after):
+    /// libevent's own cache holds for a whole iteration, so within one callback the value is the
+    /// same, and the data path asks for it two or three times per command (measured: 130
+    /// instructions per request for the libevent calls).
     public var nowMicroseconds: Int {
+        if clockCache != 0 { return clockCache }
         var tv = timeval()
         event_base_gettimeofday_cached(base, &tv)
-        return tv.tv_sec &* 1_000_000 &+ tv.tv_usec
+        let now = tv.tv_sec &* 1_000_000 &+ tv.tv_usec
+        if inCallback { clockCache = now }
+        return now
+    }
+
+    private var clockCache = 0
+    private var inCallback = false
+
+    /// Runs one libevent callback's Swift side. Every trampoline into Swift goes through here.
+    @inline(__always)
+    func callback(_ body: () -> Void) {
+        inCallback = true
+        clockCache = 0
+        body()
+        inCallback = false
+        clockCache = 0
     }
 
     /// The wall clock now, not the iteration's cached time (seconds since the epoch).

@@ -34,10 +34,12 @@ public final class HTTPServer {
     public let port: UInt16
     private var http: OpaquePointer?
     private let handler: (HTTPRequest) -> HTTPResponse
+    private unowned let loop: EventLoop
 
     public init(loop: EventLoop, endpoint: Endpoint,
                 handler: @escaping (HTTPRequest) -> HTTPResponse) throws(SocketError) {
         self.handler = handler
+        self.loop = loop
         let fd = try Socket.bindAndListen(endpoint, reusePort: false, backlog: 64)
         port = Socket.localPort(fd)
         guard let http = evhttp_new(loop.base) else {
@@ -58,7 +60,8 @@ public final class HTTPServer {
         evhttp_set_allowed_methods(http, UInt16(EVHTTP_REQ_GET.rawValue | EVHTTP_REQ_HEAD.rawValue | EVHTTP_REQ_POST.rawValue))
         evhttp_set_gencb(http, { request, context in
             guard let request, let context else { return }
-            Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().handle(request)
+            let server = Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue()
+            server.loop.callback { server.handle(request) }
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 

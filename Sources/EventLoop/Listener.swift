@@ -26,7 +26,8 @@ public final class Listener {
         fd = try Socket.bindAndListen(endpoint, reusePort: reusePort, backlog: backlog)
         port = Socket.localPort(fd)
         event = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
-            Unmanaged<Listener>.fromOpaque(ctx!).takeUnretainedValue().acceptAll()
+            let listener = Unmanaged<Listener>.fromOpaque(ctx!).takeUnretainedValue()
+            listener.loop.callback { listener.acceptAll() }
         }, Unmanaged.passUnretained(self).toOpaque())
         event_add(event, nil)
     }

@@ -5,12 +5,15 @@ public final class Timer {
     private var event: OpaquePointer?
     private let repeating: Bool
     private let action: () -> Void
+    private unowned let loop: EventLoop
 
     public init(loop: EventLoop, repeating: Bool = false, action: @escaping () -> Void) {
         self.repeating = repeating
         self.action = action
+        self.loop = loop
         event = event_new(loop.base, -1, repeating ? Int16(EV_PERSIST) : 0, { _, _, ctx in
-            Unmanaged<Timer>.fromOpaque(ctx!).takeUnretainedValue().action()
+            let timer = Unmanaged<Timer>.fromOpaque(ctx!).takeUnretainedValue()
+            timer.loop.callback { timer.action() }
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -32,11 +35,14 @@ public final class Timer {
 public final class SignalHandler {
     private var event: OpaquePointer?
     private let action: () -> Void
+    private unowned let loop: EventLoop
 
     public init(loop: EventLoop, signal: Int32, action: @escaping () -> Void) {
         self.action = action
+        self.loop = loop
         event = ra_evsignal_new(loop.base, signal, { _, _, ctx in
-            Unmanaged<SignalHandler>.fromOpaque(ctx!).takeUnretainedValue().action()
+            let handler = Unmanaged<SignalHandler>.fromOpaque(ctx!).takeUnretainedValue()
+            handler.loop.callback { handler.action() }
         }, Unmanaged.passUnretained(self).toOpaque())
         event_add(event, nil)
     }

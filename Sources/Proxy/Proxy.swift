@@ -35,7 +35,7 @@ public final class Proxy {
     /// `stall_threshold` in µs; -1 when off.
     private(set) var stallMicroseconds = 50_000
     /// Read-your-writes by replication offset (see `ReplicationTracker`).
-    private(set) lazy var tracker = ReplicationTracker(proxy: self)
+    let tracker = ReplicationTracker()
     /// read_your_writes: app — recent writes by key (see `KeyWrites`).
     let keyWrites = KeyWrites()
     /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
@@ -66,6 +66,7 @@ public final class Proxy {
         master = Backend(proxy: self, address: config.master, role: .master)
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
+        tracker.proxy = self
         noteReadYourWrites()
         configureRouter()
     }

@@ -24,7 +24,9 @@ import RESP
 /// Probes run on dedicated control connections, never on the connections that carry the apps'
 /// commands: MONITOR shows them as the ambassador's own `ROLE`s, like the health checks.
 final class ReplicationTracker {
-    unowned let proxy: Proxy
+    /// Set by the proxy as soon as it exists: the tracker is created with it, as a `let` (a lazy
+    /// property cost a retain and a release on every read's floor lookup).
+    unowned(unsafe) var proxy: Proxy!
     /// Master probes sent, the newest answered, and the offset it reported.
     private(set) var probesSent = 0
     private(set) var probesAnswered = 0
@@ -43,9 +45,7 @@ final class ReplicationTracker {
     static let pollInterval = 0.001
     static let pollLinger = 100_000
 
-    init(proxy: Proxy) {
-        self.proxy = proxy
-    }
+    init() {}
 
     /// A write of some session was answered just now: the number of the master probe whose
     /// offset covers it (one sent from now on), which this call makes sure is sent.
