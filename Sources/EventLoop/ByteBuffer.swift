@@ -38,3 +38,68 @@ extension Connection {
         outputAppendedExternally()
     }
 }
+
+/// Bytes kept aside on the data path — a read's request, for a retry on another node if its
+/// replica fails before replying — in storage of its own that keeps its capacity: filled with
+/// one memcpy per input chunk, emptied by forgetting the count. (An `[UInt8]` appended to cost
+/// about 290 instructions per request in this role: capacity and uniqueness checks, the generic
+/// append, the removeAll.)
+public final class SavedBytes {
+    private var storage: UnsafeMutableRawPointer?
+    private var capacity = 0
+    public private(set) var count = 0
+
+    public init() {}
+    deinit { storage?.deallocate() }
+
+    public func removeAll() { count = 0 }
+
+    /// The bytes, for a test or a log.
+    public var bytes: [UInt8] {
+        guard let storage, count > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: storage, count: count))
+    }
+
+    fileprivate func append(_ chunk: UnsafeRawBufferPointer) {
+        guard chunk.count > 0, let base = chunk.baseAddress else { return }
+        if count + chunk.count > capacity {
+            let grown = max(64, capacity * 2, count + chunk.count)
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
+            if let storage {
+                bigger.copyMemory(from: storage, byteCount: count)
+                storage.deallocate()
+            }
+            storage = bigger
+            capacity = grown
+        }
+        (storage! + count).copyMemory(from: base, byteCount: chunk.count)
+        count += chunk.count
+    }
+
+    fileprivate func withBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
+        body(UnsafeRawBufferPointer(start: storage, count: count))
+    }
+}
+
+extension Connection {
+    /// Copies `count` input bytes starting `offset` bytes in into `saved` (after what it holds).
+    public func copyInput(from offset: Int, count: Int, into saved: SavedBytes) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")
+        guard count > 0 else { return }
+        var left = count
+        withInputChunks(from: offset, through: offset + count) { chunk in
+            let take = min(chunk.count, left)
+            chunk.extracting(0..<take).withUnsafeBytes { saved.append($0) }
+            left -= take
+            return left > 0
+        }
+    }
+
+    /// Appends `saved`'s bytes to the output (they stay in `saved`).
+    public func write(_ saved: SavedBytes) {
+        saved.withBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            write(Span(_unsafeElements: UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: raw.count)))
+        }
+    }
+}

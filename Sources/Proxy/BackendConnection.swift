@@ -201,6 +201,13 @@ final class BackendConnection: ConnectionDelegate {
         expected &+= 1
     }
 
+    /// A saved request (a read retried from another node).
+    func write(_ saved: SavedBytes, slot: Slot) {
+        connection?.write(saved)
+        inflight.append(slot)
+        expected &+= 1
+    }
+
     /// Moves a client's request (the first `length` bytes of its input) to this connection;
     /// its reply, if it has a slot, is expected after those already in flight.
     func forward(from client: Connection, length: Int, slot: Slot?) {

@@ -492,7 +492,7 @@ final class ClientSession: ConnectionDelegate {
         guard target.isUsable else { return forward(frame, to: backend) }
         let slot = enqueue(.replica)
         // Keep the request: if the replica goes away before replying, the read is retried.
-        connection.copyInput(from: pendingBytes, count: frame.length, into: &slot.retryRequest)
+        connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
         slot.retriesLeft = 2
         slot.isEvalshaRO = frame.name == Names.evalshaRO
         send(frame, to: target, slot: slot)

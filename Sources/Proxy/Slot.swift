@@ -36,7 +36,7 @@ final class Slot {
     let reply = ByteBuffer()
     /// A read sent to a replica keeps its request bytes, so it can be retried elsewhere if the
     /// replica's connection dies before replying.
-    var retryRequest: [UInt8] = []
+    let retryRequest = SavedBytes()
     var retriesLeft = 0
     var probe: (([UInt8]) -> Void)?
     /// What an injected request was, for the log if it fails.
@@ -47,7 +47,7 @@ final class Slot {
         session = nil
         ready = false
         reply.removeAll()
-        retryRequest.removeAll(keepingCapacity: true)
+        retryRequest.removeAll()
         retriesLeft = 0
         isWrite = false
         isEvalshaRO = false

@@ -102,6 +102,18 @@ import Glibc
             source.copyInput(from: offset, count: count, into: &copied)
             #expect(copied == [1, 2] + whole[offset..<offset + count], "offset \(offset), count \(count)")
         }
+        // The same into SavedBytes (a read's request kept for a retry): grows past its capacity
+        // and across chunks, keeps what it held, and empties without losing capacity.
+        let saved = SavedBytes()
+        var expected: [UInt8] = []
+        for (offset, count) in [(0, 1), (5, 100), (4_090, 20), (1, size - 1)] {
+            source.copyInput(from: offset, count: count, into: saved)
+            expected += whole[offset..<offset + count]
+            #expect(saved.count == expected.count && saved.bytes.elementsEqual(expected), "offset \(offset), count \(count)")
+        }
+        saved.removeAll()
+        source.copyInput(from: 7, count: 3, into: saved)
+        #expect(saved.bytes == Array(whole[7..<10]))
         #expect(source.inputCount == size)
         source.moveInput(size, to: sink)
         let after = sink.chunkAddresses(of: .output)
