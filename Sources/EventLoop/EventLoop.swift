@@ -5,6 +5,11 @@ internal import Glibc
 #endif
 import Synchronization
 
+/// Work a callback hands to `EventLoop.runAfterCallback`.
+public protocol DeferredWork: AnyObject {
+    func runDeferred()
+}
+
 /// One libevent event base, driven by exactly one thread.
 ///
 /// Everything created on a loop (connections, listeners, timers) must be used on that loop's thread
@@ -59,6 +64,7 @@ public final class EventLoop {
         mailbox = Mailbox(fd: fd)
         iovecs = .allocate(capacity: Self.iovecCapacity)
         dirty.reserveCapacity(64)
+        deferred.reserveCapacity(64)
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
             let loop = Unmanaged<EventLoop>.fromOpaque(ctx!).takeUnretainedValue()
@@ -113,15 +119,36 @@ public final class EventLoop {
 
     private var clockCache = 0
     private var inCallback = false
+    private var deferred: [any DeferredWork] = []
 
-    /// Runs one libevent callback's Swift side. Every trampoline into Swift goes through here.
+    /// Runs one libevent callback's Swift side. Every trampoline into Swift goes through here:
+    /// the body, then the work it deferred (`runAfterCallback`), in the order deferred.
     @inline(__always)
     func callback(_ body: () -> Void) {
         inCallback = true
         clockCache = 0
         body()
+        if !deferred.isEmpty { runDeferred() }
         inCallback = false
         clockCache = 0
+    }
+
+    private func runDeferred() {
+        var index = 0
+        while index < deferred.count {  // deferred work may defer more: it runs too
+            deferred[index].runDeferred()
+            index += 1
+        }
+        deferred.removeAll(keepingCapacity: true)
+    }
+
+    /// Runs `work` once the current callback's own work is done, before the loop goes on (at
+    /// once outside a callback). What a callback sets in motion elsewhere — a session resuming
+    /// its input after a backend delivered its replies — then never runs inside the code that
+    /// caused it.
+    public func runAfterCallback(_ work: any DeferredWork) {
+        guard inCallback else { return work.runDeferred() }
+        deferred.append(work)
     }
 
     /// The wall clock now, not the iteration's cached time (seconds since the epoch).

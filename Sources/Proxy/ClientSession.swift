@@ -8,11 +8,11 @@ import Routing
 ///     read ─▶ parse frame ─▶ classify ─▶ route ─┬─▶ local answer ──────────────▶ slot (ready)
 ///                                               ├─▶ shared backend connection ─▶ slot (waits)
 ///                                               └─▶ pinned connection ─────────▶ slot, or relay
-///     reply ─▶ slot ─▶ flush from the head of `fifo` while the head is ready ─▶ client
+///     reply ─▶ slot ─▶ flush from the head of `replies` while the head is ready ─▶ client
 ///
 /// Replies leave in request order whatever backend answered first. A session's commands to one
 /// backend all use the same shared connection, so Redis executes them in the order sent.
-final class ClientSession: ConnectionDelegate {
+final class ClientSession: ConnectionDelegate, DeferredWork {
     /// Strong, on purpose: the proxy lives as long as its loop, and an `unowned` reference costs
     /// a checked retain and a release at every use (about 6% of the instructions per command).
     let proxy: Proxy
@@ -20,7 +20,9 @@ final class ClientSession: ConnectionDelegate {
     let id: Int64
     var parser: RequestParser
     /// Requests whose replies the client has not been sent yet, oldest first.
-    private(set) var fifo = Deque<Slot>()
+    private(set) var replies = ReplyQueue()
+    /// A resume is due after the current callback (see `scheduleResume`).
+    private var resumeScheduled = false
     var db = 0
     var protocolVersion = 2
     var name: [UInt8]?
@@ -116,9 +118,9 @@ final class ClientSession: ConnectionDelegate {
     /// dispatched until it is answered (the next commands run as its user).
     var awaitingLogin = false
 
-    /// A login check answered while earlier replies are still owed: read on once they are out.
+    /// A login check answered while earlier replies are still owed: read on (after this callback).
     func resumeAfterLogin() {
-        processInput()
+        scheduleResume()
     }
 
     func loggedIn(as login: Login?) {
@@ -250,7 +252,7 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func applyBackPressure() {
-        if fifo.count >= Self.maxPipeline || connection.outputCount > Self.maxOutput {
+        if replies.count >= Self.maxPipeline || connection.outputCount > Self.maxOutput {
             connection.pauseReading()
         } else if held == nil && !draining && !awaitingLogin {
             connection.resumeReading()
@@ -301,7 +303,7 @@ final class ClientSession: ConnectionDelegate {
         case .read, .write, .master, .unknown: break
         default: flushPending()
         }
-        if !fifo.isEmpty, Self.logsIn(kind), proxy.passesLoginsThrough {
+        if !replies.isEmpty, Self.logsIn(kind), proxy.passesLoginsThrough {
             // A login that Redis checks changes which connections the next commands use: what
             // was sent before is answered first, so it ran as the old user, in order.
             held = frame
@@ -316,7 +318,7 @@ final class ClientSession: ConnectionDelegate {
             // Each database has its own shared connections: commands sent before the switch
             // must be done before any after it goes out on another connection (MOVE, SWAPDB,
             // FLUSHALL order across databases as on one direct connection).
-            if !fifo.isEmpty {
+            if !replies.isEmpty {
                 held = frame
                 connection.pauseReading()
                 return
@@ -329,7 +331,7 @@ final class ClientSession: ConnectionDelegate {
         case .stateful(let state):
             // Everything sent before must be answered first: the pinned connection is another
             // connection, and Redis must see this session's commands in order.
-            if !fifo.isEmpty {
+            if !replies.isEmpty {
                 held = frame
                 connection.pauseReading()
                 return
@@ -369,7 +371,7 @@ final class ClientSession: ConnectionDelegate {
     func masterAvailable() {
         guard awaitingMaster else { return }
         awaitingMaster = false
-        if fifo.isEmpty, let frame = held {
+        if replies.isEmpty, let frame = held {
             held = nil
             dispatch(frame)
             flushPending()
@@ -504,7 +506,7 @@ final class ClientSession: ConnectionDelegate {
         slot.session = self
         slot.route = route
         slot.started = dispatchNow
-        fifo.append(slot)
+        replies.append(slot)
         return slot
     }
 
@@ -544,7 +546,7 @@ final class ClientSession: ConnectionDelegate {
         if name == Names.reset && !target.relay {
             // RESET would log the dedicated connection out: the ambassador does it, after every
             // earlier reply (a direct Redis answers it after a pending BLPOP too).
-            if !fifo.isEmpty {
+            if !replies.isEmpty {
                 held = frame
                 connection.pauseReading()
                 return
@@ -568,7 +570,7 @@ final class ClientSession: ConnectionDelegate {
             case .rewritten(let rewritten):
                 bytes = rewritten
             }
-            if !inMulti && !fifo.isEmpty && !target.relay {
+            if !inMulti && !replies.isEmpty && !target.relay {
                 held = frame  // relaying starts once every earlier reply is in
                 connection.pauseReading()
                 return
@@ -612,7 +614,7 @@ final class ClientSession: ConnectionDelegate {
         }
         if !inMulti, case .stateful(let state) = kind, Self.relays(state, frame) {
             // From here on the connection streams: replies are relayed as they come.
-            if !fifo.isEmpty {
+            if !replies.isEmpty {
                 held = frame
                 connection.pauseReading()
                 return
@@ -751,14 +753,13 @@ final class ClientSession: ConnectionDelegate {
         proxy.stats.answered(slot.route, isError ? .error : .ok,
                              microseconds: proxy.loop.nowMicroseconds &- slot.started)
         if slot.isWrite { writeAnswered(slot) }
-        if fifo.first === slot {
-            fifo.removeFirst()
-            proxy.slots.give(slot)
+        if replies.isHead(slot) {
+            replies.removeHead(into: proxy.slots)
             backend.deferReply(length, for: self)
             // While the next reply is still awaited nothing else can be written to the client:
             // this one waits in the backend's pending run, to move with the ones after it (a
             // pipeline's replies leave in one move). Otherwise it moves now, ahead of the rest.
-            if let next = fifo.first, !next.ready, backend.batchesReplies { return }
+            if let next = replies.head, !next.ready, backend.batchesReplies { return }
             backend.flushReplies()
             flushReady()
         } else {
@@ -787,9 +788,8 @@ final class ClientSession: ConnectionDelegate {
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)
-        slot.reply.append(encoder.bytes)
-        slot.ready = true
-        if fifo.first === slot { flushReady() }
+        ReplyQueue.fill(slot, with: encoder.bytes)
+        if replies.isHead(slot) { flushReady() }
     }
 
     /// A reply the ambassador gets from the master for a command it rewrote (CLIENT UNBLOCK with
@@ -814,9 +814,8 @@ final class ClientSession: ConnectionDelegate {
     /// A reply the ambassador composed or fetched for `slot`: counted, then written in its turn.
     func fill(_ slot: Slot, with bytes: [UInt8], isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok, microseconds: proxy.loop.nowMicroseconds &- slot.started)
-        slot.reply.append(bytes)
-        slot.ready = true
-        if fifo.first === slot { flushReady() }
+        ReplyQueue.fill(slot, with: bytes)
+        if replies.isHead(slot) { flushReady() }
     }
 
     /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the
@@ -882,7 +881,7 @@ final class ClientSession: ConnectionDelegate {
     /// accepts the redirect and its invalidation messages reach this client. Only between
     /// commands (nothing owed): relayed replies must not overtake pending ones.
     func pinForRedirect() -> BackendConnection? {
-        guard pinned == nil, fifo.isEmpty, held == nil else { return nil }
+        guard pinned == nil, replies.isEmpty, held == nil else { return nil }
         let dedicated = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
         guard dedicated.isUsable else { return nil }
         dedicated.owner = self
@@ -893,31 +892,47 @@ final class ClientSession: ConnectionDelegate {
         return dedicated
     }
 
-    /// A held frame may go now (what it waited for outside this session happened).
+    /// A held frame may go now (what it waited for outside this session happened): after the
+    /// current callback, which may be another connection's delivery.
     func retryHeld() {
-        guard fifo.isEmpty, !awaitingMaster, let frame = held else { return }
-        held = nil
-        dispatch(frame)
-        flushPending()
-        if held == nil { processInput() }
+        scheduleResume()
     }
 
     struct ErrorText: Error { let text: String }
 
-    /// Writes every ready reply from the head of the FIFO, then resumes what waited for it.
+    /// Writes every ready reply from the head of the queue; once nothing is owed, what waited
+    /// for that resumes after the current callback.
     func flushReady() {
-        while let head = fifo.first, head.ready {
-            connection.write(head.reply)
-            fifo.removeFirst()
-            proxy.slots.give(head)
-        }
+        replies.flush(to: connection, pool: proxy.slots)
         checkOutputCap()
-        guard fifo.isEmpty else { return }
-        if closeIfDrained() { return }
-        if !awaitingMaster, let frame = held {
-            held = nil
-            dispatch(frame)
-            flushPending()
+        if replies.isEmpty { scheduleResume() }
+    }
+
+    /// `resume()` after the current callback (once, however many replies arrive in it): a
+    /// backend connection delivering replies never has this session dispatch — and queue new
+    /// requests on it — in the middle of its delivery.
+    func scheduleResume() {
+        guard !resumeScheduled else { return }
+        resumeScheduled = true
+        proxy.loop.runAfterCallback(self)
+    }
+
+    func runDeferred() {
+        resumeScheduled = false
+        resume()
+    }
+
+    /// Nothing is owed (or a login check let input go on): close if that was due, dispatch the
+    /// held command, read on.
+    private func resume() {
+        guard connection.isOpen else { return }
+        if replies.isEmpty {
+            if closeIfDrained() { return }
+            if !awaitingMaster, let frame = held {
+                held = nil
+                dispatch(frame)
+                flushPending()
+            }
         }
         if held == nil { processInput() }
         closeIfDrainedForShutdown()
@@ -932,12 +947,12 @@ final class ClientSession: ConnectionDelegate {
     }
 
     private func closeIfDrainedForShutdown() {
-        if draining && fifo.isEmpty && held == nil && connection.isOpen { connection.close() }
+        if draining && replies.isEmpty && held == nil && connection.isOpen { connection.close() }
     }
 
     /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
     func answer(_ bytes: [UInt8]) {
-        if fifo.isEmpty {
+        if replies.isEmpty {
             connection.write(bytes)
         } else {
             let slot = enqueue(.local)
@@ -961,7 +976,7 @@ final class ClientSession: ConnectionDelegate {
 
     @discardableResult
     private func closeIfDrained() -> Bool {
-        guard closeWhenDrained, fifo.isEmpty else { return false }
+        guard closeWhenDrained, replies.isEmpty else { return false }
         connection.close()
         return true
     }
@@ -1011,10 +1026,7 @@ final class ClientSession: ConnectionDelegate {
 
     func connectionDidClose(_ connection: Connection, error: SocketError?) {
         // Replies still owed are read and dropped by the backend connections.
-        for slot in fifo {
-            if slot.ready { proxy.slots.give(slot) } else { slot.session = nil }
-        }
-        fifo.removeAll()
+        replies.abandon(pool: proxy.slots)
         dropPinned()
         proxy.sessionClosed(self)
     }

@@ -169,7 +169,7 @@ extension ClientSession {
             if accepted { self.loggedIn(as: login) }
             let error: [UInt8]? = accepted ? nil
                 : bytes.isEmpty ? Array("-ERR ambassador: the master could not be asked to check the login\r\n".utf8) : bytes
-            let wasHead = self.fifo.first === slot
+            let wasHead = self.replies.isHead(slot)
             self.fill(slot, with: reply(self, error), isError: error != nil)
             if !wasHead { self.resumeAfterLogin() }
         }

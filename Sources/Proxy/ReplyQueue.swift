@@ -1,0 +1,52 @@
+import DequeModule
+import EventLoop
+
+/// The replies a session owes its client, in request order: one `Slot` per request, filled by
+/// whoever answers it — a backend (`ClientSession.completed`), the ambassador itself
+/// (`answer`, `fill`), an error (`fail`) — and written from the head while the head is ready.
+///
+/// `flush` only writes. What was waiting for the replies (a held command, more input, a close)
+/// is the session's business, and runs after the callback that delivered them
+/// (`ClientSession.scheduleResume`), never inside a backend connection's delivery.
+struct ReplyQueue {
+    private(set) var slots = Deque<Slot>()
+
+    var isEmpty: Bool { slots.isEmpty }
+    var count: Int { slots.count }
+    var head: Slot? { slots.first }
+
+    @inline(__always)
+    func isHead(_ slot: Slot) -> Bool { slots.first === slot }
+
+    mutating func append(_ slot: Slot) { slots.append(slot) }
+
+    /// The head's reply went straight to the client (its bytes moved by the backend): it leaves.
+    @inline(__always)
+    mutating func removeHead(into pool: SlotPool) {
+        pool.give(slots.removeFirst())
+    }
+
+    /// `slot` has its reply: `bytes`, waiting in the slot for its turn.
+    static func fill(_ slot: Slot, with bytes: [UInt8]) {
+        slot.reply.append(bytes)
+        slot.ready = true
+    }
+
+    /// Writes every ready reply from the head, in order, to `client`. Nothing else.
+    mutating func flush(to client: Connection, pool: SlotPool) {
+        while let head = slots.first, head.ready {
+            client.write(head.reply)
+            slots.removeFirst()
+            pool.give(head)
+        }
+    }
+
+    /// The client left: ready replies go back to the pool; a slot still awaited is read and
+    /// dropped by its backend connection when its reply comes (`session` is cleared).
+    mutating func abandon(pool: SlotPool) {
+        for slot in slots {
+            if slot.ready { pool.give(slot) } else { slot.session = nil }
+        }
+        slots.removeAll()
+    }
+}
