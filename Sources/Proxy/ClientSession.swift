@@ -55,12 +55,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     private var batchReads = 0
     /// The node this session's SCAN-family cursor walks run on (see `forwardRead`).
     private var scanNode: Backend?
-    /// Requests routed to `pendingTarget` whose bytes still lie at the front of the input:
+    /// Requests routed to one backend connection whose bytes still lie at the front of the input
+    /// (see `InputRun`, which keeps the rule that they move before anything else touches it):
     /// consecutive requests for one backend connection move in one evbuffer_remove_buffer
     /// (whole chains, no copy) instead of one partial-chain copy each. Their slots are already in
     /// the connection's `inflight`; anything else that touches the input moves them first.
-    private var pendingTarget: BackendConnection?
-    private(set) var pendingBytes = 0
+    var input = InputRun()
+    var pendingBytes: Int { input.count }
     /// Where this session's requests to each backend go: the shared connection it used last
     /// there, and that connection's `expected` count after its last request. While
     /// `answered < through` the session has requests outstanding there, and its next ones
@@ -201,24 +202,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         applyBackPressure()
     }
 
-    /// Moves the pending requests' bytes to their backend connection (see `pendingTarget`).
+    /// Moves the pending requests' bytes to their backend connection (see `InputRun`).
+    @inline(__always)
     private func flushPending() {
-        guard let target = pendingTarget else { return }
-        target.send(from: connection, length: pendingBytes)
-        pendingTarget = nil
-        pendingBytes = 0
+        input.move(from: connection)
     }
 
     /// Routes a request (its slot made) to `target`: its bytes join the pending run when they go
     /// to the same connection, and the run moves first when they do not, or when a SELECT must
     /// be injected ahead of them.
     private func send(_ frame: RequestFrame, to target: BackendConnection, slot: Slot) {
-        if pendingTarget !== target || target.db != db {
-            flushPending()
-            target.select(db)
-            pendingTarget = target
-        }
-        pendingBytes += frame.length
+        input.append(frame.length, to: target, db: db, from: connection)
         target.expect(slot)
         if lastBinding < bindings.count && bindings[lastBinding].connection === target {
             bindings[lastBinding].through = target.expected
@@ -263,7 +257,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     private func protocolError(_ error: ProtocolError) {
         proxy.logger.debug("client \(id): \(error.message)")
         proxy.stats.error(.clientProtocol)
-        connection.discardInput(connection.inputCount)
+        input.dropAll(from: connection)
         encoder.clear()
         encoder.error("ERR \(error.message)")
         answer(encoder.bytes)
@@ -276,8 +270,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
 
     private func dispatch(_ frame: RequestFrame) {
         if frame.argumentCount == 0 {  // *0, *-1, blank line: Redis ignores them silently
-            flushPending()
-            connection.discardInput(frame.length)
+            input.drop(frame.length, from: connection)
             return
         }
         dispatchNow = proxy.loop.nowMicroseconds
@@ -385,7 +378,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         guard awaitingMaster, let frame = held else { return }
         awaitingMaster = false
         held = nil
-        connection.discardInput(frame.length)
+        input.drop(frame.length, from: connection)
         proxy.stats.error(.backendUnavailable)
         proxy.stats.answered(.master, .error, microseconds: proxy.loop.nowMicroseconds &- holdStarted)
         holdStarted = 0
@@ -401,8 +394,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
             if route == .master && proxy.healthChecked { return holdForMaster(frame) }
-            flushPending()
-            connection.discardInput(frame.length)
+            input.drop(frame.length, from: connection)
             return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
         }
         holdStarted = 0
@@ -485,8 +477,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             // discovery it may not be the master yet).
             return holdForMaster(frame)
         case .unavailable:
-            flushPending()
-            connection.discardInput(frame.length)
+            input.drop(frame.length, from: connection)
             return unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
         let target = sharedConnection(to: backend)
@@ -526,7 +517,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
         holdStarted = 0
         guard connection.isUsable else {
-            self.connection.discardInput(frame.length)
+            input.drop(frame.length, from: self.connection)
             return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
         }
         connection.owner = self
@@ -560,7 +551,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             let bytes: [UInt8]
             switch rewrite {
             case .failure(let text):
-                connection.discardInput(frame.length)
+                input.drop(frame.length, from: connection)
                 return answerError(text)
             case .wait(let dedicated):
                 held = frame
@@ -577,7 +568,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             }
             // Sent in place of the app's bytes: the same command, naming Redis's id.
             trackState(frame)
-            connection.discardInput(frame.length)
+            input.drop(frame.length, from: connection)
             if inMulti {
                 target.write(bytes, slot: enqueue(.pinned))
                 return

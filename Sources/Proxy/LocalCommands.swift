@@ -7,7 +7,7 @@ import Routing
 extension ClientSession {
     func answerLocally(_ kind: LocalKind, _ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
-        connection.discardInput(frame.length)
+        input.drop(frame.length, from: connection)
         encoder.clear()
         encoder.protocolVersion = protocolVersion
         switch kind {
@@ -80,7 +80,7 @@ extension ClientSession {
     /// the session runs in that db wherever it is routed.
     func select(_ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
-        connection.discardInput(frame.length)
+        input.drop(frame.length, from: connection)
         guard checkArity("select", arguments) else { return }
         guard let db = DecimalNumber.value(of: arguments[1]), db >= Int64(Int32.min), db <= Int64(Int32.max) else {
             return answerError("ERR value is not an integer or out of range")
@@ -96,7 +96,7 @@ extension ClientSession {
     /// commands use backend connections that speak the chosen protocol.
     func hello(_ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
-        connection.discardInput(frame.length)
+        input.drop(frame.length, from: connection)
         var version = protocolVersion
         if arguments.count >= 2 {
             guard let requested = DecimalNumber.value(of: arguments[1]), requested >= Int64(Int32.min), requested <= Int64(Int32.max) else {
