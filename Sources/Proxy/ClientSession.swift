@@ -3,15 +3,38 @@ import EventLoop
 import RESP
 import Routing
 
-/// One application connection.
+/// One application connection: its requests, in order, to wherever each goes, and its replies,
+/// in the same order, back.
 ///
-///     read ─▶ parse frame ─▶ classify ─▶ route ─┬─▶ local answer ──────────────▶ slot (ready)
-///                                               ├─▶ shared backend connection ─▶ slot (waits)
-///                                               └─▶ pinned connection ─────────▶ slot, or relay
-///     reply ─▶ slot ─▶ flush from the head of `replies` while the head is ready ─▶ client
+/// A request's life (each arrow is the function that makes the move):
 ///
-/// Replies leave in request order whatever backend answered first. A session's commands to one
-/// backend all use the same shared connection, so Redis executes them in the order sent.
+///     input bytes
+///       │ processInput: parse a frame at input.count + parser.position
+///       ▼
+///     parsed ──dispatch──┬─▶ dropped         blank frame, refused, unavailable: input.drop
+///       │                ├─▶ answered here   local (PING, CLIENT …): answer / enqueue+fill
+///       │                ├─▶ held            a barrier (SELECT, AUTH, MULTI … with replies owed;
+///       │                │                   no confirmed master: holdForMaster); waits at the
+///       │                │                   input's front, reading paused, until resume()
+///       │                ├─▶ in the run      read / write / master: enqueue a Slot, then
+///       │                │                   send → input.append (bytes wait to move together)
+///       │                └─▶ pinned          stateful: pin → dispatchPinned on the dedicated
+///       │                                    connection (a Slot), or relaying (no Slot)
+///       ▼
+///     sent              input.move: the run's bytes go to their BackendConnection
+///       │ BackendConnection.deliver → completed (or fail / fill)
+///       ▼
+///     answered          head of `replies`: its bytes move to the client now (or in the
+///       │               backend's pending run); not the head: they wait in the Slot
+///       │ replies.flush — only writes
+///       ▼
+///     written           nothing owed: scheduleResume → after the callback, resume():
+///                       close if due, dispatch the held frame, processInput again
+///
+/// Where the session's commands go is `pin` (`PinState`: shared, pinned, relaying). Invariants:
+/// replies leave in request order; a session's requests to one backend stay on one connection
+/// while any is unanswered (`bindings`); input bytes leave only through `InputRun` (its move
+/// comes first); nothing runs inside a backend connection's delivery except filling slots.
 final class ClientSession: ConnectionDelegate, DeferredWork {
     /// Strong, on purpose: the proxy lives as long as its loop, and an `unowned` reference costs
     /// a checked retain and a release at every use (about 6% of the instructions per command).
@@ -26,13 +49,18 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     var db = 0
     var protocolVersion = 2
     var name: [UInt8]?
-    /// The dedicated master connection, while the session's state needs one. Setting it keeps
-    /// the proxy's count of pinned sessions (the one place that does).
-    private(set) var pinned: BackendConnection? {
+    /// Which connection the session's commands go to. Setting it keeps the proxy's count of
+    /// pinned sessions and the connection's relay flag in step (the one place that does).
+    private(set) var pin: PinState = .shared {
         didSet {
-            if (oldValue == nil) != (pinned == nil) { proxy.pinnedSessions += pinned == nil ? -1 : 1 }
+            let (old, new) = (oldValue.connection, pin.connection)
+            if (old == nil) != (new == nil) { proxy.pinnedSessions += new == nil ? -1 : 1 }
+            if let old, old !== new { old.relay = false }
+            new?.relay = pin.isRelaying
         }
     }
+    /// The dedicated master connection, while the session's state needs one.
+    var pinned: BackendConnection? { pin.connection }
     private var inMulti = false
     private var watching = false
     /// A frame parsed but not yet dispatched: it waits until every earlier reply is in.
@@ -138,7 +166,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     var tracking = false
     /// The state that pinned the session (a blocking command's session is "blocked" while it
     /// waits on the dedicated connection).
-    private(set) var pinnedState: StatefulKind?
+    var pinnedState: StatefulKind? { pin.state }
     var isInMulti: Bool { inMulti }
     var isBlocked: Bool { pinnedState == .blocking && !(pinned?.inflight.isEmpty ?? true) }
     var pinnedConnection: BackendConnection? { pinned }
@@ -521,8 +549,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
         }
         connection.owner = self
-        pinned = connection
-        pinnedState = state
+        pin = .pinned(connection, state)
         dispatchPinned(frame, on: connection)
     }
 
@@ -530,11 +557,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     /// as a direct client: queued in MULTI, waiting behind a BLPOP, in subscribe mode.
     private func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let name = frame.name
-        if name == Names.quit && !target.relay {
+        if name == Names.quit && !pin.isRelaying {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.quit, frame)
         }
-        if name == Names.reset && !target.relay {
+        if name == Names.reset && !pin.isRelaying {
             // RESET would log the dedicated connection out: the ambassador does it, after every
             // earlier reply (a direct Redis answers it after a pending BLPOP too).
             if !replies.isEmpty {
@@ -561,7 +588,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             case .rewritten(let rewritten):
                 bytes = rewritten
             }
-            if !inMulti && !replies.isEmpty && !target.relay {
+            if !inMulti && !replies.isEmpty && !pin.isRelaying {
                 held = frame  // relaying starts once every earlier reply is in
                 connection.pauseReading()
                 return
@@ -573,7 +600,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
                 target.write(bytes, slot: enqueue(.pinned))
                 return
             }
-            target.relay = true
+            pin = .relaying(target, .clientState)
             proxy.stats.command(.pinned, .relayed)
             target.rawWrite(bytes)
             return
@@ -584,7 +611,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             lastWriteConnection = target
             lastWriteGeneration = target.generation
         }
-        if target.relay {
+        if pin.isRelaying {
             proxy.stats.command(.pinned, .relayed)
             target.forward(from: connection, length: frame.length, slot: nil)
             return
@@ -610,7 +637,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
                 connection.pauseReading()
                 return
             }
-            target.relay = true
+            pin = .relaying(target, state)
             proxy.stats.command(.pinned, .relayed)
             target.forward(from: connection, length: frame.length, slot: nil)
             return
@@ -693,14 +720,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
 
     /// The pinned connection has no request in flight: give it back if the state is over.
     func pinnedConnectionIdle(_ connection: BackendConnection) {
-        guard pinned === connection, !inMulti, !watching, !connection.relay, held == nil else { return }
+        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, held == nil else { return }
         unpin()
     }
 
     private func unpin() {
         guard let connection = pinned else { return }
-        pinned = nil
-        pinnedState = nil
+        pin = .shared
         connection.backend.releasePinned(connection)
     }
 
@@ -708,9 +734,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     /// subscriber) is closed, as a direct Redis's restart would close it.
     func pinnedConnectionLost(_ connection: BackendConnection) {
         guard pinned === connection else { return }
-        let wasRelay = connection.relay
-        pinned = nil
-        pinnedState = nil
+        let wasRelay = pin.isRelaying
+        pin = .shared
         inMulti = false
         watching = false
         queued = 0
@@ -724,11 +749,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             let bytes = BackendConnection.copy(backend, 8)
             if bytes == Array("+RESET\r\n".utf8) {
                 backend.moveInput(frame.length, to: connection)
-                owner.relay = false
                 owner.db = 0
                 resetState()
-                pinned = nil
-                        // RESET logs the connection out: close it rather than re-authenticate here.
+                pin = .shared
+                // RESET logs the connection out: close it rather than re-authenticate here.
                 owner.close()
                 return
             }
@@ -877,9 +901,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         guard dedicated.isUsable else { return nil }
         dedicated.owner = self
         dedicated.select(db)
-        dedicated.relay = true
-        pinned = dedicated
-        pinnedState = .clientState
+        pin = .relaying(dedicated, .clientState)
         return dedicated
     }
 
@@ -984,7 +1006,6 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         shardChannels = []
         tracking = false
         trackingRedirect = -1
-        pinnedState = nil
         user = "default"
         if loginIndex != 0 {
             loginIndex = 0
@@ -1004,9 +1025,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     /// (a connection blocked, subscribed or mid-transaction cannot be reused safely).
     private func dropPinned() {
         guard let connection = pinned else { return }
-        pinned = nil
-        pinnedState = nil
-        if connection.inflight.isEmpty && !inMulti && !watching && !connection.relay {
+        let relaying = pin.isRelaying
+        pin = .shared
+        if connection.inflight.isEmpty && !inMulti && !watching && !relaying {
             connection.backend.releasePinned(connection)
         } else {
             connection.close()
@@ -1020,6 +1041,37 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         replies.abandon(pool: proxy.slots)
         dropPinned()
         proxy.sessionClosed(self)
+    }
+}
+
+/// Which connection a session's commands go to.
+enum PinState {
+    /// The shared connections, chosen per command (`ClientSession.sharedConnection(to:)`).
+    case shared
+    /// A dedicated master connection held for `state`: a blocking command, a transaction
+    /// (MULTI … EXEC, WATCH), client state; each command's reply takes its turn in the queue.
+    case pinned(BackendConnection, StatefulKind)
+    /// A dedicated connection whose replies stream to the client as they come (pub/sub,
+    /// MONITOR, CLIENT TRACKING's invalidations), until RESET or the client leaves.
+    case relaying(BackendConnection, StatefulKind)
+
+    var connection: BackendConnection? {
+        switch self {
+        case .shared: return nil
+        case .pinned(let connection, _), .relaying(let connection, _): return connection
+        }
+    }
+
+    var state: StatefulKind? {
+        switch self {
+        case .shared: return nil
+        case .pinned(_, let state), .relaying(_, let state): return state
+        }
+    }
+
+    var isRelaying: Bool {
+        if case .relaying = self { return true }
+        return false
     }
 }
 
