@@ -35,7 +35,7 @@ import Routing
 /// replies leave in request order; a session's requests to one backend stay on one connection
 /// while any is unanswered (`bindings`); input bytes leave only through `InputRun` (its move
 /// comes first); nothing runs inside a backend connection's delivery except filling slots.
-final class ClientSession: ConnectionDelegate, DeferredWork {
+final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// Strong, on purpose: the proxy lives as long as its loop, and an `unowned` reference costs
     /// a checked retain and a release at every use (about 6% of the instructions per command).
     let proxy: Proxy
@@ -132,6 +132,14 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         }
         return floorOffset
     }
+    // MARK: DispatchContext (what CommandRouter reads)
+
+    var repliesOwed: Bool { !replies.isEmpty }
+    var passesLoginsThrough: Bool { proxy.passesLoginsThrough }
+    var masterConfirmed: Bool { proxy.masterConfirmed }
+    var masterWritable: Bool { proxy.masterWritable(for: self) }
+    var hasWriteConnection: Bool { waitConnection() != nil }
+
     var encoder = RESPEncoder()
     /// For CLIENT LIST / INFO: when the connection was accepted and last ran a command (loop
     /// µs), that command's name and first argument, the login, the channels and patterns it is
@@ -309,70 +317,49 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             flushPending()
             return dispatchPinned(frame, on: pinned)
         }
-        var kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
-        if case .unknown = kind {
+        var command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
+        if case .unknown = command.kind {
             // WAITAOF (Redis 7.2+) is WAIT's kin where the table predates it; other unknown
             // commands are classified from the master's COMMAND INFO once it has answered.
-            if frame.name == Names.waitaof {
-                kind = .stateful(.blocking)
+            if command.verb == .wait {
+                command.kind = .stateful(.blocking)
             } else if let learned = proxy.learnedClass(of: frame.name) {
-                kind = learned
+                command.kind = learned
             }
         }
         // Only forwards join the pending run; everything else finds its frame at the input's front.
-        switch kind {
+        switch command.kind {
         case .read, .write, .master, .unknown: break
         default: flushPending()
         }
-        if !replies.isEmpty, Self.logsIn(kind), proxy.passesLoginsThrough {
-            // A login that Redis checks changes which connections the next commands use: what
-            // was sent before is answered first, so it ran as the old user, in order.
+        switch CommandRouter.route(command, self) {
+        case .barrier:
+            // Everything sent before must be answered first (see CommandRouter).
             held = frame
             connection.pauseReading()
-            return
-        }
-        switch kind {
         case .local(let local):
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
-        case .stateful(.dbSelect):
+        case .select:
             // Each database has its own shared connections: commands sent before the switch
-            // must be done before any after it goes out on another connection (MOVE, SWAPDB,
+            // were done before any after it goes out on another connection (MOVE, SWAPDB,
             // FLUSHALL order across databases as on one direct connection).
-            if !replies.isEmpty {
-                held = frame
-                connection.pauseReading()
-                return
-            }
             proxy.stats.answered(.local, .ok, microseconds: 0)
             select(frame)
-        case .stateful(.protocolVersion):
+        case .hello:
             proxy.stats.answered(.local, .ok, microseconds: 0)
             hello(frame)
-        case .stateful(let state):
-            // Everything sent before must be answered first: the pinned connection is another
-            // connection, and Redis must see this session's commands in order.
-            if !replies.isEmpty {
-                held = frame
-                connection.pauseReading()
-                return
-            }
-            if !proxy.masterWritable(for: self) { return holdForMaster(frame) }
-            if state == .blocking, frame.name == Names.wait || frame.name == Names.waitaof, let target = waitConnection() {
-                return forwardWait(frame, on: target)
-            }
+        case .hold:
+            holdForMaster(frame)
+        case .waitOnWriteConnection:
+            guard let target = waitConnection() else { return pin(frame, state: .blocking) }
+            forwardWait(frame, on: target)
+        case .pin(let state):
             pin(frame, state: state)
         case .read:
-            forwardRead(frame)
-        case .write:
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
-            forward(frame, to: proxy.master, write: true)
-        case .master:
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
-            forward(frame, to: proxy.master, urgent: Names.isUrgent(frame))
-        case .unknown:
-            if !proxy.masterConfirmed { return holdForMaster(frame) }
-            forward(frame, to: proxy.master, write: true)
+            forwardRead(frame, verb: command.verb)
+        case .master(let write, let urgent):
+            forward(frame, to: proxy.master, write: write, urgent: urgent)
         }
     }
 
@@ -471,18 +458,19 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         flushPending()
     }
 
-    private func forwardRead(_ frame: RequestFrame) {
+    private func forwardRead(_ frame: RequestFrame, verb: Verb) {
         if proxy.tracksKeys {
             readKeyFloor = proxy.keyWrites.floor(tracker: proxy.tracker, keyVisitor(frame))
         }
-        let isScan = Names.isScan(frame.name)
         var request = ReadRouter.Request(floor: proxy.readFloor(for: self), batchReplica: batchReplica, batchReads: batchReads)
-        if isScan {
+        var isScan = false
+        if case .scan(let cursorArgument) = verb {
             // A cursor means something only on the node that issued it (replicas of one master
             // hold the same keys, but their hash tables may differ in size or be mid-rehash): a
             // walk in progress (cursor not 0) stays on its node while that node may serve it.
-            let cursor = frame.name.count == 4 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(2)
-            request.scan = (node: proxy.routerNode(scanNode), continues: cursor != Names.zeroCursor)
+            isScan = true
+            let cursor = cursorArgument == 1 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(cursorArgument)
+            request.scan = (node: proxy.routerNode(scanNode), continues: cursor.integerValue != 0)
         }
         let backend: Backend
         switch proxy.routeRead(for: self, request).route {
@@ -515,7 +503,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         // Keep the request: if the replica goes away before replying, the read is retried.
         connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
         slot.retriesLeft = 2
-        slot.isEvalshaRO = frame.name == Names.evalshaRO
+        slot.isEvalshaRO = verb == .evalshaRO
         send(frame, to: target, slot: slot)
     }
 
@@ -556,12 +544,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     /// While pinned, every command goes to the pinned connection, so Redis sees the session exactly
     /// as a direct client: queued in MULTI, waiting behind a BLPOP, in subscribe mode.
     private func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
-        let name = frame.name
-        if name == Names.quit && !pin.isRelaying {
+        let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
+        let verb = command.verb
+        if command.kind == .local(.quit) && !pin.isRelaying {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.quit, frame)
         }
-        if name == Names.reset && !pin.isRelaying {
+        if command.kind == .local(.reset) && !pin.isRelaying {
             // RESET would log the dedicated connection out: the ambassador does it, after every
             // earlier reply (a direct Redis answers it after a pending BLPOP too).
             if !replies.isEmpty {
@@ -574,7 +563,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         }
         target.select(db)
         target.useProtocol(protocolVersion)
-        if let rewrite = redirectRewrite(frame) {
+        if let rewrite = redirectRewrite(frame, verb: verb) {
             let bytes: [UInt8]
             switch rewrite {
             case .failure(let text):
@@ -594,7 +583,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
                 return
             }
             // Sent in place of the app's bytes: the same command, naming Redis's id.
-            trackState(frame)
+            trackState(frame, verb: verb)
             input.drop(frame.length, from: connection)
             if inMulti {
                 target.write(bytes, slot: enqueue(.pinned))
@@ -605,8 +594,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             target.rawWrite(bytes)
             return
         }
-        trackState(frame)
-        if name != Names.wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
+        trackState(frame, verb: verb)
+        if verb != .wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
             // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
             lastWriteConnection = target
             lastWriteGeneration = target.generation
@@ -616,7 +605,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
-        let kind = proxy.table.classify(frame, arguments: SessionArguments(session: self, frame: frame))
+        let kind = command.kind
         if case .local(let local) = kind, Self.describesSession(local) {
             if !inMulti {
                 // The session's name, id and login are the ambassador's, as when unpinned (the
@@ -630,7 +619,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
         } else if inMulti, case .stateful(.protocolVersion) = kind {
             target.reusable = false  // HELLO … AUTH/SETNAME queued in MULTI, likewise
         }
-        if !inMulti, case .stateful(let state) = kind, Self.relays(state, frame) {
+        if !inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
             // From here on the connection streams: replies are relayed as they come.
             if !replies.isEmpty {
                 held = frame
@@ -675,46 +664,49 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
 
     /// Pub/sub, MONITOR and CLIENT TRACKING/REPLY make replies arrive unrequested or not at all:
     /// such a session is relayed on its dedicated connection until RESET or it disconnects.
-    private static func relays(_ state: StatefulKind, _ frame: RequestFrame) -> Bool {
+    private static func relays(_ state: StatefulKind, _ verb: Verb) -> Bool {
         switch state {
         case .pubsub, .monitor: return true
-        case .clientState: return frame.firstArgument == Names.tracking || frame.firstArgument == Names.reply
+        case .clientState: return verb == .clientTracking || verb == .clientReply
         default: return false
         }
     }
 
     /// Follows what the session's commands do to the connection state it depends on.
-    private func trackState(_ frame: RequestFrame) {
-        let name = frame.name
-        if inMulti && name != Names.exec && name != Names.discard && name != Names.multi && name != Names.watch {
-            queued += 1
+    private func trackState(_ frame: RequestFrame, verb: Verb) {
+        switch verb {
+        case .multi, .exec, .discard, .watch: break
+        default: if inMulti { queued += 1 }
         }
-        if Names.changesSubscriptions(name) { trackSubscriptions(frame) }
-        if name == Names.client && frame.firstArgument == Names.tracking { trackTracking(frame) }
-        if name == Names.multi {
+        switch verb {
+        case .subscription(let set, let subscribe): trackSubscriptions(frame, set, subscribe: subscribe)
+        case .clientTracking: trackTracking(frame)
+        case .multi:
             inMulti = true
             queued = 0
-        } else if name == Names.exec || name == Names.discard {
+        case .exec, .discard:
             inMulti = false
             watching = false
             queued = 0
-        } else if name == Names.watch {
+        case .watch:
             if !inMulti { watching = true }
-        } else if name == Names.unwatch {
+        case .unwatch:
             if !inMulti { watching = false }
-        } else if name == Names.select, frame.argumentCount == 2 {
+        case .select where frame.argumentCount == 2:
             // The session changed db on its pinned connection itself.
             if let db = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
                db >= 0, db < Int64(proxy.databases) {
                 self.db = Int(db)
             }
             pinned?.db = self.db
-        } else if name == Names.hello, frame.argumentCount >= 2 {
+        case .hello where frame.argumentCount >= 2:
             if let version = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
                version == 2 || version == 3 {
                 protocolVersion = Int(version)
                 pinned?.assumeProtocol(protocolVersion)
             }
+        default:
+            break
         }
     }
 
@@ -835,10 +827,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
 
     /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the
     /// session is subscribed to (CLIENT LIST's sub, psub, ssub and flag P).
-    func trackSubscriptions(_ frame: RequestFrame) {
-        let name = frame.name
+    func trackSubscriptions(_ frame: RequestFrame, _ set: Verb.Subscriptions, subscribe: Bool) {
         let names = (1..<max(frame.argumentCount, 1)).map { argumentBytes($0, of: frame) }
-        func apply(_ set: inout Set<[UInt8]>, subscribe: Bool) {
+        func apply(_ set: inout Set<[UInt8]>) {
             if subscribe {
                 names.forEach { set.insert($0) }
             } else if names.isEmpty {
@@ -847,12 +838,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
                 names.forEach { set.remove($0) }
             }
         }
-        if name == Names.subscribe { apply(&channels, subscribe: true) }
-        else if name == Names.unsubscribe { apply(&channels, subscribe: false) }
-        else if name == Names.psubscribe { apply(&patterns, subscribe: true) }
-        else if name == Names.punsubscribe { apply(&patterns, subscribe: false) }
-        else if name == Names.ssubscribe { apply(&shardChannels, subscribe: true) }
-        else if name == Names.sunsubscribe { apply(&shardChannels, subscribe: false) }
+        switch set {
+        case .channels: apply(&channels)
+        case .patterns: apply(&patterns)
+        case .shardChannels: apply(&shardChannels)
+        }
     }
 
     /// CLIENT TRACKING ON|OFF [REDIRECT id] …: remembered for CLIENT LIST (flag t, redir).
@@ -870,8 +860,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork {
     /// CLIENT TRACKING … REDIRECT <app id>, rewritten for Redis: the id of the dedicated
     /// connection the app client with that id is pinned to (pinned now, relaying, if it was not:
     /// its invalidation messages must reach it). nil: no rewrite needed.
-    private func redirectRewrite(_ frame: RequestFrame) -> RedirectOutcome? {
-        guard frame.name == Names.client, frame.firstArgument == Names.tracking, frame.argumentCount >= 5 else { return nil }
+    private func redirectRewrite(_ frame: RequestFrame, verb: Verb) -> RedirectOutcome? {
+        guard verb == .clientTracking, frame.argumentCount >= 5 else { return nil }
         var arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         guard let index = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).lowercased() == "redirect" }),
               index + 1 < arguments.count else { return nil }
@@ -1072,69 +1062,6 @@ enum PinState {
     var isRelaying: Bool {
         if case .relaying = self { return true }
         return false
-    }
-}
-
-/// Names the session compares against, packed once.
-enum Names {
-    static let quit = ShortBytes("quit")
-    static let multi = ShortBytes("multi")
-    static let exec = ShortBytes("exec")
-    static let discard = ShortBytes("discard")
-    static let watch = ShortBytes("watch")
-    static let unwatch = ShortBytes("unwatch")
-    static let select = ShortBytes("select")
-    static let hello = ShortBytes("hello")
-    static let tracking = ShortBytes("tracking")
-    static let reply = ShortBytes("reply")
-    static let reset = ShortBytes("reset")
-    static let evalshaRO = ShortBytes("evalsha_ro")
-    static let scan = ShortBytes("scan")
-    static let sscan = ShortBytes("sscan")
-    static let hscan = ShortBytes("hscan")
-    static let zscan = ShortBytes("zscan")
-    static let zeroCursor = ShortBytes("0")
-    static let wait = ShortBytes("wait")
-    static let client = ShortBytes("client")
-    static let subscribe = ShortBytes("subscribe")
-    static let unsubscribe = ShortBytes("unsubscribe")
-    static let psubscribe = ShortBytes("psubscribe")
-    static let punsubscribe = ShortBytes("punsubscribe")
-    static let ssubscribe = ShortBytes("ssubscribe")
-    static let sunsubscribe = ShortBytes("sunsubscribe")
-
-    static func changesSubscriptions(_ name: ShortBytes) -> Bool {
-        switch name.count {
-        case 9, 10, 11, 12: return name == subscribe || name == unsubscribe || name == psubscribe
-            || name == punsubscribe || name == ssubscribe || name == sunsubscribe
-        default: return false
-        }
-    }
-    static let waitaof = ShortBytes("waitaof")
-    static let script = ShortBytes("script")
-    static let function = ShortBytes("function")
-    static let kill = ShortBytes("kill")
-    static let shutdown = ShortBytes("shutdown")
-
-    /// SCRIPT KILL, FUNCTION KILL, SHUTDOWN: the commands a busy server still takes. They go out
-    /// on a connection with nothing in flight, never behind the script they are meant to stop.
-    @inline(__always)
-    static func isUrgent(_ frame: RequestFrame) -> Bool {
-        switch frame.name.count {
-        case 6: return frame.name == script && frame.firstArgument == kill
-        case 8: return frame.name == shutdown || (frame.name == function && frame.firstArgument == kill)
-        default: return false
-        }
-    }
-
-    /// SCAN, SSCAN, HSCAN or ZSCAN (a cheap length test first: this runs for every read).
-    @inline(__always)
-    static func isScan(_ name: ShortBytes) -> Bool {
-        switch name.count {
-        case 4: return name == scan
-        case 5: return name == sscan || name == hscan || name == zscan
-        default: return false
-        }
     }
 }
 

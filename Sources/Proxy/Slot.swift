@@ -45,8 +45,11 @@ final class Slot {
     func reset() {
         kind = .client
         session = nil
+        // Only a reply that waited for its turn (or one made here) used the buffer: an in-turn
+        // reply moves from the backend straight to the client, and the check costs two
+        // libevent calls per request.
+        if ready { reply.removeAll() }
         ready = false
-        reply.removeAll()
         retryRequest.removeAll()
         retriesLeft = 0
         isWrite = false

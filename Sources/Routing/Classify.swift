@@ -41,6 +41,70 @@ public enum StatefulKind: Hashable, Sendable {
     case protocolVersion
 }
 
+/// The commands a session treats apart from the rest of their class — a transaction's verbs, the
+/// SCAN family's cursor, WAIT, what a busy server still takes — found with the class in the same
+/// table lookup (`CommandTable.command(_:arguments:)`), so the session compares no names.
+public enum Verb: Hashable, Sendable {
+    case none
+    case multi, exec, discard, watch, unwatch
+    case select, hello
+    /// WAIT and WAITAOF: run on the connection of the session's writes.
+    case wait
+    /// SCAN (cursor at argument 1), SSCAN / HSCAN / ZSCAN (argument 2): a walk stays on its node.
+    case scan(cursorArgument: Int)
+    /// EVALSHA_RO: -NOSCRIPT on a replica is retried elsewhere.
+    case evalshaRO
+    /// SCRIPT KILL, FUNCTION KILL, SHUTDOWN: sent on a connection with nothing in flight.
+    case urgent
+    /// SUBSCRIBE … SUNSUBSCRIBE: which set of names, and whether they are added.
+    case subscription(Subscriptions, subscribe: Bool)
+    /// CLIENT TRACKING and CLIENT REPLY: they make a pinned connection relay.
+    case clientTracking, clientReply
+
+    public enum Subscriptions: Hashable, Sendable { case channels, patterns, shardChannels }
+
+    /// The verb of the command (or `parent|subcommand`) called `name`.
+    public init(command name: String) {
+        switch name {
+        case "multi": self = .multi
+        case "exec": self = .exec
+        case "discard": self = .discard
+        case "watch": self = .watch
+        case "unwatch": self = .unwatch
+        case "select": self = .select
+        case "hello": self = .hello
+        case "wait", "waitaof": self = .wait
+        case "scan": self = .scan(cursorArgument: 1)
+        case "sscan", "hscan", "zscan": self = .scan(cursorArgument: 2)
+        case "evalsha_ro": self = .evalshaRO
+        case "script|kill", "function|kill", "shutdown": self = .urgent
+        case "subscribe": self = .subscription(.channels, subscribe: true)
+        case "unsubscribe": self = .subscription(.channels, subscribe: false)
+        case "psubscribe": self = .subscription(.patterns, subscribe: true)
+        case "punsubscribe": self = .subscription(.patterns, subscribe: false)
+        case "ssubscribe": self = .subscription(.shardChannels, subscribe: true)
+        case "sunsubscribe": self = .subscription(.shardChannels, subscribe: false)
+        case "client|tracking": self = .clientTracking
+        case "client|reply": self = .clientReply
+        default: self = .none
+        }
+    }
+
+    /// WAITAOF where the table predates it (Redis before 7.2): known by name.
+    static let waitaof = ShortBytes("waitaof")
+}
+
+/// A command's class and verb, from one lookup.
+public struct Command: Hashable, Sendable {
+    public var kind: CommandClass
+    public var verb: Verb
+
+    public init(_ kind: CommandClass, _ verb: Verb = .none) {
+        self.kind = kind
+        self.verb = verb
+    }
+}
+
 public enum LocalKind: Hashable, Sendable {
     case ping, echo, quit, auth, reset
     case clientSetName, clientGetName, clientSetInfo, clientID
@@ -64,25 +128,40 @@ extension CommandTable {
     /// argument (for BLOCK); every other command is one table lookup.
     @inline(__always)
     public func classify(_ frame: RequestFrame, arguments: some CommandArguments) -> CommandClass {
-        guard var index = find(frame.name) else { return .unknown }
+        command(frame, arguments: arguments).kind
+    }
+
+    /// The class and the verb of a request. A command the table does not know is `.unknown`
+    /// (WAITAOF on a table that predates it: `.unknown` with verb `.wait`).
+    @inline(__always)
+    public func command(_ frame: RequestFrame, arguments: some CommandArguments) -> Command {
+        guard var index = find(frame.name) else {
+            return Command(.unknown, frame.name == Verb.waitaof ? .wait : .none)
+        }
         if frame.argumentCount > 1, let sub = findSubcommand(frame.firstArgument, of: index) { index = sub }
-        switch entries[index].rule {
+        let entry = entries[index]
+        switch entry.rule {
         case .fixed(let kind):
-            return kind
+            return Command(kind, entry.verb)
         case .streamRead(let withoutBlock, let isGroup):
-            return Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock
+            return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb)
         }
     }
 
-    /// Classifies a command given as its arguments (`["XREAD", "BLOCK", "0", …]`); for tests and
-    /// configuration.
-    public func classify(_ arguments: [String]) -> CommandClass {
+    /// The class and verb of a command given as its arguments; for tests.
+    public func command(_ arguments: [String]) -> Command {
         let list = ArgumentList(arguments)
         var frame = RequestFrame(length: 0, argumentCount: arguments.count, name: ShortBytes(),
                                  firstArgument: ShortBytes(), isInline: false)
         if arguments.count > 0 { frame.name = list.shortArgument(0) }
         if arguments.count > 1 { frame.firstArgument = list.shortArgument(1) }
-        return classify(frame, arguments: list)
+        return command(frame, arguments: list)
+    }
+
+    /// Classifies a command given as its arguments (`["XREAD", "BLOCK", "0", …]`); for tests and
+    /// configuration.
+    public func classify(_ arguments: [String]) -> CommandClass {
+        command(arguments).kind
     }
 
     /// Redis's `xreadCommand` option loop: BLOCK before STREAMS makes the call blocking; the

@@ -12,6 +12,7 @@ public final class CommandTable: Sendable {
     struct Entry: Sendable {
         var key: ShortBytes
         var rule: Rule
+        var verb: Verb
         /// Where this command's subcommands sit in `entries` (count 0: none).
         var subcommandStart: Int32
         var subcommandCount: Int32
@@ -40,7 +41,7 @@ public final class CommandTable: Sendable {
         var entries: [Entry] = []
         for command in commands {
             infos.append(command)
-            entries.append(Entry(key: command.key, rule: Self.rule(for: command), subcommandStart: 0,
+            entries.append(Entry(key: command.key, rule: Self.rule(for: command), verb: Verb(command: command.name), subcommandStart: 0,
                                  subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1)))
         }
         topLevelCount = entries.count
@@ -48,7 +49,7 @@ public final class CommandTable: Sendable {
             entries[index].subcommandStart = Int32(entries.count)
             for sub in commands[index].subcommands {
                 infos.append(sub)
-                entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), subcommandStart: 0,
+                entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), verb: Verb(command: sub.name), subcommandStart: 0,
                                      subcommandCount: 0, info: Int32(infos.count - 1)))
             }
         }
