@@ -1,0 +1,311 @@
+import EventLoop
+import RESP
+import Routing
+
+/// A session's dedicated connection: pinning for a stateful command (MULTI, BLPOP, SUBSCRIBE …),
+/// the commands sent while pinned, the connection state they change (transaction, db, protocol,
+/// subscriptions, tracking), relaying, and letting go. Where the session is, is `pin`
+/// (`PinState`); this file is what moves it.
+extension ClientSession {
+    // MARK: pinning
+
+    func pin(_ frame: RequestFrame, state: StatefulKind) {
+        // After writes on a dedicated connection (a transaction, a script in one), the same one
+        // again if it is idle: a WAIT there counts those writes.
+        let written = lastWriteConnection?.dedicated == true ? lastWriteConnection : nil
+        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
+        holdStarted = 0
+        guard connection.isUsable else {
+            input.drop(frame.length, from: self.connection)
+            return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
+        }
+        connection.owner = self
+        pin = .pinned(connection, state)
+        dispatchPinned(frame, on: connection)
+    }
+
+    /// While pinned, every command goes to the pinned connection, so Redis sees the session exactly
+    /// as a direct client: queued in MULTI, waiting behind a BLPOP, in subscribe mode.
+    func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
+        let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
+        let verb = command.verb
+        if command.kind == .local(.quit) && !pin.isRelaying {
+            proxy.stats.answered(.local, .ok, microseconds: 0)
+            return answerLocally(.quit, frame)
+        }
+        if command.kind == .local(.reset) && !pin.isRelaying {
+            // RESET would log the dedicated connection out: the ambassador does it, after every
+            // earlier reply (a direct Redis answers it after a pending BLPOP too).
+            if !replies.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
+            proxy.stats.answered(.local, .ok, microseconds: 0)
+            return answerLocally(.reset, frame)
+        }
+        target.select(db)
+        target.useProtocol(protocolVersion)
+        if let rewrite = redirectRewrite(frame, verb: verb) {
+            let bytes: [UInt8]
+            switch rewrite {
+            case .failure(let text):
+                input.drop(frame.length, from: connection)
+                return answerError(text)
+            case .wait(let dedicated):
+                held = frame
+                connection.pauseReading()
+                dedicated.whenIdentified { [weak self] in self?.retryHeld() }
+                return
+            case .rewritten(let rewritten):
+                bytes = rewritten
+            }
+            if !inMulti && !replies.isEmpty && !pin.isRelaying {
+                held = frame  // relaying starts once every earlier reply is in
+                connection.pauseReading()
+                return
+            }
+            // Sent in place of the app's bytes: the same command, naming Redis's id.
+            trackState(frame, verb: verb)
+            input.drop(frame.length, from: connection)
+            if inMulti {
+                target.write(bytes, slot: enqueue(.pinned))
+                return
+            }
+            pin = .relaying(target, .clientState)
+            proxy.stats.command(.pinned, .relayed)
+            target.rawWrite(bytes)
+            return
+        }
+        trackState(frame, verb: verb)
+        if verb != .wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
+            // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
+            lastWriteConnection = target
+            lastWriteGeneration = target.generation
+        }
+        if pin.isRelaying {
+            proxy.stats.command(.pinned, .relayed)
+            target.forward(from: connection, length: frame.length, slot: nil)
+            return
+        }
+        let kind = command.kind
+        if case .local(let local) = kind, Self.describesSession(local) {
+            if !inMulti {
+                // The session's name, id and login are the ambassador's, as when unpinned (the
+                // dedicated connection is a pooled one with its own); the answer keeps its turn.
+                proxy.stats.answered(.local, .ok, microseconds: 0)
+                return answerLocally(local, frame)
+            }
+            // Queued in MULTI, it runs on the dedicated connection at EXEC and changes who that
+            // connection is: it is closed, not pooled, when the session lets go of it.
+            target.reusable = false
+        } else if inMulti, case .stateful(.protocolVersion) = kind {
+            target.reusable = false  // HELLO … AUTH/SETNAME queued in MULTI, likewise
+        }
+        if !inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
+            // From here on the connection streams: replies are relayed as they come.
+            if !replies.isEmpty {
+                held = frame
+                connection.pauseReading()
+                return
+            }
+            pin = .relaying(target, state)
+            proxy.stats.command(.pinned, .relayed)
+            target.forward(from: connection, length: frame.length, slot: nil)
+            return
+        }
+        let slot = enqueue(.pinned)
+        // Anything run on the dedicated connection may write (EXEC, a script, a blocking move):
+        // the session's later reads wait for it like for a write of its own.
+        slot.isWrite = true
+        writesInFlight += 1
+        lastWriteMicroseconds = proxy.loop.nowMicroseconds
+        if proxy.tracksKeys {
+            slot.isAppWrite = true
+            slot.appKeys = proxy.keyWrites.sent(nil)  // a transaction's keys are not known here
+        }
+        target.forward(from: connection, length: frame.length, slot: slot)
+    }
+
+    /// Local commands about the session itself rather than the command stream.
+    static func describesSession(_ kind: LocalKind) -> Bool {
+        switch kind {
+        case .auth, .clientSetName, .clientGetName, .clientSetInfo, .clientID,
+             .clientList, .clientInfo, .clientKill, .clientUnblock: return true
+        case .ping, .echo, .quit, .reset, .ambassador: return false
+        }
+    }
+
+    /// Pub/sub, MONITOR and CLIENT TRACKING/REPLY make replies arrive unrequested or not at all:
+    /// such a session is relayed on its dedicated connection until RESET or it disconnects.
+    static func relays(_ state: StatefulKind, _ verb: Verb) -> Bool {
+        switch state {
+        case .pubsub, .monitor: return true
+        case .clientState: return verb == .clientTracking || verb == .clientReply
+        default: return false
+        }
+    }
+
+    /// Follows what the session's commands do to the connection state it depends on.
+    func trackState(_ frame: RequestFrame, verb: Verb) {
+        switch verb {
+        case .multi, .exec, .discard, .watch: break
+        default: if inMulti { queued += 1 }
+        }
+        switch verb {
+        case .subscription(let set, let subscribe): trackSubscriptions(frame, set, subscribe: subscribe)
+        case .clientTracking: trackTracking(frame)
+        case .multi:
+            inMulti = true
+            queued = 0
+        case .exec, .discard:
+            inMulti = false
+            watching = false
+            queued = 0
+        case .watch:
+            if !inMulti { watching = true }
+        case .unwatch:
+            if !inMulti { watching = false }
+        case .select where frame.argumentCount == 2:
+            // The session changed db on its pinned connection itself.
+            if let db = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
+               db >= 0, db < Int64(proxy.databases) {
+                self.db = Int(db)
+            }
+            pinned?.db = self.db
+        case .hello where frame.argumentCount >= 2:
+            if let version = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,
+               version == 2 || version == 3 {
+                protocolVersion = Int(version)
+                pinned?.assumeProtocol(protocolVersion)
+            }
+        default:
+            break
+        }
+    }
+
+    /// The pinned connection has no request in flight: give it back if the state is over.
+    func pinnedConnectionIdle(_ connection: BackendConnection) {
+        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, held == nil else { return }
+        unpin()
+    }
+
+    func unpin() {
+        guard let connection = pinned else { return }
+        pin = .shared
+        connection.backend.releasePinned(connection)
+    }
+
+    /// The pinned connection died. Waiting requests already got errors; a relayed session (a
+    /// subscriber) is closed, as a direct Redis's restart would close it.
+    func pinnedConnectionLost(_ connection: BackendConnection) {
+        guard pinned === connection else { return }
+        let wasRelay = pin.isRelaying
+        pin = .shared
+        inMulti = false
+        watching = false
+        queued = 0
+        if wasRelay { self.connection.close() }
+    }
+
+    /// A frame from the relayed connection: straight to the client, in arrival order.
+    func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
+        if frame.length == 8 && frame.type == UInt8(ascii: "+") {
+            // "+RESET": the session sent RESET; the connection is clean again (and logged out).
+            let bytes = BackendConnection.copy(backend, 8)
+            if bytes == Array("+RESET\r\n".utf8) {
+                backend.moveInput(frame.length, to: connection)
+                owner.db = 0
+                resetState()
+                pin = .shared
+                // RESET logs the connection out: close it rather than re-authenticate here.
+                owner.close()
+                return
+            }
+        }
+        backend.moveInput(frame.length, to: connection)
+    }
+
+    /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the
+    /// session is subscribed to (CLIENT LIST's sub, psub, ssub and flag P).
+    func trackSubscriptions(_ frame: RequestFrame, _ set: Verb.Subscriptions, subscribe: Bool) {
+        let names = (1..<max(frame.argumentCount, 1)).map { argumentBytes($0, of: frame) }
+        func apply(_ set: inout Set<[UInt8]>) {
+            if subscribe {
+                names.forEach { set.insert($0) }
+            } else if names.isEmpty {
+                set.removeAll()
+            } else {
+                names.forEach { set.remove($0) }
+            }
+        }
+        switch set {
+        case .channels: apply(&channels)
+        case .patterns: apply(&patterns)
+        case .shardChannels: apply(&shardChannels)
+        }
+    }
+
+    /// CLIENT TRACKING ON|OFF [REDIRECT id] …: remembered for CLIENT LIST (flag t, redir).
+    func trackTracking(_ frame: RequestFrame) {
+        guard frame.argumentCount >= 3 else { return }
+        let arguments = (2..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self).lowercased() }
+        tracking = arguments[0] == "on"
+        trackingRedirect = -1
+        if tracking, let index = arguments.firstIndex(of: "redirect"), index + 1 < arguments.count,
+           let id = Int64(arguments[index + 1]) {
+            trackingRedirect = id
+        }
+    }
+
+    /// CLIENT TRACKING … REDIRECT <app id>, rewritten for Redis: the id of the dedicated
+    /// connection the app client with that id is pinned to (pinned now, relaying, if it was not:
+    /// its invalidation messages must reach it). nil: no rewrite needed.
+    func redirectRewrite(_ frame: RequestFrame, verb: Verb) -> RedirectOutcome? {
+        guard verb == .clientTracking, frame.argumentCount >= 5 else { return nil }
+        var arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
+        guard let index = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).lowercased() == "redirect" }),
+              index + 1 < arguments.count else { return nil }
+        let missing = RedirectOutcome.failure("ERR The client ID you want redirect to does not exist")
+        guard let id = DecimalNumber.value(of: arguments[index + 1]), let target = proxy.session(id: id),
+              let dedicated = target.pinnedConnection ?? target.pinForRedirect() else { return missing }
+        guard let backendID = dedicated.redisClientID else {
+            return dedicated.isUsable && !dedicated.identityUnknown ? .wait(dedicated) : missing
+        }
+        arguments[index + 1] = Array(String(backendID).utf8)
+        return .rewritten(RESPValue.array(arguments.map { .bulkString($0) }).encoded)
+    }
+
+    enum RedirectOutcome {
+        case rewritten([UInt8])
+        case failure(String)
+        /// The target's dedicated connection is still learning its Redis id.
+        case wait(BackendConnection)
+    }
+
+    /// Another client redirects its tracking here: a dedicated connection, relaying, so Redis
+    /// accepts the redirect and its invalidation messages reach this client. Only between
+    /// commands (nothing owed): relayed replies must not overtake pending ones.
+    func pinForRedirect() -> BackendConnection? {
+        guard pinned == nil, replies.isEmpty, held == nil else { return nil }
+        let dedicated = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        guard dedicated.isUsable else { return nil }
+        dedicated.owner = self
+        dedicated.select(db)
+        pin = .relaying(dedicated, .clientState)
+        return dedicated
+    }
+
+    /// Lets go of the pinned connection: back to the pool when its state is clean, else closed
+    /// (a connection blocked, subscribed or mid-transaction cannot be reused safely).
+    func dropPinned() {
+        guard let connection = pinned else { return }
+        let relaying = pin.isRelaying
+        pin = .shared
+        if connection.inflight.isEmpty && !inMulti && !watching && !relaying {
+            connection.backend.releasePinned(connection)
+        } else {
+            connection.close()
+        }
+    }
+}
