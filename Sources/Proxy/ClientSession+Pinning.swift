@@ -37,7 +37,7 @@ extension ClientSession {
             // RESET would log the dedicated connection out: the ambassador does it, after every
             // earlier reply (a direct Redis answers it after a pending BLPOP too).
             if !replies.isEmpty {
-                held = frame
+                hold = .barrier(frame)
                 connection.pauseReading()
                 return
             }
@@ -53,7 +53,7 @@ extension ClientSession {
                 input.drop(frame.length, from: connection)
                 return answerError(text)
             case .wait(let dedicated):
-                held = frame
+                hold = .barrier(frame)
                 connection.pauseReading()
                 dedicated.whenIdentified { [weak self] in self?.retryHeld() }
                 return
@@ -61,7 +61,7 @@ extension ClientSession {
                 bytes = rewritten
             }
             if !inMulti && !replies.isEmpty && !pin.isRelaying {
-                held = frame  // relaying starts once every earlier reply is in
+                hold = .barrier(frame)  // relaying starts once every earlier reply is in
                 connection.pauseReading()
                 return
             }
@@ -105,7 +105,7 @@ extension ClientSession {
         if !inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
             // From here on the connection streams: replies are relayed as they come.
             if !replies.isEmpty {
-                held = frame
+                hold = .barrier(frame)
                 connection.pauseReading()
                 return
             }
@@ -186,7 +186,7 @@ extension ClientSession {
 
     /// The pinned connection has no request in flight: give it back if the state is over.
     func pinnedConnectionIdle(_ connection: BackendConnection) {
-        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, held == nil else { return }
+        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, !hold.isHolding else { return }
         unpin()
     }
 
@@ -287,7 +287,7 @@ extension ClientSession {
     /// accepts the redirect and its invalidation messages reach this client. Only between
     /// commands (nothing owed): relayed replies must not overtake pending ones.
     func pinForRedirect() -> BackendConnection? {
-        guard pinned == nil, replies.isEmpty, held == nil else { return nil }
+        guard pinned == nil, replies.isEmpty, !hold.isHolding else { return nil }
         let dedicated = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
         guard dedicated.isUsable else { return nil }
         dedicated.owner = self

@@ -13,9 +13,10 @@ import Routing
 ///       ▼
 ///     parsed ──dispatch──┬─▶ dropped         blank frame, refused, unavailable: input.drop
 ///       │                ├─▶ answered here   local (PING, CLIENT …): answer / enqueue+fill
-///       │                ├─▶ held            a barrier (SELECT, AUTH, MULTI … with replies owed;
-///       │                │                   no confirmed master: holdForMaster); waits at the
-///       │                │                   input's front, reading paused, until resume()
+///       │                ├─▶ held            hold = .barrier (SELECT, AUTH, MULTI … with replies
+///       │                │                   owed) or .master (none confirmed: holdForMaster);
+///       │                │                   waits at the input's front, reading paused, until
+///       │                │                   resume() / masterAvailable()
 ///       │                ├─▶ in the run      read / write / master: enqueue a Slot, then
 ///       │                │                   send → input.append (bytes wait to move together)
 ///       │                └─▶ pinned          stateful: pin → dispatchPinned on the dedicated
@@ -63,14 +64,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var pinned: BackendConnection? { pin.connection }
     var inMulti = false
     var watching = false
-    /// A frame parsed but not yet dispatched: it waits until every earlier reply is in.
-    var held: RequestFrame?
-    /// After QUIT or a protocol error: close once every owed reply is written.
-    private var closeWhenDrained = false
-    /// Shutting down: no more reading; what was read is served, then the connection closes.
-    private var draining = false
-    /// The held frame is a write waiting for a confirmed master (since `waitingSince`, loop µs).
-    private var awaitingMaster = false
+    /// A command kept at the front of the input instead of dispatched, and what it waits for.
+    var hold: Hold = .none
+    /// How the session ends: not yet, after the replies owed (QUIT, malformed input), or
+    /// serving what it already read (shutdown).
+    private var ending: Ending = .open
     /// When the current command started waiting for a master (loop µs; 0: not waiting). Kept
     /// across re-checks, so `failover_hold` counts from the first wait.
     var holdStarted = 0
@@ -221,7 +219,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         batchReplica = nil  // a held read dispatched outside a batch may have set it
         batchReads = 0
         defer { batchReplica = nil }
-        while held == nil && !awaitingLogin && !closeWhenDrained && connection.inputCount > pendingBytes + parser.position {
+        while !hold.isHolding && !awaitingLogin && ending != .afterReplies && connection.inputCount > pendingBytes + parser.position {
             let frame: RequestFrame?
             do throws(ProtocolError) {
                 frame = try connection.nextFrame(from: pendingBytes + parser.position) { chunk, index throws(ProtocolError) in
@@ -284,7 +282,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     private func applyBackPressure() {
         if replies.count >= Self.maxPipeline || connection.outputCount > Self.maxOutput {
             connection.pauseReading()
-        } else if held == nil && !draining && !awaitingLogin {
+        } else if !hold.isHolding && ending == .open && !awaitingLogin {
             connection.resumeReading()
         }
     }
@@ -297,7 +295,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         encoder.clear()
         encoder.error("ERR \(error.message)")
         answer(encoder.bytes)
-        closeWhenDrained = true
+        ending = .afterReplies
         connection.pauseReading()
         closeIfDrained()
     }
@@ -335,7 +333,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         switch CommandRouter.route(command, self) {
         case .barrier:
             // Everything sent before must be answered first (see CommandRouter).
-            held = frame
+            hold = .barrier(frame)
             connection.pauseReading()
         case .local(let local):
             proxy.stats.answered(.local, .ok, microseconds: 0)
@@ -369,30 +367,29 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// the input (the pending run ahead of it moves first).
     private func holdForMaster(_ frame: RequestFrame) {
         flushPending()
-        held = frame
-        awaitingMaster = true
+        hold = .master(frame)
         if holdStarted == 0 { holdStarted = proxy.loop.nowMicroseconds }
         connection.pauseReading()
         proxy.waitForMaster(self)
     }
 
     func masterAvailable() {
-        guard awaitingMaster else { return }
-        awaitingMaster = false
-        if replies.isEmpty, let frame = held {
-            held = nil
+        guard case .master(let frame) = hold else { return }
+        // Its turn once every earlier reply is in: now, or as any barrier.
+        hold = .barrier(frame)
+        if replies.isEmpty {
+            hold = .none
             dispatch(frame)
             flushPending()
-            if held == nil { processInput() }
+            if !hold.isHolding { processInput() }
         }
     }
 
     /// `failover_hold` passed without a master: the write gets an error (it was not sent
     /// anywhere), and the session goes on with its next command.
     func masterUnavailable() {
-        guard awaitingMaster, let frame = held else { return }
-        awaitingMaster = false
-        held = nil
+        guard case .master(let frame) = hold else { return }
+        hold = .none
         input.drop(frame.length, from: connection)
         proxy.stats.error(.backendUnavailable)
         proxy.stats.answered(.master, .error, microseconds: proxy.loop.nowMicroseconds &- holdStarted)
@@ -633,26 +630,26 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard connection.isOpen else { return }
         if replies.isEmpty {
             if closeIfDrained() { return }
-            if !awaitingMaster, let frame = held {
-                held = nil
+            if case .barrier(let frame) = hold {
+                hold = .none
                 dispatch(frame)
                 flushPending()
             }
         }
-        if held == nil { processInput() }
+        if !hold.isHolding { processInput() }
         closeIfDrainedForShutdown()
     }
 
     /// Shutdown: stop reading, serve the complete commands already read, close when answered.
     func drain() {
-        draining = true
+        if ending == .open { ending = .draining }
         connection.pauseReading()
         processInput()
         closeIfDrainedForShutdown()
     }
 
     private func closeIfDrainedForShutdown() {
-        if draining && replies.isEmpty && held == nil && connection.isOpen { connection.close() }
+        if ending == .draining && replies.isEmpty && !hold.isHolding && connection.isOpen { connection.close() }
     }
 
     /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
@@ -674,14 +671,14 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// After QUIT: close once the last owed reply is written.
     func closeAfterReplies() {
-        closeWhenDrained = true
+        ending = .afterReplies
         connection.pauseReading()
         closeIfDrained()
     }
 
     @discardableResult
     private func closeIfDrained() -> Bool {
-        guard closeWhenDrained, replies.isEmpty else { return false }
+        guard ending == .afterReplies, replies.isEmpty else { return false }
         connection.close()
         return true
     }
@@ -721,6 +718,31 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         dropPinned()
         proxy.sessionClosed(self)
     }
+}
+
+/// A command a session keeps at the front of its input instead of dispatching it.
+enum Hold {
+    case none
+    /// Until every earlier reply is in (a barrier: SELECT, MULTI, BLPOP … with replies owed), or
+    /// until something elsewhere happens (a tracking redirect's id): `resume()` dispatches it.
+    case barrier(RequestFrame)
+    /// Until a node is confirmed master, up to failover_hold (`masterAvailable` /
+    /// `masterUnavailable`).
+    case master(RequestFrame)
+
+    var isHolding: Bool {
+        if case .none = self { return false }
+        return true
+    }
+}
+
+/// How a session ends.
+enum Ending {
+    case open
+    /// After QUIT or malformed input: nothing more is read; close once the owed replies are out.
+    case afterReplies
+    /// Shutdown: nothing more is read from the socket; what was read is served, then close.
+    case draining
 }
 
 /// Which connection a session's commands go to.
