@@ -190,6 +190,9 @@ final class BackendConnection: ConnectionDelegate {
         RESPValue.array(arguments.map { .bulk($0) }).encoded
     }
 
+    /// Reading again after a relayed client caught up (see `ClientSession.relayed`).
+    func resumeReading() { connection?.resumeReading() }
+
     /// Bytes with no reply slot (a relayed connection's command, rewritten by the ambassador).
     func rawWrite(_ bytes: [UInt8]) {
         connection?.write(bytes)

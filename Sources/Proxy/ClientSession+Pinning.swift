@@ -224,6 +224,13 @@ extension ClientSession {
             }
         }
         backend.moveInput(frame.length, to: connection)
+        // A subscriber (or MONITOR) that reads slower than messages come: stop reading its
+        // dedicated connection, so the backlog stays in Redis, where its own
+        // client-output-buffer-limit (pubsub: 32 MB by default) disconnects the ambassador's
+        // connection — and so this client — exactly as it would a direct subscriber. The
+        // ambassador never buffers a relay without bound (reading resumes once the client has
+        // caught up: connectionDidDrainOutput).
+        if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
     }
 
     /// SUBSCRIBE and friends sent on the dedicated connection: the channels and patterns the

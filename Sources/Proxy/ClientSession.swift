@@ -187,6 +187,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         if connection.outputCount > Self.maxOutput { connection.pauseReading() }
     }
 
+    /// Relayed bytes (pub/sub messages, MONITOR lines) waiting for a client that reads slowly, at
+    /// most: past this the ambassador stops reading the relayed connection (see `relayed`).
+    static let maxRelayOutput = 8 << 20
+
     /// Most requests in flight before the ambassador stops reading from this client.
     static let maxPipeline = 8192
 
@@ -205,8 +209,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         processInput()
     }
 
-    /// A client that was slow to read caught up: read (and dispatch) its requests again.
+    /// A client that was slow to read caught up: read (and dispatch) its requests again, and
+    /// what its relayed connection sends.
     func connectionDidDrainOutput(_ connection: Connection) {
+        if pin.isRelaying { pinned?.resumeReading() }
         processInput()
     }
 
