@@ -114,6 +114,12 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// there send their next requests on another connection to the same node, so no session
     /// waits behind another session's held-back command. 0: never.
     public var stallThreshold = Duration(seconds: 0.05)
+    /// App connections open at once, at most (all workers together); past it a new one gets
+    /// `-ERR max number of clients reached` and is closed, as Redis's `maxclients` does.
+    public var maxClients = 10_000
+    /// An app connection with nothing owed, not blocked and not subscribed, that sends nothing
+    /// for this long is closed, as Redis's `timeout` does. 0: never (the default, like Redis).
+    public var clientIdleTimeout = Duration(seconds: 0)
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/config`, `POST /reload`);
     /// nil (no `admin:` key) turns it off.
     public var adminListen: Address?

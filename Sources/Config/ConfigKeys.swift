@@ -175,6 +175,8 @@ public struct ConfigKey: Sendable {
                    \.password, source: \.passwordSource, file: \.passwordFile),
         integer("backend_connections", \.backendConnections, in: 1...64, restartOnly: true),
         integer("pinned_pool_size", \.pinnedPoolSize, in: 0...1024),
+        integer("max_clients", \.maxClients, in: 1...1_000_000),
+        duration("client_idle_timeout", \.clientIdleTimeout, expects: "a duration (0s: never, the default)"),
         duration("connect_timeout", \.connectTimeout, expects: "a duration (2s)"),
         duration("reconnect_interval", \.reconnectInterval, expects: "a duration (250ms)"),
         field("workers", \.workers, expects: "auto or an integer 1...64", restartOnly: true,

@@ -646,6 +646,19 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         closeIfDrainedForShutdown()
     }
 
+    /// `client_idle_timeout`: nothing owed or held, not blocked, not subscribed or monitoring
+    /// (Redis's exemptions), and no command since `deadline` (loop µs).
+    func isIdle(since deadline: Int) -> Bool {
+        lastCommandAt < deadline && replies.isEmpty && !hold.isHolding && !pin.isRelaying && !isBlocked
+            && ending == .open && connection.isOpen
+    }
+
+    /// Closed for idleness, silently, as Redis does.
+    func closeIdle() {
+        proxy.stats.error(.idleTimeout)
+        connection.close()
+    }
+
     /// Shutdown: stop reading, serve the complete commands already read, close when answered.
     func drain() {
         if ending == .open { ending = .draining }

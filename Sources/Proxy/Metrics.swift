@@ -24,7 +24,13 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
     case backendLost
     /// A backend sent malformed RESP (the connection is reset).
     case backendProtocol
-    var label: String { ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol"][rawValue] }
+    /// A connection past `max_clients` (it gets Redis's error and is closed).
+    case maxClients
+    /// An app connection idle past `client_idle_timeout` (closed).
+    case idleTimeout
+    var label: String {
+        ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol", "max_clients", "idle_timeout"][rawValue]
+    }
 }
 
 public enum ReloadResult: Int, CaseIterable, Sendable {
@@ -61,6 +67,8 @@ public enum MetricTable {
 /// publishes the deltas twice a second, so a command costs no atomic and no lock.
 public final class Metrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
+    /// App connections open in every worker of the process (`max_clients`).
+    let openClients = Atomic<Int>(0)
     /// Latency: swift-prometheus's histogram takes a lock per observation (and walks every bucket),
     /// so the histogram family is kept here from the workers' published bucket counts.
     private let latency = Mutex<[LatencyKey: LatencySeries]>([:])

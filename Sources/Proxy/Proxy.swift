@@ -59,6 +59,7 @@ public final class Proxy {
         self.logger = logger
         self.logger.logLevel = Self.level(config.logLevel)
         self.stats = metrics.worker(worker)
+        self.shared = metrics
         self.table = table
         self.worker = worker
         // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
@@ -91,6 +92,7 @@ public final class Proxy {
         sweep.schedule(after: Self.overflowSweepInterval)
         sweepTimer = sweep
         scheduleTimeoutChecks()
+        scheduleIdleChecks()
         if worker > 0 { return startBackends() }
         logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
         startBackends()
@@ -189,6 +191,7 @@ public final class Proxy {
             }
         }
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
+        if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
         noteReadYourWrites()
         configureRouter()
@@ -248,6 +251,14 @@ public final class Proxy {
 
     private func accept(_ connection: Connection) {
         guard !draining else { return connection.close() }
+        // max_clients counts every worker's clients (one atomic add per connection).
+        if shared.openClients.add(1, ordering: .relaxed).newValue > config.maxClients {
+            shared.openClients.subtract(1, ordering: .relaxed)
+            stats.error(.maxClients)
+            connection.start(delegate: RejectedClient.shared)
+            connection.write(RejectedClient.tooMany)
+            return connection.close()
+        }
         stats.clientsOpened &+= 1
         let id = nextSessionID
         nextSessionID += 1
@@ -259,6 +270,7 @@ public final class Proxy {
 
     func sessionClosed(_ session: ClientSession) {
         sessions[session.id] = nil
+        shared.openClients.subtract(1, ordering: .relaxed)
         stats.clientsClosed &+= 1
         if draining { finishDrainIfDone() }
     }
@@ -399,6 +411,9 @@ public final class Proxy {
     private var waitingForMaster: [ClientSession] = []
     private var holdTimer: Timer?
     private var timeoutTimer: Timer?
+    private var idleTimer: Timer?
+    /// What every worker shares: the metrics, and the count of open app connections.
+    private let shared: Metrics
 
     /// Writes may go to `master`: it reported role master in the latest check (always, without a
     /// health checker).
@@ -475,6 +490,24 @@ public final class Proxy {
         }
     }
 
+    /// `client_idle_timeout`: idle app connections are closed, checked a few times per timeout
+    /// (at least every second, as Redis's clients cron).
+    private func scheduleIdleChecks() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        let timeout = config.clientIdleTimeout.seconds
+        guard timeout > 0 else { return }
+        let timer = Timer(loop: loop, repeating: true) { [unowned self] in
+            let limit = Int(self.config.clientIdleTimeout.seconds * 1_000_000)
+            let now = self.loop.nowMicroseconds
+            for session in Array(self.sessions.values) where session.isIdle(since: now - limit) {
+                session.closeIdle()
+            }
+        }
+        timer.schedule(after: min(max(timeout / 4, 0.05), 1))
+        idleTimer = timer
+    }
+
     /// `command_timeout`: shared connections with a request older than it are reset.
     private func scheduleTimeoutChecks() {
         timeoutTimer?.cancel()
@@ -530,4 +563,13 @@ public final class Proxy {
 extension Backend: ReplicaState {
     var isEligible: Bool { servesReads }
     func outstanding(in session: ClientSession) -> Int { outstanding(for: session) }
+}
+
+/// A connection turned away at `max_clients`: it gets Redis's error, then is closed (nothing it
+/// sends is read).
+final class RejectedClient: ConnectionDelegate, Sendable {
+    static let shared = RejectedClient()
+    static let tooMany = Array("-ERR max number of clients reached\r\n".utf8)
+    func connectionDidRead(_ connection: Connection) { connection.discardInput(connection.inputCount) }
+    func connectionDidClose(_ connection: Connection, error: SocketError?) {}
 }

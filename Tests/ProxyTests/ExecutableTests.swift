@@ -50,11 +50,7 @@ extension Integration {
         let master = try RedisServer()
         defer { master.stop() }
         let port = try RedisServer.freePort()
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("workers-\(UUID().uuidString).yaml")
-        try "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nworkers: 2\nlog_level: warning\n"
-            .write(to: config, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: config) }
-        let ambassador = try AmbassadorProcess(arguments: ["--config", config.path])
+        let ambassador = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nworkers: 2\nlog_level: warning\n")
         defer { ambassador.stop() }
         try #require(ambassador.answers(on: port), "the ambassador could bind its port: \(ambassador.logText)")
         var workersSeen = Set<String>()

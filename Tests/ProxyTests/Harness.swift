@@ -44,10 +44,10 @@ final class AmbassadorProcess {
     }
 
     /// Starts the binary with `arguments`, its log in `log` (default: a new temporary file).
-    init(arguments: [String], log given: URL? = nil) throws {
+    init(arguments: [String], log given: URL? = nil, owning directory: URL? = nil) throws {
         if let given {
             log = given
-            ownsLogDirectory = nil
+            ownsLogDirectory = directory
         } else {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-run-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -62,6 +62,16 @@ final class AmbassadorProcess {
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
         RedisServer.recordPID(process.processIdentifier)
+    }
+
+    /// Starts the binary on a config file with `yaml` (written next to its log, removed by `stop()`).
+    convenience init(yaml: String) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("ambassador.yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        try self.init(arguments: ["--config", config.path], log: directory.appendingPathComponent("ambassador.log"),
+                      owning: directory)
     }
 
     var isRunning: Bool { process.isRunning }

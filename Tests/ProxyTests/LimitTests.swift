@@ -52,5 +52,86 @@ extension Integration {
         #expect(try BlockingClient(port: port).command(["PING"]) == .simple("PONG"))
         print("relay limit: ambassador RSS \(baseline >> 10) KiB before, peak \(peak >> 10) KiB while 400 MB were published to a subscriber that never read")
     }
+
+    /// `max_clients` as Redis's `maxclients`: past it a new connection gets exactly Redis's error
+    /// and is closed; once one leaves, a new one is served again. Counted across workers.
+    @Test func maxClientsAsRedisMaxclients() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let limited = try RedisServer(arguments: ["--maxclients", "3"])
+        defer { limited.stop() }
+        let port = try RedisServer.freePort()
+        let ambassador = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nmax_clients: 3\nworkers: 2\nlog_level: warning\n")
+        defer { ambassador.stop() }
+        try #require(ambassador.answers(on: port), "\(ambassador.logText)")
+        // Direct, a Redis with maxclients 3: three are served, the fourth is refused and closed.
+        var direct: [BlockingClient] = []
+        for _ in 0..<3 {
+            let client = try BlockingClient(port: limited.port)
+            #expect(try client.readRawReplyAfter(["PING"]) == Array("+PONG\r\n".utf8))
+            direct.append(client)
+        }
+        let refused = try BlockingClient(port: limited.port)
+        let directRefusal = try refused.readRawReply()
+        #expect(text(directRefusal) == "-ERR max number of clients reached\r\n")
+        #expect(refused.isClosedByPeer())
+        direct.removeAll()
+        // Through the ambassador: three are served, the fourth refused with the same bytes and closed.
+        // (A connection that just closed — the readiness probe's — may not be counted out yet:
+        // each of the three is awaited.)
+        var clients: [BlockingClient] = []
+        for _ in 0..<3 {
+            var served: BlockingClient?
+            eventually(5) {
+                guard let client = try? BlockingClient(port: port, timeout: 1),
+                      (try? client.readRawReplyAfter(["PING"])) == Array("+PONG\r\n".utf8) else { return false }
+                served = client
+                return true
+            }
+            clients.append(try #require(served))
+        }
+        let fourth = try BlockingClient(port: port)
+        #expect(try fourth.readRawReply() == directRefusal)
+        #expect(fourth.isClosedByPeer())
+        // One leaves: a new one is served.
+        clients.removeFirst()
+        #expect(eventually(5) { (try? BlockingClient(port: port, timeout: 1).command(["PING"])) == .simple("PONG") })
+    }
+
+    /// `client_idle_timeout` as Redis's `timeout`: an idle connection is closed, silently; one
+    /// that keeps sending, one blocked in BLPOP and a subscriber are not.
+    @Test func idleTimeoutAsRedisTimeout() throws {
+        let master = try RedisServer(arguments: ["--timeout", "1"])
+        defer { master.stop() }
+        let port = try RedisServer.freePort()
+        let running = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nclient_idle_timeout: 1s\nlog_level: warning\n")
+        defer { running.stop() }
+        try #require(running.answers(on: port), "\(running.logText)")
+        for (name, target) in [("direct", master.port), ("ambassador", port)] {
+            // A short timeout: `isClosedByPeer` then answers within 0.2 s.
+            let idle = try BlockingClient(port: target, timeout: 0.2)
+            #expect(try idle.command(["PING"]) == .simple("PONG"))
+            let busy = try BlockingClient(port: target, timeout: 6)
+            let blocked = try BlockingClient(port: target, timeout: 6)
+            try blocked.send(BlockingClient.encode(["BLPOP", "idle-list-\(name)", "0"]))
+            let subscriber = try BlockingClient(port: target, timeout: 6)
+            _ = try subscriber.command(["SUBSCRIBE", "idle-channel"])
+            // The idle one is closed after a second or two (Redis checks about every second);
+            // the busy one, sending every quarter of a second, is kept.
+            var busyAnswered = true
+            let closed = eventually(6, every: 0.05) {
+                busyAnswered = busyAnswered && (try? busy.command(["PING"])) == .simple("PONG")
+                return idle.isClosedByPeer()
+            }
+            #expect(closed, "\(name): the idle connection is closed")
+            #expect(busyAnswered, "\(name)")
+            #expect(try busy.command(["PING"]) == .simple("PONG"), "\(name)")
+            // The blocked one still waits and gets its element; the subscriber still hears.
+            _ = try master.client().command(["RPUSH", "idle-list-\(name)", "x"])
+            #expect(try blocked.readReply() == .array([.bulk("idle-list-\(name)"), .bulk("x")]), "\(name)")
+            _ = try master.client().command(["PUBLISH", "idle-channel", "still"])
+            #expect(try subscriber.readReply() == .array([.bulk("message"), .bulk("idle-channel"), .bulk("still")]), "\(name)")
+        }
+    }
 }
 }
