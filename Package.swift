@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP", "EventLoop"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "Proxy", "Config", "Control", "EventLoop", "RESP", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

@@ -123,6 +123,10 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, `/config`, `POST /reload`);
     /// nil (no `admin:` key) turns it off.
     public var adminListen: Address?
+    /// `admin.token_file`: the bearer token `GET /config` and `POST /reload` then require (read
+    /// from the file; a rotated file is a reload). nil: they are served only to loopback peers.
+    public var adminToken: String?
+    public var adminTokenFile: String?
     /// How long SIGTERM/SIGINT wait for in-flight requests before closing what is left.
     public var shutdownTimeout: Duration
 

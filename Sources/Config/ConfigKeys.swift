@@ -196,24 +196,37 @@ public struct ConfigKey: Sendable {
                   }
                   return level
               }, show: { .string($0) }),
-        field("admin", \.adminListen, expects: "a mapping with `listen: host:port`",
-              parse: { (node, _) throws(ConfigError) in
-                  if node.isNull { return nil }
-                  guard let mapping = node.mapping else {
-                      throw ConfigError(key: "admin", line: node.line, "expected a mapping with `listen: host:port`")
-                  }
-                  var listen: Address?
-                  for (key, value) in mapping {
-                      guard key.string == "listen" else {
-                          throw ConfigError(key: "admin.\(key.string ?? "?")", line: key.line, "unknown key (known keys: listen)")
-                      }
-                      listen = try ConfigLoader.address("admin.listen", value)
-                  }
-                  guard let listen else {
-                      throw ConfigError(key: "admin.listen", line: node.line, "is required when `admin` is given")
-                  }
-                  return listen
-              }, show: { $0.map { .object(["listen": .string($0.description)]) } }),
+        ConfigKey(
+            name: "admin", expects: "a mapping with `listen: host:port` and optionally `token_file: path`",
+            restartOnly: false, secret: false,
+            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
+                guard let node, !node.isNull else { return }
+                guard let mapping = node.mapping else {
+                    throw ConfigError(key: "admin", line: node.line, "expected a mapping with `listen: host:port`")
+                }
+                for (key, value) in mapping {
+                    switch key.string {
+                    case "listen": config.adminListen = try ConfigLoader.address("admin.listen", value)
+                    case "token_file":
+                        let (token, path) = try ConfigLoader.secret("admin.token_file", value, baseDirectory: reading.baseDirectory)
+                        guard !token.isEmpty else { throw ConfigError(key: "admin.token_file", line: value.line, "\(path) is empty") }
+                        (config.adminToken, config.adminTokenFile) = (token, path)
+                    default:
+                        throw ConfigError(key: "admin.\(key.string ?? "?")", line: key.line, "unknown key (known keys: listen, token_file)")
+                    }
+                }
+                guard config.adminListen != nil else {
+                    throw ConfigError(key: "admin.listen", line: node.line, "is required when `admin` is given")
+                }
+            },
+            differs: { $0.adminListen != $1.adminListen || $0.adminToken != $1.adminToken || $0.adminTokenFile != $1.adminTokenFile },
+            keep: { $0.adminListen = $1.adminListen; $0.adminToken = $1.adminToken; $0.adminTokenFile = $1.adminTokenFile },
+            show: { config in
+                guard let listen = config.adminListen else { return [] }
+                var admin: [String: RedactedValue] = ["listen": .string(listen.description)]
+                if let file = config.adminTokenFile { admin["token"] = .string("<redacted> (admin.token_file \(file))") }
+                return [("admin", .object(admin))]
+            }),
         duration("shutdown_timeout", \.shutdownTimeout, expects: "a duration (10s)"),
     ]
 

@@ -9,6 +9,12 @@ struct AdminEndpoint {
     unowned let supervisor: Supervisor
 
     func handle(_ request: HTTPRequest) -> HTTPResponse {
+        switch Self.access(path: request.path, authorization: request.authorization, peer: request.peer,
+                           token: supervisor.config.adminToken) {
+        case .allowed: break
+        case .unauthorized(let why): return HTTPResponse(status: 401, text: why + "\n")
+        case .forbidden(let why): return HTTPResponse(status: 403, text: why + "\n")
+        }
         switch (request.method, request.path) {
         case (.get, "/metrics"), (.head, "/metrics"):
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
@@ -34,6 +40,45 @@ struct AdminEndpoint {
         default:
             return HTTPResponse(status: 404, text: "not found; try /metrics, /healthz, /readyz, /config, POST /reload\n")
         }
+    }
+
+    enum Access: Equatable {
+        case allowed
+        case unauthorized(String)
+        case forbidden(String)
+    }
+
+    /// Who may use what. The probes and metrics (`/healthz`, `/readyz`, `/metrics`) answer anyone
+    /// who reaches the port: in Kubernetes the kubelet and Prometheus, on the Pod IP. `/config`
+    /// (the whole topology) and `/reload` need the bearer token of `admin.token_file` when there
+    /// is one; without one they answer loopback peers only (a shell in the Pod, the app's own
+    /// container).
+    static func access(path: String, authorization: String?, peer: String, token: String?) -> Access {
+        guard path == "/config" || path == "/reload" else { return .allowed }
+        if let token {
+            let presented = authorization.flatMap { $0.hasPrefix("Bearer ") ? Array($0.utf8.dropFirst(7)) : nil }
+            guard let presented, constantTimeEqual(presented, Array(token.utf8)) else {
+                return .unauthorized("\(path) needs the bearer token of admin.token_file (Authorization: Bearer …)")
+            }
+            return .allowed
+        }
+        guard isLoopback(peer) else {
+            return .forbidden("\(path) answers loopback peers only; set admin.token_file to allow a bearer token from elsewhere")
+        }
+        return .allowed
+    }
+
+    static func isLoopback(_ peer: String) -> Bool {
+        peer.hasPrefix("127.") || peer == "::1" || peer.hasPrefix("::ffff:127.")
+    }
+
+    /// Equal bytes, in a time that depends on the lengths only (not on where they differ).
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference: UInt8 = a.count == b.count ? 0 : 1
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0
     }
 
     static func json<View: Encodable>(_ view: View, status: Int = 200) -> HTTPResponse {

@@ -202,7 +202,7 @@ public final class Supervisor {
 
     static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
         var bytes = System.contents(atPath: path) ?? []
-        for file in [config?.passwordFile, config?.sentinelPasswordFile].compactMap({ $0 }) {
+        for file in [config?.passwordFile, config?.sentinelPasswordFile, config?.adminTokenFile].compactMap({ $0 }) {
             guard let secret = System.contents(atPath: file) else { continue }
             bytes.append(0)
             bytes.append(contentsOf: secret)

@@ -10,6 +10,18 @@ public struct HTTPRequest: Sendable {
     /// The path without the query string.
     public var path: String
     public var body: [UInt8]
+    /// The `Authorization` header, if any.
+    public var authorization: String?
+    /// The peer's address (`127.0.0.1`, `::1`, `10.1.2.3`).
+    public var peer: String
+
+    public init(method: Method, path: String, body: [UInt8] = [], authorization: String? = nil, peer: String = "127.0.0.1") {
+        self.method = method
+        self.path = path
+        self.body = body
+        self.authorization = authorization
+        self.peer = peer
+    }
 }
 
 public struct HTTPResponse: Sendable {
@@ -92,7 +104,15 @@ public final class HTTPServer {
                 body.withUnsafeMutableBytes { _ = evbuffer_copyout(input, $0.baseAddress, count) }
             }
         }
-        let response = handler(HTTPRequest(method: method, path: path, body: body))
+        let authorization = evhttp_find_header(evhttp_request_get_input_headers(request), "Authorization").map { String(cString: $0) }
+        var peer = ""
+        if let connection = evhttp_request_get_connection(request) {
+            var address: UnsafeMutablePointer<CChar>?
+            var port: UInt16 = 0
+            evhttp_connection_get_peer(connection, &address, &port)
+            if let address { peer = String(cString: address) }
+        }
+        let response = handler(HTTPRequest(method: method, path: path, body: body, authorization: authorization, peer: peer))
         let headers = evhttp_request_get_output_headers(request)
         evhttp_add_header(headers, "Content-Type", response.contentType)
         evhttp_add_header(headers, "Cache-Control", "no-store")
@@ -106,6 +126,8 @@ public final class HTTPServer {
         switch status {
         case 200: return "OK"
         case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
         case 500: return "Internal Server Error"

@@ -67,8 +67,8 @@ final class ConfigMapAmbassador {
         }
     }
 
-    func admin(_ path: String, method: String = "GET") throws -> (status: Int, body: String) {
-        try HTTPProbe.request(port: adminPort, method: method, path: path)
+    func admin(_ path: String, method: String = "GET", headers: [String] = []) throws -> (status: Int, body: String) {
+        try HTTPProbe.request(port: adminPort, method: method, path: path, headers: headers)
     }
 
     func configView() throws -> [String: Any] {
@@ -379,6 +379,40 @@ extension Integration {
 
     /// /metrics is valid Prometheus text (checked by the reference Python parser), /healthz is
     /// 200, /readyz follows the master, unknown paths are 404.
+    /// `admin.token_file`: /config and /reload need its bearer token (a wrong or missing one gets
+    /// 401 and changes nothing); /metrics and the probes do not. A rotated file is a reload: the
+    /// new token works, the old one no longer does.
+    @Test func controlRoutesNeedTheAdminToken() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let tokenDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-token-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tokenDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tokenDirectory) }
+        let tokenFile = tokenDirectory.appendingPathComponent("token")
+        try "first-token\n".write(to: tokenFile, atomically: true, encoding: .utf8)
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nlog_level: info\n"
+                + "admin:\n  listen: 127.0.0.1:\(admin)\n  token_file: \(tokenFile.path)\n"
+        }
+        defer { ambassador.stop() }
+        for (path, method) in [("/config", "GET"), ("/reload", "POST")] {
+            #expect(try ambassador.admin(path, method: method).status == 401, "\(path) without a token")
+            #expect(try ambassador.admin(path, method: method, headers: ["Authorization: Bearer wrong"]).status == 401)
+            #expect(try ambassador.admin(path, method: method, headers: ["Authorization: Bearer first-token"]).status == 200)
+        }
+        for path in ["/metrics", "/healthz", "/readyz"] {
+            #expect(try ambassador.admin(path).status == 200, "\(path)")
+        }
+        let view = try ambassador.admin("/config", headers: ["Authorization: Bearer first-token"]).body
+        #expect(!view.contains("first-token") && view.contains("<redacted> (admin.token_file"))
+        // Rotation (as a Secret update): picked up by the file watch like a config change.
+        try "second-token\n".write(to: tokenFile, atomically: true, encoding: .utf8)
+        #expect(eventually(5) {
+            (try? ambassador.admin("/config", headers: ["Authorization: Bearer second-token"]).status) == 200
+        })
+        #expect(try ambassador.admin("/config", headers: ["Authorization: Bearer first-token"]).status == 401)
+    }
+
     @Test func adminEndpointServesMetricsAndProbes() throws {
         let (cluster, ambassador) = try Self.withOneReplica()
         defer {

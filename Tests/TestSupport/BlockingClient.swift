@@ -110,7 +110,7 @@ public enum ClientError: Error {
 
 /// A one-request HTTP/1.0 client for the admin endpoint.
 public enum HTTPProbe {
-    public static func request(port: UInt16, method: String = "GET", path: String,
+    public static func request(port: UInt16, method: String = "GET", path: String, headers: [String] = [],
                                timeout: Double = 5) throws -> (status: Int, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket") }
@@ -127,7 +127,8 @@ public enum HTTPProbe {
             }
         }
         guard rc == 0 else { throw ClientError.io("connect to admin port \(port): \(String(cString: strerror(errno)))") }
-        let request = Array("\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".utf8)
+        let extra = headers.map { $0 + "\r\n" }.joined()
+        let request = Array("\(method) \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\(extra)Content-Length: 0\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
