@@ -114,6 +114,10 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// there send their next requests on another connection to the same node, so no session
     /// waits behind another session's held-back command. 0: never.
     public var stallThreshold = Duration(seconds: 0.05)
+    /// `clients`: the users an app must AUTH as (checked by the ambassador, independent of the
+    /// backend credentials). Empty: no authentication asked (the listener is the Pod's loopback).
+    public var clientUsers: [ClientUser] = []
+    public var requiresClientAuth: Bool { !clientUsers.isEmpty }
     /// App connections open at once, at most (all workers together); past it a new one gets
     /// `-ERR max number of clients reached` and is closed, as Redis's `maxclients` does.
     public var maxClients = 10_000
@@ -191,6 +195,20 @@ public struct AmbassadorConfig: Sendable, Equatable {
             for (name, value) in key.show(self) { view[name] = value }
         }
         return view
+    }
+}
+
+/// A user an app may AUTH as at the ambassador (`clients.password_file` is the `default` user).
+public struct ClientUser: Sendable, Equatable {
+    public var name: String
+    public var password: String
+    /// Where the password came from (watched: a rotated file is a reload).
+    public var passwordFile: String
+
+    public init(name: String, password: String, passwordFile: String) {
+        self.name = name
+        self.password = password
+        self.passwordFile = passwordFile
     }
 }
 

@@ -175,6 +175,70 @@ public struct ConfigKey: Sendable {
                    \.password, source: \.passwordSource, file: \.passwordFile),
         integer("backend_connections", \.backendConnections, in: 1...64, restartOnly: true),
         integer("pinned_pool_size", \.pinnedPoolSize, in: 0...1024),
+        ConfigKey(
+            name: "clients", expects: "a mapping: `password_file: path` and/or `users: [{name, password_file}]`",
+            restartOnly: false, secret: true,
+            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
+                guard let node, !node.isNull else { return }
+                guard let mapping = node.mapping else {
+                    throw ConfigError(key: "clients", line: node.line, "expected a mapping with `password_file` or `users`")
+                }
+                var users: [ClientUser] = []
+                func add(_ name: String, _ file: YAMLNode, key: String) throws(ConfigError) {
+                    let (password, path) = try ConfigLoader.secret(key, file, baseDirectory: reading.baseDirectory)
+                    guard !password.isEmpty else { throw ConfigError(key: key, line: file.line, "\(path) is empty") }
+                    guard !users.contains(where: { $0.name == name }) else {
+                        throw ConfigError(key: key, line: file.line, "user \(name) is given twice")
+                    }
+                    users.append(ClientUser(name: name, password: password, passwordFile: path))
+                }
+                for (key, value) in mapping {
+                    switch key.string {
+                    case "password_file": try add("default", value, key: "clients.password_file")
+                    case "users":
+                        guard let list = value.sequence else {
+                            throw ConfigError(key: "clients.users", line: value.line, "expected a list of {name, password_file}")
+                        }
+                        for entry in list {
+                            guard let fields = entry.mapping else {
+                                throw ConfigError(key: "clients.users", line: entry.line, "expected {name: …, password_file: …}")
+                            }
+                            var name: String?
+                            var file: YAMLNode?
+                            for (field, value) in fields {
+                                switch field.string {
+                                case "name": name = try ConfigLoader.string("clients.users.name", value)
+                                case "password_file": file = value
+                                default:
+                                    throw ConfigError(key: "clients.users.\(field.string ?? "?")", line: field.line,
+                                                      "unknown key (known keys: name, password_file)")
+                                }
+                            }
+                            guard let name, !name.isEmpty, !name.contains(where: \.isWhitespace) else {
+                                throw ConfigError(key: "clients.users.name", line: entry.line, "expected a user name without spaces")
+                            }
+                            guard let file else {
+                                throw ConfigError(key: "clients.users.password_file", line: entry.line, "is required")
+                            }
+                            try add(name, file, key: "clients.users.password_file")
+                        }
+                    default:
+                        throw ConfigError(key: "clients.\(key.string ?? "?")", line: key.line, "unknown key (known keys: password_file, users)")
+                    }
+                }
+                guard !users.isEmpty else {
+                    throw ConfigError(key: "clients", line: node.line, "names no user: give `password_file` or `users`")
+                }
+                config.clientUsers = users
+            },
+            differs: { $0.clientUsers != $1.clientUsers },
+            keep: { $0.clientUsers = $1.clientUsers },
+            show: { config in
+                guard config.requiresClientAuth else { return [] }
+                return [("clients", .object(Dictionary(uniqueKeysWithValues: config.clientUsers.map {
+                    ($0.name, RedactedValue.string("<redacted> (\($0.passwordFile))"))
+                })))]
+            }),
         integer("max_clients", \.maxClients, in: 1...1_000_000),
         duration("client_idle_timeout", \.clientIdleTimeout, expects: "a duration (0s: never, the default)"),
         duration("connect_timeout", \.connectTimeout, expects: "a duration (2s)"),

@@ -57,7 +57,7 @@ struct AdminEndpoint {
         guard path == "/config" || path == "/reload" else { return .allowed }
         if let token {
             let presented = authorization.flatMap { $0.hasPrefix("Bearer ") ? Array($0.utf8.dropFirst(7)) : nil }
-            guard let presented, constantTimeEqual(presented, Array(token.utf8)) else {
+            guard let presented, Secret.equal(presented, Array(token.utf8)) else {
                 return .unauthorized("\(path) needs the bearer token of admin.token_file (Authorization: Bearer …)")
             }
             return .allowed
@@ -72,14 +72,6 @@ struct AdminEndpoint {
         peer.hasPrefix("127.") || peer == "::1" || peer.hasPrefix("::ffff:127.")
     }
 
-    /// Equal bytes, in a time that depends on the lengths only (not on where they differ).
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference: UInt8 = a.count == b.count ? 0 : 1
-        for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-        }
-        return difference == 0
-    }
 
     static func json<View: Encodable>(_ view: View, status: Int = 200) -> HTTPResponse {
         do {

@@ -202,7 +202,9 @@ public final class Supervisor {
 
     static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
         var bytes = System.contents(atPath: path) ?? []
-        for file in [config?.passwordFile, config?.sentinelPasswordFile, config?.adminTokenFile].compactMap({ $0 }) {
+        let files = [config?.passwordFile, config?.sentinelPasswordFile, config?.adminTokenFile].compactMap { $0 }
+            + (config?.clientUsers.map(\.passwordFile) ?? [])
+        for file in files {
             guard let secret = System.contents(atPath: file) else { continue }
             bytes.append(0)
             bytes.append(contentsOf: secret)

@@ -147,6 +147,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var lastCommand = ShortBytes()
     var lastArgument = ShortBytes()
     var user = "default"
+    /// Past `clients` authentication (always, when the config asks none; a session opened before
+    /// it was asked stays so, as a Redis connection does when requirepass is set).
+    var authenticated: Bool
     /// The app's own login (AUTH passed through to Redis): its number, 0 for none.
     private(set) var loginIndex = 0
     /// An AUTH (or HELLO … AUTH) is being checked by the master: nothing after it is
@@ -199,6 +202,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         self.connection = connection
         self.id = id
         parser = RequestParser(limits: proxy.limits)
+        authenticated = !proxy.config.requiresClientAuth
         createdAt = proxy.loop.nowMicroseconds
         lastCommandAt = createdAt
     }
@@ -331,6 +335,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
                 command.kind = learned
             }
         }
+        if !authenticated, let refusal = refusalBeforeAuthentication(command, frame) {
+            input.drop(frame.length, from: connection)
+            return answerError(refusal)
+        }
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch command.kind {
         case .read, .write, .master, .unknown: break
@@ -364,6 +372,32 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             forwardRead(frame, verb: command.verb)
         case .master(let write, let urgent):
             forward(frame, to: proxy.master, write: write, urgent: urgent)
+        }
+    }
+
+    /// Before `clients` authentication: Redis's checks in its order — an unknown command, a
+    /// wrong number of arguments, then NOAUTH for all but AUTH, HELLO, QUIT and RESET (the
+    /// table's `no_auth` commands). nil: the command may run.
+    private func refusalBeforeAuthentication(_ command: Command, _ frame: RequestFrame) -> String? {
+        switch command.kind {
+        case .local(.auth), .local(.quit), .local(.reset), .stateful(.protocolVersion):
+            return nil
+        case .unknown:
+            let name = String(decoding: argumentBytes(0, of: frame).prefix(128), as: UTF8.self)
+            var arguments = ""
+            var index = 1
+            while index < frame.argumentCount && arguments.utf8.count < 128 {
+                let room = 128 - arguments.utf8.count
+                arguments += "'" + String(decoding: argumentBytes(index, of: frame).prefix(room), as: UTF8.self) + "' "
+                index += 1
+            }
+            return "ERR unknown command '\(name)', with args beginning with: \(arguments)"
+        default:
+            if let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
+               !info.acceptsArgumentCount(frame.argumentCount) {
+                return "ERR wrong number of arguments for '\(info.name)' command"
+            }
+            return "NOAUTH Authentication required."
         }
     }
 
@@ -727,6 +761,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     func reset() {
         dropPinned()
         resetState()
+        // RESET logs the connection out, as Redis's does (its default user then needs AUTH).
+        authenticated = !proxy.config.requiresClientAuth
     }
 
     // MARK: closing

@@ -1,3 +1,4 @@
+import Config
 import EventLoop
 import RESP
 import Routing
@@ -40,6 +41,7 @@ extension ClientSession {
                 return answerError(error)
             }
             user = login.user ?? "default"
+            authenticated = true
             encoder.simpleString("OK")
         case .reset:
             guard checkArity("reset", arguments) else { return }
@@ -134,7 +136,13 @@ extension ClientSession {
                 return session.helloReply(version)
             }
         }
-        if let login { user = login.user ?? "default" }
+        if let login {
+            user = login.user ?? "default"
+            authenticated = true
+        }
+        guard authenticated else {
+            return answerError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+        }
         if let newName { _ = setName(newName) }
         answer(helloReply(version))
     }
@@ -180,6 +188,16 @@ extension ClientSession {
     private func authenticate(user: [UInt8]?, password: [UInt8]) -> String? {
         let config = proxy.config
         let userName = user.map { String(decoding: $0, as: UTF8.self) }
+        if config.requiresClientAuth {
+            // The ambassador's own client users (`clients`), not the backend's: a user not listed
+            // (the default one included) is disabled, as in Redis's ACL.
+            let name = userName ?? "default"
+            guard let entry = config.clientUsers.first(where: { $0.name == name }),
+                  Secret.equal(password, Array(entry.password.utf8)) else {
+                return "WRONGPASS invalid username-password pair or user is disabled."
+            }
+            return nil
+        }
         guard let expected = config.password else {
             // A server with no password: the default user takes anything, others do not exist.
             if userName == nil {

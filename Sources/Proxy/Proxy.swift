@@ -295,7 +295,9 @@ public final class Proxy {
     func login(at index: Int) -> Login? { index > 0 && index <= logins.count ? logins[index - 1] : nil }
 
     /// Whether the apps' own AUTH goes to Redis (the ambassador has no backend password).
-    var passesLoginsThrough: Bool { config.password == nil }
+    /// The app's AUTH goes to Redis: the ambassador has neither backend credentials nor client
+    /// users of its own to check it against.
+    var passesLoginsThrough: Bool { config.password == nil && !config.requiresClientAuth }
 
     /// Commands the table does not know, classified from the master's `COMMAND INFO` (module
     /// commands, renamed ones): asked once per name, on first use; until the answer is in, and

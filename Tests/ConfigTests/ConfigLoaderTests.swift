@@ -318,4 +318,28 @@ import Testing
         #expect(throws: ConfigError.self) { try ConfigLoader.parse("# only a comment\n") }
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(String(decoding: [0xff, 0xfe, 0x00], as: UTF8.self)) }
     }
+
+    /// `clients`: users from files, each named once; every mistake names its key.
+    @Test func clientUsers() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-clients-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "pw\n".write(to: directory.appendingPathComponent("pw"), atomically: true, encoding: .utf8)
+        try "".write(to: directory.appendingPathComponent("empty"), atomically: true, encoding: .utf8)
+        let base = "listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n"
+        let config = try ConfigLoader.parse(base + "clients:\n  password_file: pw\n  users: [{name: app, password_file: pw}]\n",
+                                            baseDirectory: directory.path)
+        #expect(config.clientUsers.map(\.name) == ["default", "app"] && config.clientUsers.allSatisfy { $0.password == "pw" })
+        #expect(!"\(config.redacted)".contains("\"pw\"") && config.redacted["clients"] != nil)
+        #expect(try ConfigLoader.parse(base).requiresClientAuth == false)
+        for (text, key) in [("clients: {}\n", "clients"), ("clients: {users: [{name: app}]}\n", "clients.users.password_file"),
+                            ("clients: {users: [{password_file: pw}]}\n", "clients.users.name"),
+                            ("clients: {password_file: empty}\n", "clients.password_file"),
+                            ("clients: {password_file: missing}\n", "clients.password_file"),
+                            ("clients: {users: [{name: a, password_file: pw}, {name: a, password_file: pw}]}\n", "clients.users.password_file"),
+                            ("clients: {token: x}\n", "clients.token")] {
+            #expect(throws: ConfigError.self, "\(text)") { try ConfigLoader.parse(base + text, baseDirectory: directory.path) }
+            do { _ = try ConfigLoader.parse(base + text, baseDirectory: directory.path) } catch { #expect(error.key == key, "\(text): \(error)") }
+        }
+    }
 }

@@ -1,4 +1,5 @@
 @testable import Control
+import Config
 import EventLoop
 import Testing
 
@@ -34,9 +35,9 @@ import Testing
                 }
             }
         }
-        #expect(AdminEndpoint.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
-        #expect(!AdminEndpoint.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
-        #expect(!AdminEndpoint.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
-        #expect(!AdminEndpoint.constantTimeEqual([], Array("a".utf8)))
+        #expect(Secret.equal(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!Secret.equal(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!Secret.equal(Array("abc".utf8), Array("abcd".utf8)))
+        #expect(!Secret.equal([], Array("a".utf8)))
     }
 }

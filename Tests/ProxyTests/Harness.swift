@@ -77,11 +77,14 @@ final class AmbassadorProcess {
     var isRunning: Bool { process.isRunning }
     var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-    /// Waits until a client on `port` gets PONG: whether it did (false at once if it exited,
-    /// say because a parallel test took the port).
+    /// Waits until a client on `port` gets an answer to PING (PONG, or NOAUTH when clients must
+    /// authenticate): whether it did (false at once if it exited, say because a parallel test
+    /// took the port).
     func answers(on port: UInt16, within timeout: Double = 5) -> Bool {
         let settled = eventually(timeout) {
-            !process.isRunning || (try? BlockingClient(port: port, timeout: 2).command(["PING"])) == .simple("PONG")
+            guard process.isRunning else { return true }
+            let reply = try? BlockingClient(port: port, timeout: 2).command(["PING"])
+            return reply == .simple("PONG") || reply == .error(Array("NOAUTH Authentication required.".utf8))
         }
         return settled && process.isRunning
     }

@@ -135,3 +135,60 @@ extension Integration {
     }
 }
 }
+
+extension Integration {
+/// `clients`: authentication at the ambassador, byte for byte as a Redis with requirepass and an
+/// ACL user answers it, independent of the backend (which here has no password at all).
+@Suite(.serialized) struct ClientAuthTests {
+    @Test func clientsMustAuthenticateAsWithRequirepass() throws {
+        let direct = try RedisServer(arguments: ["--requirepass", "s3cret"])
+        defer { direct.stop() }
+        _ = try { () throws -> RESPValue in
+            let admin = try BlockingClient(port: direct.port)
+            _ = try admin.command(["AUTH", "s3cret"])
+            return try admin.command(["ACL", "SETUSER", "app", "on", ">apppass", "~*", "&*", "+@all"])
+        }()
+        let backend = try RedisServer()
+        defer { backend.stop() }
+        let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("ra-clients-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: secrets) }
+        try "s3cret\n".write(to: secrets.appendingPathComponent("default"), atomically: true, encoding: .utf8)
+        try "apppass\n".write(to: secrets.appendingPathComponent("app"), atomically: true, encoding: .utf8)
+        let port = try RedisServer.freePort()
+        let ambassador = try AmbassadorProcess(yaml: """
+            listen: 127.0.0.1:\(port)
+            master: 127.0.0.1:\(backend.port)
+            log_level: warning
+            clients:
+              password_file: \(secrets.appendingPathComponent("default").path)
+              users:
+                - {name: app, password_file: \(secrets.appendingPathComponent("app").path)}
+            """)
+        defer { ambassador.stop() }
+        try #require(ambassador.answers(on: port), "\(ambassador.logText)")
+        let steps: [[String]] = [
+            ["GET", "k"], ["PING"], ["GET"], ["NoSuchCmd", "a", "b"], ["HELLO", "3"], ["CLIENT", "ID"],
+            ["AUTH", "wrong"], ["AUTH", "nobody", "x"], ["AUTH", "app", "wrong"], ["HELLO", "3", "AUTH", "app", "wrong"],
+            ["AUTH", "s3cret"], ["GET", "k"], ["PING"],
+            ["RESET"], ["GET", "k"],
+            ["AUTH", "app", "apppass"], ["SET", "k", "v"], ["GET", "k"],
+        ]
+        let viaAmbassador = try BlockingClient(port: port)
+        let viaRedis = try BlockingClient(port: direct.port)
+        for step in steps {
+            let expected = try viaRedis.readRawReplyAfter(step)
+            #expect(text(try viaAmbassador.readRawReplyAfter(step)) == text(expected), "\(step)")
+        }
+        // QUIT before authenticating: +OK and the connection closes, both ways.
+        for target in [direct.port, port] {
+            let fresh = try BlockingClient(port: target)
+            #expect(text(try fresh.readRawReplyAfter(["QUIT"])) == "+OK\r\n")
+            #expect(fresh.isClosedByPeer())
+        }
+        // Nothing reached the backend before AUTH: of the four GETs sent, the two after it.
+        let (gets, sets) = (try commandCalls(backend, "get"), try commandCalls(backend, "set"))
+        #expect(gets == 2 && sets == 1, "GET \(gets), SET \(sets) on the backend")
+    }
+}
+}
