@@ -89,6 +89,25 @@ public struct ConfigKey: Sendable {
                   differs: differs, keep: { _, _ in }, show: show)
     }
 
+    /// A key whose value is a mapping of its own (absent or null: not set).
+    static func mapping(
+        _ name: String, expects: String, secret: Bool,
+        read: @escaping @Sendable (inout AmbassadorConfig, [(key: YAMLNode, value: YAMLNode)], YAMLNode, ConfigLoader.Reading) throws(ConfigError) -> Void,
+        differs: @escaping @Sendable (AmbassadorConfig, AmbassadorConfig) -> Bool,
+        keep: @escaping @Sendable (inout AmbassadorConfig, AmbassadorConfig) -> Void,
+        show: @escaping @Sendable (AmbassadorConfig) -> [(String, RedactedValue)]
+    ) -> ConfigKey {
+        ConfigKey(name: name, expects: expects, restartOnly: false, secret: secret,
+                  read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
+                      guard let node, !node.isNull else { return }
+                      guard let pairs = node.mapping else {
+                          throw ConfigError(key: name, line: node.line, "expected \(expects)")
+                      }
+                      try read(&config, pairs, node, reading)
+                  },
+                  differs: differs, keep: keep, show: show)
+    }
+
     /// A password read from a file (or an environment variable), shown only as where it came from.
     static func credential(_ name: String, variable: String, shownAs label: String, onlySentinel: Bool,
                            _ password: WritableKeyPath<AmbassadorConfig, String?> & Sendable,
@@ -175,14 +194,10 @@ public struct ConfigKey: Sendable {
                    \.password, source: \.passwordSource, file: \.passwordFile),
         integer("backend_connections", \.backendConnections, in: 1...64, restartOnly: true),
         integer("pinned_pool_size", \.pinnedPoolSize, in: 0...1024),
-        ConfigKey(
-            name: "clients", expects: "a mapping: `password_file: path` and/or `users: [{name, password_file}]`",
-            restartOnly: false, secret: true,
-            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
-                guard let node, !node.isNull else { return }
-                guard let mapping = node.mapping else {
-                    throw ConfigError(key: "clients", line: node.line, "expected a mapping with `password_file` or `users`")
-                }
+        mapping(
+            "clients", expects: "a mapping: `password_file: path` and/or `users: [{name, password_file}]`", secret: true,
+            read: { (config: inout AmbassadorConfig, mapping: [(key: YAMLNode, value: YAMLNode)], node: YAMLNode,
+                     reading: ConfigLoader.Reading) throws(ConfigError) in
                 var users: [ClientUser] = []
                 func add(_ name: String, _ file: YAMLNode, key: String) throws(ConfigError) {
                     let (password, path) = try ConfigLoader.secret(key, file, baseDirectory: reading.baseDirectory)
@@ -260,14 +275,10 @@ public struct ConfigKey: Sendable {
                   }
                   return level
               }, show: { .string($0) }),
-        ConfigKey(
-            name: "admin", expects: "a mapping with `listen: host:port` and optionally `token_file: path`",
-            restartOnly: false, secret: false,
-            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
-                guard let node, !node.isNull else { return }
-                guard let mapping = node.mapping else {
-                    throw ConfigError(key: "admin", line: node.line, "expected a mapping with `listen: host:port`")
-                }
+        mapping(
+            "admin", expects: "a mapping with `listen: host:port` and optionally `token_file: path`", secret: false,
+            read: { (config: inout AmbassadorConfig, mapping: [(key: YAMLNode, value: YAMLNode)], node: YAMLNode,
+                     reading: ConfigLoader.Reading) throws(ConfigError) in
                 for (key, value) in mapping {
                     switch key.string {
                     case "listen": config.adminListen = try ConfigLoader.address("admin.listen", value)
