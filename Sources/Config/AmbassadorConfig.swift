@@ -118,6 +118,8 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// backend credentials). Empty: no authentication asked (the listener is the Pod's loopback).
     public var clientUsers: [ClientUser] = []
     public var requiresClientAuth: Bool { !clientUsers.isEmpty }
+    /// `commands`: what every app connection may run (a client user's own rules replace it).
+    public var commands: CommandRules?
     /// App connections open at once, at most (all workers together); past it a new one gets
     /// `-ERR max number of clients reached` and is closed, as Redis's `maxclients` does.
     public var maxClients = 10_000
@@ -204,11 +206,14 @@ public struct ClientUser: Sendable, Equatable {
     public var password: String
     /// Where the password came from (watched: a rotated file is a reload).
     public var passwordFile: String
+    /// This user's `commands` rules (nil: the global ones).
+    public var commands: CommandRules?
 
-    public init(name: String, password: String, passwordFile: String) {
+    public init(name: String, password: String, passwordFile: String, commands: CommandRules? = nil) {
         self.name = name
         self.password = password
         self.passwordFile = passwordFile
+        self.commands = commands
     }
 }
 

@@ -220,13 +220,15 @@ public struct ConfigKey: Sendable {
                             }
                             var name: String?
                             var file: YAMLNode?
+                            var rules: CommandRules?
                             for (field, value) in fields {
                                 switch field.string {
                                 case "name": name = try ConfigLoader.string("clients.users.name", value)
                                 case "password_file": file = value
+                                case "commands": rules = try ConfigLoader.commandRules("clients.users.commands", value)
                                 default:
                                     throw ConfigError(key: "clients.users.\(field.string ?? "?")", line: field.line,
-                                                      "unknown key (known keys: name, password_file)")
+                                                      "unknown key (known keys: name, password_file, commands)")
                                 }
                             }
                             guard let name, !name.isEmpty, !name.contains(where: \.isWhitespace) else {
@@ -236,6 +238,7 @@ public struct ConfigKey: Sendable {
                                 throw ConfigError(key: "clients.users.password_file", line: entry.line, "is required")
                             }
                             try add(name, file, key: "clients.users.password_file")
+                            users[users.count - 1].commands = rules
                         }
                     default:
                         throw ConfigError(key: "clients.\(key.string ?? "?")", line: key.line, "unknown key (known keys: password_file, users)")
@@ -254,6 +257,11 @@ public struct ConfigKey: Sendable {
                     ($0.name, RedactedValue.string("<redacted> (\($0.passwordFile))"))
                 })))]
             }),
+        field("commands", \.commands, expects: "a mapping: `deny: [names, @categories]`, `allow: [...]`",
+              parse: { (node, _) throws(ConfigError) in node.isNull ? nil : try ConfigLoader.commandRules("commands", node) },
+              show: { rules in
+                  rules.map { .object(["deny": .list($0.deny), "allow": .list($0.allow)]) }
+              }),
         integer("max_clients", \.maxClients, in: 1...1_000_000),
         duration("client_idle_timeout", \.clientIdleTimeout, expects: "a duration (0s: never, the default)"),
         duration("connect_timeout", \.connectTimeout, expects: "a duration (2s)"),

@@ -201,6 +201,34 @@ public enum ConfigLoader {
         return addresses
     }
 
+    /// `{deny: [...], allow: [...]}`: command names and `@categories` Redis knows.
+    static func commandRules(_ key: String, _ node: YAMLNode) throws(ConfigError) -> CommandRules {
+        guard let mapping = node.mapping else { throw ConfigError(key: key, line: node.line, "expected {deny: [...], allow: [...]}") }
+        var lists: [String: [String]] = [:]
+        for (field, value) in mapping {
+            guard let name = field.string, name == "deny" || name == "allow" else {
+                throw ConfigError(key: "\(key).\(field.string ?? "?")", line: field.line, "unknown key (known keys: deny, allow)")
+            }
+            guard let items = value.sequence else {
+                throw ConfigError(key: "\(key).\(name)", line: value.line, "expected a list of command names and @categories")
+            }
+            var entries: [String] = []
+            for item in items {
+                let entry = try string("\(key).\(name)", item).lowercased()
+                if entry.hasPrefix("@"), !CommandRules.categories.contains(String(entry.dropFirst())) {
+                    throw ConfigError(key: "\(key).\(name)", line: item.line,
+                                      "unknown category '\(entry)' (known: \(CommandRules.categories.sorted().map { "@" + $0 }.joined(separator: " ")))")
+                }
+                guard !entry.isEmpty, !entry.contains(where: \.isWhitespace) else {
+                    throw ConfigError(key: "\(key).\(name)", line: item.line, "expected a command name or @category, got '\(entry)'")
+                }
+                entries.append(entry)
+            }
+            lists[name] = entries
+        }
+        return CommandRules(deny: lists["deny"] ?? [], allow: lists["allow"] ?? [])
+    }
+
     static func address(_ key: String, _ node: YAMLNode) throws(ConfigError) -> Address {
         let text = try string(key, node)
         guard let address = Address(parsing: text) else {

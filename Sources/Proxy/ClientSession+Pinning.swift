@@ -29,6 +29,12 @@ extension ClientSession {
     func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
+        if proxy.hasCommandRules, let refusal = refusalByRules(command, frame) {
+            // (In MULTI, Redis would also flag the transaction so that EXEC aborts; here the
+            // refused command is simply not queued.)
+            input.drop(frame.length, from: connection)
+            return answerError(refusal)
+        }
         if command.kind == .local(.quit) && !pin.isRelaying {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.quit, frame)

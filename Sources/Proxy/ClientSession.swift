@@ -339,6 +339,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             input.drop(frame.length, from: connection)
             return answerError(refusal)
         }
+        if proxy.hasCommandRules, let refusal = refusalByRules(command, frame) {
+            input.drop(frame.length, from: connection)
+            return answerError(refusal)
+        }
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch command.kind {
         case .read, .write, .master, .unknown: break
@@ -399,6 +403,25 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             }
             return "NOAUTH Authentication required."
         }
+    }
+
+    /// `commands` rules (the user's own, else the global ones): -NOPERM as the master's Redis
+    /// words it, and the command reaches no backend. AUTH, HELLO, QUIT and RESET always run.
+    func refusalByRules(_ command: Command, _ frame: RequestFrame) -> String? {
+        switch command.kind {
+        case .local(.auth), .local(.quit), .local(.reset), .stateful(.protocolVersion): return nil
+        default: break
+        }
+        let config = proxy.config
+        guard let rules = config.clientUsers.first(where: { $0.name == user })?.commands ?? config.commands else { return nil }
+        let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument)
+        let fullName = info?.name ?? String(decoding: argumentBytes(0, of: frame), as: UTF8.self).lowercased()
+        guard rules.refuses(fullName: fullName, categories: info?.aclCategories ?? []) else { return nil }
+        proxy.stats.error(.commandDenied)
+        // Redis 7.2 names the user; 7.0 and 7.1 say "this user".
+        let parts = proxy.masterVersion.split(separator: ".").compactMap { Int($0) }
+        let namesUser = parts.count >= 2 && (parts[0], parts[1]) >= (7, 2)
+        return "NOPERM \(namesUser ? "User \(user)" : "this user") has no permissions to run the '\(fullName)' command"
     }
 
     // MARK: failover hold

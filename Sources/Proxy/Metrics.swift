@@ -28,8 +28,11 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
     case maxClients
     /// An app connection idle past `client_idle_timeout` (closed).
     case idleTimeout
+    /// A command refused by the `commands` rules (-NOPERM).
+    case commandDenied
     var label: String {
-        ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol", "max_clients", "idle_timeout"][rawValue]
+        ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol", "max_clients", "idle_timeout",
+         "command_denied"][rawValue]
     }
 }
 

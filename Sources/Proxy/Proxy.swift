@@ -68,8 +68,13 @@ public final class Proxy {
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
         tracker.proxy = self
+        hasCommandRules = Self.hasCommandRules(config)
         noteReadYourWrites()
         configureRouter()
+    }
+
+    static func hasCommandRules(_ config: AmbassadorConfig) -> Bool {
+        config.commands != nil || config.clientUsers.contains { $0.commands != nil }
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -193,6 +198,7 @@ public final class Proxy {
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
+        hasCommandRules = Self.hasCommandRules(new)
         noteReadYourWrites()
         configureRouter()
         // With a health checker the backends come from its topology (which follows the new
@@ -298,6 +304,8 @@ public final class Proxy {
     /// The app's AUTH goes to Redis: the ambassador has neither backend credentials nor client
     /// users of its own to check it against.
     var passesLoginsThrough: Bool { config.password == nil && !config.requiresClientAuth }
+    /// Some `commands` rules exist: each command is checked (one flag test otherwise).
+    private(set) var hasCommandRules = false
 
     /// Commands the table does not know, classified from the master's `COMMAND INFO` (module
     /// commands, renamed ones): asked once per name, on first use; until the answer is in, and

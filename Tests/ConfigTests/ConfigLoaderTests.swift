@@ -342,4 +342,30 @@ import Testing
             do { _ = try ConfigLoader.parse(base + text, baseDirectory: directory.path) } catch { #expect(error.key == key, "\(text): \(error)") }
         }
     }
+
+    /// `commands`: names and known categories; per user too.
+    @Test func commandRules() throws {
+        let base = "listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n"
+        let config = try ConfigLoader.parse(base + "commands: {deny: ['@Dangerous', FLUSHALL], allow: [info]}\n")
+        #expect(config.commands == CommandRules(deny: ["@dangerous", "flushall"], allow: ["info"]))
+        let rules = try #require(config.commands)
+        #expect(rules.refuses(fullName: "keys", categories: ["keyspace", "read", "slow", "dangerous"]))
+        #expect(!rules.refuses(fullName: "info", categories: ["slow", "dangerous"]))
+        #expect(rules.refuses(fullName: "flushall", categories: []))
+        #expect(!rules.refuses(fullName: "get", categories: ["read", "string", "fast"]))
+        let allowList = CommandRules(deny: ["@all"], allow: ["@read", "config|get", "client"])
+        #expect(!allowList.refuses(fullName: "get", categories: ["read"]) && allowList.refuses(fullName: "set", categories: ["write"]))
+        #expect(!allowList.refuses(fullName: "config|get", categories: ["admin"]) && allowList.refuses(fullName: "config|set", categories: ["admin"]))
+        #expect(!allowList.refuses(fullName: "client|list", categories: ["admin"]))
+        #expect(allowList.refuses(fullName: "nosuchcommand", categories: []))
+        for (text, key) in [("commands: {deny: ['@nosuch']}\n", "commands.deny"), ("commands: {block: [x]}\n", "commands.block"),
+                            ("commands: {deny: x}\n", "commands.deny"), ("commands: [x]\n", "commands")] {
+            do {
+                _ = try ConfigLoader.parse(base + text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.key == key, "\(text): \(error)")
+            }
+        }
+    }
 }

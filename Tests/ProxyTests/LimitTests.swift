@@ -192,3 +192,42 @@ extension Integration {
     }
 }
 }
+
+extension Integration {
+/// `commands`: the same refusals, byte for byte, as a Redis ACL user with the same rules, and
+/// a refused command never reaches a backend.
+@Suite(.serialized) struct CommandRulesTests {
+    @Test func denyAndAllowAsARedisACLUser() throws {
+        let direct = try RedisServer()
+        defer { direct.stop() }
+        #expect(try direct.client().command(["ACL", "SETUSER", "u", "on", ">p", "~*", "&*", "+@all", "-@dangerous", "+info"]) == .simple("OK"))
+        let backend = try RedisServer()
+        defer { backend.stop() }
+        let port = try RedisServer.freePort()
+        let ambassador = try AmbassadorProcess(yaml: """
+            listen: 127.0.0.1:\(port)
+            master: 127.0.0.1:\(backend.port)
+            log_level: warning
+            commands: {deny: ['@dangerous'], allow: [info]}
+            """)
+        defer { ambassador.stop() }
+        try #require(ambassador.answers(on: port), "\(ambassador.logText)")
+        let viaRedis = try BlockingClient(port: direct.port)
+        #expect(try viaRedis.command(["AUTH", "u", "p"]) == .simple("OK"))
+        let viaAmbassador = try BlockingClient(port: port)
+        let refused: [[String]] = [["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "SET", "maxclients", "10"], ["CONFIG", "GET", "maxclients"],
+                                   ["KEYS", "*"], ["SHUTDOWN", "NOSAVE"], ["MIGRATE", "h", "1", "k", "0", "1"], ["SORT", "l"]]
+        for step in refused {
+            let expected = try viaRedis.readRawReplyAfter(step)
+            #expect(text(expected).hasPrefix("-NOPERM"), "\(step): \(text(expected))")
+            #expect(text(try viaAmbassador.readRawReplyAfter(step)) == text(expected), "\(step)")
+        }
+        for step in [["SET", "k", "v"], ["GET", "k"], ["DEL", "k"], ["PING"]] {
+            #expect(text(try viaAmbassador.readRawReplyAfter(step)) == text(try viaRedis.readRawReplyAfter(step)), "\(step)")
+        }
+        // INFO: allowed as an exception (its text differs between the two servers).
+        #expect(try viaAmbassador.readRawReplyAfter(["INFO", "server"]).first == UInt8(ascii: "$"))
+        #expect(try commandCalls(backend, "flushall") == 0 && commandCalls(backend, "keys") == 0 && commandCalls(backend, "config|set") == 0)
+    }
+}
+}
