@@ -120,6 +120,9 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var requiresClientAuth: Bool { !clientUsers.isEmpty }
     /// `commands`: what every app connection may run (a client user's own rules replace it).
     public var commands: CommandRules?
+    /// Reconnect backoff: the pause after each failed attempt doubles from `reconnectInterval`
+    /// up to this, each one jittered (a random 50–100 % of it).
+    public var reconnectMax = Duration(seconds: 2)
     /// App connections open at once, at most (all workers together); past it a new one gets
     /// `-ERR max number of clients reached` and is closed, as Redis's `maxclients` does.
     public var maxClients = 10_000

@@ -266,6 +266,7 @@ public struct ConfigKey: Sendable {
         duration("client_idle_timeout", \.clientIdleTimeout, expects: "a duration (0s: never, the default)"),
         duration("connect_timeout", \.connectTimeout, expects: "a duration (2s)"),
         duration("reconnect_interval", \.reconnectInterval, expects: "a duration (250ms)"),
+        duration("reconnect_max", \.reconnectMax, expects: "a duration (2s)"),
         field("workers", \.workers, expects: "auto or an integer 1...64", restartOnly: true,
               parse: { (node, _) throws(ConfigError) in
                   let text = try ConfigLoader.string("workers", node)

@@ -1,4 +1,7 @@
+import Config
 import Foundation
+@testable import Proxy
+import Synchronization
 import RESP
 import Testing
 import TestSupport
@@ -230,4 +233,63 @@ extension Integration {
         #expect(try commandCalls(backend, "flushall") == 0 && commandCalls(backend, "keys") == 0 && commandCalls(backend, "config|set") == 0)
     }
 }
+}
+
+/// Reconnect discipline: a lost backend is retried with a pause that doubles up to
+/// `reconnect_max`, jittered, so sidecars that lost the same master come back spread out.
+@Suite struct ReconnectBackoffTests {
+    @Test func theBackoffDoublesUpToTheCapAndIsJittered() {
+        let full = (0..<7).map { BackendConnection.backoff(attempt: $0, base: 0.25, cap: 2, random: 1) }
+        #expect(full == [0.25, 0.5, 1, 2, 2, 2, 2])
+        #expect(BackendConnection.backoff(attempt: 2, base: 0.25, cap: 2, random: 0.5) == 0.5)
+        #expect(BackendConnection.backoff(attempt: 60, base: 0.25, cap: 2, random: 1) == 2)
+        #expect(BackendConnection.backoff(attempt: 3, base: 1, cap: 0.1, random: 1) == 1, "a cap below the base is the base")
+        let draws = (0..<200).map { _ in BackendConnection.backoff(attempt: 3, base: 0.25, cap: 2) }
+        #expect(draws.allSatisfy { $0 >= 1 && $0 <= 2 } && Set(draws).count > 100, "random 50-100 % of 2 s")
+    }
+
+    /// The timeline of one ambassador's attempts at a "master" that accepts and drops every
+    /// connection (a restarting server): the gaps grow, and none passes reconnect_max.
+    @Test func attemptsAtAFailingMasterSpreadOut() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                guard bind(listener, $0, length) == 0, listen(listener, 64) == 0 else { throw ClientError.io("bind") }
+            }
+        }
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(listener, $0, &length) }
+        }
+        let port = UInt16(bigEndian: address.sin_port)
+        let accepts = Mutex<[Double]>([])
+        let acceptor = Thread {
+            while true {
+                let fd = accept(listener, nil, nil)
+                if fd < 0 { return }
+                accepts.withLock { $0.append(Date().timeIntervalSince1970) }
+                close(fd)
+            }
+        }
+        acceptor.start()
+        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: port))
+        config.reconnectInterval = Duration(seconds: 0.1)
+        config.reconnectMax = Duration(seconds: 0.8)
+        let ambassador = try Ambassador(config)
+        defer { ambassador.stop() }
+        eventually(6) { accepts.withLock { $0.count } >= 8 }
+        let times = accepts.withLock { $0 }
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
+        try #require(gaps.count >= 6, "attempts: \(times.count)")
+        // Fixed 100 ms retries would make about 40 attempts in 4 s; the backoff made the gaps
+        // grow toward 0.4-0.8 s, and none is longer than the cap (plus scheduling slack).
+        #expect(gaps.suffix(3).allSatisfy { $0 >= 0.3 }, "late gaps \(gaps)")
+        #expect(gaps.allSatisfy { $0 <= 1.2 }, "gaps \(gaps)")
+        #expect(gaps.prefix(2).allSatisfy { $0 <= 0.35 }, "early gaps \(gaps)")
+    }
 }
