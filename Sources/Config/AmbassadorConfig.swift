@@ -185,6 +185,9 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// connections per backend are fixed at start.
     public static let restartOnlyKeys: Set<String> = Set(ConfigKey.restartOnlyNames)
 
+    /// The secret files the config was read from (watched with the config file).
+    public var watchedFiles: [String] { ConfigKey.all.flatMap { $0.files(self) } }
+
     /// `other` with the restart-only keys kept at this config's values: what a reload applies.
     public func applyingLive(_ other: AmbassadorConfig) -> AmbassadorConfig {
         var applied = other

@@ -26,6 +26,9 @@ public struct ConfigKey: Sendable {
     let keep: @Sendable (inout AmbassadorConfig, AmbassadorConfig) -> Void
     /// The key's entries in the `/config` view (none when it is not set).
     let show: @Sendable (AmbassadorConfig) -> [(String, RedactedValue)]
+    /// The files this key's value was read from besides the config file (secrets): watched like
+    /// it, so a rotated Secret is a reload.
+    var files: @Sendable (AmbassadorConfig) -> [String] = { _ in [] }
 
     /// A row for a key held in one field of `AmbassadorConfig`.
     static func field<Value: Equatable & Sendable>(
@@ -95,7 +98,8 @@ public struct ConfigKey: Sendable {
         read: @escaping @Sendable (inout AmbassadorConfig, [(key: YAMLNode, value: YAMLNode)], YAMLNode, ConfigLoader.Reading) throws(ConfigError) -> Void,
         differs: @escaping @Sendable (AmbassadorConfig, AmbassadorConfig) -> Bool,
         keep: @escaping @Sendable (inout AmbassadorConfig, AmbassadorConfig) -> Void,
-        show: @escaping @Sendable (AmbassadorConfig) -> [(String, RedactedValue)]
+        show: @escaping @Sendable (AmbassadorConfig) -> [(String, RedactedValue)],
+        files: @escaping @Sendable (AmbassadorConfig) -> [String]
     ) -> ConfigKey {
         ConfigKey(name: name, expects: expects, restartOnly: false, secret: secret,
                   read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
@@ -105,7 +109,7 @@ public struct ConfigKey: Sendable {
                       }
                       try read(&config, pairs, node, reading)
                   },
-                  differs: differs, keep: keep, show: show)
+                  differs: differs, keep: keep, show: show, files: files)
     }
 
     /// A password read from a file (or an environment variable), shown only as where it came from.
@@ -128,7 +132,8 @@ public struct ConfigKey: Sendable {
             keep: { $0[keyPath: password] = $1[keyPath: password]; $0[keyPath: source] = $1[keyPath: source]; $0[keyPath: file] = $1[keyPath: file] },
             show: { config in
                 config[keyPath: password] == nil ? [] : [(label, .string("<redacted> (\(config[keyPath: source] ?? "set"))"))]
-            })
+            },
+            files: { config in config[keyPath: file].map { [$0] } ?? [] })
     }
 
     /// Every key, in the reference file's order.
@@ -256,7 +261,8 @@ public struct ConfigKey: Sendable {
                 return [("clients", .object(Dictionary(uniqueKeysWithValues: config.clientUsers.map {
                     ($0.name, RedactedValue.string("<redacted> (\($0.passwordFile))"))
                 })))]
-            }),
+            },
+            files: { $0.clientUsers.map(\.passwordFile) }),
         field("commands", \.commands, expects: "a mapping: `deny: [names, @categories]`, `allow: [...]`",
               parse: { (node, _) throws(ConfigError) in node.isNull ? nil : try ConfigLoader.commandRules("commands", node) },
               show: { rules in
@@ -310,7 +316,8 @@ public struct ConfigKey: Sendable {
                 var admin: [String: RedactedValue] = ["listen": .string(listen.description)]
                 if let file = config.adminTokenFile { admin["token"] = .string("<redacted> (admin.token_file \(file))") }
                 return [("admin", .object(admin))]
-            }),
+            },
+            files: { $0.adminTokenFile.map { [$0] } ?? [] }),
         duration("shutdown_timeout", \.shutdownTimeout, expects: "a duration (10s)"),
     ]
 

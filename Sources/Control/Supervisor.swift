@@ -202,9 +202,7 @@ public final class Supervisor {
 
     static func watchedBytes(_ path: String, _ config: AmbassadorConfig?) -> [UInt8] {
         var bytes = System.contents(atPath: path) ?? []
-        let files = [config?.passwordFile, config?.sentinelPasswordFile, config?.adminTokenFile].compactMap { $0 }
-            + (config?.clientUsers.map(\.passwordFile) ?? [])
-        for file in files {
+        for file in config?.watchedFiles ?? [] {
             guard let secret = System.contents(atPath: file) else { continue }
             bytes.append(0)
             bytes.append(contentsOf: secret)
