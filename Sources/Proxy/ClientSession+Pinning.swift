@@ -29,7 +29,7 @@ extension ClientSession {
     func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
-        if proxy.hasCommandRules, let refusal = refusalByRules(command, frame) {
+        if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
             // (In MULTI, Redis would also flag the transaction so that EXEC aborts; here the
             // refused command is simply not queued.)
             input.drop(frame.length, from: connection)
@@ -61,7 +61,7 @@ extension ClientSession {
             case .wait(let dedicated):
                 hold = .barrier(frame)
                 connection.pauseReading()
-                dedicated.whenIdentified { [weak self] in self?.retryHeld() }
+                dedicated.whenIdentified { [weak self] in self?.scheduleResume() }  // after that delivery
                 return
             case .rewritten(let rewritten):
                 bytes = rewritten

@@ -156,11 +156,6 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// dispatched until it is answered (the next commands run as its user).
     var awaitingLogin = false
 
-    /// A login check answered while earlier replies are still owed: read on (after this callback).
-    func resumeAfterLogin() {
-        scheduleResume()
-    }
-
     func loggedIn(as login: Login?) {
         loginIndex = login.map { proxy.loginIndex(for: $0) } ?? 0
         user = login?.user ?? "default"
@@ -339,7 +334,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             input.drop(frame.length, from: connection)
             return answerError(refusal)
         }
-        if proxy.hasCommandRules, let refusal = refusalByRules(command, frame) {
+        if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
             input.drop(frame.length, from: connection)
             return answerError(refusal)
         }
@@ -379,12 +374,21 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         }
     }
 
+    /// AUTH, HELLO, QUIT and RESET (the table's `no_auth` commands): they run before
+    /// authentication and whatever the `commands` rules say.
+    private static func runsBeforeAuthentication(_ kind: CommandClass) -> Bool {
+        switch kind {
+        case .local(.auth), .local(.quit), .local(.reset), .stateful(.protocolVersion): return true
+        default: return false
+        }
+    }
+
     /// Before `clients` authentication: Redis's checks in its order — an unknown command, a
     /// wrong number of arguments, then NOAUTH for all but AUTH, HELLO, QUIT and RESET (the
     /// table's `no_auth` commands). nil: the command may run.
     private func refusalBeforeAuthentication(_ command: Command, _ frame: RequestFrame) -> String? {
         switch command.kind {
-        case .local(.auth), .local(.quit), .local(.reset), .stateful(.protocolVersion):
+        case _ where Self.runsBeforeAuthentication(command.kind):
             return nil
         case .unknown:
             let name = String(decoding: argumentBytes(0, of: frame).prefix(128), as: UTF8.self)
@@ -407,13 +411,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// `commands` rules (the user's own, else the global ones): -NOPERM as the master's Redis
     /// words it, and the command reaches no backend. AUTH, HELLO, QUIT and RESET always run.
-    func refusalByRules(_ command: Command, _ frame: RequestFrame) -> String? {
-        switch command.kind {
-        case .local(.auth), .local(.quit), .local(.reset), .stateful(.protocolVersion): return nil
-        default: break
-        }
-        let config = proxy.config
-        guard let rules = config.clientUsers.first(where: { $0.name == user })?.commands ?? config.commands else { return nil }
+    func refusal(by index: CommandRulesIndex, _ command: Command, _ frame: RequestFrame) -> String? {
+        guard !Self.runsBeforeAuthentication(command.kind), let rules = index.rules(for: user) else { return nil }
         let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument)
         let fullName = info?.name ?? String(decoding: argumentBytes(0, of: frame), as: UTF8.self).lowercased()
         guard rules.refuses(fullName: fullName, categories: info?.aclCategories ?? []) else { return nil }
@@ -438,14 +437,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     func masterAvailable() {
         guard case .master(let frame) = hold else { return }
-        // Its turn once every earlier reply is in: now, or as any barrier.
+        // Now it waits like any barrier: for the replies before it, then resume() sends it.
         hold = .barrier(frame)
-        if replies.isEmpty {
-            hold = .none
-            dispatch(frame)
-            flushPending()
-            if !hold.isHolding { processInput() }
-        }
+        scheduleResume()
     }
 
     /// `failover_hold` passed without a master: the write gets an error (it was not sent
@@ -656,14 +650,6 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         ReplyQueue.fill(slot, with: bytes)
         if replies.isHead(slot) { flushReady() }
     }
-
-    /// A held frame may go now (what it waited for outside this session happened): after the
-    /// current callback, which may be another connection's delivery.
-    func retryHeld() {
-        scheduleResume()
-    }
-
-    struct ErrorText: Error { let text: String }
 
     /// Writes every ready reply from the head of the queue; once nothing is owed, what waited
     /// for that resumes after the current callback.

@@ -179,7 +179,7 @@ extension ClientSession {
                 : bytes.isEmpty ? Array("-ERR ambassador: the master could not be asked to check the login\r\n".utf8) : bytes
             let wasHead = self.replies.isHead(slot)
             self.fill(slot, with: reply(self, error), isError: error != nil)
-            if !wasHead { self.resumeAfterLogin() }
+            if !wasHead { self.scheduleResume() }  // read on, after this callback
         }
     }
 

@@ -68,13 +68,9 @@ public final class Proxy {
         replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
         tracker.proxy = self
-        hasCommandRules = Self.hasCommandRules(config)
+        commandRules = CommandRulesIndex(config)
         noteReadYourWrites()
         configureRouter()
-    }
-
-    static func hasCommandRules(_ config: AmbassadorConfig) -> Bool {
-        config.commands != nil || config.clientUsers.contains { $0.commands != nil }
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -147,6 +143,7 @@ public final class Proxy {
         sweepTimer?.cancel()
         tracker.stop()
         timeoutTimer?.cancel()
+        idleTimer?.cancel()
         holdTimer?.cancel()
     }
 
@@ -198,7 +195,7 @@ public final class Proxy {
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
-        hasCommandRules = Self.hasCommandRules(new)
+        commandRules = CommandRulesIndex(new)
         noteReadYourWrites()
         configureRouter()
         // With a health checker the backends come from its topology (which follows the new
@@ -304,8 +301,9 @@ public final class Proxy {
     /// The app's AUTH goes to Redis: the ambassador has neither backend credentials nor client
     /// users of its own to check it against.
     var passesLoginsThrough: Bool { config.password == nil && !config.requiresClientAuth }
-    /// Some `commands` rules exist: each command is checked (one flag test otherwise).
-    private(set) var hasCommandRules = false
+    /// The `commands` rules by user, taken from the config when it is applied; nil when there
+    /// are none, so a command without rules costs one test.
+    private(set) var commandRules: CommandRulesIndex?
 
     /// Commands the table does not know, classified from the master's `COMMAND INFO` (module
     /// commands, renamed ones): asked once per name, on first use; until the answer is in, and
@@ -503,34 +501,30 @@ public final class Proxy {
     /// `client_idle_timeout`: idle app connections are closed, checked a few times per timeout
     /// (at least every second, as Redis's clients cron).
     private func scheduleIdleChecks() {
-        idleTimer?.cancel()
-        idleTimer = nil
-        let timeout = config.clientIdleTimeout.seconds
-        guard timeout > 0 else { return }
-        let timer = Timer(loop: loop, repeating: true) { [unowned self] in
-            let limit = Int(self.config.clientIdleTimeout.seconds * 1_000_000)
-            let now = self.loop.nowMicroseconds
-            for session in Array(self.sessions.values) where session.isIdle(since: now - limit) {
-                session.closeIdle()
-            }
+        idleTimer = expiryTimer(config.clientIdleTimeout, every: 0.05...1) { proxy, deadline in
+            for session in Array(proxy.sessions.values) where session.isIdle(since: deadline) { session.closeIdle() }
         }
-        timer.schedule(after: min(max(timeout / 4, 0.05), 1))
-        idleTimer = timer
     }
 
     /// `command_timeout`: shared connections with a request older than it are reset.
     private func scheduleTimeoutChecks() {
-        timeoutTimer?.cancel()
-        timeoutTimer = nil
-        let timeout = config.commandTimeout.seconds
-        guard timeout > 0 else { return }
-        let timer = Timer(loop: loop, repeating: true) { [unowned self] in
-            let deadline = self.loop.nowMicroseconds - Int(self.config.commandTimeout.seconds * 1_000_000)
-            self.master.expireRequests(olderThan: deadline)
-            self.replicas.forEach { $0.expireRequests(olderThan: deadline) }
+        timeoutTimer = expiryTimer(config.commandTimeout, every: 0.01...0.25) { proxy, deadline in
+            proxy.master.expireRequests(olderThan: deadline)
+            proxy.replicas.forEach { $0.expireRequests(olderThan: deadline) }
         }
-        timer.schedule(after: min(max(timeout / 4, 0.01), 0.25))
-        timeoutTimer = timer
+    }
+
+    /// A repeating check, a quarter of `limit` apart (within `bounds`), handed the loop time
+    /// `limit` ago; nil when `limit` is 0 (off). The caller's old timer is dropped with it.
+    private func expiryTimer(_ limit: Duration, every bounds: ClosedRange<Double>,
+                             _ check: @escaping (Proxy, _ deadline: Int) -> Void) -> Timer? {
+        guard limit.seconds > 0 else { return nil }
+        let microseconds = Int(limit.seconds * 1_000_000)
+        let timer = Timer(loop: loop, repeating: true) { [unowned self] in
+            check(self, self.loop.nowMicroseconds - microseconds)
+        }
+        timer.schedule(after: min(max(limit.seconds / 4, bounds.lowerBound), bounds.upperBound))
+        return timer
     }
 
     /// The master's first connection came up: learn its version and number of databases.
@@ -582,4 +576,22 @@ final class RejectedClient: ConnectionDelegate, Sendable {
     static let tooMany = Array("-ERR max number of clients reached\r\n".utf8)
     func connectionDidRead(_ connection: Connection) { connection.discardInput(connection.inputCount) }
     func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+}
+
+/// The `commands` rules of each client user (its own, else the global ones), looked up per
+/// command without copying the config.
+struct CommandRulesIndex {
+    let global: CommandRules?
+    let byUser: [String: CommandRules]
+
+    /// nil when the config has no rules at all.
+    init?(_ config: AmbassadorConfig) {
+        var byUser: [String: CommandRules] = [:]
+        for user in config.clientUsers { if let rules = user.commands ?? config.commands { byUser[user.name] = rules } }
+        guard config.commands != nil || !byUser.isEmpty else { return nil }
+        global = config.commands
+        self.byUser = byUser
+    }
+
+    func rules(for user: String) -> CommandRules? { byUser[user] ?? global }
 }
