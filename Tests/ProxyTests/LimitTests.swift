@@ -251,22 +251,8 @@ extension Integration {
     /// The timeline of one ambassador's attempts at a "master" that accepts and drops every
     /// connection (a restarting server): the gaps grow, and none passes reconnect_max.
     @Test func attemptsAtAFailingMasterSpreadOut() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (listener, port) = try LoopbackListener.open()
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                guard bind(listener, $0, length) == 0, listen(listener, 64) == 0 else { throw ClientError.io("bind") }
-            }
-        }
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(listener, $0, &length) }
-        }
-        let port = UInt16(bigEndian: address.sin_port)
         let accepts = Mutex<[Double]>([])
         let acceptor = Thread {
             while true {

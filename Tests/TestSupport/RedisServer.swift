@@ -134,21 +134,9 @@ public final class RedisServer: @unchecked Sendable {
 
     /// A loopback port nothing listens on right now.
     public static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RedisServerError.didNotStart("socket()") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else { throw RedisServerError.didNotStart("bind()") }
-        return UInt16(bigEndian: address.sin_port)
+        let (fd, port) = try LoopbackListener.open()
+        close(fd)
+        return port
     }
 
     /// `process_id` from `INFO server` of whatever answers on `port`.

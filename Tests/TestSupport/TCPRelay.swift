@@ -19,24 +19,7 @@ public final class TCPRelay: @unchecked Sendable {
 
     public init(to target: UInt16) throws {
         self.target = target
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = Self.loopback(0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            close(fd)
-            throw ClientError.io("relay bind/listen")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        var actual = sockaddr_in()
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        listener = fd
-        port = UInt16(bigEndian: actual.sin_port)
+        (listener, port) = try LoopbackListener.open()
         Thread { [self] in acceptLoop() }.start()
     }
 
@@ -59,13 +42,7 @@ public final class TCPRelay: @unchecked Sendable {
         close(listener)
     }
 
-    static func loopback(_ port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = port.bigEndian
-        return address
-    }
+    static func loopback(_ port: UInt16) -> sockaddr_in { LoopbackListener.address(port) }
 
     private func acceptLoop() {
         while !stopped.load(ordering: .relaxed) {
@@ -130,5 +107,36 @@ public final class TCPRelay: @unchecked Sendable {
                 sent += m
             }
         }
+    }
+}
+
+/// A listening socket on 127.0.0.1 and a free port (for relays and fault injectors in tests).
+public enum LoopbackListener {
+    /// Binds port 0 and listens: the socket and the port the kernel chose.
+    public static func open(backlog: Int32 = 64) throws -> (fd: Int32, port: UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket()") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = Self.address(0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, backlog) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard ok else {
+            close(fd)
+            throw ClientError.io("loopback bind/listen")
+        }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    static func address(_ port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        return address
     }
 }
