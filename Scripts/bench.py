@@ -3,7 +3,9 @@
 
 Starts a master and two replicas, twemproxy (one pool, one server connection, in front of the
 master), the ambassador with read_policy prefer-replica and a second one with read_policy master
-(which isolates the proxy's own cost: same single server as direct and twemproxy). Prefills
+(which isolates the proxy's own cost: same single server as direct and twemproxy), and the same
+two over Unix-domain sockets (the master's own `unixsocket`, and an ambassador with
+`listen: unix:/path`) against their TCP rows. An endpoint is a port or a socket path. Prefills
 100,000 keys with 100-byte values, then runs every workload against every endpoint, round after
 round, and prints medians. Proxy CPU is utime+stime from /proc/PID/stat around each run.
 """
@@ -38,15 +40,30 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=10):
+def connect(address, timeout=None):
+    """A socket to a loopback port (int) or a Unix socket path (str)."""
+    if isinstance(address, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(address)
+        return s
+    return socket.create_connection(("127.0.0.1", address), timeout=timeout)
+
+
+def target(address):
+    """redis-benchmark's option for an endpoint."""
+    return ["-s", address] if isinstance(address, str) else ["-p", str(address)]
+
+
+def wait_port(address, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            connect(address, timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
+    sys.exit(f"nothing listens on {address}")
 
 
 def cpu_seconds(pid):
@@ -90,7 +107,8 @@ class Cluster:
     def __init__(self, workdir):
         self.procs = []
         self.workdir = workdir
-        self.master = self.redis()
+        self.master_socket = os.path.join(workdir, "redis.sock")
+        self.master = self.redis("--unixsocket", self.master_socket, "--unixsocketperm", "600")
         self.replicas = [self.redis("--replicaof", "127.0.0.1", str(self.master)) for _ in range(2)]
 
     def redis(self, *extra):
@@ -118,7 +136,7 @@ def start(cmd, port, **kw):
 
 
 def bench(port, test, clients, pipeline, requests, size, keyspace=100_000):
-    cmd = ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(clients), "-P", str(pipeline),
+    cmd = ["redis-benchmark", *target(port), "-t", test, "-c", str(clients), "-P", str(pipeline),
            "-n", str(requests), "-d", str(size), "-r", str(keyspace), "--csv"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=pinned(REDIS_CPUS)).stdout
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
@@ -135,7 +153,7 @@ def run_mix(port, clients, requests):
     procs = []
     for test, c, n in (("get", gets, requests * 9 // 10), ("set", sets, requests // 10)):
         procs.append(subprocess.Popen(
-            ["redis-benchmark", "-p", str(port), "-t", test, "-c", str(c), "-n", str(n), "-d", "100",
+            ["redis-benchmark", *target(port), "-t", test, "-c", str(c), "-n", str(n), "-d", "100",
              "-r", "100000", "--csv"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             preexec_fn=pinned(REDIS_CPUS)))
     results = []
@@ -156,8 +174,7 @@ def idle_rss(pid, port, count=1000):
     before = rss_kib(pid)
     socks = []
     for _ in range(count):
-        s = socket.create_connection(("127.0.0.1", port))
-        socks.append(s)
+        socks.append(connect(port))
     # One round trip on the last one, so every accept has been processed.
     socks[-1].sendall(b"*1\r\n$4\r\nPING\r\n")
     socks[-1].recv(64)
@@ -192,11 +209,13 @@ def main():
                     f"  redis: true\n  server_connections: 1\n  auto_eject_hosts: false\n"
                     f"  servers:\n    - 127.0.0.1:{cluster.master}:1\n")
         procs["twemproxy"] = (start(["nutcracker", "-c", tw_conf, "-s", str(free_port())], tw_port), tw_port)
-        for name, policy in (("ambassador", "prefer-replica"), ("ambassador-master", "master")):
-            port = free_port()
+        for name, policy in (("ambassador", "prefer-replica"), ("ambassador-master", "master"),
+                             ("ambassador-unix", "prefer-replica")):
+            port = os.path.join(workdir, f"{name}.sock") if name.endswith("-unix") else free_port()
+            listen = f"unix:{port}" if isinstance(port, str) else f"127.0.0.1:{port}"
             conf = os.path.join(workdir, f"{name}.yaml")
             with open(conf, "w") as f:
-                f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{cluster.master}\nreplicas:\n"
+                f.write(f"listen: {listen}\nmaster: 127.0.0.1:{cluster.master}\nreplicas:\n"
                         f"  - 127.0.0.1:{cluster.replicas[0]}\n  - 127.0.0.1:{cluster.replicas[1]}\n"
                         f"read_policy: {policy}\nlog_level: warning\n"
                         + (f"workers: {args.workers}\n" if args.workers else ""))
@@ -205,7 +224,7 @@ def main():
         idle = {name: idle_rss(p.pid, port) for name, (p, port) in procs.items()}
         prefill(cluster.master)
         time.sleep(1)
-        endpoints = [("direct", None, cluster.master)] + [(n, p.pid, port) for n, (p, port) in procs.items()]
+        endpoints = [("direct", None, cluster.master), ("direct-unix", None, cluster.master_socket)] + [(n, p.pid, port) for n, (p, port) in procs.items()]
         n = lambda x: max(1000, int(x * scale))
         workloads = [
             ("SET -P1", lambda port: bench(port, "set", 50, 1, n(100_000), 100)),
@@ -273,6 +292,18 @@ def main():
                 cpu = statistics.median(r["cpu_us"] for r in rs)
                 cells.append(f"{ename} {statistics.median(r['rps'] for r in rs) / tw_rps:.2f}×, "
                              f"{paired[(wname, ename)] / paired[(wname, 'twemproxy')]:.2f}× paired, CPU {cpu / tw_cpu:.2f}×")
+            print(f"  {wname:<15} " + " | ".join(cells))
+        print("\nUnix socket against loopback TCP, same read_policy (unix ÷ tcp): throughput and CPU per request")
+        for wname, _ in workloads:
+            cells = []
+            for unix, tcp in (("direct-unix", "direct"), ("ambassador-unix", "ambassador")):
+                u, t = results.get((wname, unix)), results.get((wname, tcp))
+                if not u or not t:
+                    continue
+                cell = f"{unix} {statistics.median(r['rps'] for r in u) / statistics.median(r['rps'] for r in t):.2f}×"
+                if u[0]["cpu_us"] is not None:
+                    cell += f", CPU {statistics.median(r['cpu_us'] for r in u) / statistics.median(r['cpu_us'] for r in t):.2f}×"
+                cells.append(cell)
             print(f"  {wname:<15} " + " | ".join(cells))
         print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
         for ename, (before, after) in idle.items():

@@ -62,3 +62,40 @@ public struct Duration: Hashable, Sendable, Comparable, CustomStringConvertible 
         return seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
     }
 }
+
+/// Where the app connects: a TCP `host:port`, or a Unix-domain socket written `unix:/path` (for a
+/// container in the same Pod, through a shared `emptyDir`; its permissions are `listen_mode`).
+public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
+    case tcp(Address)
+    case unix(path: String)
+
+    /// The longest path a `sockaddr_un` holds (108 bytes with the terminating NUL).
+    public static let maxPathBytes = 107
+
+    /// `host:port`, `[ipv6]:port` or `unix:/absolute/path`; nil otherwise.
+    public init?(parsing text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/"), path.utf8.count <= Self.maxPathBytes, !path.hasSuffix("/"),
+                  !path.utf8.contains(0) else { return nil }
+            self = .unix(path: path)
+        } else if let address = Address(parsing: text) {
+            self = .tcp(address)
+        } else {
+            return nil
+        }
+    }
+
+    /// The TCP address (nil for a Unix socket).
+    public var tcp: Address? {
+        if case .tcp(let address) = self { return address }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .tcp(let address): address.description
+        case .unix(let path): "unix:" + path
+        }
+    }
+}

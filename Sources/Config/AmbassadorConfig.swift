@@ -62,7 +62,9 @@ public enum ReadYourWrites: Sendable, Equatable {
 /// `Config/ambassador.yaml` documents every key.
 public struct AmbassadorConfig: Sendable, Equatable {
     /// Where the app connects.
-    public var listen: Address
+    public var listen: ListenAddress
+    /// The Unix socket's permissions (`listen_mode`, octal; only with `listen: unix:/path`).
+    public var listenMode: UInt32 = 0o660
     public var master: Address
     public var replicas: [Address]
     public var readPolicy: ReadPolicy
@@ -152,7 +154,7 @@ public struct AmbassadorConfig: Sendable, Equatable {
 
     public func workerCount(cores: Int) -> Int { workerCount(budget: CPUBudget(allowed: cores)) }
 
-    public init(listen: Address, master: Address, replicas: [Address] = [],
+    public init(listen: ListenAddress, master: Address, replicas: [Address] = [],
                 readPolicy: ReadPolicy = .preferReplica, username: String? = nil,
                 password: String? = nil, passwordSource: String? = nil, backendConnections: Int = 1,
                 pinnedPoolSize: Int = 8, connectTimeout: Duration = Duration(seconds: 2),

@@ -138,8 +138,17 @@ public struct ConfigKey: Sendable {
 
     /// Every key, in the reference file's order.
     public static let all: [ConfigKey] = [
-        topology("listen", expects: "host:port", differs: { $0.listen != $1.listen },
+        topology("listen", expects: "host:port or unix:/path", differs: { $0.listen != $1.listen },
                  show: { [("listen", .string($0.listen.description))] }),
+        field("listen_mode", \.listenMode, expects: "an octal file mode (0660; with listen: unix:/path)",
+              parse: { (node, _) throws(ConfigError) in
+                  let text = try ConfigLoader.string("listen_mode", node)
+                  guard (3...4).contains(text.count), text.allSatisfy({ ("0"..."7").contains($0) }),
+                        let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                      throw ConfigError(key: "listen_mode", line: node.line, "expected an octal file mode such as 0660, got '\(text)'")
+                  }
+                  return mode
+              }, show: { .string("0" + String($0, radix: 8)) }),
         topology("master", expects: "host:port", differs: { $0.master != $1.master },
                  show: { [("master", .string($0.master.description))] }),
         topology("replicas", expects: "a list of host:port (or {address: host:port, weight: 2})",

@@ -67,7 +67,10 @@ public enum ConfigLoader {
             guard let node = values[key] else { throw ConfigError(key: key, line: nil, "is required") }
             return node
         }
-        let listen = try address("listen", try required("listen"))
+        let listen = try listenAddress(try required("listen"))
+        if listen.tcp != nil, let node = values["listen_mode"] {
+            throw ConfigError(key: "listen_mode", line: node.line, "only used with listen: unix:/path")
+        }
         var discovery = Discovery.static
         if let node = values["discovery"] {
             switch try string("discovery", node) {
@@ -233,6 +236,17 @@ public enum ConfigLoader {
         let text = try string(key, node)
         guard let address = Address(parsing: text) else {
             throw ConfigError(key: key, line: node.line, "'\(text)' is not host:port")
+        }
+        return address
+    }
+
+    static func listenAddress(_ node: YAMLNode) throws(ConfigError) -> ListenAddress {
+        let text = try string("listen", node)
+        guard let address = ListenAddress(parsing: text) else {
+            let why = text.hasPrefix("unix:")
+                ? "needs an absolute path of at most \(ListenAddress.maxPathBytes) bytes after `unix:`"
+                : "is not host:port or unix:/path"
+            throw ConfigError(key: "listen", line: node.line, "'\(text)' \(why)")
         }
         return address
     }

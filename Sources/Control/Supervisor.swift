@@ -64,6 +64,9 @@ public final class Supervisor {
         // Every worker, the only one included, runs on a thread of its own: this loop reads the
         // config file, resolves names for the health checks and serves the admin endpoint, and
         // none of that blocking work may delay the app's commands.
+        if case .unix(let path) = config.listen {
+            unixSocket = try UnixSocketFile(path: path, mode: config.listenMode)
+        }
         workers = try startThreads(workerCount)
         let checker = HealthChecker(config: config, loop: loop, logger: logger) { [unowned self] topology in
             self.topologyChanged(topology)
@@ -101,12 +104,12 @@ public final class Supervisor {
         var port: UInt16? = nil
         for index in 0..<count {
             let outcome = Mutex<Result<UInt16, SocketError>?>(nil)
-            let (settings, logger, metrics, fixedPort) = (config, logger, metrics, port)
+            let (settings, logger, metrics, fixedPort, socket) = (config, logger, metrics, port, unixSocket)
             let thread = try EventLoopThread.start(name: "worker-\(index)") { loop in
                 let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: index, metrics: metrics)
                 proxy.useHealthChecks()
                 do throws(SocketError) {
-                    try proxy.start(reusePort: true, port: fixedPort)
+                    try proxy.start(reusePort: true, port: fixedPort, unixSocket: socket)
                     loop.context = proxy
                     outcome.withLock { $0 = .success(proxy.listenPort) }
                 } catch {
@@ -166,18 +169,23 @@ public final class Supervisor {
         for key in restartOnly {
             logger.warning("reload (\(trigger)): \(key) changes only at restart; keeping the running value")
         }
-        let next = config.applyingLive(loaded)
-        let changed = config.changedKeys(to: next)
+        var next = config.applyingLive(loaded)
+        var changed = config.changedKeys(to: next)
         guard !changed.isEmpty else {
             let note = restartOnly.isEmpty ? "no change" : "no live change (\(restartOnly.joined(separator: ", ")) need a restart)"
             return record(trigger, .unchanged, note)
         }
         if next.adminListen != config.adminListen { reopenAdmin(next.adminListen) }
+        let retiredSocket = reopenUnixSocket(&next)
+        changed = config.changedKeys(to: next)
         config = next
         generation += 1
         logger.logLevel = Logger.Level(rawValue: next.logLevel) ?? .info
-        let snapshot = next
-        eachProxy { proxy in proxy.apply(snapshot) }
+        let (snapshot, socket) = (next, unixSocket)
+        eachProxy { proxy in proxy.apply(snapshot, unixSocket: socket) }
+        // The workers keep accepting on their own descriptors until they switch; the old path
+        // goes now.
+        retiredSocket?.close()
         checker?.reconfigure(next)
         var message = "changed: \(changed.joined(separator: ", "))"
         if !restartOnly.isEmpty { message += "; need a restart: \(restartOnly.joined(separator: ", "))" }
@@ -208,6 +216,39 @@ public final class Supervisor {
             bytes.append(contentsOf: secret)
         }
         return bytes
+    }
+
+    // MARK: Unix socket listener
+
+    /// The Unix socket every worker accepts on (`listen: unix:/path`), bound here once.
+    private var unixSocket: UnixSocketFile?
+
+    /// A reload that changes a Unix `listen`: the new path is bound before the workers switch
+    /// (if it cannot be, `next` keeps the running address); a new mode on the same path is set in
+    /// place. Returns the socket to close once the workers were told.
+    private func reopenUnixSocket(_ next: inout AmbassadorConfig) -> UnixSocketFile? {
+        guard next.listen != config.listen || next.listenMode != config.listenMode else { return nil }
+        guard case .unix(let path) = next.listen else {
+            defer { unixSocket = nil }
+            return unixSocket
+        }
+        if next.listen == config.listen, let socket = unixSocket {
+            if let failure = socket.setMode(next.listenMode) {
+                logger.error("reload: cannot set listen_mode on \(path): \(failure); keeping the old mode")
+                next.listenMode = config.listenMode
+            }
+            return nil
+        }
+        do {
+            let opened = try UnixSocketFile(path: path, mode: next.listenMode)
+            defer { unixSocket = opened }
+            return unixSocket
+        } catch {
+            logger.error("reload: cannot listen on \(next.listen): \(error); still listening on \(config.listen)")
+            next.listen = config.listen
+            next.listenMode = config.listenMode
+            return nil
+        }
     }
 
     // MARK: admin endpoint
@@ -258,6 +299,10 @@ public final class Supervisor {
             return finishShutdown()
         }
         stopping = true
+        // Like Redis, remove the socket file: new clients are refused at once while the
+        // workers drain what they have.
+        unixSocket?.close()
+        unixSocket = nil
         logger.info("\(why): draining (up to \(config.shutdownTimeout))")
         shutdownDeadline = ContinuousClock.now + .milliseconds(Int(config.shutdownTimeout.seconds * 1000))
         let drained = drainedWorkers
@@ -286,6 +331,8 @@ public final class Supervisor {
         }
         admin?.close()
         admin = nil
+        unixSocket?.close()
+        unixSocket = nil
         logger.info("stopped")
         loop.stop()
     }

@@ -153,6 +153,8 @@ public final class Connection {
     /// The other end as "ip:port" (CLIENT LIST's `addr`), and this end (`laddr`).
     public var peerAddress: String { Socket.addressText(fd, peer: true) }
     public var localAddress: String { Socket.addressText(fd, peer: false) }
+    /// Whether the peer came in through a Unix-domain socket (CLIENT LIST's `U` flag).
+    public var isUnixSocket: Bool { Socket.isUnix(fd) }
     /// The socket's file descriptor number (CLIENT LIST's `fd`).
     public var descriptor: Int32 { fd }
 

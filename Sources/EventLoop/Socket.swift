@@ -75,6 +75,42 @@ enum Socket {
         return fd
     }
 
+    /// `path` as a `sockaddr_un` (the caller checked its length).
+    static func unixAddress(_ path: String) throws(SocketError) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw SocketError(.bind, code: ENAMETOOLONG, detail: "unix:\(path): the path is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return address
+    }
+
+    /// Before binding `path`: removes a socket file nobody listens on; refuses a live one, or a
+    /// file that is not a socket.
+    static func removeStaleSocket(_ path: String) throws(SocketError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }
+        guard status.st_mode & S_IFMT == S_IFSOCK else {
+            throw SocketError(.bind, code: EEXIST, detail: "unix:\(path) exists and is not a socket")
+        }
+        let probe = try open(family: AF_UNIX)
+        defer { Glibc.close(probe) }
+        var address = try unixAddress(path)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        // A non-blocking connect to a listening Unix socket succeeds at once or says EAGAIN
+        // (its backlog is full): someone is there. ECONNREFUSED: a leftover file.
+        if rc == 0 || errno == EAGAIN || errno == EINPROGRESS {
+            throw SocketError(.bind, code: EADDRINUSE, detail: "unix:\(path) is in use by another process")
+        }
+        unlink(path)
+    }
+
     /// Starts a non-blocking connect. Returns the fd; completion is signalled by writability.
     static func startConnect(_ endpoint: Endpoint) throws(SocketError) -> Int32 {
         var address = try resolve(endpoint)
@@ -111,6 +147,10 @@ enum Socket {
             }
         }
         guard rc == 0 else { return "?:0" }
+        if address.family == AF_UNIX {
+            // Redis writes the listening socket's path for both ends of a Unix connection.
+            return (peer ? addressText(fd, peer: false) : unixPath(address) + ":0")
+        }
         var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
         var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         let found = withUnsafePointer(to: &address.storage) {
@@ -124,6 +164,24 @@ enum Socket {
             String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
         return text(host) + ":" + text(service)
+    }
+
+    private static func unixPath(_ address: Address) -> String {
+        withUnsafeBytes(of: address.storage) { raw in
+            let offset = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)!
+            let bytes = raw[offset..<min(Int(address.length), raw.count)]
+            return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    /// Whether `fd` is a Unix-domain socket.
+    static func isUnix(_ fd: Int32) -> Bool {
+        var address = Address()
+        address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &address.length) }
+        }
+        return rc == 0 && address.family == AF_UNIX
     }
 
     static func localPort(_ fd: Int32) -> UInt16 {

@@ -20,6 +20,7 @@ extension ClientSession {
         if isBlocked { flags += "b" }
         if !channels.isEmpty || !patterns.isEmpty || !shardChannels.isEmpty { flags += "P" }
         if tracking { flags += "t" }
+        if connection.isUnixSocket { flags += "U" }
         if flags.isEmpty { flags = "N" }
         let name = self.name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let age = (now - createdAt) / 1_000_000

@@ -79,10 +79,11 @@ public final class Proxy {
 
     /// Opens the listener and the backend connections. With several workers every one listens on
     /// the same address with SO_REUSEPORT (`port` overrides the config's, for a port 0 the first
-    /// worker was given).
-    public func start(reusePort: Bool = false, port: UInt16? = nil) throws(SocketError) {
+    /// worker was given), or accepts on the one Unix socket the supervisor bound (`unixSocket`;
+    /// without one, a Unix `listen` is bound here and removed at shutdown).
+    public func start(reusePort: Bool = false, port: UInt16? = nil, unixSocket: UnixSocketFile? = nil) throws(SocketError) {
         self.reusePort = reusePort
-        listener = try openListener(config.listen, port: port)
+        listener = try openListener(config.listen, port: port, shared: unixSocket)
         let timer = Timer(loop: loop, repeating: true) { [unowned self] in self.publishMetrics() }
         timer.schedule(after: Self.publishInterval)
         publishTimer = timer
@@ -95,15 +96,55 @@ public final class Proxy {
         scheduleTimeoutChecks()
         scheduleIdleChecks()
         if worker > 0 { return startBackends() }
-        logger.info("listening on \(config.listen.host):\(listenPort); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
+        logger.info("listening on \(listenDescription); master \(config.master), replicas \(config.replicas.map(\.description)), read_policy \(config.readPolicy.rawValue)")
         startBackends()
     }
 
-    private func openListener(_ address: Address, port: UInt16? = nil) throws(SocketError) -> Listener {
-        var endpoint = address.endpoint
-        if let port { endpoint.port = port }
-        return try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort) { [unowned self] connection in
-            self.accept(connection)
+    /// A Unix socket this proxy bound itself (no supervisor gave it one), removed when it stops.
+    private var ownUnixSocket: UnixSocketFile?
+
+    private func openListener(_ address: ListenAddress, port: UInt16? = nil,
+                              shared: UnixSocketFile? = nil) throws(SocketError) -> Listener {
+        let accept: (Connection) -> Void = { [unowned self] connection in self.accept(connection) }
+        switch address {
+        case .tcp(let tcp):
+            var endpoint = tcp.endpoint
+            if let port { endpoint.port = port }
+            let opened = try Listener(loop: loop, endpoint: endpoint, reusePort: reusePort, onAccept: accept)
+            closeOwnUnixSocket()
+            return opened
+        case .unix(let path):
+            if let shared {
+                let opened = try Listener(loop: loop, socket: shared, onAccept: accept)
+                closeOwnUnixSocket()
+                return opened
+            }
+            if let own = ownUnixSocket, own.path == path {
+                _ = own.setMode(config.listenMode)
+                return try Listener(loop: loop, socket: own, onAccept: accept)
+            }
+            let socket = try UnixSocketFile(path: path, mode: config.listenMode)
+            let opened: Listener
+            do { opened = try Listener(loop: loop, socket: socket, onAccept: accept) } catch {
+                socket.close()
+                throw error
+            }
+            closeOwnUnixSocket()
+            ownUnixSocket = socket
+            return opened
+        }
+    }
+
+    private func closeOwnUnixSocket() {
+        ownUnixSocket?.close()
+        ownUnixSocket = nil
+    }
+
+    /// `host:port` as bound (the real port when the config asked for 0), or `unix:/path`.
+    var listenDescription: String {
+        switch config.listen {
+        case .tcp(let address): "\(address.host):\(listenPort)"
+        case .unix: config.listen.description
         }
     }
 
@@ -127,12 +168,13 @@ public final class Proxy {
     }
 
     /// The port actually bound (differs from the config's when it asked for 0).
-    public var listenPort: UInt16 { listener?.port ?? config.listen.port }
+    public var listenPort: UInt16 { listener?.port ?? config.listen.tcp?.port ?? 0 }
 
     /// Stops accepting and closes every connection.
     public func shutdown() {
         listener?.close()
         listener = nil
+        closeOwnUnixSocket()
         for session in sessions.values { session.connection.close() }
         master.shutdown()
         replicas.forEach { $0.shutdown() }
@@ -153,6 +195,7 @@ public final class Proxy {
     public func drain(completion: @escaping () -> Void) {
         listener?.close()
         listener = nil
+        closeOwnUnixSocket()
         draining = true
         onDrained = completion
         for session in Array(sessions.values) { session.drain() }
@@ -172,9 +215,10 @@ public final class Proxy {
 
     /// Applies a new config snapshot (already validated, restart-only keys already kept as they
     /// were). New connections use the new values; sessions carry on. Returns the problems met
-    /// (a new listen address that cannot be bound keeps the old one).
+    /// (a new listen address that cannot be bound keeps the old one). `unixSocket`: the socket
+    /// the supervisor bound for a new Unix `listen`.
     @discardableResult
-    public func apply(_ new: AmbassadorConfig) -> [String] {
+    public func apply(_ new: AmbassadorConfig, unixSocket: UnixSocketFile? = nil) -> [String] {
         var problems: [String] = []
         let old = config
         config = new
@@ -182,15 +226,20 @@ public final class Proxy {
         if new.listen != old.listen && listener != nil {
             // The new address is opened before the old one closes: no moment without a listener.
             do throws(SocketError) {
-                let opened = try openListener(new.listen)
+                let opened = try openListener(new.listen, shared: unixSocket)
                 listener?.close()
                 listener = opened
-                logger.info("listening on \(new.listen.host):\(opened.port) (was \(old.listen))")
+                logger.info("listening on \(listenDescription) (was \(old.listen))")
             } catch {
                 config.listen = old.listen
+                config.listenMode = old.listenMode
                 problems.append("cannot listen on \(new.listen): \(error); still on \(old.listen)")
                 logger.error("reload: cannot listen on \(new.listen): \(error); still listening on \(old.listen)")
             }
+        }
+        if new.listen == old.listen, new.listenMode != old.listenMode, let own = ownUnixSocket,
+           let failure = own.setMode(new.listenMode) {
+            problems.append("cannot chmod \(own.path): \(failure)")
         }
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }

@@ -83,7 +83,7 @@ enum RedisAmbassador {
 
     /// The key list, from the table every key is defined in (`ConfigKey.all`).
     static func keyList() -> String {
-        let defaults = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 6380),
+        let defaults = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 6380)),
                                         master: Address(host: "127.0.0.1", port: 6379)).redacted
         let width = ConfigKey.all.map(\.name.count).max() ?? 0
         return ConfigKey.all.map { key in

@@ -19,7 +19,7 @@ import Testing
             log_level: debug
             workers: 3
             """)
-        #expect(config.listen == Address(host: "127.0.0.1", port: 6380))
+        #expect(config.listen == .tcp(Address(host: "127.0.0.1", port: 6380)))
         #expect(config.master == Address(host: "127.0.0.1", port: 6379))
         #expect(config.replicas == [Address(host: "127.0.0.1", port: 6381), Address(host: "::1", port: 6382)])
         #expect(config.readPolicy == .replica)
@@ -173,6 +173,16 @@ import Testing
         #expect(config.password == nil)
     }
 
+    @Test func unixListenAndItsMode() throws {
+        let config = try ConfigLoader.parse("listen: unix:/run/ambassador/redis.sock\nlisten_mode: 0600\nmaster: 127.0.0.1:6379\n")
+        #expect(config.listen == .unix(path: "/run/ambassador/redis.sock"))
+        #expect(config.listen.description == "unix:/run/ambassador/redis.sock")
+        #expect(config.listenMode == 0o600)
+        #expect(try ConfigLoader.parse("listen: unix:/a.sock\nmaster: 127.0.0.1:6379\n").listenMode == 0o660)
+        #expect(try ConfigLoader.parse("listen: unix:/a.sock\nmaster: 127.0.0.1:6379\nlisten_mode: 660\n").listenMode == 0o660)
+        #expect(config.redacted["listen_mode"] == .string("0600"))
+    }
+
     @Test func errorsNameTheKeyAndLine() {
         let cases: [(String, String, Int?)] = [
             ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nfoo: 1\n", "foo", 3),
@@ -184,6 +194,11 @@ import Testing
             ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nreplicas: 127.0.0.1:6381\n", "replicas", 3),
             ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nreplicas:\n  - 127.0.0.1:6379\n", "replicas", 4),
             ("listen: 127.0.0.1:6380\n", "master", nil),
+            ("listen: unix:relative.sock\nmaster: 127.0.0.1:6379\n", "listen", 1),
+            ("listen: unix:/\(String(repeating: "a", count: 107))\nmaster: 127.0.0.1:6379\n", "listen", 1),
+            ("listen: unix:/run/a.sock\nmaster: 127.0.0.1:6379\nlisten_mode: 0999\n", "listen_mode", 3),
+            ("listen: unix:/run/a.sock\nmaster: 127.0.0.1:6379\nlisten_mode: rw\n", "listen_mode", 3),
+            ("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nlisten_mode: 0600\n", "listen_mode", 3),
         ]
         for (text, key, line) in cases {
             do {
@@ -296,7 +311,7 @@ import Testing
               master
             admin: ~
             """)
-        #expect(config.listen.port == 6380 && config.master.port == 6379 && config.readPolicy == .master)
+        #expect(config.listen.tcp?.port == 6380 && config.master.port == 6379 && config.readPolicy == .master)
         #expect(config.replicas.map(\.port) == [6381, 6382] && config.replicaWeights.count == 1)
         #expect(config.adminListen == nil)
         // `"~"` quoted is text, not null: an address, and not a valid one.

@@ -76,7 +76,8 @@ import Testing
         }
         let app = try #require((pod["containers"] as? [[String: Any]])?.first)
         let env = app["env"] as? [[String: Any]] ?? []
-        #expect(env.contains { $0["value"] as? String == "redis://\(config.listen.host):\(config.listen.port)" })
+        let listen = try #require(config.listen.tcp)
+        #expect(env.contains { $0["value"] as? String == "redis://\(listen.host):\(listen.port)" })
     }
 
     @Test func dockerfileBuildsStaticAndRunsSlim() throws {

@@ -33,7 +33,7 @@ import Testing
     }
 
     static func config(_ replicas: [UInt16], maxLag: Double = 1) -> AmbassadorConfig {
-        var config = AmbassadorConfig(listen: address(6380), master: master, replicas: replicas.map(address))
+        var config = AmbassadorConfig(listen: .tcp(address(6380)), master: master, replicas: replicas.map(address))
         config.maxReplicaLag = Duration(seconds: maxLag)
         return config
     }
@@ -104,7 +104,7 @@ import Testing
 
     @Test func roleDiscoveryPicksTheMasterTheReplicasFollow() {
         let a = Self.address(7001), b = Self.address(7002), c = Self.address(7003)
-        var config = AmbassadorConfig(listen: Self.address(6380), master: a)
+        var config = AmbassadorConfig(listen: .tcp(Self.address(6380)), master: a)
         config.discovery = .role(nodes: [a, b, c])
         var nodes = [a: Self.node(a, role: Self.masterRole(offset: 10)),
                      b: Self.node(b, role: Self.masterRole(offset: 10)),
@@ -125,7 +125,7 @@ import Testing
 
     @Test func sentinelMasterNeedsItsOwnConfirmation() {
         let a = Self.address(7001), b = Self.address(7002)
-        var config = AmbassadorConfig(listen: Self.address(6380), master: Self.address(26379))
+        var config = AmbassadorConfig(listen: .tcp(Self.address(6380)), master: Self.address(26379))
         config.discovery = .sentinel(sentinels: [Self.address(26379)], masterName: "mymaster")
         let nodes = [a: Self.node(a, role: Self.replicaRole(port: 7002, offset: 10)), b: Self.node(b, role: Self.masterRole(offset: 10))]
         #expect(TopologyBuilder.master(config, sentinelMaster: b, nodes: nodes)?.address == b)

@@ -81,9 +81,18 @@ final class AmbassadorProcess {
     /// authenticate): whether it did (false at once if it exited, say because a parallel test
     /// took the port).
     func answers(on port: UInt16, within timeout: Double = 5) -> Bool {
+        answers(within: timeout) { try BlockingClient(port: port, timeout: 2) }
+    }
+
+    /// The same on a Unix socket.
+    func answers(unixPath path: String, within timeout: Double = 5) -> Bool {
+        answers(within: timeout) { try BlockingClient(unixPath: path, timeout: 2) }
+    }
+
+    private func answers(within timeout: Double, connect: () throws -> BlockingClient) -> Bool {
         let settled = eventually(timeout) {
             guard process.isRunning else { return true }
-            let reply = try? BlockingClient(port: port, timeout: 2).command(["PING"])
+            let reply = try? connect().command(["PING"])
             return reply == .simple("PONG") || reply == .error(Array("NOAUTH Authentication required.".utf8))
         }
         return settled && process.isRunning

@@ -263,7 +263,7 @@ extension Integration {
             }
         }
         acceptor.start()
-        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: port))
+        var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)), master: Address(host: "127.0.0.1", port: port))
         config.reconnectInterval = Duration(seconds: 0.1)
         config.reconnectMax = Duration(seconds: 0.8)
         let ambassador = try Ambassador(config)

@@ -13,7 +13,7 @@ extension Integration {
         defer { old.stop() }
         let new = try RedisServer()
         defer { new.stop() }
-        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0),
+        var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)),
                                       master: Address(host: "127.0.0.1", port: old.port), readPolicy: .master)
         let ambassador = try Ambassador(config)
         defer { ambassador.stop() }
@@ -46,14 +46,14 @@ extension Integration {
     @Test func listenChangeKeepsConnectedClients() throws {
         let master = try RedisServer()
         defer { master.stop() }
-        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0),
+        var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)),
                                       master: Address(host: "127.0.0.1", port: master.port), readPolicy: .master)
         let ambassador = try Ambassador(config)
         defer { ambassador.stop() }
         let connected = try ambassador.client()
         #expect(try connected.command(["SET", "a", "1"]) == .simple("OK"))
         let newPort = try RedisServer.freePort()
-        config.listen = Address(host: "127.0.0.1", port: newPort)
+        config.listen = .tcp(Address(host: "127.0.0.1", port: newPort))
         let snapshot = config
         #expect(ambassador.onLoop { $0.apply(snapshot) } == [])
         #expect(try connected.command(["GET", "a"]) == .bulk("1"))
@@ -67,7 +67,7 @@ extension Integration {
     @Test func newCredentialsApplyToNewConnections() throws {
         let master = try RedisServer(arguments: ["--requirepass", "first"])
         defer { master.stop() }
-        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0),
+        var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)),
                                       master: Address(host: "127.0.0.1", port: master.port), readPolicy: .master,
                                       password: "first")
         let ambassador = try Ambassador(config)

@@ -171,7 +171,7 @@ extension Integration {
         defer { healthy.stop() }
         try healthy.waitForReplicationLink()
         let ambassador = try Ambassador(AmbassadorConfig(
-            listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
+            listen: .tcp(Address(host: "127.0.0.1", port: 0)), master: Address(host: "127.0.0.1", port: master.port),
             replicas: [healthy, lagging].map { Address(host: "127.0.0.1", port: $0.port) }, readPolicy: .preferReplica))
         defer { ambassador.stop() }
 
@@ -507,7 +507,7 @@ extension Integration {
         _ = try master.client().command(["SET", "pool:fixed", "f"])
         #expect(try eventually(3) { try lagging.client().command(["GET", "pool:fixed"]) == .bulk("f") })
         var config = AmbassadorConfig(
-            listen: Address(host: "127.0.0.1", port: 0), master: Address(host: "127.0.0.1", port: master.port),
+            listen: .tcp(Address(host: "127.0.0.1", port: 0)), master: Address(host: "127.0.0.1", port: master.port),
             replicas: [Address(host: "127.0.0.1", port: lagging.port)], readPolicy: .preferReplica)
         config.readYourWrites = mode
         let ambassador = try Ambassador(config)

@@ -72,7 +72,7 @@ final class Ambassador {
 
     convenience init(cluster: Cluster, policy: ReadPolicy = .preferReplica, replicas: [RedisServer]? = nil,
                      configure: (inout AmbassadorConfig) -> Void = { _ in }) throws {
-        var config = AmbassadorConfig(listen: Address(host: "127.0.0.1", port: 0),
+        var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)),
                                       master: Address(host: "127.0.0.1", port: cluster.master.port),
                                       replicas: (replicas ?? cluster.replicas).map { Address(host: "127.0.0.1", port: $0.port) },
                                       readPolicy: policy)

@@ -13,25 +13,44 @@ public final class BlockingClient {
     private var head = 0
 
     public init(host: String = "127.0.0.1", port: UInt16, timeout: Double = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClientError.io("socket") }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        fd = try Self.open(AF_INET, timeout: timeout)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr(host)
         address.sin_port = port.bigEndian
+        try Self.connect(fd, to: &address, "\(host):\(port)")
+    }
+
+    /// A client on a Unix-domain socket.
+    public init(unixPath path: String, timeout: Double = 5) throws {
+        fd = try Self.open(AF_UNIX, timeout: timeout)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8).prefix($0.count - 1)) }
+        try Self.connect(fd, to: &address, "unix:\(path)")
+    }
+
+    private static func open(_ family: Int32, timeout: Double) throws -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket") }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    private static func connect<Address>(_ fd: Int32, to address: inout Address, _ name: String) throws {
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size))
             }
         }
         if rc != 0 {
+            let why = String(cString: strerror(errno))
             close(fd)
-            throw ClientError.io("connect to \(host):\(port): \(String(cString: strerror(errno)))")
+            throw ClientError.io("connect to \(name): \(why)")
         }
     }
 
