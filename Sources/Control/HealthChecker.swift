@@ -42,6 +42,19 @@ final class HealthChecker {
         /// The last check went unanswered on an open connection (a busy or stalled server, not
         /// an unreachable one).
         var unanswered = false
+        /// A node that is down is probed on a timer of its own, with backoff (not on the rounds,
+        /// whose phase sidecars started together share); `downProbes` failed since it went down.
+        var retry: LoopTimer?
+        var downProbes = 0
+        /// When the probe in flight was sent.
+        var sentAt = 0.0
+
+        var backingOff: Bool { retry?.isScheduled ?? false }
+
+        func stopBackingOff() {
+            retry?.cancel()
+            downProbes = 0
+        }
 
         init(address: Address, client: CheckClient) {
             self.client = client
@@ -69,7 +82,10 @@ final class HealthChecker {
     func stop() {
         timer?.cancel()
         timer = nil
-        for node in nodes.values { node.client.reset("stopping") }
+        for node in nodes.values {
+            node.stopBackingOff()
+            node.client.reset("stopping")
+        }
         sentinels.reset("stopping")
     }
 
@@ -104,6 +120,7 @@ final class HealthChecker {
     private func syncNodes() {
         let wanted = Set(wantedNodes())
         for (address, node) in nodes where !wanted.contains(address) {
+            node.stopBackingOff()
             node.client.reset("no longer a node")
             nodes[address] = nil
         }
@@ -141,7 +158,10 @@ final class HealthChecker {
         // The master is asked first, so its offset sample is no newer than the replicas'.
         let master = topology?.master
         let order = nodes.values.sorted { ($0.address == master ? 0 : 1) < ($1.address == master ? 0 : 1) }
-        for node in order {
+        let now = EventLoop.wallClock
+        for node in order where !node.backingOff {
+            // A probe the backoff timer sent since the last round gets until the next one.
+            if node.inFlight && now - node.sentAt < config.healthInterval.seconds / 2 { continue }
             if node.inFlight {
                 node.unanswered = node.client.isConnected
                 node.client.reset("no answer within health_interval (\(config.healthInterval))")
@@ -157,6 +177,7 @@ final class HealthChecker {
         }
         node.inFlight = true
         let sent = EventLoop.wallClock
+        node.sentAt = sent
         var role: [RESPValue]?
         node.client.send(["ROLE"]) { [weak self, weak node] result in
             guard let self, let node else { return }
@@ -198,6 +219,7 @@ final class HealthChecker {
     private func busy(_ node: Node, _ text: String) {
         node.inFlight = false
         node.failures = 0
+        node.stopBackingOff()
         node.unanswered = false
         var report = node.report
         report.checked = true
@@ -216,6 +238,7 @@ final class HealthChecker {
         node.inFlight = false
         node.unanswered = false
         node.failures = 0
+        node.stopBackingOff()
         var report = node.report
         report.busy = false
         report.checked = true
@@ -252,6 +275,19 @@ final class HealthChecker {
         if node.report.up && (refused || node.failures >= config.healthFailures) {
             node.report.up = false
             logger.warning("health: \(node.address) is down after \(node.failures) failed check(s): \(why)")
+        }
+        if !node.report.up {
+            // Down: the next probe waits a jittered, doubling pause (from health_interval up to
+            // reconnect_max), so a thousand sidecars do not all knock on a restarting node every
+            // interval, and not in step.
+            let retry = node.retry ?? LoopTimer(loop: loop) { [weak self, weak node] in
+                guard let self, let node else { return }
+                self.check(node)
+            }
+            node.retry = retry
+            retry.schedule(after: Backoff.delay(attempt: node.downProbes, base: config.healthInterval.seconds,
+                                                cap: config.reconnectMax.seconds))
+            node.downProbes += 1
         }
         recompute()
     }

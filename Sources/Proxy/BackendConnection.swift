@@ -157,7 +157,7 @@ final class BackendConnection: ConnectionDelegate {
         guard isRegularShared, !backend.removed else { return }
         let timer = reconnectTimer ?? Timer(loop: proxy.loop) { [unowned self] in self.open() }
         reconnectTimer = timer
-        timer.schedule(after: Self.backoff(attempt: failedAttempts, base: proxy.config.reconnectInterval.seconds,
+        timer.schedule(after: Backoff.delay(attempt: failedAttempts, base: proxy.config.reconnectInterval.seconds,
                                            cap: proxy.config.reconnectMax.seconds))
         failedAttempts += 1
     }
@@ -165,14 +165,6 @@ final class BackendConnection: ConnectionDelegate {
     /// Attempts since this connection last got a reply: a server that accepts and drops the
     /// connection counts as failing too.
     private var failedAttempts = 0
-
-    /// The pause before reconnect attempt `attempt` (0 first): `base` doubled per attempt up to
-    /// `cap`, then a random 50-100 % of that ("equal jitter"), so many ambassadors that lost the
-    /// same node do not come back in step.
-    static func backoff(attempt: Int, base: Double, cap: Double, random: Double = .random(in: 0.5...1)) -> Double {
-        let doubled = base * Double(1 << min(attempt, 20))
-        return min(max(cap, base), doubled) * random
-    }
 
     // MARK: writing
 

@@ -239,37 +239,28 @@ extension Integration {
 /// `reconnect_max`, jittered, so sidecars that lost the same master come back spread out.
 @Suite struct ReconnectBackoffTests {
     @Test func theBackoffDoublesUpToTheCapAndIsJittered() {
-        let full = (0..<7).map { BackendConnection.backoff(attempt: $0, base: 0.25, cap: 2, random: 1) }
+        let full = (0..<7).map { Backoff.delay(attempt: $0, base: 0.25, cap: 2, random: 1) }
         #expect(full == [0.25, 0.5, 1, 2, 2, 2, 2])
-        #expect(BackendConnection.backoff(attempt: 2, base: 0.25, cap: 2, random: 0.5) == 0.5)
-        #expect(BackendConnection.backoff(attempt: 60, base: 0.25, cap: 2, random: 1) == 2)
-        #expect(BackendConnection.backoff(attempt: 3, base: 1, cap: 0.1, random: 1) == 1, "a cap below the base is the base")
-        let draws = (0..<200).map { _ in BackendConnection.backoff(attempt: 3, base: 0.25, cap: 2) }
+        #expect(Backoff.delay(attempt: 2, base: 0.25, cap: 2, random: 0.5) == 0.5)
+        #expect(Backoff.delay(attempt: 60, base: 0.25, cap: 2, random: 1) == 2)
+        #expect(Backoff.delay(attempt: 3, base: 1, cap: 0.1, random: 1) == 1, "a cap below the base is the base")
+        let draws = (0..<200).map { _ in Backoff.delay(attempt: 3, base: 0.25, cap: 2) }
         #expect(draws.allSatisfy { $0 >= 1 && $0 <= 2 } && Set(draws).count > 100, "random 50-100 % of 2 s")
     }
 
     /// The timeline of one ambassador's attempts at a "master" that accepts and drops every
     /// connection (a restarting server): the gaps grow, and none passes reconnect_max.
     @Test func attemptsAtAFailingMasterSpreadOut() throws {
-        let (listener, port) = try LoopbackListener.open()
-        defer { close(listener) }
-        let accepts = Mutex<[Double]>([])
-        let acceptor = Thread {
-            while true {
-                let fd = accept(listener, nil, nil)
-                if fd < 0 { return }
-                accepts.withLock { $0.append(Date().timeIntervalSince1970) }
-                close(fd)
-            }
-        }
-        acceptor.start()
+        let recorder = try AcceptRecorder()
+        defer { recorder.stop() }
+        let port = recorder.port
         var config = AmbassadorConfig(listen: .tcp(Address(host: "127.0.0.1", port: 0)), master: Address(host: "127.0.0.1", port: port))
         config.reconnectInterval = Duration(seconds: 0.1)
         config.reconnectMax = Duration(seconds: 0.8)
         let ambassador = try Ambassador(config)
         defer { ambassador.stop() }
-        eventually(6) { accepts.withLock { $0.count } >= 8 }
-        let times = accepts.withLock { $0 }
+        eventually(6) { recorder.times.count >= 8 }
+        let times = recorder.times
         let gaps = zip(times.dropFirst(), times).map { $0 - $1 }
         try #require(gaps.count >= 6, "attempts: \(times.count)")
         // Fixed 100 ms retries would make about 40 attempts in 4 s; the backoff made the gaps
@@ -278,4 +269,51 @@ extension Integration {
         #expect(gaps.allSatisfy { $0 <= 1.2 }, "gaps \(gaps)")
         #expect(gaps.prefix(2).allSatisfy { $0 <= 0.35 }, "early gaps \(gaps)")
     }
+}
+
+extension Integration {
+/// A thousand sidecars and one master: when the master dies, every sidecar loses it at the same
+/// instant. Were they to retry on a fixed period they would stay in step and knock on the
+/// restarted master together; the jittered backoff (reconnects and the health probes of a down
+/// node) spreads them out. Sixteen processes stand in for the thousand.
+@Suite(.serialized) struct SidecarHerdTests {
+    @Test func sidecarsThatLostTheMasterTogetherComeBackSpreadOut() throws {
+        let master = try RedisServer()
+        let port = master.port
+        var sidecars: [AmbassadorProcess] = []
+        defer { sidecars.forEach { $0.stop() } }
+        var listenPorts: [UInt16] = []
+        for _ in 0..<16 {
+            let listen = try RedisServer.freePort()
+            listenPorts.append(listen)
+            sidecars.append(try AmbassadorProcess(arguments: ["--listen", "127.0.0.1:\(listen)", "--master", "127.0.0.1:\(port)",
+                                                              "--read-policy", "master"]))
+        }
+        for (sidecar, listen) in zip(sidecars, listenPorts) {
+            try #require(sidecar.answers(on: listen), "log:\n\(sidecar.logText)")
+        }
+        master.kill9()
+        // The outage itself (not a wait for something to happen): five seconds is past the time
+        // the backoff takes to reach reconnect_max (2 s) from reconnect_interval (250 ms).
+        Thread.sleep(forTimeInterval: 5)
+        // The master "restarts": something accepts on its port again (and drops each connection,
+        // so every sidecar goes on retrying), and notes when each attempt arrives.
+        let recorder = try AcceptRecorder(port: port)
+        defer { recorder.stop() }
+        let start = Date().timeIntervalSince1970
+        Thread.sleep(forTimeInterval: 2.5)  // the observation window
+        let offsets = recorder.times.map { $0 - start }.filter { $0 < 2.5 }
+        var buckets = [Int](repeating: 0, count: 25)
+        for offset in offsets { buckets[min(24, Int(offset * 10))] += 1 }
+        print("connection attempts at the restarted master, per 100 ms (16 sidecars): \(buckets)")
+        // Every sidecar came back within reconnect_max plus a health interval...
+        #expect(offsets.count >= 16, "\(buckets)")
+        // ...and not at once: no 100 ms holds more than a sixth of the attempts, and they arrive
+        // across most of the window. In step, each retry would bring all 16 together; probes on
+        // health rounds would come in bursts every health_interval (the sidecars started
+        // together, so their rounds share a phase).
+        #expect(buckets.max()! <= max(5, offsets.count / 6), "\(buckets)")
+        #expect(buckets.filter { $0 > 0 }.count >= 15, "\(buckets)")
+    }
+}
 }

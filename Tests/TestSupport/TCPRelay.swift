@@ -112,13 +112,13 @@ public final class TCPRelay: @unchecked Sendable {
 
 /// A listening socket on 127.0.0.1 and a free port (for relays and fault injectors in tests).
 public enum LoopbackListener {
-    /// Binds port 0 and listens: the socket and the port the kernel chose.
-    public static func open(backlog: Int32 = 64) throws -> (fd: Int32, port: UInt16) {
+    /// Binds `port` (0: one the kernel chooses) and listens: the socket and its port.
+    public static func open(port: UInt16 = 0, backlog: Int32 = 64) throws -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket()") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = Self.address(0)
+        var address = Self.address(port)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -138,5 +138,36 @@ public enum LoopbackListener {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = port.bigEndian
         return address
+    }
+}
+
+/// A fault injector standing where a server should be: it accepts every connection, notes when,
+/// and closes it at once (a server that is restarting, or accepts and drops).
+public final class AcceptRecorder: @unchecked Sendable {
+    public let port: UInt16
+    private let fd: Int32
+    private let lock = NSLock()
+    private var accepted: [Double] = []
+
+    public init(port: UInt16 = 0) throws {
+        (fd, self.port) = try LoopbackListener.open(port: port, backlog: 1024)
+        let fd = self.fd
+        Thread { [self] in
+            while true {
+                let client = accept(fd, nil, nil)
+                if client < 0 { return }
+                let now = Date().timeIntervalSince1970
+                lock.withLock { accepted.append(now) }
+                close(client)
+            }
+        }.start()
+    }
+
+    /// When each connection was accepted (seconds since 1970).
+    public var times: [Double] { lock.withLock { accepted } }
+
+    public func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))  // wakes the blocked accept
+        close(fd)
     }
 }
