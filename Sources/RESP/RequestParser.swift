@@ -40,6 +40,13 @@ public struct ArgumentRange: Sendable, Equatable {
 public struct RequestParser: Sendable {
     private enum State: UInt8 {
         case frameStart, countLine, countLineEnd, bulkLine, bulkLineEnd, bulkData, bulkTrailer, inlineLine
+        /// An inline line with a NUL byte before its newline: Redis finds the end of an inline
+        /// line with `strchr`, which stops at the NUL, so the line never ends. Redis waits for
+        /// more bytes until the query buffer passes the inline limit, then answers "too big inline
+        /// request" and closes. So does the ambassador (had it forwarded the line at its '\n',
+        /// Redis would wait the same way on the shared connection, with everyone's requests after
+        /// it, and close it at 64 KiB).
+        case inlineNeverEnds
     }
 
     public let limits: RESPLimits
@@ -172,14 +179,24 @@ public struct RequestParser: Sendable {
 
             case .inlineLine:
                 let start = i
-                while i < end && bytes[i] != 10 { i += 1 }
+                while i < end && bytes[i] != 10 && bytes[i] != 0 { i += 1 }
                 if line.count + (i - start) > limits.maxInlineSize { throw .tooBigInlineRequest }
                 for k in start..<i { line.append(bytes[k]) }
                 position += i - start
                 if i == end { break }
+                if bytes[i] == 0 {
+                    line.removeAll(keepingCapacity: true)
+                    state = .inlineNeverEnds
+                    continue
+                }
                 i += 1
                 position += 1
                 return try finishInline()
+
+            case .inlineNeverEnds:
+                position += end - i
+                i = end
+                if position > limits.maxInlineSize { throw .tooBigInlineRequest }
             }
         }
         return nil

@@ -105,9 +105,10 @@ import Testing
             #expect(requests.first?.arguments == expected.map(bytes), "\(line)")
             #expect(requests.first?.frame.isInline == true)
         }
-        // A NUL byte ends the line for Redis (it splits a C string).
-        let (withNul, _) = parseRequests(bytes("echo a") + [0] + bytes(" b\r\n"))
-        #expect(withNul.first?.arguments == [bytes("echo"), bytes("a")])
+        // A NUL byte: the line never ends (see aNulBeforeTheNewlineMeansTheInlineLineNeverEnds;
+        // checked against redis-server 7.0: no reply, then "too big inline request").
+        let (withNul, nulError) = parseRequests(bytes("echo a") + [0] + bytes(" b\r\n"))
+        #expect(withNul.isEmpty && nulError == nil)
         // A bare LF ends an inline command too, and a trailing CR is not part of the line.
         let (lf, _) = parseRequests(bytes("ping\nping\r\n"))
         #expect(lf.map(\.frame.length) == [5, 6])
@@ -162,6 +163,19 @@ import Testing
         // Exactly the limit, then a newline, is a valid (if odd) command.
         let ok = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024) + [10]
         #expect(parseRequests(ok).error == nil)
+    }
+
+    /// Redis finds an inline line's end with strchr: a NUL before the newline means it never
+    /// ends, whatever follows, until the inline limit.
+    @Test func aNulBeforeTheNewlineMeansTheInlineLineNeverEnds() {
+        for split in [Split.whole, .random(seed: 4), .oneByte] {
+            let waiting = parseRequests(bytes("PING a\u{0}b\r\nPING\r\n*1\r\n$4\r\nPING\r\n"), split: split)
+            #expect(waiting.requests.isEmpty && waiting.error == nil)
+            let more = bytes("PING a\u{0}b\r\n") + [UInt8](repeating: 10, count: 64 * 1024)
+            #expect(parseRequests(more, split: split).error == .tooBigInlineRequest)
+        }
+        // After the newline a NUL is the next line's business; inside a bulk it is data.
+        #expect(parseRequests(bytes("PING\r\n*2\r\n$4\r\nECHO\r\n$1\r\n\u{0}\r\n")).requests.count == 2)
     }
 
     @Test func tooBigMultibulkAndBulkCountStrings() {
