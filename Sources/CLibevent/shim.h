@@ -43,6 +43,17 @@ extern int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int fl
 #include <pthread.h>
 extern int pthread_setname_np(pthread_t thread, const char *name);
 
+// Whether the peer of a connected socket hung up (FIN or reset), without reading: poll for
+// POLLRDHUP (Linux's value, which <poll.h> shows only under _GNU_SOURCE).
+#include <poll.h>
+#ifndef POLLRDHUP
+#define POLLRDHUP 0x2000
+#endif
+static inline int ra_peer_hung_up(int fd) {
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP, .revents = 0 };
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 static inline int ra_accept_nonblocking(int listen_fd) {
     return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

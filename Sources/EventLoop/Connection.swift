@@ -12,6 +12,9 @@ public protocol ConnectionDelegate: AnyObject {
     /// Output that had to wait for the socket (EAGAIN) is now all written: a peer that was slow to
     /// read has caught up.
     func connectionDidDrainOutput(_ connection: Connection)
+    /// While reading was paused, the peer finished sending (FIN) with requests still unread:
+    /// the owner decides whether to end now (see `Connection.checkHangup`).
+    func connectionPeerFinishedSending(_ connection: Connection)
     /// The connection is closed: by the peer (`error == nil` for an orderly EOF), by an I/O error,
     /// a failed or timed-out connect, or by `close()` (after its output was flushed). Called once.
     func connectionDidClose(_ connection: Connection, error: SocketError?)
@@ -20,6 +23,7 @@ public protocol ConnectionDelegate: AnyObject {
 extension ConnectionDelegate {
     public func connectionDidConnect(_ connection: Connection) {}
     public func connectionDidDrainOutput(_ connection: Connection) {}
+    public func connectionPeerFinishedSending(_ connection: Connection) {}
 }
 
 /// A TCP stream on raw libevent events and two evbuffers (LIBEVENT-NOTES.md: no bufferevents).
@@ -178,6 +182,30 @@ public final class Connection {
             readEnabled = want
             if want { event_add(readEvent, nil) } else { event_del(readEvent) }
         }
+    }
+
+    /// Whether reading is paused (by the owner, or the input cap).
+    public var isReadingPaused: Bool { state == .open && !readEnabled }
+
+    /// A paused connection reads nothing, so no read tells it the peer is gone: a client blocked
+    /// in BLPOP 0 (or WAIT, or held behind one) that resets its connection would be kept forever,
+    /// with its dedicated backend connection. Redis reads a blocked client on and frees it at the
+    /// end of its input. The owner calls this now and then for paused connections (a `poll` for
+    /// POLLRDHUP: nothing on the hot path). A reset, or a FIN after everything sent was read: the
+    /// connection ends now, as Redis's next read would end it. A FIN with bytes still unread:
+    /// those are requests Redis would read (and, unless the client is blocked, run) before it saw
+    /// the end, so the delegate decides (`connectionPeerFinishedSending`).
+    public func checkHangup() {
+        guard state == .open, !readEnabled, ra_peer_hung_up(fd) != 0 else { return }
+        var byte: UInt8 = 0
+        let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if peeked > 0 && !Socket.wasReset(fd) {
+            delegate?.connectionPeerFinishedSending(self)
+            return
+        }
+        if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+        let code = peeked < 0 ? errno : peeked > 0 ? ECONNRESET : 0
+        teardown(error: code == 0 ? nil : SocketError(.read, code: code, detail: "read: \(Socket.errnoText(code))"))
     }
 
     private func handleReadable() {

@@ -41,6 +41,10 @@ public final class EventLoop {
     /// installed once, before the first libevent allocation of the process.
     private static let bufferPool: Void = ra_install_buffer_pool()
 
+    /// Frees the blocks this thread's buffer pool keeps and returns glibc's free memory to the
+    /// kernel (`malloc_trim`). For a loop gone quiet after a burst; call it on the loop's thread.
+    public func releaseIdleMemory() { ra_release_idle_memory() }
+
     public init() throws(SocketError) {
         Self.bufferPool
         // A peer that closes while we write would otherwise kill the process (LIBEVENT-NOTES.md #4).

@@ -174,6 +174,14 @@ enum Socket {
         }
     }
 
+    /// Whether the TCP peer reset the connection (its state is CLOSE). False for other sockets.
+    static func wasReset(_ fd: Int32) -> Bool {
+        var info = tcp_info()
+        var length = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return false }
+        return Int32(info.tcpi_state) == Int32(TCP_CLOSE)
+    }
+
     /// Whether `fd` is a Unix-domain socket.
     static func isUnix(_ fd: Int32) -> Bool {
         var address = Address()

@@ -83,6 +83,20 @@ extension ClientSession {
             target.rawWrite(bytes)
             return
         }
+        if verb == .exec, inMulti, let state = relayAfterExec, !pin.isRelaying {
+            // The transaction subscribes (or turns tracking on …): after EXEC the connection is
+            // in that mode, so EXEC's reply and what follows are relayed, as for SUBSCRIBE.
+            if !replies.isEmpty {
+                hold = .barrier(frame)
+                connection.pauseReading()
+                return
+            }
+            trackState(frame, verb: verb)
+            pin = .relaying(target, state)
+            proxy.stats.command(.pinned, .relayed)
+            target.forward(from: connection, length: frame.length, slot: nil)
+            return
+        }
         trackState(frame, verb: verb)
         if verb != .wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
             // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
@@ -107,6 +121,10 @@ extension ClientSession {
             target.reusable = false
         } else if inMulti, case .stateful(.protocolVersion) = kind {
             target.reusable = false  // HELLO … AUTH/SETNAME queued in MULTI, likewise
+        } else if inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
+            // Queued, it takes effect at EXEC (see above); the connection is never pooled again.
+            target.reusable = false
+            relayAfterExec = state
         }
         if !inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
             // From here on the connection streams: replies are relayed as they come.
@@ -167,6 +185,7 @@ extension ClientSession {
         case .exec, .discard:
             inMulti = false
             watching = false
+            relayAfterExec = nil
             queued = 0
         case .watch:
             if !inMulti { watching = true }

@@ -64,6 +64,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var pinned: BackendConnection? { pin.connection }
     var inMulti = false
     var watching = false
+    /// A command that makes the connection stream (SUBSCRIBE, CLIENT TRACKING …) is queued in
+    /// the transaction: it takes effect at EXEC, which therefore starts relaying.
+    var relayAfterExec: StatefulKind?
     /// A command kept at the front of the input instead of dispatched, and what it waits for.
     var hold: Hold = .none
     /// How the session ends: not yet, after the replies owed (QUIT, malformed input), or
@@ -751,6 +754,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         name = nil
         inMulti = false
         watching = false
+        relayAfterExec = nil
         queued = 0
         channels = []
         patterns = []
@@ -775,6 +779,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     }
 
     // MARK: closing
+
+    /// The client finished sending while its reading was paused, requests still unread. Redis
+    /// would read them and free the client at the end of its input; run they would, unless the
+    /// client is blocked. So a session waiting on a blocking command (BLPOP 0, WAIT, which may
+    /// never return) ends now; any other goes on and meets the end when it reads again.
+    func connectionPeerFinishedSending(_ connection: Connection) {
+        if isBlocked || replies.slots.contains(where: { $0.isBlocking && !$0.ready }) {
+            connection.close(flush: false)
+        }
+    }
 
     func connectionDidClose(_ connection: Connection, error: SocketError?) {
         // Replies still owed are read and dropped by the backend connections.

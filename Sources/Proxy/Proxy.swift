@@ -90,6 +90,8 @@ public final class Proxy {
         let sweep = Timer(loop: loop, repeating: true) { [unowned self] in
             self.master.sweepOverflow()
             self.replicas.forEach { $0.sweepOverflow() }
+            self.checkPausedClients()
+            self.releaseMemoryIfIdle()
         }
         sweep.schedule(after: Self.overflowSweepInterval)
         sweepTimer = sweep
@@ -146,6 +148,36 @@ public final class Proxy {
         case .tcp(let address): "\(address.host):\(listenPort)"
         case .unix: config.listen.description
         }
+    }
+
+    /// Clients whose reading is paused (blocked, held, or slow to read) are not read, so their
+    /// hanging up is looked for here (`Connection.checkHangup`): one that left while blocked in
+    /// BLPOP 0 is let go within a sweep interval instead of never.
+    private func checkPausedClients() {
+        let paused = sessions.values.filter { $0.connection.isReadingPaused }
+        for session in paused { session.connection.checkHangup() }
+    }
+
+    /// Bytes the loop had moved at the last sweep, and whether memory was released since traffic
+    /// last moved.
+    private var trafficAtSweep = 0
+    private var releasedSinceTraffic = true
+
+    /// A worker whose clients moved no byte for a whole sweep interval gives back what a burst
+    /// left: pooled slots past a few hundred (a deep pipeline leaves one per request), the buffer
+    /// pool's blocks (up to 4 MiB) and glibc's free heap (up to the 8 MiB trim threshold it keeps
+    /// while busy). Once per quiet spell; the next burst allocates again.
+    private func releaseMemoryIfIdle() {
+        let traffic = loop.clientBytesIn &+ loop.clientBytesOut
+        defer { trafficAtSweep = traffic }
+        guard traffic == trafficAtSweep else {
+            releasedSinceTraffic = false
+            return
+        }
+        guard !releasedSinceTraffic else { return }
+        releasedSinceTraffic = true
+        slots.trim(keeping: 256)
+        loop.releaseIdleMemory()
     }
 
     static func level(_ text: String) -> Logger.Level {

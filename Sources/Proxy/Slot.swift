@@ -73,4 +73,11 @@ final class SlotPool {
         slot.reset()
         if free.count < 65_536 { free.append(slot) }
     }
+
+    /// Lets go of free slots beyond `count` (a quiet loop after a deep pipeline).
+    func trim(keeping count: Int) {
+        guard free.count > count else { return }
+        free.removeSubrange(count...)
+        free.reserveCapacity(count)
+    }
 }

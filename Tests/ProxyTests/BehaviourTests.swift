@@ -359,6 +359,86 @@ extension Integration {
         #expect(try bystander.command(["GET", "x"]) == .bulk("1"), "other clients are unaffected")
     }
 
+    /// An inline line with a NUL byte before its newline never ends for Redis (it looks for the
+    /// newline with strchr): Redis waits, then at 64 KiB answers "too big inline request" and
+    /// closes. Through the ambassador the same, and the line never reaches the shared backend
+    /// connection, where Redis would wait the same way with everyone's requests queued behind it
+    /// and then close it (found by Scripts/soak.sh).
+    @Test func anInlineLineWithANulNeverEndsAsInRedis() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master) { $0.backendConnections = 1 }
+        defer { ambassador.stop() }
+        let bystander = try ambassador.client()
+        #expect(try bystander.command(["SET", "x", "1"]) == .simple("OK"))
+        for port in [cluster.master.port, ambassador.port] {
+            let name = port == ambassador.port ? "ambassador" : "redis"
+            let client = try BlockingClient(port: port, timeout: 0.5)
+            try client.send(Array("PING a\u{0}b\r\nPING\r\n".utf8))
+            #expect((try? client.readRawReply()) == nil, "\(name): no reply, the line has not ended")
+            #expect(try bystander.command(["GET", "x"]) == .bulk("1"), "\(name): the shared connection still serves")
+            let rest = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024) + Array("\r\n".utf8)
+            try client.send(rest)
+            client.setTimeout(3)
+            var replies: [String] = []
+            while let reply = try? client.readRawReply() { replies.append(text(reply)) }
+            #expect(replies == ["-ERR Protocol error: too big inline request\r\n"], "\(name): \(replies)")
+        }
+        #expect(try bystander.command(["GET", "x"]) == .bulk("1"), "other clients are unaffected")
+    }
+
+    /// SUBSCRIBE queued in MULTI subscribes the connection at EXEC. The session that did it leaves;
+    /// its dedicated connection must not go back to the pool still subscribed, or the next
+    /// session's MULTI would be refused and that session would receive the channel's messages
+    /// (found by Scripts/soak.sh).
+    @Test func aTransactionThatSubscribedNeverLendsItsConnection() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master) { $0.pinnedPoolSize = 1 }
+        defer { ambassador.stop() }
+        for round in 0..<3 {
+            let subscriber = try ambassador.client()
+            for command in [["MULTI"], ["SUBSCRIBE", "leak:ch"], ["EXEC"]] { try subscriber.send(BlockingClient.encode(command)) }
+            #expect(text(try subscriber.readRawReply()) == "+OK\r\n")
+            #expect(text(try subscriber.readRawReply()) == "+QUEUED\r\n")
+            #expect(text(try subscriber.readRawReply()) == "*1\r\n*3\r\n$9\r\nsubscribe\r\n$7\r\nleak:ch\r\n:1\r\n")
+            subscriber.disconnect()
+            let next = try ambassador.client(timeout: 1)
+            for command in [["MULTI"], ["PING"], ["EXEC"]] { try next.send(BlockingClient.encode(command)) }
+            #expect(text(try next.readRawReply()) == "+OK\r\n", "round \(round)")
+            #expect(text(try next.readRawReply()) == "+QUEUED\r\n", "round \(round)")
+            #expect(text(try next.readRawReply()) == "*1\r\n+PONG\r\n", "round \(round)")
+            _ = try cluster.master.client().command(["PUBLISH", "leak:ch", "secret"])
+            #expect(try next.command(["PING"]) == .simple("PONG"), "no message reached another session")
+        }
+    }
+
+    /// A client blocked in BLPOP 0 with a RESET held behind it is not read (the RESET waits for
+    /// the BLPOP's reply), so no read sees it hang up. Redis frees such a client when it goes;
+    /// the ambassador finds it gone within a sweep interval (5 s), by a reset or a FIN, and closes
+    /// its dedicated connection, which unblocks nothing else (found by Scripts/soak.sh).
+    @Test func aBlockedClientThatHangsUpIsLetGo() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        func blockedOnMaster() throws -> Int {
+            (try admin.command(["CLIENT", "LIST"]).text ?? "").split(separator: "\n").filter { $0.contains("flags=b") }.count
+        }
+        let hangUps: [(BlockingClient) -> Void] = [{ $0.abort() }, { $0.disconnect() }]
+        for (index, hangUp) in hangUps.enumerated() {
+            let client = try ambassador.client()
+            try client.send(BlockingClient.encode(["BLPOP", "hang:q", "0"]) + BlockingClient.encode(["RESET"]))
+            #expect(try eventually(5) { try blockedOnMaster() == 1 }, "case \(index)")
+            #expect(ambassador.onLoop { $0.clientCount } == 1)
+            hangUp(client)
+            #expect(eventually(12) { ambassador.onLoop { $0.clientCount } == 0 }, "case \(index): the session is let go")
+            #expect(try eventually(5) { try blockedOnMaster() == 0 }, "case \(index): its dedicated connection is closed")
+        }
+        #expect(try ambassador.client().command(["RPUSH", "hang:q", "x"]) == .integer(1), "nobody popped it")
+    }
+
     /// A client that leaves mid-pipeline: its replies are read and dropped, and the shared
     /// connection stays in step for everybody else.
     @Test func clientLeavingMidPipelineLeavesSharedConnectionsInSync() throws {

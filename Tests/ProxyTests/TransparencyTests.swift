@@ -109,6 +109,12 @@ extension Integration {
             .send(["PING"]), .send(["UNSUBSCRIBE", "ps:ch"]), .send(["PUNSUBSCRIBE"]),
             .send(["GET", "ps:nope"]),
         ]),
+        ("subscribing inside a transaction", [
+            .send(["MULTI"]), .send(["SUBSCRIBE", "tx:ch"]), .send(["SET", "tx:k", "1"]), .send(["EXEC"]),
+            .send(["PING"]), .other(["PUBLISH", "tx:ch", "m"]), .read, .send(["MULTI"]), .send(["UNSUBSCRIBE"]),
+            .send(["PING"]), .send(["MULTI"]), .send(["PSUBSCRIBE", "tx:*"]), .send(["DISCARD"]), .send(["PING"]),
+            .send(["MULTI"]), .send(["PSUBSCRIBE", "tx:*"]), .send(["EXEC"]), .other(["PUBLISH", "tx:p", "n"]), .read,
+        ]),
         ("blocking pops with timeouts", [
             .send(["BLPOP", "b:empty", "0.1"]), .other(["RPUSH", "b:q", "a"]), .send(["BLPOP", "b:q", "1"]),
             .sendOnly(["BRPOP", "b:later", "5"]), .other(["LPUSH", "b:later", "x"]), .read,

@@ -7,7 +7,7 @@ import Glibc
 /// A plain blocking Redis client for tests: sends commands as multibulk, reads replies with the
 /// RESP decoder, and can send raw bytes to provoke protocol errors. It is the "app" in tests.
 public final class BlockingClient {
-    private let fd: Int32
+    private var fd: Int32
     private var buffer: [UInt8] = []
     /// Bytes of `buffer` already decoded (dropped in one go, not per reply).
     private var head = 0
@@ -35,11 +35,18 @@ public final class BlockingClient {
     private static func open(_ family: Int32, timeout: Double) throws -> Int32 {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket") }
+        setTimeout(fd, timeout)
+        return fd
+    }
+
+    private static func setTimeout(_ fd: Int32, _ timeout: Double) {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        return fd
     }
+
+    /// How long a read or a write may wait from now on (seconds).
+    public func setTimeout(_ timeout: Double) { Self.setTimeout(fd, timeout) }
 
     private static func connect<Address>(_ fd: Int32, to address: inout Address, _ name: String) throws {
         let rc = withUnsafePointer(to: &address) {
@@ -54,7 +61,19 @@ public final class BlockingClient {
         }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Hangs up (both directions: a FIN) now; the descriptor itself is closed with the client.
+    public func disconnect() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    /// Resets the connection (SO_LINGER 0, then close: an RST), as a crashed or killed app does.
+    public func abort() {
+        guard fd >= 0 else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        fd = -1
+    }
 
     /// Sends raw bytes as they are.
     public func send(_ bytes: [UInt8]) throws {
