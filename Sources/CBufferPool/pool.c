@@ -81,9 +81,14 @@ static void *ra_pool_realloc(void *pointer, size_t size) {
 }
 
 // Frees every block this thread keeps, and gives glibc's free memory back to the kernel: for a
-// loop that has gone quiet after a burst, so the Pod's memory comes back down.
+// loop that has gone quiet after a burst, so the Pod's memory comes back down. malloc_trim
+// returns free pages inside every arena but trims only the main arena's top: a worker thread's
+// arena keeps what was freed next to its top while that stays under M_TRIM_THRESHOLD (set high,
+// 8 MiB, for the busy path). So the threshold and the pad drop for a moment, and freeing one
+// 96 KiB block (not a tcache or fastbin size, under the mmap threshold) makes glibc trim this
+// thread's arena; then `trim_threshold` and `top_pad` are restored.
 #include <malloc.h>
-void ra_release_idle_memory(void) {
+void ra_release_idle_memory(int trim_threshold, int top_pad) {
     ra_pool_state *pool = ra_pool_state_here();
     for (int c = 0; c < RA_POOL_CLASSES; c++) {
         while (pool->free[c]) {
@@ -93,7 +98,17 @@ void ra_release_idle_memory(void) {
         }
     }
     pool->kept = 0;
+    if (trim_threshold > 0) {
+        mallopt(M_TOP_PAD, 0);
+        mallopt(M_TRIM_THRESHOLD, 64 * 1024);
+        void *block = malloc(96 * 1024);
+        free(block);
+    }
     malloc_trim(0);
+    if (trim_threshold > 0) {
+        mallopt(M_TRIM_THRESHOLD, trim_threshold);
+        mallopt(M_TOP_PAD, top_pad);
+    }
 }
 
 void ra_install_buffer_pool(void) {

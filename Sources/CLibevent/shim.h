@@ -60,6 +60,12 @@ static inline int ra_accept_nonblocking(int listen_fd) {
 
 // glibc's allocator tunables live in <malloc.h>, which Swift's Glibc module does not import.
 #include <malloc.h>
+// The process's heap: bytes in use (incl. mmapped blocks) and free inside the arenas.
+static inline void ra_heap_usage(size_t *in_use, size_t *free_bytes) {
+    struct mallinfo2 m = mallinfo2();
+    *in_use = m.uordblks + m.hblkhd;
+    *free_bytes = m.fordblks;
+}
 static inline void ra_keep_freed_memory(int trim_threshold, int top_pad) {
     mallopt(M_TRIM_THRESHOLD, trim_threshold);
     mallopt(M_TOP_PAD, top_pad);

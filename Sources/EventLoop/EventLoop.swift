@@ -43,7 +43,20 @@ public final class EventLoop {
 
     /// Frees the blocks this thread's buffer pool keeps and returns glibc's free memory to the
     /// kernel (`malloc_trim`). For a loop gone quiet after a burst; call it on the loop's thread.
-    public func releaseIdleMemory() { ra_release_idle_memory() }
+    public func releaseIdleMemory() {
+        let kept = Self.freedMemorySettings.withLock { $0 }
+        ra_release_idle_memory(kept.trimThreshold, kept.topPad)
+    }
+
+    /// The process's malloc heap: bytes in use, and bytes free inside its arenas (not given back).
+    public static func heapUsage() -> (inUse: Int, free: Int) {
+        var inUse = 0, free = 0
+        ra_heap_usage(&inUse, &free)
+        return (inUse, free)
+    }
+
+    /// What `keepFreedMemory` set (0: glibc's defaults), for `releaseIdleMemory` to restore.
+    private static let freedMemorySettings = Mutex<(trimThreshold: Int32, topPad: Int32)>((0, 0))
 
     public init() throws(SocketError) {
         Self.bufferPool
@@ -249,6 +262,7 @@ extension EventLoop {
     /// every iteration: measured at 50 clients without pipelining, ~1 brk per loop iteration and
     /// 0.4-0.5 page faults per request; with 8 MiB / 1 MiB both are 0. Call once at start-up.
     public static func keepFreedMemory(trimThreshold: Int32 = 8 << 20, topPad: Int32 = 1 << 20) {
+        freedMemorySettings.withLock { $0 = (trimThreshold, topPad) }
         ra_keep_freed_memory(trimThreshold, topPad)
     }
 

@@ -637,6 +637,11 @@ public final class Proxy {
                      "pinned_sessions:\(pinnedSessions)", "stalled_connections:\(stalledConnections)",
                      "read_policy:\(config.readPolicy.rawValue)",
                      "master:\(master.address),\(master.isUp ? "up" : "down")"]
+        let heap = EventLoop.heapUsage()
+        lines.append("heap_in_use_bytes:\(heap.inUse)")
+        lines.append("heap_free_bytes:\(heap.free)")
+        lines.append("pooled_slots:\(slots.count)")
+        lines.append("learned_commands:\(learnedCommands.count)")
         for (index, replica) in replicas.enumerated() {
             lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down"),\(replica.servesReads ? "eligible" : "ineligible")")
         }

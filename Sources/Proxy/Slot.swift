@@ -64,6 +64,7 @@ final class Slot {
 /// Free slots of one event loop.
 final class SlotPool {
     private var free: [Slot] = []
+    var count: Int { free.count }
 
     func take() -> Slot {
         free.popLast() ?? Slot()

@@ -4,6 +4,6 @@
 // Installs a per-thread pool of libevent's buffer blocks as libevent's allocator (see pool.c).
 // Must run before libevent allocates anything (the first event base).
 void ra_install_buffer_pool(void);
-void ra_release_idle_memory(void);
+void ra_release_idle_memory(int trim_threshold, int top_pad);
 
 #endif
