@@ -413,6 +413,41 @@ extension Integration {
         #expect(try ambassador.admin("/config", headers: ["Authorization: Bearer first-token"]).status == 401)
     }
 
+    /// Bad HTTP on the admin port: a hundred slowloris connections that never finish their
+    /// headers, and a request with 100 KiB of them. The app's commands go on (the admin endpoint
+    /// is on the supervisor's loop, the data path on the workers'), the probes still answer, the
+    /// oversized request is refused (16 KiB of headers at most) and the slow ones are dropped after
+    /// the endpoint's 10 s timeout rather than held for ever.
+    @Test func badHTTPBlocksNeitherTheDataPathNorTheProbes() throws {
+        let master = try RedisServer()
+        defer { master.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(master.port)\nadmin:\n  listen: 127.0.0.1:\(admin)\n"
+        }
+        defer { ambassador.stop() }
+        var slow: [BlockingClient] = []
+        for _ in 0..<100 {
+            let client = try BlockingClient(port: ambassador.adminPort, timeout: 15)
+            try client.send(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8))
+            slow.append(client)
+        }
+        let big = try BlockingClient(port: ambassador.adminPort, timeout: 5)
+        try? big.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(String(repeating: "a", count: 100_000))\r\n\r\n".utf8))
+        let app = try BlockingClient(port: ambassador.port)
+        for i in 0..<2000 {
+            #expect(try app.command(["SET", "http:\(i % 10)", "\(i)"]) == .simple("OK"))
+            #expect(try app.command(["GET", "http:\(i % 10)"]) == .bulk("\(i)"))
+            if i % 500 == 0 { for client in slow { try? client.send([UInt8(ascii: "a")]) } }
+        }
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            #expect(try ambassador.admin(path).status == 200, "\(path) answers beside the slow connections")
+        }
+        #expect(big.isClosedByPeer(), "the oversized request is refused")
+        let answer = String(decoding: big.unread, as: UTF8.self)
+        #expect(answer.isEmpty || answer.hasPrefix("HTTP/1.1 4"), "\(answer.prefix(60))")
+        #expect(slow[0].isClosedByPeer(), "a connection that never finishes its headers is dropped")
+    }
+
     @Test func adminEndpointServesMetricsAndProbes() throws {
         let (cluster, ambassador) = try Self.withOneReplica()
         defer {

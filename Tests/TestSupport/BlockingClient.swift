@@ -117,6 +117,10 @@ public final class BlockingClient {
         }
     }
 
+    /// What was received and not yet read as replies (after `isClosedByPeer`, everything the
+    /// server sent before closing).
+    public var unread: [UInt8] { Array(buffer[head...]) }
+
     /// True when the server closed the connection (reads EOF) within the timeout.
     public func isClosedByPeer() -> Bool {
         do {
