@@ -169,9 +169,10 @@ final class BackendConnection: ConnectionDelegate {
     // MARK: writing
 
     /// Writes a request the ambassador makes itself; its reply is dropped (errors are logged).
-    func inject(_ arguments: [String], label: StaticString) {
+    func inject(_ arguments: [String], label: StaticString, expectingError: Bool = false) {
         let slot = proxy.slots.take()
         slot.kind = .injected
+        slot.expectsError = expectingError
         slot.started = proxy.loop.nowMicroseconds
         slot.label = label
         write(Self.request(arguments), slot: slot)
@@ -358,7 +359,7 @@ final class BackendConnection: ConnectionDelegate {
             }
         case .injected:
             flushReplies()
-            if frame.isError {
+            if frame.isError && !slot.expectsError {
                 let text = String(decoding: Self.copy(connection, frame.length), as: UTF8.self)
                 proxy.logger.error("\(slot.label) on \(backend.role) \(backend.address) failed: \(text.trimmed)")
             }

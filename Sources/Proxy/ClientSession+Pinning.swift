@@ -30,9 +30,13 @@ extension ClientSession {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
         if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
-            // (In MULTI, Redis would also flag the transaction so that EXEC aborts; here the
-            // refused command is simply not queued.)
             input.drop(frame.length, from: connection)
+            if inMulti && !pin.isRelaying {
+                // Redis flags a transaction when it refuses one of its commands, so EXEC answers
+                // EXECABORT. A command Redis itself refuses at queue time (GET without a key)
+                // flags it there the same way; its error reply is dropped.
+                target.inject(["GET"], label: "transaction flag", expectingError: true)
+            }
             return answerError(refusal)
         }
         if command.kind == .local(.quit) && !pin.isRelaying {

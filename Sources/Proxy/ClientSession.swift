@@ -404,6 +404,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             }
             return "ERR unknown command '\(name)', with args beginning with: \(arguments)"
         default:
+            // A container's unknown subcommand is named before arity and authentication, as
+            // Redis's processCommand does.
+            let container = String(decoding: argumentBytes(0, of: frame), as: UTF8.self)
+            if frame.argumentCount >= 2, !(proxy.table.info(container.lowercased())?.subcommands.isEmpty ?? true) {
+                let subcommand = argumentBytes(1, of: frame)
+                let sub = String(decoding: subcommand, as: UTF8.self).lowercased()
+                if proxy.table.info("\(container.lowercased())|\(sub)") == nil {
+                    let given = String(decoding: subcommand.prefix(128), as: UTF8.self)
+                    return "ERR unknown subcommand '\(given)'. Try \(container.uppercased()) HELP."
+                }
+            }
             if let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
                !info.acceptsArgumentCount(frame.argumentCount) {
                 return "ERR wrong number of arguments for '\(info.name)' command"

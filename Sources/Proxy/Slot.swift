@@ -41,6 +41,8 @@ final class Slot {
     var probe: (([UInt8]) -> Void)?
     /// What an injected request was, for the log if it fails.
     var label: StaticString = ""
+    /// An injected request meant to fail (its error is not logged).
+    var expectsError = false
 
     func reset() {
         kind = .client
@@ -58,6 +60,7 @@ final class Slot {
         isAppWrite = false
         probe = nil
         label = ""
+        expectsError = false
     }
 }
 

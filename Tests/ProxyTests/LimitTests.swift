@@ -172,6 +172,7 @@ extension Integration {
         try #require(ambassador.answers(on: port), "\(ambassador.logText)")
         let steps: [[String]] = [
             ["GET", "k"], ["PING"], ["GET"], ["NoSuchCmd", "a", "b"], ["HELLO", "3"], ["CLIENT", "ID"],
+            ["CLIENT", "Foo"], ["client"], ["CONFIG", "Xyz", "a"], ["OBJECT", "bar", "k"], ["CLIENT", "setname"],
             ["AUTH", "wrong"], ["AUTH", "nobody", "x"], ["AUTH", "app", "wrong"], ["HELLO", "3", "AUTH", "app", "wrong"],
             ["AUTH", "s3cret"], ["GET", "k"], ["PING"],
             ["RESET"], ["GET", "k"],
@@ -225,7 +226,10 @@ extension Integration {
             #expect(text(expected).hasPrefix("-NOPERM"), "\(step): \(text(expected))")
             #expect(text(try viaAmbassador.readRawReplyAfter(step)) == text(expected), "\(step)")
         }
-        for step in [["SET", "k", "v"], ["GET", "k"], ["DEL", "k"], ["PING"]] {
+        // A refusal inside MULTI flags the transaction, so EXEC aborts it; without one EXEC runs.
+        for step in [["SET", "k", "v"], ["GET", "k"], ["DEL", "k"], ["PING"],
+                     ["MULTI"], ["SET", "t", "1"], ["FLUSHALL"], ["INCR", "t"], ["EXEC"], ["GET", "t"],
+                     ["MULTI"], ["SET", "t", "2"], ["EXEC"], ["GET", "t"], ["DEL", "t"]] {
             #expect(text(try viaAmbassador.readRawReplyAfter(step)) == text(try viaRedis.readRawReplyAfter(step)), "\(step)")
         }
         // INFO: allowed as an exception (its text differs between the two servers).
