@@ -116,23 +116,16 @@ public final class Proxy {
             closeOwnUnixSocket()
             return opened
         case .unix(let path):
-            if let shared {
-                let opened = try Listener(loop: loop, socket: shared, onAccept: accept)
-                closeOwnUnixSocket()
-                return opened
-            }
-            if let own = ownUnixSocket, own.path == path {
-                _ = own.setMode(config.listenMode)
-                return try Listener(loop: loop, socket: own, onAccept: accept)
-            }
-            let socket = try UnixSocketFile(path: path, mode: config.listenMode)
+            // The supervisor's socket, else one of this proxy's own (a reload only gets here
+            // with a new path, so an own socket is never reused).
+            let socket = if let shared { shared } else { try UnixSocketFile(path: path, mode: config.listenMode) }
             let opened: Listener
-            do { opened = try Listener(loop: loop, socket: socket, onAccept: accept) } catch {
-                socket.close()
+            do throws(SocketError) { opened = try Listener(loop: loop, socket: socket, onAccept: accept) } catch {
+                if shared == nil { socket.close() }
                 throw error
             }
             closeOwnUnixSocket()
-            ownUnixSocket = socket
+            if shared == nil { ownUnixSocket = socket }
             return opened
         }
     }
