@@ -446,6 +446,9 @@ extension Integration {
                         extra: "health_interval: 30s\ncommand_timeout: 300ms\nbalance: round-robin\n")
         }
         defer { ambassador.stop() }
+        // Freeze the replica only once it is eligible: frozen before its first probe answered,
+        // it would never take reads, and nothing would wait on it.
+        #expect(eventually(10) { cluster.replicas.allSatisfy { ambassador.logText.contains("replica 127.0.0.1:\($0.port) eligible for reads") } })
         frozen.signal(SIGSTOP)
         defer { frozen.signal(SIGCONT) }
         let client = try BlockingClient(port: ambassador.port, timeout: 5)
