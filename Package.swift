@@ -26,10 +26,16 @@ let package = Package(
             name: "CLibevent",
             providers: [.apt(["libevent-dev"])]
         ),
+        // OpenSSL 3 (Debian's libssl-dev) as a system library, for TLS to backends and on the
+        // listener: module map + the few macros and PEM loops Swift cannot call (Sources/COpenSSL/shim.h).
+        .systemLibrary(
+            name: "COpenSSL",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // libevent's allocator: a per-thread pool of buffer blocks, in C (Sources/CBufferPool/pool.c).
         .target(name: "CBufferPool", linkerSettings: [.linkedLibrary("event")]),
-        // The only module that imports CLibevent or touches Unmanaged / unsafe mutable pointers.
-        .target(name: "EventLoop", dependencies: ["CLibevent", "CBufferPool"], swiftSettings: dataPath),
+        // The only module that imports CLibevent or COpenSSL, or touches Unmanaged / unsafe mutable pointers.
+        .target(name: "EventLoop", dependencies: ["CLibevent", "CBufferPool", "COpenSSL"], swiftSettings: dataPath),
         // RESP framing and encoding: pure Swift, no I/O.
         .target(name: "RESP", swiftSettings: dataPath),
         // Command table (generated) and command classification: pure Swift.
@@ -65,7 +71,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "TestSupport"]),
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "EventLoop", "TestSupport"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP", "EventLoop"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "Proxy", "Config", "Control", "EventLoop", "RESP", "TestSupport",

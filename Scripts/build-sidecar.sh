@@ -15,11 +15,11 @@ cd "$(dirname "$0")/.."
 scratch=.build-sidecar
 libs="$PWD/$scratch/static-libs"
 mkdir -p "$libs"
-for lib in stdc++ event yaml; do echo "INPUT(lib$lib.a)" > "$libs/lib$lib.so"; done
+for lib in stdc++ event yaml ssl crypto; do echo "INPUT(lib$lib.a)" > "$libs/lib$lib.so"; done
 swift build -c release --product redis-ambassador --scratch-path "$scratch" --static-swift-stdlib \
   -Xlinker --no-pie -Xlinker --no-export-dynamic -Xlinker -L"$libs" >&2
 bin="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/redis-ambassador"
-if ldd "$bin" | grep -qE 'libevent|libyaml|libstdc\+\+'; then
+if ldd "$bin" | grep -qE 'libevent|libyaml|libstdc\+\+|libssl|libcrypto'; then
   echo "build-sidecar: $bin still links a library it should carry:" >&2
   ldd "$bin" >&2
   exit 1

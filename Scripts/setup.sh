@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What the ambassador and its tests need from Debian/Ubuntu, installed when missing: libevent-dev
-# and libyaml-dev (the build), redis-server, redis-tools and redis-sentinel (local runs and tests),
-# and Python's prometheus_client (the /metrics test). As root with apt-get it installs them;
+# What the ambassador and its tests need from Debian/Ubuntu, installed when missing: libevent-dev,
+# libyaml-dev and libssl-dev (the build), redis-server, redis-tools and redis-sentinel (local runs
+# and tests), openssl (the TLS tests' certificates) and Python's prometheus_client (the /metrics test). As root with apt-get it installs them;
 # otherwise it prints the one command to run and fails.
 #   Scripts/setup.sh [--run-only]   (--run-only: only what Scripts/run-local.sh needs)
 set -euo pipefail
@@ -9,10 +9,12 @@ set -euo pipefail
 packages=()
 [ -e /usr/include/event2/event.h ] || packages+=(libevent-dev)
 [ -e /usr/include/yaml.h ] || packages+=(libyaml-dev)
+[ -e /usr/include/openssl/ssl.h ] || packages+=(libssl-dev)
 command -v redis-server >/dev/null || packages+=(redis-server)
 command -v redis-cli >/dev/null || packages+=(redis-tools)
 if [ "${1:-}" != "--run-only" ]; then
   command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
+  command -v openssl >/dev/null || packages+=(openssl)
 fi
 
 if [ ${#packages[@]} -gt 0 ]; then

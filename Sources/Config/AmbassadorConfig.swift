@@ -65,8 +65,16 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var listen: ListenAddress
     /// The Unix socket's permissions (`listen_mode`, octal; only with `listen: unix:/path`).
     public var listenMode: UInt32 = 0o660
+    /// `listen_tls`: apps connect with TLS (and, with its `ca_file`, a client certificate). nil:
+    /// plaintext, the default (the listener is the Pod's loopback).
+    public var listenTLS: TLSSettings?
     public var master: Address
     public var replicas: [Address]
+    /// `backend_tls`: every connection to a Redis node (shared, pinned, health checks) speaks
+    /// TLS. nil: plaintext.
+    public var backendTLS: TLSSettings?
+    /// `sentinel_tls`: the connections to the sentinels speak TLS. nil: plaintext.
+    public var sentinelTLS: TLSSettings?
     public var readPolicy: ReadPolicy
     /// ACL user for backend AUTH (nil: the default user).
     public var username: String?
@@ -76,6 +84,12 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public var passwordSource: String?
     /// The `password_file` path (watched for changes, like the config file itself).
     public var passwordFile: String?
+    /// A short-lived token used as the password (`auth_token_file`, rewritten by an external
+    /// refresher: a workload-identity agent, a CSI driver); watched like `password_file`.
+    public var authToken: String?
+    public var authTokenFile: String?
+    /// The password every backend connection AUTHs with: the token when there is one.
+    public var backendPassword: String? { authToken ?? password }
     /// discovery: sentinel — the sentinels' own credentials (their `requirepass`), from
     /// `sentinel_password_file` or `REDIS_AMBASSADOR_SENTINEL_PASSWORD`; nil: no AUTH.
     public var sentinelUsername: String?

@@ -149,6 +149,7 @@ public struct ConfigKey: Sendable {
                   }
                   return mode
               }, show: { .string("0" + String($0, radix: 8)) }),
+        tls("listen_tls", \.listenTLS, server: true, expects: "a mapping: {cert_file, key_file, ca_file (mTLS), min_version}"),
         topology("master", expects: "host:port", differs: { $0.master != $1.master },
                  show: { [("master", .string($0.master.description))] }),
         topology("replicas", expects: "a list of host:port (or {address: host:port, weight: 2})",
@@ -177,6 +178,8 @@ public struct ConfigKey: Sendable {
               show: { $0.map { .string($0) } }),
         credential("sentinel_password_file", variable: "REDIS_AMBASSADOR_SENTINEL_PASSWORD", shownAs: "sentinel_password",
                    onlySentinel: true, \.sentinelPassword, source: \.sentinelPasswordSource, file: \.sentinelPasswordFile),
+        tls("sentinel_tls", \.sentinelTLS, server: false,
+            expects: "true, false or a mapping: {ca_file, cert_file, key_file, server_name, verify, min_version}"),
         duration("failover_hold", \.failoverHold, expects: "a duration (2s)"),
         duration("health_interval", \.healthInterval, expects: "a duration (500ms; at least 10ms)",
                  atLeast: Duration(seconds: 0.01)),
@@ -206,6 +209,25 @@ public struct ConfigKey: Sendable {
               show: { $0.map { .string($0) } }),
         credential("password_file", variable: "REDIS_AMBASSADOR_PASSWORD", shownAs: "password", onlySentinel: false,
                    \.password, source: \.passwordSource, file: \.passwordFile),
+        ConfigKey(
+            name: "auth_token_file", expects: "a file path (a token rewritten by a refresher; not with password_file)",
+            restartOnly: false, secret: true,
+            read: { (config: inout AmbassadorConfig, node: YAMLNode?, reading: ConfigLoader.Reading) throws(ConfigError) in
+                guard let node, !node.isNull else { return }
+                if config.passwordFile != nil || config.password != nil {
+                    throw ConfigError(key: "auth_token_file", line: node.line,
+                                      "give password_file (or REDIS_AMBASSADOR_PASSWORD) or auth_token_file, not both")
+                }
+                let (token, path) = try ConfigLoader.secret("auth_token_file", node, baseDirectory: reading.baseDirectory)
+                guard !token.isEmpty else { throw ConfigError(key: "auth_token_file", line: node.line, "\(path) is empty") }
+                (config.authToken, config.authTokenFile) = (token, path)
+            },
+            differs: { $0.authToken != $1.authToken || $0.authTokenFile != $1.authTokenFile },
+            keep: { $0.authToken = $1.authToken; $0.authTokenFile = $1.authTokenFile },
+            show: { config in config.authTokenFile.map { [("auth_token", .string("<redacted> (auth_token_file \($0))"))] } ?? [] },
+            files: { config in config.authTokenFile.map { [$0] } ?? [] }),
+        tls("backend_tls", \.backendTLS, server: false,
+            expects: "true, false or a mapping: {ca_file, cert_file, key_file, server_name, verify, min_version}"),
         integer("backend_connections", \.backendConnections, in: 1...64, restartOnly: true),
         integer("pinned_pool_size", \.pinnedPoolSize, in: 0...1024),
         mapping(

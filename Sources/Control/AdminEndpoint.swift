@@ -24,7 +24,8 @@ struct AdminEndpoint {
         case (.get, "/readyz"), (.head, "/readyz"):
             if supervisor.isStopping { return HTTPResponse(status: 503, text: "shutting down\n") }
             guard let master = supervisor.confirmedMaster else {
-                return HTTPResponse(status: 503, text: "no node confirmed as master\n")
+                let reasons = supervisor.downReasons
+                return HTTPResponse(status: 503, text: "no node confirmed as master\n" + reasons.map { "\($0)\n" }.joined())
             }
             let up = supervisor.metrics.isUp(master.description, role: "master")
             return up ? HTTPResponse(status: 200, text: "ok: master \(master) reachable\n")

@@ -14,16 +14,33 @@ final class CheckClient: ConnectionDelegate {
     private var waiting: [(Reply) -> Void] = []
     private var connected = false
     private let timeout: Double
-    private let handshake: [[String]]
+    private var handshake: [[String]]
+    /// TLS for the next connection (nil: plaintext).
+    private var tls: TLSContext?
 
-    init(endpoint: Endpoint, loop: EventLoop, timeout: Double, username: String?, password: String?) {
+    init(endpoint: Endpoint, loop: EventLoop, timeout: Double, username: String?, password: String?, tls: TLSContext?) {
         self.endpoint = endpoint
         self.loop = loop
         self.timeout = timeout
-        if let password {
-            handshake = [username.map { ["AUTH", $0, password] } ?? ["AUTH", password]]
-        } else {
-            handshake = []
+        self.tls = tls
+        handshake = Self.handshake(username: username, password: password)
+    }
+
+    private static func handshake(username: String?, password: String?) -> [[String]] {
+        guard let password else { return [] }
+        return [username.map { ["AUTH", $0, password] } ?? ["AUTH", password]]
+    }
+
+    /// New credentials (a rotated password): an open connection authenticates again now, in
+    /// order with its checks; the next connection uses them from the start. A new TLS context
+    /// (rotated certificates) is used by the next connection.
+    func update(username: String?, password: String?, tls: TLSContext?) {
+        self.tls = tls
+        let next = Self.handshake(username: username, password: password)
+        guard next != handshake else { return }
+        handshake = next
+        if connection != nil {
+            for command in next { write(command) { _ in } }
         }
     }
 
@@ -43,7 +60,7 @@ final class CheckClient: ConnectionDelegate {
         if connection == nil {
             connected = false
             do {
-                connection = try Connection.connect(to: endpoint, on: loop, timeout: timeout, delegate: self)
+                connection = try Connection.connect(to: endpoint, on: loop, timeout: timeout, tls: tls, delegate: self)
             } catch {
                 reply(.failure(error))
                 return

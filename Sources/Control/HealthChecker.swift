@@ -92,9 +92,13 @@ final class HealthChecker {
     /// A reloaded config: the node list, interval and thresholds change at once.
     func reconfigure(_ new: AmbassadorConfig) {
         let sentinelLoginChanged = new.sentinelUsername != config.sentinelUsername || new.sentinelPassword != config.sentinelPassword
+            || new.sentinelTLS != config.sentinelTLS
         config = new
         logger.logLevel = Logger.Level(rawValue: new.logLevel) ?? .info
-        if sentinelLoginChanged { sentinels.reset("sentinel credentials changed") }
+        if sentinelLoginChanged { sentinels.reset("sentinel credentials or TLS changed") }
+        for node in nodes.values {
+            node.client.update(username: new.username, password: new.backendPassword, tls: new.backendTLS?.context)
+        }
         if case .sentinel(let addresses, _) = new.discovery {
             sentinels.keep(only: addresses)
         } else {
@@ -137,7 +141,8 @@ final class HealthChecker {
                     timeout: subscription ? config.connectTimeout.seconds
                         : min(config.connectTimeout.seconds, config.healthInterval.seconds * 2),
                     username: sentinel ? config.sentinelUsername : config.username,
-                    password: sentinel ? config.sentinelPassword : config.password)
+                    password: sentinel ? config.sentinelPassword : config.backendPassword,
+                    tls: sentinel ? config.sentinelTLS?.context : config.backendTLS?.context)
     }
 
     // MARK: sentinels
@@ -271,6 +276,11 @@ final class HealthChecker {
             return recompute()
         }
         node.failures += 1
+        if !node.report.up && node.report.lastError != why {
+            // A node that never came up (a certificate refused, a wrong password) says why once,
+            // and again when the reason changes.
+            logger.warning("health: \(node.address) is unreachable: \(why)")
+        }
         node.report.lastError = why
         if node.report.up && (refused || node.failures >= config.healthFailures) {
             node.report.up = false
@@ -313,6 +323,13 @@ final class HealthChecker {
         }
         published = next
         publish(next)
+    }
+
+    /// Why each node that is down failed its last check (for /readyz).
+    var downReasons: [String] {
+        nodes.values.filter { !$0.report.up && !$0.report.lastError.isEmpty }
+            .sorted { $0.address.description < $1.address.description }
+            .map { "\($0.address): \($0.report.lastError)" }
     }
 
     /// For /config.

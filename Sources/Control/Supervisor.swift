@@ -204,6 +204,9 @@ public final class Supervisor {
     /// is watched too: a rotated Secret is a reload.
     private func checkFile() {
         guard let configPath, !stopping else { return }
+        if let token = config.authTokenFile, let written = System.modificationTime(atPath: token) {
+            metrics.authTokenAge.set(Double(max(System.wallClock() - written, 0)))
+        }
         let now = Self.watchedBytes(configPath, config)
         if now != watchedContent { reload(trigger: "file change") }
     }
@@ -280,6 +283,8 @@ public final class Supervisor {
 
     /// The master the health checks confirmed (nil: none yet, or a failover).
     var confirmedMaster: Address? { checker?.topology?.master }
+    /// Why the nodes that are down failed their last check.
+    var downReasons: [String] { checker?.downReasons ?? [] }
 
     func configView() -> ConfigView {
         ConfigView(generation: generation, config: config.redacted, configFile: configPath,

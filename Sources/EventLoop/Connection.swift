@@ -1,4 +1,5 @@
 internal import CLibevent
+internal import COpenSSL
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -26,18 +27,25 @@ extension ConnectionDelegate {
     public func connectionPeerFinishedSending(_ connection: Connection) {}
 }
 
-/// A TCP stream on raw libevent events and two evbuffers (LIBEVENT-NOTES.md: no bufferevents).
+/// A TCP stream on raw libevent events and two evbuffers (LIBEVENT-NOTES.md: no bufferevents),
+/// in plaintext or TLS.
 ///
 /// - Reads go straight into the input evbuffer with `evbuffer_reserve_space` → `readv` →
 ///   `evbuffer_commit_space`, with no 4 KiB cap.
 /// - Writes append to the output evbuffer and are flushed once per loop iteration with
 ///   `evbuffer_write_atmost`; EV_WRITE is armed only after the kernel said EAGAIN.
 /// - `moveInput(_:to:)` hands bytes to another connection's output without copying whole chunks.
+/// - TLS (a `TLSContext` given to `connect` or `start`): OpenSSL reads the socket itself (with
+///   read-ahead: every record the kernel holds in one `read`) and decrypts straight into the
+///   input evbuffer's reserved space; the output is encrypted from the evbuffer, up to one
+///   16 KiB record per `SSL_write` (the pending output is pulled up into one block first), each
+///   record one `write`, once per loop iteration as in plaintext. The owner sees plaintext only,
+///   and hears `connectionDidConnect` once the handshake is done.
 ///
 /// Lifetime: while open, the connection holds one retain on itself (taken in `start`/`connect`,
 /// released in `teardown`), because libevent's callbacks need it alive and nothing else may.
 public final class Connection {
-    private enum State { case idle, connecting, open, closing, closed }
+    private enum State { case idle, connecting, handshaking, open, closing, closed }
 
     public let loop: EventLoop
     /// Held strongly while the connection is open; released when it closes (which breaks the
@@ -83,6 +91,14 @@ public final class Connection {
     private var writeArmed = false
     private var dirty = false
     private var selfRetain: Unmanaged<Connection>?
+    /// The TLS session, when the connection speaks TLS.
+    private var tls: TLSSession?
+    /// A TLS handshake that has not finished by then (loop µs) fails.
+    private var handshakeDeadline = 0
+    /// `close()` came while the TLS handshake ran: close (after flushing) once it is done.
+    private var closeAfterHandshake = false
+    /// How long an app has to finish its TLS handshake with the listener.
+    public static let serverHandshakeTimeout = 10.0
 
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop
@@ -100,10 +116,20 @@ public final class Connection {
 
     /// Opens an outbound connection. The delegate hears `connectionDidConnect` or
     /// `connectionDidClose(error:)` (refused, unreachable, or no answer within `timeout` seconds).
-    public static func connect(to endpoint: Endpoint, on loop: EventLoop, timeout: Double,
+    /// With `tls` the handshake follows the TCP connect, within the same `timeout`, and the
+    /// server's certificate is checked for `endpoint.host` (unless the context names another).
+    public static func connect(to endpoint: Endpoint, on loop: EventLoop, timeout: Double, tls: TLSContext? = nil,
                                delegate: ConnectionDelegate) throws(SocketError) -> Connection {
         let fd = try Socket.startConnect(endpoint)
         let connection = Connection(loop: loop, fd: fd)
+        if let tls {
+            guard let session = tls.makeSession(fd: fd, host: endpoint.host) else {
+                _ = Glibc.close(fd)
+                throw SocketError(.tls, detail: "cannot start TLS: \(TLSContext.lastError())")
+            }
+            connection.tls = session
+            connection.handshakeDeadline = loop.nowMicroseconds + Int(timeout * 1_000_000)
+        }
         connection.delegate = delegate
         connection.outbound = true
         connection.state = .connecting
@@ -114,10 +140,22 @@ public final class Connection {
         return connection
     }
 
-    /// Starts reading an accepted connection (see `Listener`).
-    public func start(delegate: ConnectionDelegate) {
+    /// Starts reading an accepted connection (see `Listener`). With `tls` (a server context) the
+    /// app's handshake comes first: output written meanwhile waits for it, and a handshake that
+    /// fails, or takes longer than `serverHandshakeTimeout`, closes the connection.
+    public func start(delegate: ConnectionDelegate, tls: TLSContext? = nil) {
         precondition(state == .idle, "start() on a connection that is already running")
         self.delegate = delegate
+        if let tls {
+            createEvents()
+            guard let session = tls.makeSession(fd: fd, host: nil) else {
+                return teardown(error: SocketError(.tls, detail: "cannot start TLS: \(TLSContext.lastError())"))
+            }
+            self.tls = session
+            handshakeDeadline = loop.nowMicroseconds + Int(Self.serverHandshakeTimeout * 1_000_000)
+            state = .handshaking
+            return continueHandshake()
+        }
         state = .open
         createEvents()
         updateReading()
@@ -126,9 +164,9 @@ public final class Connection {
     private func createEvents() {
         selfRetain = Unmanaged.passRetained(self)
         let context = selfRetain!.toOpaque()
-        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, ctx in
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, what, ctx in
             let connection = Unmanaged<Connection>.fromOpaque(ctx!).takeUnretainedValue()
-            connection.loop.callback { connection.handleReadable() }
+            connection.loop.callback { connection.handleReadable(timedOut: Int32(what) & EV_TIMEOUT != 0) }
         }, context)
     }
 
@@ -147,7 +185,11 @@ public final class Connection {
     // MARK: state
 
     /// True until the connection is closed (or starts closing after `close()`).
-    public var isOpen: Bool { state == .open || state == .connecting }
+    public var isOpen: Bool { state == .open || state == .connecting || state == .handshaking }
+    /// Speaks TLS.
+    public var isTLS: Bool { tls != nil }
+    /// The negotiated TLS version and cipher, once the handshake is done ("" in plaintext).
+    public var tlsSummary: String { state == .open ? tls?.summary ?? "" : "" }
     /// Bytes waiting in the input buffer.
     public var inputCount: Int { inputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// Bytes waiting to be written.
@@ -181,6 +223,8 @@ public final class Connection {
         if want != readEnabled {
             readEnabled = want
             if want { event_add(readEvent, nil) } else { event_del(readEvent) }
+            // Records OpenSSL read ahead while reading was paused: the socket will not say so.
+            if want, let tls, tls.hasBuffered { event_active(readEvent, EV_READ, 0) }
         }
     }
 
@@ -208,8 +252,10 @@ public final class Connection {
         teardown(error: code == 0 ? nil : SocketError(.read, code: code, detail: "read: \(Socket.errnoText(code))"))
     }
 
-    private func handleReadable() {
+    private func handleReadable(timedOut: Bool) {
+        if state == .handshaking { return timedOut ? handshakeTimedOut() : continueHandshake() }
         guard state == .open else { return }
+        if tls != nil { return handleReadableTLS() }
         var readSomething = false
         var ending: SocketError?? = nil  // .some(nil): EOF; .some(error): a read error
         var rounds = 0
@@ -371,18 +417,23 @@ public final class Connection {
     func flushNow() {
         dirty = false
         guard state == .open || state == .closing else { return }
-        while outputCount > 0 {
-            let written = evbuffer_write_atmost(output, fd, -1)
-            if written < 0 {
-                let e = errno
-                if e == EAGAIN || e == EWOULDBLOCK { break }
-                if e == EINTR { continue }
-                return fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
+        if let tls {
+            guard writeTLS(tls) else { return }
+        } else {
+            while outputCount > 0 {
+                let written = evbuffer_write_atmost(output, fd, -1)
+                if written < 0 {
+                    let e = errno
+                    if e == EAGAIN || e == EWOULDBLOCK { break }
+                    if e == EINTR { continue }
+                    return fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
+                }
+                if written == 0 { break }
+                if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
             }
-            if written == 0 { break }
-            if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
         }
-        let pending = outputCount > 0
+        // A TLS write that waits for a read is retried by the read, not by EV_WRITE.
+        let pending = outputCount > 0 && tls?.writeWantsRead != true
         let drainedAfterWaiting = writeArmed && !pending
         if pending != writeArmed {
             writeArmed = pending
@@ -396,6 +447,7 @@ public final class Connection {
         if state == .connecting {
             return finishConnect(timedOut: timedOut)
         }
+        if state == .handshaking { return timedOut ? handshakeTimedOut() : continueHandshake() }
         flushNow()
     }
 
@@ -409,10 +461,146 @@ public final class Connection {
         }
         event_del(writeEvent)
         writeArmed = false
+        if tls != nil {
+            state = .handshaking
+            return continueHandshake()
+        }
         state = .open
         updateReading()
         delegate?.connectionDidConnect(self)
         if outputCount > 0 { flushNow() }
+    }
+
+    // MARK: TLS
+
+    /// Drives the handshake one step: waits for whichever direction OpenSSL needs (until the
+    /// deadline), and once it is done the connection opens as a plaintext one would.
+    private func continueHandshake() {
+        guard state == .handshaking, let tls else { return }
+        switch tls.handshake() {
+        case .done:
+            event_del(readEvent)
+            readEnabled = false
+            if writeArmed {
+                event_del(writeEvent)
+                writeArmed = false
+            }
+            state = .open
+            updateReading()
+            if outbound { delegate?.connectionDidConnect(self) }
+            guard state == .open else { return }
+            if closeAfterHandshake { return close() }
+            if outputCount > 0 { flushNow() }
+            if tls.hasBuffered, readEnabled { event_active(readEvent, EV_READ, 0) }
+        case .wantRead:
+            if writeArmed {
+                event_del(writeEvent)
+                writeArmed = false
+            }
+            var tv = timeval(seconds: handshakeSecondsLeft)
+            event_add(readEvent, &tv)
+        case .wantWrite:
+            var tv = timeval(seconds: handshakeSecondsLeft)
+            event_add(ensureWriteEvent(), &tv)
+            writeArmed = true
+        case .closed:
+            fail(SocketError(.tls, detail: "TLS handshake: \(outbound ? "the server" : "the client") closed the connection"))
+        case .failed(let reason):
+            fail(SocketError(.tls, detail: "TLS handshake failed: \(reason)"))
+        }
+    }
+
+    private var handshakeSecondsLeft: Double {
+        max(Double(handshakeDeadline - loop.nowMicroseconds) / 1_000_000, 0.001)
+    }
+
+    private func handshakeTimedOut() {
+        fail(SocketError(.timeout, detail: "TLS handshake timed out"))
+    }
+
+    /// Decrypts what the socket holds into the input, a record at a time (a record is at most
+    /// 16 KiB; OpenSSL keeps the rest of a larger read for the next call).
+    private func handleReadableTLS() {
+        guard let tls else { return }
+        var readSomething = false
+        var ending: SocketError?? = nil
+        var records = 0
+        while records < 16 {
+            records += 1
+            let room = min(Self.largeReadChunkSize, readHighWaterMark == .max ? Self.largeReadChunkSize : max(readHighWaterMark - inputCount, 1))
+            // One extent: SSL_read fills one buffer.
+            guard evbuffer_reserve_space(input, room, loop.iovecs, 1) > 0 else {
+                ending = .some(SocketError(.read, detail: "out of memory reserving input"))
+                break
+            }
+            let step = tls.read(into: loop.iovecs[0].iov_base, count: min(room, loop.iovecs[0].iov_len))
+            if case .done(let got) = step {
+                loop.iovecs[0].iov_len = got
+                evbuffer_commit_space(input, loop.iovecs, 1)
+                if outbound { loop.backendBytesIn &+= got } else { loop.clientBytesIn &+= got }
+                readSomething = true
+                if inputCount >= readHighWaterMark { break }
+                continue
+            }
+            evbuffer_commit_space(input, loop.iovecs, 0)
+            switch step {
+            case .done, .wantRead: break
+            case .wantWrite:
+                // Renegotiation: OpenSSL must write before it reads on.
+                if !writeArmed {
+                    event_add(ensureWriteEvent(), nil)
+                    writeArmed = true
+                }
+            case .closed: ending = .some(nil)
+            case .failed(let reason): ending = .some(SocketError(.read, detail: "TLS read: \(reason)"))
+            }
+            break
+        }
+        if readSomething { delegate?.connectionDidRead(self) }
+        if let ending {
+            return state == .open ? teardown(error: ending) : ()
+        }
+        guard state == .open || state == .closing else { return }
+        if tls.writeWantsRead {
+            tls.writeWantsRead = false
+            flushNow()
+        }
+        updateReading()
+        // Stopped with records decrypted but not yet taken: come back next iteration.
+        if state == .open, readEnabled, tls.hasBuffered { event_active(readEvent, EV_READ, 0) }
+    }
+
+    /// Encrypts the output, one record (at most 16 KiB of it, pulled up into one block) per
+    /// `SSL_write`. False when the connection failed.
+    private func writeTLS(_ tls: TLSSession) -> Bool {
+        while outputCount > 0, !tls.writeWantsRead {
+            // OpenSSL's rule: a write that must be retried is retried with the same bytes.
+            let count = tls.pendingWrite > 0 ? tls.pendingWrite : min(outputCount, 16 * 1024)
+            guard let bytes = evbuffer_pullup(output, count) else {
+                fail(SocketError(.write, detail: "out of memory gathering output"))
+                return false
+            }
+            switch tls.write(bytes, count: count) {
+            case .done(let written):
+                tls.pendingWrite = 0
+                evbuffer_drain(output, written)
+                if outbound { loop.backendBytesOut &+= written } else { loop.clientBytesOut &+= written }
+            case .wantWrite:
+                tls.pendingWrite = count
+                return true
+            case .wantRead:
+                tls.pendingWrite = count
+                tls.writeWantsRead = true
+                return true
+            case .closed:
+                fail(SocketError(.write, code: EPIPE, detail: "TLS write: the peer closed the connection"))
+                return false
+            case .failed(let reason):
+                fail(SocketError(.write, detail: "TLS write: \(reason)"))
+                return false
+            }
+        }
+        return true
     }
 
     // MARK: closing
@@ -426,6 +614,8 @@ public final class Connection {
             _ = Glibc.close(fd)
         case .connecting:
             teardown(error: nil)
+        case .handshaking:
+            if flush && outputCount > 0 { closeAfterHandshake = true } else { teardown(error: nil) }
         case .open:
             if flush && outputCount > 0 {
                 state = .closing
@@ -448,12 +638,15 @@ public final class Connection {
     /// delegate, and releases the retain taken in `createEvents`.
     private func teardown(error: SocketError?) {
         guard state != .closed else { return }
+        // An orderly end says so (close_notify), as Redis does; a failed connection just closes.
+        if let tls, error == nil, state == .open || state == .closing { tls.shutdown() }
         state = .closed
         if let readEvent { event_free(readEvent) }
         if let writeEvent { event_free(writeEvent) }
         readEvent = nil
         writeEvent = nil
         _ = Glibc.close(fd)
+        tls = nil
         let delegate = self.delegate
         self.delegate = nil
         delegate?.connectionDidClose(self, error: error)

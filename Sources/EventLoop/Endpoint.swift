@@ -17,7 +17,7 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 /// Why a socket operation failed: the C `errno` plus what we were doing.
 public struct SocketError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Kind: Sendable, Equatable {
-        case resolve, socket, bind, listen, connect, timeout, read, write, closedByPeer
+        case resolve, socket, bind, listen, connect, timeout, read, write, closedByPeer, tls
     }
     public var kind: Kind
     /// The C errno, 0 where none applies (a timeout, a closed peer, a failed name lookup).

@@ -24,6 +24,14 @@ public enum System {
         }
     }
 
+    /// When the file at `path` (following symlinks) was last modified, seconds since the epoch;
+    /// nil when it cannot be read.
+    public static func modificationTime(atPath path: String) -> Int? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int(info.st_mtim.tv_sec)
+    }
+
     /// The process environment.
     public static var environment: [String: String] {
         var variables: [String: String] = [:]

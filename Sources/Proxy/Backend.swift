@@ -270,6 +270,7 @@ final class Backend {
     func releasePinned(_ connection: BackendConnection) {
         connection.owner = nil
         connection.relay = false
+        connection.reauthenticate()
         if connection.isUsable && connection.reusable && idlePinned.count < proxy.config.pinnedPoolSize && !removed {
             idlePinned.append(connection)
         } else {
@@ -296,6 +297,17 @@ final class Backend {
         } else if wasUp {
             upConnections -= 1
         }
+    }
+
+    /// The ambassador's credentials changed: every connection open here AUTHs again (see
+    /// `BackendConnection.credentialsChanged`; pinned ones are reached through their sessions).
+    /// Returns how many will.
+    func credentialsChanged() -> Int {
+        var count = 0
+        for set in allSets { for connection in set where connection.credentialsChanged() { count += 1 } }
+        for connection in idlePinned where connection.credentialsChanged() { count += 1 }
+        if let control, control.credentialsChanged() { count += 1 }
+        return count
     }
 
     /// Left the config: takes no new requests, reconnects nothing, and closes each connection once

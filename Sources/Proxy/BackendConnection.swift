@@ -1,3 +1,4 @@
+import Config
 import DequeModule
 import EventLoop
 import Logging
@@ -118,8 +119,8 @@ final class BackendConnection: ConnectionDelegate {
         guard state == .down, !backend.removed else { return }
         let config = proxy.config
         do {
-            connection = try Connection.connect(to: backend.endpoint, on: proxy.loop,
-                                                timeout: config.connectTimeout.seconds, delegate: self)
+            connection = try Connection.connect(to: backend.endpoint, on: proxy.loop, timeout: config.connectTimeout.seconds,
+                                                tls: config.backendTLS?.context, delegate: self)
         } catch {
             proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(error)")
             scheduleReconnect()
@@ -132,16 +133,57 @@ final class BackendConnection: ConnectionDelegate {
         generation &+= 1
         db = 0
         scanner = ReplyScanner()
+        authStale = false
         if let login = proxy.login(at: loginIndex) {
             inject(login.authArguments, label: "AUTH")
-        } else if let password = config.password {
-            var auth = ["AUTH"]
-            if let user = config.username { auth.append(user) }
-            auth.append(password)
+        } else if let auth = Self.ownAuth(config) {
             inject(auth, label: "AUTH")
         }
         if protocolVersion == 3 { inject(["HELLO", "3"], label: "HELLO 3") }
         if homeDB != 0 { select(homeDB) }
+    }
+
+    /// AUTH with the ambassador's own credentials (`username` + `password_file` or
+    /// `auth_token_file`); nil without them.
+    static func ownAuth(_ config: AmbassadorConfig) -> [String]? {
+        guard let password = config.backendPassword else { return nil }
+        return ["AUTH"] + (config.username.map { [$0] } ?? []) + [password]
+    }
+
+    // MARK: credential rotation
+
+    /// The ambassador's credentials changed while this connection was open: it must AUTH again,
+    /// at a moment no request of a session's depends on the old login (see `reauthenticate`).
+    private(set) var authStale = false
+
+    /// The credentials changed (a rotated `password_file` or `auth_token_file`, a new
+    /// `username`). A connection that authenticates as the ambassador AUTHs again without being
+    /// closed: a shared or idle one at once (its requests are stateless, and the AUTH takes its
+    /// turn in the pipeline, so every request after it runs under the new login); one pinned to
+    /// a session once nothing of the session is in flight and it is not inside MULTI or
+    /// relaying (an AUTH queued in MULTI would run at EXEC; a RESP2 subscriber may not AUTH).
+    /// Connections of an app's own login, or whose session changed identity, are left alone.
+    /// Returns whether it will re-authenticate.
+    @discardableResult
+    func credentialsChanged() -> Bool {
+        guard connection != nil, loginIndex == 0, reusable, state != .down else { return false }
+        authStale = true
+        if let owner {
+            owner.pinnedConnectionMayReauthenticate(self)
+        } else {
+            reauthenticate()
+        }
+        return true
+    }
+
+    /// Sends the AUTH now, if it is due. The caller knows nothing of a session's depends on
+    /// the old login.
+    func reauthenticate() {
+        guard authStale, connection != nil else { return }
+        authStale = false
+        guard let auth = Self.ownAuth(proxy.config) else { return }
+        inject(auth, label: "AUTH")
+        proxy.stats.reauthentications &+= 1
     }
 
     func connectionDidConnect(_ connection: Connection) {
@@ -149,7 +191,7 @@ final class BackendConnection: ConnectionDelegate {
         counted = true
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
                                               open: 1, up: isRegularShared ? 1 : 0)
-        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : "")")
+        proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : "")\(connection.isTLS ? " over \(connection.tlsSummary)" : "")")
         backend.connectionUp(self)
     }
 
@@ -372,7 +414,10 @@ final class BackendConnection: ConnectionDelegate {
             slot.probe?(bytes)
             proxy.slots.give(slot)
         }
-        if dedicated, let owner, inflight.isEmpty { owner.pinnedConnectionIdle(self) }
+        if dedicated, let owner, inflight.isEmpty {
+            if authStale { owner.pinnedConnectionMayReauthenticate(self) }
+            owner.pinnedConnectionIdle(self)
+        }
         if backend.removed, !dedicated, inflight.isEmpty {
             flushReplies()
             close()

@@ -213,6 +213,13 @@ extension ClientSession {
         }
     }
 
+    /// The credentials changed: the pinned connection AUTHs again once nothing of this session
+    /// is in flight, outside MULTI and relaying (called again when it goes idle).
+    func pinnedConnectionMayReauthenticate(_ connection: BackendConnection) {
+        guard pinned === connection, connection.inflight.isEmpty, !inMulti, !pin.isRelaying else { return }
+        connection.reauthenticate()
+    }
+
     /// The pinned connection has no request in flight: give it back if the state is over.
     func pinnedConnectionIdle(_ connection: BackendConnection) {
         guard pinned === connection, !inMulti, !watching, !pin.isRelaying, !hold.isHolding else { return }

@@ -198,7 +198,7 @@ extension ClientSession {
             }
             return nil
         }
-        guard let expected = config.password else {
+        guard let expected = config.backendPassword else {
             // A server with no password: the default user takes anything, others do not exist.
             if userName == nil {
                 return "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"

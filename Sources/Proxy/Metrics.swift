@@ -59,6 +59,8 @@ public enum MetricTable {
     static var backendConnections: MetricNameDescriptor { metric("backend_connections", "", "Open connections to each backend (shared and pinned, all workers).") }
     static var pinnedSessions: MetricNameDescriptor { metric("pinned_sessions", "", "App sessions holding a dedicated master connection (MULTI, blocking, pub/sub).") }
     static var reloads: MetricNameDescriptor { metric("config_reloads", "total", "Config reloads by result (applied, unchanged, invalid).") }
+    static var reauthentications: MetricNameDescriptor { metric("backend_reauthentications", "total", "AUTHs sent on open backend connections after the credentials changed (password_file, auth_token_file, username).") }
+    static var authTokenAge: MetricNameDescriptor { metric("auth_token_age", "seconds", "Seconds since auth_token_file was last written (its refresher's last run).") }
     static var generation: MetricNameDescriptor { metric("config_generation", "", "Generation of the config in use (1 at start, +1 per applied reload).") }
     /// Latency bucket bounds, microseconds: from 50 µs (a pipelined hit) to 5 s (a slow Lua script).
     static let bucketMicroseconds = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
@@ -92,6 +94,9 @@ public final class Metrics: Sendable {
     let pinnedSessions: Gauge
     let generation: Gauge
     let reloads: [Counter]
+    let reauthentications: Counter
+    /// Set by the supervisor while `auth_token_file` is configured.
+    public let authTokenAge: Gauge
     private let backends = Mutex<[BackendKey: BackendGauges]>([:])
 
     struct BackendKey: Hashable {
@@ -113,6 +118,8 @@ public final class Metrics: Sendable {
         clientConnectionsTotal = registry.makeCounter(descriptor: MetricTable.clientConnectionsTotal)
         pinnedSessions = registry.makeGauge(descriptor: MetricTable.pinnedSessions)
         generation = registry.makeGauge(descriptor: MetricTable.generation)
+        reauthentications = registry.makeCounter(descriptor: MetricTable.reauthentications)
+        authTokenAge = registry.makeGauge(descriptor: MetricTable.authTokenAge)
         let registry = self.registry
         reloads = ReloadResult.allCases.map {
             registry.makeCounter(descriptor: MetricTable.reloads, labels: [("result", $0.label)])
@@ -241,6 +248,7 @@ public final class WorkerMetrics {
     var clientsOpened = 0
     var clientsClosed = 0
     var pinnedDelta = 0
+    var reauthentications = 0
 
     init(metrics: Metrics, worker: Int) {
         self.metrics = metrics
@@ -310,8 +318,10 @@ public final class WorkerMetrics {
         if clientsOpened > 0 { metrics.clientConnectionsTotal.increment(by: Int64(clientsOpened)) }
         if clientsOpened != clientsClosed { metrics.clientConnections.increment(by: Double(clientsOpened - clientsClosed)) }
         if pinnedDelta != 0 { metrics.pinnedSessions.increment(by: Double(pinnedDelta)) }
+        if reauthentications > 0 { metrics.reauthentications.increment(by: Int64(reauthentications)) }
         clientsOpened = 0
         clientsClosed = 0
         pinnedDelta = 0
+        reauthentications = 0
     }
 }

@@ -266,6 +266,12 @@ public final class Proxy {
            let failure = own.setMode(new.listenMode) {
             problems.append("cannot chmod \(own.path): \(failure)")
         }
+        if new.username != old.username || new.backendPassword != old.backendPassword {
+            var count = 0
+            for backend in [master!] + replicas + retired { count += backend.credentialsChanged() }
+            for session in sessions.values { if session.pinned?.credentialsChanged() == true { count += 1 } }
+            logger.info("backend credentials changed: \(count) open connection(s) authenticate again")
+        }
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
@@ -332,7 +338,7 @@ public final class Proxy {
         if shared.openClients.add(1, ordering: .relaxed).newValue > config.maxClients {
             shared.openClients.subtract(1, ordering: .relaxed)
             stats.error(.maxClients)
-            connection.start(delegate: RejectedClient.shared)
+            connection.start(delegate: RejectedClient.shared, tls: config.listenTLS?.context)
             connection.write(RejectedClient.tooMany)
             return connection.close()
         }
@@ -342,7 +348,7 @@ public final class Proxy {
         acceptedConnections += 1
         let session = ClientSession(proxy: self, connection: connection, id: id)
         sessions[id] = session
-        connection.start(delegate: session)
+        connection.start(delegate: session, tls: config.listenTLS?.context)
     }
 
     func sessionClosed(_ session: ClientSession) {
@@ -374,7 +380,7 @@ public final class Proxy {
     /// Whether the apps' own AUTH goes to Redis (the ambassador has no backend password).
     /// The app's AUTH goes to Redis: the ambassador has neither backend credentials nor client
     /// users of its own to check it against.
-    var passesLoginsThrough: Bool { config.password == nil && !config.requiresClientAuth }
+    var passesLoginsThrough: Bool { config.backendPassword == nil && !config.requiresClientAuth }
     /// The `commands` rules by user, taken from the config when it is applied; nil when there
     /// are none, so a command without rules costs one test.
     private(set) var commandRules: CommandRulesIndex?

@@ -29,8 +29,13 @@ final class AmbassadorProcess {
 
     /// Runs the binary to completion (check-config, --version …): its status and output.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try runToCompletion(binary(), arguments)
+    }
+
+    /// Runs `executable` to completion: its status and output (stdout and stderr together).
+    static func runToCompletion(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = try binary()
+        process.executableURL = executable
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -67,7 +67,7 @@ final class Ambassador {
         }
         if let failure = failure.withLock({ $0 }) { throw RedisServerError.didNotStart("ambassador: \(failure)") }
         self.port = port.withLock { $0 }
-        try waitUntilReady()
+        try waitUntilReady(tlsListener: config.listenTLS != nil)
     }
 
     convenience init(cluster: Cluster, policy: ReadPolicy = .preferReplica, replicas: [RedisServer]? = nil,
@@ -80,8 +80,13 @@ final class Ambassador {
         try self.init(config)
     }
 
-    /// Ready when a PING and a write round-trip (the master connection is up).
-    private func waitUntilReady() throws {
+    /// Ready when a PING and a write round-trip (the master connection is up); on a TLS
+    /// listener (which a plaintext client cannot reach) when the backends are up.
+    private func waitUntilReady(tlsListener: Bool) throws {
+        if tlsListener {
+            guard eventually(10, { onLoop { $0.backendsUp } }) else { throw RedisServerError.didNotStart("ambassador's backends not up") }
+            return
+        }
         guard eventually(10, { (try? client().command(["PING"])) == .simple("PONG") }) else {
             throw RedisServerError.didNotStart("ambassador did not answer")
         }

@@ -158,16 +158,21 @@ extension Integration {
         defer { cluster.stop() }
         let ambassador = try Ambassador(cluster: cluster, policy: .master)
         defer { ambassador.stop() }
-        let admin = try cluster.master.client()
-        for (name, steps) in Self.scripts {
+        try Self.compareScripts(admin: try cluster.master.client(), direct: cluster.master.port, proxied: ambassador.port)
+    }
+
+    /// Runs every script on `direct` (the master) and on `proxied` (an ambassador in front of
+    /// it), from an empty database each time (`admin` flushes it), and compares the replies.
+    static func compareScripts(admin: BlockingClient, direct: UInt16, proxied: UInt16) throws {
+        for (name, steps) in scripts {
             _ = try admin.command(["FLUSHALL"])
             _ = try admin.command(["SCRIPT", "FLUSH"])
-            let direct = try run(steps, port: cluster.master.port)
+            let directReplies = try run(steps, port: direct)
             _ = try admin.command(["FLUSHALL"])
             _ = try admin.command(["SCRIPT", "FLUSH"])
-            let proxied = try run(steps, port: ambassador.port)
-            #expect(proxied.count == direct.count, "\(name)")
-            for (index, (a, b)) in zip(direct, proxied).enumerated() {
+            let proxiedReplies = try run(steps, port: proxied)
+            #expect(proxiedReplies.count == directReplies.count, "\(name)")
+            for (index, (a, b)) in zip(directReplies, proxiedReplies).enumerated() {
                 #expect(a == b, "\(name), reply \(index): direct \(a.debugDescription) ambassador \(b.debugDescription)")
             }
         }

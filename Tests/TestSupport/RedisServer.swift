@@ -10,29 +10,46 @@ public final class RedisServer: @unchecked Sendable {
     public let directory: URL
     /// The `--requirepass` it was started with: `client()` authenticates with it.
     public let password: String?
+    /// The TLS port, for a server started with `tls` (the plain `port` stays open for the tests'
+    /// own set-up and checks: the same server, the same data).
+    public let tlsPort: UInt16?
     private let process: Process
     private let lock = NSLock()
     private var stopped = false
 
     /// Starts `redis-server` with persistence off; `arguments` are appended (`--replicaof …`).
-    /// With `port`, on that port (to restart a server where it was).
-    public init(port fixedPort: UInt16? = nil, arguments: [String] = []) throws {
+    /// With `port`, on that port (to restart a server where it was). With `tls`, a TLS port too,
+    /// presenting `tls` (signed by `ca`); client certificates signed by `ca` are checked when
+    /// given (`tls-auth-clients optional`, or `yes` with `requireClientCertificates`), and a
+    /// replica replicates over TLS.
+    public init(port fixedPort: UInt16? = nil, arguments: [String] = [], tls: TestCertificates.Pair? = nil,
+                ca: String? = nil, requireClientCertificates: Bool = false) throws {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("ra-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.directory = directory
         password = arguments.firstIndex(of: "--requirepass").map { arguments[$0 + 1] }
         let password = self.password
+        var tlsPort: UInt16?
         (port, process) = try Self.launch("redis-server", port: fixedPort) { port in
-            ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
+            var tlsArguments: [String] = []
+            if let tls {
+                let chosen = try RedisServer.freePort()
+                tlsPort = chosen
+                tlsArguments = ["--tls-port", String(chosen), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+                                "--tls-auth-clients", requireClientCertificates ? "yes" : "optional", "--tls-replication", "yes"]
+                    + (ca.map { ["--tls-ca-cert-file", $0] } ?? [])
+            }
+            return ["--port", String(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", directory.path, "--repl-diskless-sync-delay", "0",
-             "--logfile", directory.appendingPathComponent("redis.log").path, "--daemonize", "no"] + arguments
+             "--logfile", directory.appendingPathComponent("redis.log").path, "--daemonize", "no"] + tlsArguments + arguments
         } ready: { port, process in
             // The port was free when probed, but a parallel test may have taken it since: then our
             // server failed to bind and someone else's answers. Only our own process will do.
             Self.waitForPing(port: port, timeout: 10)
                 && Self.serverProcessID(port: port, password: password) == process.processIdentifier
         }
+        self.tlsPort = tlsPort
     }
 
     /// Starts `executable` on a free port (or `port`), retrying with another port when the probed
