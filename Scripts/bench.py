@@ -8,6 +8,12 @@ two over Unix-domain sockets (the master's own `unixsocket`, and an ambassador w
 `listen: unix:/path`) against their TCP rows. An endpoint is a port or a socket path. Prefills
 100,000 keys with 100-byte values, then runs every workload against every endpoint, round after
 round, and prints medians. Proxy CPU is utime+stime from /proc/PID/stat around each run.
+
+With --tls the servers also listen on TLS ports (certificates made with openssl: a CA and a
+server certificate for 127.0.0.1; the replicas replicate over TLS), and the endpoints become:
+direct TLS (redis-benchmark --tls), HAProxy originating TLS to the master (`ssl verify required`,
+one thread), and the ambassador originating TLS (`backend_tls`) with read_policy prefer-replica
+and master. The apps' side stays plaintext on loopback, as in a Pod. Needs haproxy and openssl.
 """
 import argparse, csv, io, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -50,9 +56,31 @@ def connect(address, timeout=None):
     return socket.create_connection(("127.0.0.1", address), timeout=timeout)
 
 
+class TLSPort(int):
+    """A TLS port: redis-benchmark connects with --tls, trusting CA."""
+    CA = None
+
+
 def target(address):
     """redis-benchmark's option for an endpoint."""
+    if isinstance(address, TLSPort):
+        return ["-p", str(address), "--tls", "--cacert", TLSPort.CA]
     return ["-s", address] if isinstance(address, str) else ["-p", str(address)]
+
+
+def make_certificates(workdir):
+    """A CA and a server certificate (SAN IP:127.0.0.1) signed by it, EC P-256: (ca, cert, key)."""
+    def openssl(*arguments):
+        subprocess.run(["openssl", *arguments], cwd=workdir, check=True, capture_output=True)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "30", "-subj", "/CN=bench CA", "-out", "ca.crt")
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key")
+    openssl("req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr")
+    with open(os.path.join(workdir, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30",
+            "-sha256", "-extfile", "server.ext", "-out", "server.crt")
+    return tuple(os.path.join(workdir, name) for name in ("ca.crt", "server.crt", "server.key"))
 
 
 def wait_port(address, timeout=10):
@@ -104,19 +132,30 @@ def rss_kib(pid):
 
 
 class Cluster:
-    def __init__(self, workdir):
+    """A master and two replicas. With `tls` (ca, cert, key) each also has a TLS port (`tls_ports`),
+    and the replicas replicate from the master's TLS port."""
+    def __init__(self, workdir, tls=None):
         self.procs = []
         self.workdir = workdir
+        self.tls = tls
+        self.tls_ports = {}
         self.master_socket = os.path.join(workdir, "redis.sock")
         self.master = self.redis("--unixsocket", self.master_socket, "--unixsocketperm", "600")
-        self.replicas = [self.redis("--replicaof", "127.0.0.1", str(self.master)) for _ in range(2)]
+        upstream = self.tls_ports[self.master] if tls else self.master
+        self.replicas = [self.redis("--replicaof", "127.0.0.1", str(upstream)) for _ in range(2)]
 
     def redis(self, *extra):
         port = free_port()
         d = tempfile.mkdtemp(dir=self.workdir)
+        tls = []
+        if self.tls:
+            self.tls_ports[port] = TLSPort(free_port())
+            ca, cert, key = self.tls
+            tls = ["--tls-port", str(self.tls_ports[port]), "--tls-cert-file", cert, "--tls-key-file", key,
+                   "--tls-ca-cert-file", ca, "--tls-auth-clients", "no", "--tls-replication", "yes"]
         self.procs.append(subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", d, "--repl-diskless-sync-delay", "0", *extra],
+             "--dir", d, "--repl-diskless-sync-delay", "0", *tls, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pinned(REDIS_CPUS)))
         wait_port(port)
         return port
@@ -193,15 +232,21 @@ def main():
     ap.add_argument("--redis-cpus", help="CPU list (e.g. 2-7) for the Redis processes and redis-benchmark")
     ap.add_argument("--proxy-cpus", help="CPU list (e.g. 0-1) for twemproxy and the ambassadors")
     ap.add_argument("--workers", help="the ambassadors' `workers` (default: the config default, auto)")
+    ap.add_argument("--tls", action="store_true", help="TLS to the servers: direct TLS, HAProxy and the ambassador")
     args = ap.parse_args()
     global REDIS_CPUS, PROXY_CPUS
     REDIS_CPUS = cpu_set(args.redis_cpus) if args.redis_cpus else None
     PROXY_CPUS = cpu_set(args.proxy_cpus) if args.proxy_cpus else None
     scale = 0.1 if args.quick else 1.0
     workdir = tempfile.mkdtemp(prefix="ra-bench-")
-    cluster = Cluster(workdir)
+    tls = make_certificates(workdir) if args.tls else None
+    if tls:
+        TLSPort.CA = tls[0]
+    cluster = Cluster(workdir, tls)
     procs = {}
     try:
+        if tls:
+            return run_tls(args, cluster, workdir, procs, scale)
         tw_port = free_port()
         tw_conf = os.path.join(workdir, "nutcracker.yml")
         with open(tw_conf, "w") as f:
@@ -220,79 +265,8 @@ def main():
                         f"read_policy: {policy}\nlog_level: warning\n"
                         + (f"workers: {args.workers}\n" if args.workers else ""))
             procs[name] = (start([args.ambassador, "--config", conf], port), port)
-        # Idle memory first, on fresh processes (later workloads leave their heaps grown).
-        idle = {name: idle_rss(p.pid, port) for name, (p, port) in procs.items()}
-        prefill(cluster.master)
-        time.sleep(1)
-        endpoints = [("direct", None, cluster.master), ("direct-unix", None, cluster.master_socket)] + [(n, p.pid, port) for n, (p, port) in procs.items()]
-        n = lambda x: max(1000, int(x * scale))
-        workloads = [
-            ("SET -P1", lambda port: bench(port, "set", 50, 1, n(100_000), 100)),
-            ("GET -P1", lambda port: bench(port, "get", 50, 1, n(100_000), 100)),
-            ("SET -P16", lambda port: bench(port, "set", 50, 16, n(1_000_000), 100)),
-            ("GET -P16", lambda port: bench(port, "get", 50, 16, n(1_000_000), 100)),
-            ("90/10 GET/SET", lambda port: run_mix(port, 50, n(100_000))),
-            ("GET c=1000", lambda port: bench(port, "get", 1000, 1, n(100_000), 100)),
-            ("SET 64KiB", lambda port: bench(port, "set", 50, 1, n(10_000), 65536, keyspace=1000)),
-            ("GET 64KiB", lambda port: bench(port, "get", 50, 1, n(10_000), 65536, keyspace=1000)),
-        ]
-        requests = {"SET -P1": n(100_000), "GET -P1": n(100_000), "SET -P16": n(1_000_000),
-                    "GET -P16": n(1_000_000), "90/10 GET/SET": n(100_000), "GET c=1000": n(100_000),
-                    "SET 64KiB": n(10_000), "GET 64KiB": n(10_000)}
-        results = {}
-        for rnd in range(args.rounds):
-            for wname, fn in workloads:
-                # Rotate the order each round so no endpoint always runs first.
-                order = endpoints[rnd % len(endpoints):] + endpoints[:rnd % len(endpoints)]
-                for ename, pid, port in order:
-                    replication_settled(cluster.master)
-                    c0 = cpu_seconds(pid) if pid else 0
-                    r = fn(port)
-                    c1 = cpu_seconds(pid) if pid else 0
-                    if r is None:
-                        print(f"  {wname} on {ename}: no result", file=sys.stderr)
-                        continue
-                    r["cpu_us"] = (c1 - c0) / requests[wname] * 1e6 if pid else None
-                    results.setdefault((wname, ename), []).append(r)
-            print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
-        print(f"\nredis-benchmark, 50 clients unless noted, -r 100000 -d 100; median of {args.rounds} interleaved rounds")
-        print("÷direct: median rps over median direct rps. paired: median over rounds of rps ÷ direct rps in")
-        print("the same round (robust to the machine drifting between rounds).")
-        print(f"{'workload':<15} {'endpoint':<18} {'rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'÷direct':>8} {'paired':>7} {'CPU µs/req':>10}")
-        paired = {}
-        for wname, _ in workloads:
-            direct_rounds = results.get((wname, "direct"), [])
-            direct = statistics.median(r["rps"] for r in direct_rounds) if direct_rounds else 0
-            for ename, pid, _ in endpoints:
-                rs = results.get((wname, ename))
-                if not rs:
-                    continue
-                rps = statistics.median(r["rps"] for r in rs)
-                p50 = statistics.median(r["p50"] for r in rs)
-                p99 = statistics.median(r["p99"] for r in rs)
-                cpu = statistics.median(r["cpu_us"] for r in rs) if pid else None
-                ratio = rps / direct if direct else 0
-                pairs = [r["rps"] / d["rps"] for r, d in zip(rs, direct_rounds) if d["rps"]]
-                paired[(wname, ename)] = statistics.median(pairs) if pairs else 0
-                print(f"{wname:<15} {ename:<18} {rps:>10.0f} {p50:>7.3f} {p99:>7.3f} {ratio:>8.2f} "
-                      f"{paired[(wname, ename)]:>7.2f} {(f'{cpu:.2f}' if cpu is not None else '-'):>10}")
-        # The acceptance view: each ambassador row against twemproxy in the same run.
-        print("\nAgainst twemproxy (ambassador ÷ twemproxy): throughput ratio (÷direct, paired) and CPU per request")
-        for wname, _ in workloads:
-            tw = results.get((wname, "twemproxy"))
-            if not tw:
-                continue
-            tw_cpu = statistics.median(r["cpu_us"] for r in tw)
-            tw_rps = statistics.median(r["rps"] for r in tw)
-            cells = []
-            for ename in ("ambassador", "ambassador-master"):
-                rs = results.get((wname, ename))
-                if not rs or not tw_rps or not paired.get((wname, "twemproxy")):
-                    continue
-                cpu = statistics.median(r["cpu_us"] for r in rs)
-                cells.append(f"{ename} {statistics.median(r['rps'] for r in rs) / tw_rps:.2f}×, "
-                             f"{paired[(wname, ename)] / paired[(wname, 'twemproxy')]:.2f}× paired, CPU {cpu / tw_cpu:.2f}×")
-            print(f"  {wname:<15} " + " | ".join(cells))
+        results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [("direct-unix", None, cluster.master_socket)])
+        report(args, results, workloads, endpoints, reference="twemproxy", ambassadors=("ambassador", "ambassador-master"))
         print("\nUnix socket against loopback TCP, same read_policy (unix ÷ tcp): throughput and CPU per request")
         for wname, _ in workloads:
             cells = []
@@ -314,6 +288,121 @@ def main():
             p.wait()
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name="direct"):
+    """Every workload on every endpoint (`direct`, by default the master's port, then
+    `extra_direct`, then the proxies in `procs`), `args.rounds` interleaved rounds: results by
+    (workload, endpoint name)."""
+    direct = direct or cluster.master
+    # Idle memory first, on fresh processes (later workloads leave their heaps grown).
+    idle = {name: idle_rss(p.pid, port) for name, (p, port) in procs.items()}
+    prefill(cluster.master)
+    time.sleep(1)
+    endpoints = [(direct_name, None, direct)] + extra_direct + [(n, p.pid, port) for n, (p, port) in procs.items()]
+    n = lambda x: max(1000, int(x * scale))
+    workloads = [
+        ("SET -P1", lambda port: bench(port, "set", 50, 1, n(100_000), 100)),
+        ("GET -P1", lambda port: bench(port, "get", 50, 1, n(100_000), 100)),
+        ("SET -P16", lambda port: bench(port, "set", 50, 16, n(1_000_000), 100)),
+        ("GET -P16", lambda port: bench(port, "get", 50, 16, n(1_000_000), 100)),
+        ("90/10 GET/SET", lambda port: run_mix(port, 50, n(100_000))),
+        ("GET c=1000", lambda port: bench(port, "get", 1000, 1, n(100_000), 100)),
+        ("SET 64KiB", lambda port: bench(port, "set", 50, 1, n(10_000), 65536, keyspace=1000)),
+        ("GET 64KiB", lambda port: bench(port, "get", 50, 1, n(10_000), 65536, keyspace=1000)),
+    ]
+    requests = {"SET -P1": n(100_000), "GET -P1": n(100_000), "SET -P16": n(1_000_000),
+                "GET -P16": n(1_000_000), "90/10 GET/SET": n(100_000), "GET c=1000": n(100_000),
+                "SET 64KiB": n(10_000), "GET 64KiB": n(10_000)}
+    results = {}
+    for rnd in range(args.rounds):
+        for wname, fn in workloads:
+            # Rotate the order each round so no endpoint always runs first.
+            order = endpoints[rnd % len(endpoints):] + endpoints[:rnd % len(endpoints)]
+            for ename, pid, port in order:
+                replication_settled(cluster.master)
+                c0 = cpu_seconds(pid) if pid else 0
+                r = fn(port)
+                c1 = cpu_seconds(pid) if pid else 0
+                if r is None:
+                    print(f"  {wname} on {ename}: no result", file=sys.stderr)
+                    continue
+                r["cpu_us"] = (c1 - c0) / requests[wname] * 1e6 if pid else None
+                results.setdefault((wname, ename), []).append(r)
+        print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    return results, workloads, idle, endpoints
+
+
+def report(args, results, workloads, endpoints, reference, ambassadors, direct_name="direct"):
+    """The table, then each ambassador against `reference` (twemproxy, or HAProxy for TLS)."""
+    print(f"\nredis-benchmark, 50 clients unless noted, -r 100000 -d 100; median of {args.rounds} interleaved rounds")
+    print("÷direct: median rps over median direct rps. paired: median over rounds of rps ÷ direct rps in")
+    print("the same round (robust to the machine drifting between rounds).")
+    print(f"{'workload':<15} {'endpoint':<22} {'rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'÷direct':>8} {'paired':>7} {'CPU µs/req':>10}")
+    paired = {}
+    for wname, _ in workloads:
+        direct_rounds = results.get((wname, direct_name), [])
+        direct = statistics.median(r["rps"] for r in direct_rounds) if direct_rounds else 0
+        for ename, pid, _ in endpoints:
+            rs = results.get((wname, ename))
+            if not rs:
+                continue
+            rps = statistics.median(r["rps"] for r in rs)
+            p50 = statistics.median(r["p50"] for r in rs)
+            p99 = statistics.median(r["p99"] for r in rs)
+            cpu = statistics.median(r["cpu_us"] for r in rs) if pid else None
+            ratio = rps / direct if direct else 0
+            pairs = [r["rps"] / d["rps"] for r, d in zip(rs, direct_rounds) if d["rps"]]
+            paired[(wname, ename)] = statistics.median(pairs) if pairs else 0
+            print(f"{wname:<15} {ename:<22} {rps:>10.0f} {p50:>7.3f} {p99:>7.3f} {ratio:>8.2f} "
+                  f"{paired[(wname, ename)]:>7.2f} {(f'{cpu:.2f}' if cpu is not None else '-'):>10}")
+    # The acceptance view: each ambassador row against the reference proxy in the same run.
+    print(f"\nAgainst {reference} (ambassador ÷ {reference}): throughput ratio (÷direct, paired) and CPU per request")
+    for wname, _ in workloads:
+        tw = results.get((wname, reference))
+        if not tw:
+            continue
+        tw_cpu = statistics.median(r["cpu_us"] for r in tw)
+        tw_rps = statistics.median(r["rps"] for r in tw)
+        cells = []
+        for ename in ambassadors:
+            rs = results.get((wname, ename))
+            if not rs or not tw_rps or not paired.get((wname, reference)):
+                continue
+            cpu = statistics.median(r["cpu_us"] for r in rs)
+            cells.append(f"{ename} {statistics.median(r['rps'] for r in rs) / tw_rps:.2f}×, "
+                         f"{paired[(wname, ename)] / paired[(wname, reference)]:.2f}× paired, CPU {cpu / tw_cpu:.2f}×")
+        print(f"  {wname:<15} " + " | ".join(cells))
+
+
+def run_tls(args, cluster, workdir, procs, scale):
+    """The TLS rows: direct TLS, HAProxy and the ambassador, each originating TLS to the servers."""
+    ca = TLSPort.CA
+    master_tls = cluster.tls_ports[cluster.master]
+    ha_port = free_port()
+    ha_conf = os.path.join(workdir, "haproxy.cfg")
+    with open(ha_conf, "w") as f:
+        f.write("global\n  nbthread 1\n  maxconn 4000\n"
+                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n"
+                f"frontend redis\n  bind 127.0.0.1:{ha_port}\n  default_backend master\n"
+                f"backend master\n  server m 127.0.0.1:{master_tls} ssl verify required ca-file {ca}\n")
+    procs["haproxy-tls"] = (start(["haproxy", "-f", ha_conf], ha_port), ha_port)
+    replicas = "".join(f"  - 127.0.0.1:{cluster.tls_ports[r]}\n" for r in cluster.replicas)
+    for name, policy in (("ambassador-tls", "prefer-replica"), ("ambassador-tls-master", "master")):
+        port = free_port()
+        conf = os.path.join(workdir, f"{name}.yaml")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{master_tls}\nreplicas:\n{replicas}"
+                    f"backend_tls:\n  ca_file: {ca}\nread_policy: {policy}\nlog_level: warning\n"
+                    + (f"workers: {args.workers}\n" if args.workers else ""))
+        procs[name] = (start([args.ambassador, "--config", conf], port), port)
+    results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [], direct=master_tls, direct_name="direct-tls")
+    print("\nTLS between the proxy (or redis-benchmark, for direct-tls) and Redis; plaintext from redis-benchmark to the proxies.")
+    report(args, results, workloads, endpoints, reference="haproxy-tls",
+           ambassadors=("ambassador-tls", "ambassador-tls-master"), direct_name="direct-tls")
+    print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
+    for ename, (before, after) in idle.items():
+        print(f"  {ename:<21} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,11 @@ static inline void ra_tls_set_modes(SSL_CTX *ctx) {
     SSL_CTX_set_read_ahead(ctx, 1);
 }
 
-// A server keeps no session cache: apps reconnect rarely, and a cache is memory per session.
-static inline void ra_tls_no_session_cache(SSL_CTX *ctx) {
+// A server keeps no session cache (apps reconnect rarely, and a cache is memory per session),
+// and an idle app connection holds no read or write buffer (about 34 KiB each otherwise).
+static inline void ra_tls_server_defaults(SSL_CTX *ctx) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
 // SNI (SSL_set_tlsext_host_name is a macro over SSL_ctrl).

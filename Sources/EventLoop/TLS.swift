@@ -82,7 +82,7 @@ public final class TLSContext: @unchecked Sendable {
             try addTrusted(caPEM)
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
         }
-        ra_tls_no_session_cache(context)
+        ra_tls_server_defaults(context)
     }
 
     deinit { SSL_CTX_free(context) }

@@ -83,13 +83,16 @@ import Testing
     @Test func dockerfileBuildsStaticAndRunsSlim() throws {
         let text = try String(contentsOf: Self.directory.appendingPathComponent("Dockerfile"), encoding: .utf8)
         // The build stage runs the sidecar build, which links the Swift runtime, libstdc++,
-        // libevent and libyaml in (and checks with ldd that it did); the run stage then installs
-        // no library at all.
+        // libevent, libyaml and OpenSSL in (and checks with ldd that it did); the run stage then
+        // installs no library at all, only the CA bundle (`backend_tls: true`).
         #expect(text.contains("Scripts/build-sidecar.sh"))
         let script = try String(contentsOf: Self.directory.appendingPathComponent("../../Scripts/build-sidecar.sh"), encoding: .utf8)
-        #expect(script.contains("--static-swift-stdlib") && script.contains("for lib in stdc++ event yaml"))
+        #expect(script.contains("--static-swift-stdlib") && script.contains("for lib in stdc++ event yaml ssl crypto"))
         let runStage = try #require(text.components(separatedBy: "FROM debian:bookworm-slim").last)
-        #expect(text.contains("FROM debian:bookworm-slim") && !runStage.contains("apt-get install"))
+        let installed = runStage.components(separatedBy: "apt-get install").dropFirst()
+            .map { $0.components(separatedBy: "&&").first ?? "" }.joined()
+        #expect(text.contains("FROM debian:bookworm-slim") && installed.contains("ca-certificates")
+                && !installed.contains("lib"), "\(installed)")
         let deployment = try String(contentsOf: Self.directory.appendingPathComponent("deployment.yaml"), encoding: .utf8)
         #expect(deployment.contains("image: redis-ambassador:\(Self.version(text))"))
     }

@@ -315,5 +315,88 @@ extension Integration {
         #expect(reauths >= 6)
         #expect(try BlockingClient(port: port).command(["GET", "ready"]) == .bulk("1"))
     }
+
+    /// `discovery: sentinel` with TLS everywhere: the ambassador asks a TLS sentinel
+    /// (`sentinel_tls`) for the master, reaches the nodes over TLS, and follows a failover.
+    @Test func sentinelOverTLSFollowsAFailover() throws {
+        let cluster = try TLSCluster(replicas: 1)
+        defer { cluster.stop() }
+        let certificates = cluster.certificates
+        let sentinel = try RedisSentinel(monitoring: cluster.master, name: "tls-group", quorum: 1,
+                                         tls: certificates.server, ca: certificates.ca)
+        defer { sentinel.stop() }
+        let replicaAddress = "127.0.0.1:\(cluster.replicas[0].tlsPort!)"
+        #expect(try eventually(15) {
+            guard case .array(let replicas?) = try sentinel.client().command(["SENTINEL", "REPLICAS", "tls-group"]) else { return false }
+            return replicas.count == 1
+        })
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: sentinel\nmaster_name: tls-group\n"
+                + "sentinels:\n  - 127.0.0.1:\(sentinel.tlsPort!)\nsentinel_tls: {ca_file: \(certificates.ca)}\n"
+                + "backend_tls: {ca_file: \(certificates.ca)}\nhealth_interval: 100ms\nfailover_hold: 20s\nlog_level: info\n"
+        }
+        defer { ambassador.stop() }
+        #expect(try TopologyTests.topology(ambassador)["master"] as? String == "127.0.0.1:\(cluster.master.tlsPort!)")
+        let writer = try BlockingClient(port: ambassador.port, timeout: 30)
+        #expect(try writer.command(["SET", "before", "x"]) == .simple("OK"))
+        // WAIT counts the session's own writes: through the ambassador, this one's.
+        #expect(try writer.command(["WAIT", "1", "5000"]) == .integer(1))
+        // A sentinel that has not yet checked the replica itself answers -NOGOODSLAVE: ask again.
+        var answer: RESPValue?
+        #expect(eventually(10, every: 0.2) {
+            answer = try? sentinel.client().command(["SENTINEL", "FAILOVER", "tls-group"])
+            return answer == .simple("OK")
+        }, "\(String(describing: answer))")
+        #expect(try eventually(20) { try TopologyTests.topology(ambassador)["master"] as? String == replicaAddress },
+                "\(ambassador.logText)")
+        #expect(try writer.command(["SET", "after", "y"]) == .simple("OK"))
+        #expect(try cluster.replicas[0].client().command(["GET", "after"]) == .bulk("y"))
+        let before = try writer.command(["GET", "before"])
+        #expect(before == .bulk("x"), "\(before)")
+    }
+
+    /// `auth_token_file`: a token rewritten by a refresher is the backend password. A new token
+    /// re-authenticates the open connections, new connections use it, and
+    /// `redis_ambassador_auth_token_age_seconds` follows the file's age.
+    @Test func authTokenFileRotatesLiveAndReportsItsAge() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.command(["ACL", "SETUSER", "app", "on", ">token-1", "~*", "&*", "+@all"])
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-token-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let token = directory.appendingPathComponent("token")
+        try "token-1\n".write(to: token, atomically: true, encoding: .utf8)
+        let ambassador = try ConfigMapAmbassador { port, adminPort in
+            "listen: 127.0.0.1:\(port)\nmaster: 127.0.0.1:\(cluster.master.port)\nadmin:\n  listen: 127.0.0.1:\(adminPort)\n"
+                + "username: app\nauth_token_file: \(token.path)\nlog_level: info\n"
+        }
+        defer { ambassador.stop() }
+        func metric(_ name: String) -> Double? {
+            (try? ambassador.admin("/metrics")).flatMap { metricSamples($0.body)[name] }
+        }
+        let client = try BlockingClient(port: ambassador.port)
+        #expect(try client.command(["SET", "t", "1"]) == .simple("OK"))
+        #expect(eventually(3) { (metric("redis_ambassador_auth_token_age_seconds") ?? -1) >= 0 })
+        #expect((metric("redis_ambassador_auth_token_age_seconds") ?? 99) < 30)
+        // The refresher writes a new token, which Redis already accepts; then the old one goes.
+        _ = try admin.command(["ACL", "SETUSER", "app", ">token-2"])
+        try "token-2\n".write(to: token, atomically: true, encoding: .utf8)
+        #expect(eventually(5) { (metric("redis_ambassador_backend_reauthentications_total") ?? 0) >= 1 }, "\(ambassador.logText)")
+        _ = try admin.command(["ACL", "SETUSER", "app", "<token-1"])
+        #expect(try client.command(["INCR", "t"]) == .integer(2))
+        // Connections opened from now on use the new token.
+        _ = try admin.command(["CLIENT", "KILL", "USER", "app"])
+        #expect(eventually(5) {
+            if case .integer(let value)? = try? BlockingClient(port: ambassador.port).command(["INCR", "t"]) { return value >= 3 }
+            return false
+        },
+                "\(ambassador.logText)")
+        // A refresher that stopped shows as a growing age.
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-600)], ofItemAtPath: token.path)
+        #expect(eventually(3) { (metric("redis_ambassador_auth_token_age_seconds") ?? 0) >= 600 })
+        #expect(!ambassador.logText.contains("token-2"), "the token never appears in the log")
+    }
 }
 }

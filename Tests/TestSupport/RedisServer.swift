@@ -192,21 +192,34 @@ public final class RedisSentinel: @unchecked Sendable {
     private let process: Process
     private let directory: URL
 
+    /// The TLS port, for a sentinel started with `tls` (which then reaches the data nodes over TLS).
+    public let tlsPort: UInt16?
+
     /// `password`: the sentinel requires it (`requirepass`, and `sentinel-pass` towards its peers).
+    /// `tls`: it also listens with TLS, presenting `tls` (signed by `ca`), and monitors the
+    /// master's TLS port over TLS.
     public init(monitoring master: RedisServer, name: String, quorum: Int, downAfterMilliseconds: Int = 500,
-                password: String? = nil) throws {
+                password: String? = nil, tls: TestCertificates.Pair? = nil, ca: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ra-sentinel-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let directory = self.directory
+        var tlsPort: UInt16?
         (port, process) = try RedisServer.launch("redis-sentinel") { port in
             let config = directory.appendingPathComponent("sentinel-\(port).conf")
+            var tlsLines = ""
+            if let tls {
+                let chosen = try RedisServer.freePort()
+                tlsPort = chosen
+                tlsLines = "tls-port \(chosen)\ntls-cert-file \(tls.cert)\ntls-key-file \(tls.key)\n"
+                    + "tls-replication yes\ntls-auth-clients optional\n" + (ca.map { "tls-ca-cert-file \($0)\n" } ?? "")
+            }
             try """
                 port \(port)
                 bind 127.0.0.1
                 daemonize no
                 dir \(directory.path)
                 logfile \(directory.appendingPathComponent("sentinel.log").path)
-                sentinel monitor \(name) 127.0.0.1 \(master.port) \(quorum)
+                \(tlsLines)sentinel monitor \(name) 127.0.0.1 \(tls == nil ? master.port : master.tlsPort!) \(quorum)
                 sentinel down-after-milliseconds \(name) \(downAfterMilliseconds)
                 sentinel failover-timeout \(name) 5000
                 sentinel parallel-syncs \(name) 2
@@ -216,6 +229,7 @@ public final class RedisSentinel: @unchecked Sendable {
         } ready: { port, process in
             RedisServer.waitForPing(port: port, timeout: 10) && process.isRunning
         }
+        self.tlsPort = tlsPort
     }
 
     deinit { stop() }
