@@ -192,8 +192,9 @@ public final class Connection {
     public var tlsSummary: String { state == .open ? tls?.summary ?? "" : "" }
     /// Bytes waiting in the input buffer.
     public var inputCount: Int { inputStorage.map { evbuffer_get_length($0) } ?? 0 }
-    /// Bytes waiting to be written.
-    public var outputCount: Int { outputStorage.map { evbuffer_get_length($0) } ?? 0 }
+    /// Bytes waiting to be written (with TLS: plaintext not yet encrypted, and records not yet sent).
+    public var outputCount: Int { plainOutputCount + (tls?.ciphertextCount ?? 0) }
+    private var plainOutputCount: Int { outputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// The local port (useful when a test connects to port 0 listeners).
     public var localPort: UInt16 { Socket.localPort(fd) }
     /// The other end as "ip:port" (CLIENT LIST's `addr`), and this end (`laddr`).
@@ -420,7 +421,7 @@ public final class Connection {
         if let tls {
             guard writeTLS(tls) else { return }
         } else {
-            while outputCount > 0 {
+            while plainOutputCount > 0 {
                 let written = evbuffer_write_atmost(output, fd, -1)
                 if written < 0 {
                     let e = errno
@@ -433,7 +434,7 @@ public final class Connection {
             }
         }
         // A TLS write that waits for a read is retried by the read, not by EV_WRITE.
-        let pending = outputCount > 0 && tls?.writeWantsRead != true
+        let pending = tls.map { $0.ciphertextCount > 0 || (plainOutputCount > 0 && !$0.writeWantsRead) } ?? (plainOutputCount > 0)
         let drainedAfterWaiting = writeArmed && !pending
         if pending != writeArmed {
             writeArmed = pending
@@ -477,7 +478,11 @@ public final class Connection {
     /// deadline), and once it is done the connection opens as a plaintext one would.
     private func continueHandshake() {
         guard state == .handshaking, let tls else { return }
-        switch tls.handshake() {
+        let step = tls.handshake()
+        // What the step wrote (the next flight, or an alert before a failure) goes out now; the
+        // rest when the socket is writable.
+        guard sendCiphertext(tls) else { return }
+        switch step {
         case .done:
             event_del(readEvent)
             readEnabled = false
@@ -492,17 +497,16 @@ public final class Connection {
             if closeAfterHandshake { return close() }
             if outputCount > 0 { flushNow() }
             if tls.hasBuffered, readEnabled { event_active(readEvent, EV_READ, 0) }
-        case .wantRead:
-            if writeArmed {
+        case .wantRead, .wantWrite:
+            var tv = timeval(seconds: handshakeSecondsLeft)
+            if tls.ciphertextCount > 0 {
+                event_add(ensureWriteEvent(), &tv)
+                writeArmed = true
+            } else if writeArmed {
                 event_del(writeEvent)
                 writeArmed = false
             }
-            var tv = timeval(seconds: handshakeSecondsLeft)
             event_add(readEvent, &tv)
-        case .wantWrite:
-            var tv = timeval(seconds: handshakeSecondsLeft)
-            event_add(ensureWriteEvent(), &tv)
-            writeArmed = true
         case .closed:
             fail(SocketError(.tls, detail: "TLS handshake: \(outbound ? "the server" : "the client") closed the connection"))
         case .failed(let reason):
@@ -518,43 +522,54 @@ public final class Connection {
         fail(SocketError(.timeout, detail: "TLS handshake timed out"))
     }
 
-    /// Decrypts what the socket holds into the input, a record at a time (a record is at most
-    /// 16 KiB; OpenSSL keeps the rest of a larger read for the next call).
+    /// Decrypts what the socket holds into the input. Space is reserved as for plaintext (the
+    /// free end of the last block, then a new one: up to two extents) and filled by `SSL_read`s,
+    /// each of which gives at most one record (16 KiB); OpenSSL keeps what does not fit for the
+    /// next call.
     private func handleReadableTLS() {
         guard let tls else { return }
         var readSomething = false
         var ending: SocketError?? = nil
-        var records = 0
-        while records < 16 {
-            records += 1
+        var stopped: TLSSession.Step?
+        var rounds = 0
+        while rounds < 4, stopped == nil {
+            rounds += 1
             let room = min(Self.largeReadChunkSize, readHighWaterMark == .max ? Self.largeReadChunkSize : max(readHighWaterMark - inputCount, 1))
-            // One extent: SSL_read fills one buffer.
-            guard evbuffer_reserve_space(input, room, loop.iovecs, 1) > 0 else {
+            let vectors = Int(evbuffer_reserve_space(input, room, loop.iovecs, 2))
+            guard vectors > 0 else {
                 ending = .some(SocketError(.read, detail: "out of memory reserving input"))
                 break
             }
-            let step = tls.read(into: loop.iovecs[0].iov_base, count: min(room, loop.iovecs[0].iov_len))
-            if case .done(let got) = step {
-                loop.iovecs[0].iov_len = got
-                evbuffer_commit_space(input, loop.iovecs, 1)
+            var budget = room
+            var got = 0
+            for i in 0..<vectors {
+                let capacity = min(budget, loop.iovecs[i].iov_len)
+                var used = 0
+                while used < capacity, stopped == nil {
+                    let step = tls.read(into: loop.iovecs[i].iov_base + used, count: capacity - used)
+                    if case .done(let count) = step { used += count } else { stopped = step }
+                }
+                loop.iovecs[i].iov_len = used
+                budget -= used
+                got += used
+            }
+            evbuffer_commit_space(input, loop.iovecs, Int32(vectors))
+            if got > 0 {
                 if outbound { loop.backendBytesIn &+= got } else { loop.clientBytesIn &+= got }
                 readSomething = true
-                if inputCount >= readHighWaterMark { break }
-                continue
             }
-            evbuffer_commit_space(input, loop.iovecs, 0)
-            switch step {
-            case .done, .wantRead: break
-            case .wantWrite:
-                // Renegotiation: OpenSSL must write before it reads on.
-                if !writeArmed {
-                    event_add(ensureWriteEvent(), nil)
-                    writeArmed = true
-                }
-            case .closed: ending = .some(nil)
-            case .failed(let reason): ending = .some(SocketError(.read, detail: "TLS read: \(reason)"))
+            if inputCount >= readHighWaterMark { break }
+        }
+        switch stopped {
+        case nil, .done?, .wantRead?: break
+        case .wantWrite?:
+            // Renegotiation: OpenSSL must write before it reads on.
+            if !writeArmed {
+                event_add(ensureWriteEvent(), nil)
+                writeArmed = true
             }
-            break
+        case .closed?: ending = .some(nil)
+        case .failed(let reason)?: ending = .some(SocketError(.read, detail: "TLS read: \(reason)"))
         }
         if readSomething { delegate?.connectionDidRead(self) }
         if let ending {
@@ -564,41 +579,69 @@ public final class Connection {
         if tls.writeWantsRead {
             tls.writeWantsRead = false
             flushNow()
+        } else if tls.ciphertextCount > 0 {
+            outputAppended()  // a record the read made OpenSSL write (a key update, an alert)
         }
         updateReading()
-        // Stopped with records decrypted but not yet taken: come back next iteration.
-        if state == .open, readEnabled, tls.hasBuffered { event_active(readEvent, EV_READ, 0) }
+        // Stopped before OpenSSL ran dry (the round limit, or the input cap), with bytes it read
+        // ahead: the socket will not say so, so come back next iteration. (After WANT_READ what
+        // it holds is a partial record, which only the socket's next bytes complete.)
+        if stopped == nil, state == .open, readEnabled, tls.hasBuffered { event_active(readEvent, EV_READ, 0) }
     }
 
-    /// Encrypts the output, one record (at most 16 KiB of it, pulled up into one block) per
-    /// `SSL_write`. False when the connection failed.
+    /// Encrypts the output into records (at most 16 KiB each) while fewer than 256 KiB of them
+    /// wait, and sends the records with one `writev` per round. False when the connection failed.
     private func writeTLS(_ tls: TLSSession) -> Bool {
-        while outputCount > 0, !tls.writeWantsRead {
-            // OpenSSL's rule: a write that must be retried is retried with the same bytes.
-            let count = tls.pendingWrite > 0 ? tls.pendingWrite : min(outputCount, 16 * 1024)
-            guard let bytes = evbuffer_pullup(output, count) else {
-                fail(SocketError(.write, detail: "out of memory gathering output"))
+        while true {
+            while plainOutputCount > 0, !tls.writeWantsRead, tls.ciphertextCount < 256 * 1024 {
+                // A large first block (a value moved from another connection) is encrypted in place;
+                // small ones (many replies) are pulled up into one record first. OpenSSL's rule: a
+                // write that must be retried is retried with the same bytes.
+                let contiguous = evbuffer_get_contiguous_space(output)
+                let count = tls.pendingWrite > 0 ? tls.pendingWrite
+                    : min(contiguous >= 4096 ? contiguous : plainOutputCount, 16 * 1024)
+                guard let bytes = evbuffer_pullup(output, count) else {
+                    fail(SocketError(.write, detail: "out of memory gathering output"))
+                    return false
+                }
+                switch tls.write(bytes, count: count) {
+                case .done(let written):
+                    tls.pendingWrite = 0
+                    evbuffer_drain(output, written)
+                    if outbound { loop.backendBytesOut &+= written } else { loop.clientBytesOut &+= written }
+                case .wantWrite:  // not from the evbuffer BIO, which takes everything
+                    tls.pendingWrite = count
+                case .wantRead:
+                    tls.pendingWrite = count
+                    tls.writeWantsRead = true
+                case .closed:
+                    fail(SocketError(.write, code: EPIPE, detail: "TLS write: the peer closed the connection"))
+                    return false
+                case .failed(let reason):
+                    fail(SocketError(.write, detail: "TLS write: \(reason)"))
+                    return false
+                }
+                if tls.pendingWrite > 0 { break }
+            }
+            guard sendCiphertext(tls) else { return false }
+            // Go on only when every record went out and plaintext is left (the 256 KiB bound).
+            if tls.ciphertextCount > 0 || plainOutputCount == 0 || tls.writeWantsRead || tls.pendingWrite > 0 { return true }
+        }
+    }
+
+    /// Sends the records OpenSSL wrote, as far as the socket takes them. False when the
+    /// connection failed.
+    private func sendCiphertext(_ tls: TLSSession) -> Bool {
+        while tls.ciphertextCount > 0 {
+            let written = evbuffer_write_atmost(tls.ciphertext, fd, -1)
+            if written < 0 {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { return true }
+                if e == EINTR { continue }
+                fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
                 return false
             }
-            switch tls.write(bytes, count: count) {
-            case .done(let written):
-                tls.pendingWrite = 0
-                evbuffer_drain(output, written)
-                if outbound { loop.backendBytesOut &+= written } else { loop.clientBytesOut &+= written }
-            case .wantWrite:
-                tls.pendingWrite = count
-                return true
-            case .wantRead:
-                tls.pendingWrite = count
-                tls.writeWantsRead = true
-                return true
-            case .closed:
-                fail(SocketError(.write, code: EPIPE, detail: "TLS write: the peer closed the connection"))
-                return false
-            case .failed(let reason):
-                fail(SocketError(.write, detail: "TLS write: \(reason)"))
-                return false
-            }
+            if written == 0 { return true }
         }
         return true
     }
@@ -639,7 +682,10 @@ public final class Connection {
     private func teardown(error: SocketError?) {
         guard state != .closed else { return }
         // An orderly end says so (close_notify), as Redis does; a failed connection just closes.
-        if let tls, error == nil, state == .open || state == .closing { tls.shutdown() }
+        if let tls, error == nil, state == .open || state == .closing {
+            tls.shutdown()
+            _ = evbuffer_write_atmost(tls.ciphertext, fd, -1)  // the close_notify, if the socket takes it
+        }
         state = .closed
         if let readEvent { event_free(readEvent) }
         if let writeEvent { event_free(writeEvent) }
