@@ -214,16 +214,7 @@ import Glibc
 
     @Test func highWaterMarkPausesReadingUntilDrained() throws {
         let loop = try EventLoop()
-        final class Slow: ConnectionDelegate {
-            var connection: Connection?
-            var peak = 0
-            func connectionDidRead(_ connection: Connection) {
-                self.connection = connection
-                peak = max(peak, connection.inputCount)
-            }
-            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
-        }
-        let slow = Slow()
+        let slow = SlowReader()
         let mark = 64 * 1024
         let listener = try Listener(loop: loop, endpoint: loopback) {
             $0.readHighWaterMark = mark

@@ -45,6 +45,18 @@ final class Collector: ConnectionDelegate {
     }
 }
 
+/// Reads nothing itself: remembers its connection and the most input it ever held (a test drains
+/// it at its own pace, from a timer).
+final class SlowReader: ConnectionDelegate {
+    var connection: Connection?
+    var peak = 0
+    func connectionDidRead(_ connection: Connection) {
+        self.connection = connection
+        peak = max(peak, connection.inputCount)
+    }
+    func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+}
+
 /// Echoes every byte back by moving it from its input to its own output (no copy).
 final class Echo: ConnectionDelegate {
     func connectionDidRead(_ connection: Connection) {

@@ -46,16 +46,7 @@ import TestSupport
     @Test func pausedReaderGetsEveryRecordWhenItDrains() throws {
         let (server, client) = try Self.contexts()
         let loop = try EventLoop()
-        final class Slow: ConnectionDelegate {
-            var connection: Connection?
-            var peak = 0
-            func connectionDidRead(_ connection: Connection) {
-                self.connection = connection
-                peak = max(peak, connection.inputCount)
-            }
-            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
-        }
-        let slow = Slow()
+        let slow = SlowReader()
         let mark = 20_000
         let listener = try Listener(loop: loop, endpoint: loopback) {
             $0.readHighWaterMark = mark
