@@ -387,19 +387,37 @@ def run_tls(args, cluster, workdir, procs, scale):
                 f"frontend redis\n  bind 127.0.0.1:{ha_port}\n  default_backend master\n"
                 f"backend master\n  server m 127.0.0.1:{master_tls} ssl verify required ca-file {ca}\n")
     procs["haproxy-tls"] = (start(["haproxy", "-f", ha_conf], ha_port), ha_port)
-    replicas = "".join(f"  - 127.0.0.1:{cluster.tls_ports[r]}\n" for r in cluster.replicas)
-    for name, policy in (("ambassador-tls", "prefer-replica"), ("ambassador-tls-master", "master")):
+    tls_replicas = "".join(f"  - 127.0.0.1:{cluster.tls_ports[r]}\n" for r in cluster.replicas)
+    plain_replicas = "".join(f"  - 127.0.0.1:{r}\n" for r in cluster.replicas)
+    # The last one reaches the same servers in plaintext: what TLS costs the ambassador itself.
+    for name, policy, master, replicas, tls in (
+            ("ambassador-tls", "prefer-replica", master_tls, tls_replicas, f"backend_tls:\n  ca_file: {ca}\n"),
+            ("ambassador-tls-master", "master", master_tls, tls_replicas, f"backend_tls:\n  ca_file: {ca}\n"),
+            ("ambassador-master", "master", cluster.master, plain_replicas, "")):
         port = free_port()
         conf = os.path.join(workdir, f"{name}.yaml")
         with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{master_tls}\nreplicas:\n{replicas}"
-                    f"backend_tls:\n  ca_file: {ca}\nread_policy: {policy}\nlog_level: warning\n"
+            f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{master}\nreplicas:\n{replicas}"
+                    f"{tls}read_policy: {policy}\nlog_level: warning\n"
                     + (f"workers: {args.workers}\n" if args.workers else ""))
         procs[name] = (start([args.ambassador, "--config", conf], port), port)
-    results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [], direct=master_tls, direct_name="direct-tls")
+    results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [("direct", None, cluster.master)],
+                                                  direct=master_tls, direct_name="direct-tls")
     print("\nTLS between the proxy (or redis-benchmark, for direct-tls) and Redis; plaintext from redis-benchmark to the proxies.")
     report(args, results, workloads, endpoints, reference="haproxy-tls",
            ambassadors=("ambassador-tls", "ambassador-tls-master"), direct_name="direct-tls")
+    print("\nWhat TLS costs (TLS ÷ plaintext to the same servers): Redis direct, and the ambassador (read_policy master)")
+    for wname, _ in workloads:
+        cells = []
+        for tls, plain in (("direct-tls", "direct"), ("ambassador-tls-master", "ambassador-master")):
+            t, p = results.get((wname, tls)), results.get((wname, plain))
+            if not t or not p:
+                continue
+            cell = f"{tls} {statistics.median(r['rps'] for r in t) / statistics.median(r['rps'] for r in p):.2f}× rps"
+            if t[0]["cpu_us"] is not None:
+                cell += f", CPU {statistics.median(r['cpu_us'] for r in t) / statistics.median(r['cpu_us'] for r in p):.2f}×"
+            cells.append(cell)
+        print(f"  {wname:<15} " + " | ".join(cells))
     print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
     for ename, (before, after) in idle.items():
         print(f"  {ename:<21} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")

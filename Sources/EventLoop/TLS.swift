@@ -148,8 +148,9 @@ public final class TLSContext: @unchecked Sendable {
             SSL_free(ssl)
             return nil
         }
-        let session = TLSSession(ssl: ssl)
-        BIO_set_data(writeBIO, UnsafeMutableRawPointer(session.ciphertext))
+        let session = TLSSession(ssl: ssl, fd: fd)
+        // Unretained: the BIO is freed with the SSL, in the session's deinit.
+        BIO_set_data(writeBIO, Unmanaged.passUnretained(session).toOpaque())
         SSL_set_bio(ssl, readBIO, writeBIO)
         if role == .client {
             let name = serverName ?? host
@@ -176,17 +177,34 @@ public final class TLSContext: @unchecked Sendable {
 final class TLSSession {
     let ssl: OpaquePointer
     /// Records OpenSSL wrote (handshake, application data, alerts), waiting for the socket.
-    /// `SSL_write` one record at a time into a socket would cost a `write` per 16 KiB record;
-    /// here a flush sends every record with one `writev` (the price: one copy of the ciphertext).
+    /// `SSL_write` into the socket would cost a `write` per record, however small; here small
+    /// records gather and a flush sends them with one `writev`. A large record with nothing
+    /// waiting before it goes straight to the socket instead (see `writeRecord`).
     let ciphertext: OpaquePointer
+    let fd: Int32
     /// The length of an `SSL_write` that must be retried as it was (OpenSSL's rule): 0 when none.
     var pendingWrite = 0
     /// A write waits for the socket to be readable (TLS 1.2 renegotiation): the next read retries it.
     var writeWantsRead = false
 
-    init(ssl: OpaquePointer) {
+    init(ssl: OpaquePointer, fd: Int32) {
         self.ssl = ssl
+        self.fd = fd
         ciphertext = evbuffer_new()!
+    }
+
+    /// The write BIO's body: one record (or part of one) from OpenSSL. A record of 4 KiB or more
+    /// with nothing queued ahead of it is written to the socket at once, saving the copy into
+    /// the evbuffer (a 64 KiB value is four records: four writes, no copy); whatever the socket
+    /// does not take (EAGAIN, or an error the next `writev` reports) is queued, in order.
+    func writeRecord(_ data: UnsafeRawPointer, _ length: Int) -> Int32 {
+        var sent = 0
+        if length >= 4096 && evbuffer_get_length(ciphertext) == 0 {
+            let written = Glibc.write(fd, data, length)
+            if written > 0 { sent = written }
+        }
+        if sent < length, evbuffer_add(ciphertext, data + sent, length - sent) != 0 { return -1 }
+        return Int32(length)
     }
 
     deinit {
@@ -201,8 +219,8 @@ final class TLSSession {
         let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "redis-ambassador evbuffer")!
         _ = BIO_meth_set_write(method) { bio, data, length in
             guard length > 0 else { return 0 }
-            guard let bio, let data, let buffer = BIO_get_data(bio) else { return -1 }
-            return evbuffer_add(OpaquePointer(buffer), data, Int(length)) == 0 ? length : -1
+            guard let bio, let data, let session = BIO_get_data(bio) else { return -1 }
+            return Unmanaged<TLSSession>.fromOpaque(session).takeUnretainedValue().writeRecord(data, Int(length))
         }
         _ = BIO_meth_set_ctrl(method) { _, command, _, _ in
             // FLUSH: nothing is held back here (the connection sends the evbuffer itself).
