@@ -109,7 +109,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var lastWriteGeneration = 0
     var writesInFlight = 0
     /// Read-your-writes by offset: the master probe that covers the session's last answered
-    /// write (0: it wrote nothing), and the offset that probe reported once known (-1 before).
+    /// write (0: it wrote nothing; -1: it wrote, and no probe was asked for yet), and the
+    /// offset that probe reported once known (-1 before).
     private var floorProbe = 0
     private var floorOffset: Int64 = -1
     /// read_your_writes: app — what the read being routed needs for its keys (see `KeyWrites`);
@@ -123,10 +124,19 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// The replication offset a replica needs for this session's reads (0: any); nil while a
     /// write is in flight or its offset is not known yet (see `ReplicationTracker`).
+    ///
+    /// The master is probed for the offset when the session first reads after writing, not when
+    /// the write is answered: a probe sent later still covers the write (offsets only grow), and
+    /// a session that only writes (a writer of a read/write split, a loader) then costs the
+    /// master no ROLE per write. That first read goes to the master, which has every write.
     @inline(__always)
     func readFloor(_ tracker: ReplicationTracker) -> Int64? {
         if writesInFlight > 0 { return nil }
         if floorProbe == 0 { return 0 }
+        if floorProbe < 0 {
+            floorProbe = tracker.probeAfterWrite()
+            return nil
+        }
         if floorOffset < 0 {
             guard let offset = tracker.floor(forProbe: floorProbe) else { return nil }
             floorOffset = max(offset, 1)
@@ -624,7 +634,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         }
         writesInFlight -= 1
         if writesInFlight == 0 && proxy.tracksOffsets {
-            floorProbe = proxy.tracker.probeAfterWrite()
+            floorProbe = -1
             floorOffset = -1
         }
     }

@@ -39,13 +39,16 @@ public final class Proxy {
     /// read_your_writes: app — recent writes by key (see `KeyWrites`).
     let keyWrites = KeyWrites()
     /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
-    /// kept as flags, read on every command.
+    /// kept as flags, read on every command. Nothing is tracked when no read can go to a
+    /// replica (`read_policy: master`, or a static topology without replicas): each tracked
+    /// write costs a ROLE probe of the master, for nothing there.
     private(set) var tracksOffsets = true
     private(set) var tracksKeys = false
 
     private func noteReadYourWrites() {
-        tracksOffsets = config.readYourWrites == .session || config.readYourWrites == .app
-        tracksKeys = config.readYourWrites == .app
+        let replicaReads = config.readPolicy != .master && (config.discovery != .static || !config.replicas.isEmpty)
+        tracksOffsets = replicaReads && (config.readYourWrites == .session || config.readYourWrites == .app)
+        tracksKeys = replicaReads && config.readYourWrites == .app
     }
     private var sweepTimer: Timer?
 

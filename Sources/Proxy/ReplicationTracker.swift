@@ -16,6 +16,9 @@ import RESP
 ///    same master, so an old sample is a lower bound: a replica is used once a sample says
 ///    `applied ≥ M`.
 ///
+/// The probe is asked for when the session first reads after writing (step 2 allows any later
+/// moment), so a session that only writes costs no probe.
+///
 /// Until then the session's reads go to the master (which has every write). While any session
 /// waits, replicas are asked for their offset every `pollInterval`, so reads return to them
 /// within a few milliseconds of the data being there. Probes of the master are coalesced: one
@@ -47,8 +50,9 @@ final class ReplicationTracker {
 
     init() {}
 
-    /// A write of some session was answered just now: the number of the master probe whose
-    /// offset covers it (one sent from now on), which this call makes sure is sent.
+    /// A session's writes were answered (now, or earlier): the number of the master probe whose
+    /// offset covers them (one sent from now on), which this call makes sure is sent. Sessions
+    /// ask when they first read after writing (`ClientSession.readFloor`).
     func probeAfterWrite() -> Int {
         let number = probesSent + 1
         if probeInFlight {

@@ -226,6 +226,37 @@ extension Integration {
         }
     }
 
+    /// Read-your-writes costs the master a ROLE probe only for a session that reads after
+    /// writing, asked at that read: a session that only writes costs none, and with
+    /// `read_policy: master` (no read ever goes to a replica) nothing is probed at all.
+    @Test func onlyAReadAfterWritesProbesTheMaster() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        let writer = try ambassador.client()
+        let before = try commandCalls(cluster.master, "role")
+        for i in 0..<200 { #expect(try writer.command(["SET", "w:\(i)", "v\(i)"]) == .simple("OK")) }
+        #expect(try commandCalls(cluster.master, "role") == before, "200 writes, no read: no probe")
+        #expect(try writer.command(["GET", "w:199"]) == .bulk("v199"))
+        #expect(eventually(2) { (try? commandCalls(cluster.master, "role")) ?? 0 > before }, "the read asked for one")
+        // Once the replica has the writes, the session's reads return to it.
+        #expect(eventually(3) {
+            _ = try? writer.command(["GET", "w:0"])
+            return ((try? commandCalls(cluster.replicas[0], "get")) ?? 0) > 0
+        })
+
+        let masterOnly = try Ambassador(cluster: cluster, policy: .master)
+        defer { masterOnly.stop() }
+        let client = try masterOnly.client()
+        let start = try commandCalls(cluster.master, "role")
+        for i in 0..<50 {
+            #expect(try client.command(["SET", "m:\(i)", "x"]) == .simple("OK"))
+            #expect(try client.command(["GET", "m:\(i)"]) == .bulk("x"))
+        }
+        #expect(try commandCalls(cluster.master, "role") == start, "read_policy master: nothing to probe for")
+    }
+
     /// The shipped defaults (prefer-replica, read_your_writes: session): a session reads its own
     /// writes, in one pipeline or one at a time, inline or multibulk — as from a direct Redis —
     /// while reads that follow no write of its own still go to the replicas, and go back to them
