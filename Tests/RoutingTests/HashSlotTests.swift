@@ -1,0 +1,51 @@
+import Foundation
+import RESP
+import Routing
+import Testing
+import TestSupport
+
+/// `HashSlot` against the published CRC16 check value and against a real Redis's
+/// `CLUSTER KEYSLOT` (a `--cluster-enabled` server: the command needs no slot assigned).
+@Suite struct HashSlotTests {
+    @Test func checkValueAndHashTags() {
+        // CRC16-XMODEM("123456789") = 0x31C3, the standard check value (Redis's crc16.c cites it).
+        #expect(HashSlot.of("123456789") == 0x31C3)
+        #expect(HashSlot.of("{user:1}:name") == HashSlot.of("user:1"))
+        #expect(HashSlot.of("{user:1}:name") == HashSlot.of("{user:1}:mail"))
+        #expect(HashSlot.of("{}x") != HashSlot.of(""), "an empty tag: the whole key is hashed")
+        #expect(HashSlot.of("x{a}{b}") == HashSlot.of("a"), "the first tag")
+        #expect(HashSlot.of("x{{a}}") == HashSlot.of("{a"), "from the first { to the first } after it")
+        #expect(HashSlot.of("") == 0)
+        #expect((0..<1000).allSatisfy { HashSlot.of("key:\($0)") < HashSlot.count })
+    }
+
+    /// 3,000 keys — random bytes, braces in every position, empty and unclosed tags, binary — get
+    /// the slot Redis gives them.
+    @Test func matchesRedisClusterKeyslot() throws {
+        let server = try RedisServer(arguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes-\(UUID().uuidString.prefix(8)).conf"])
+        defer { server.stop() }
+        let client = try server.client()
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("{}ab:1\u{0}\r\n".utf8) + [0xff, 0x7b, 0x7d]
+        var keys: [[UInt8]] = [Array("{".utf8), Array("}".utf8), Array("{}".utf8), Array("}{".utf8), Array("{a".utf8),
+                                Array("a}".utf8), Array("{}{a}".utf8), Array("{{}}".utf8), []]
+        for _ in 0..<3000 - keys.count {
+            let length = Int.random(in: 0...24, using: &generator)
+            keys.append((0..<length).map { _ in
+                Bool.random(using: &generator) ? alphabet.randomElement(using: &generator)! : UInt8.random(in: 0...255, using: &generator)
+            })
+        }
+        for batch in stride(from: 0, to: keys.count, by: 500) {
+            let chunk = keys[batch..<min(batch + 500, keys.count)]
+            var request: [UInt8] = []
+            for key in chunk {
+                request += Array("*3\r\n$7\r\nCLUSTER\r\n$7\r\nKEYSLOT\r\n$\(key.count)\r\n".utf8) + key + Array("\r\n".utf8)
+            }
+            try client.send(request)
+            for key in chunk {
+                let reply = try client.readReply()
+                #expect(reply == .integer(Int64(HashSlot.of(key))), "\(key)")
+            }
+        }
+    }
+}
