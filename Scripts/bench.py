@@ -267,21 +267,9 @@ def main():
             procs[name] = (start([args.ambassador, "--config", conf], port), port)
         results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [("direct-unix", None, cluster.master_socket)])
         report(args, results, workloads, endpoints, reference="twemproxy", ambassadors=("ambassador", "ambassador-master"))
-        print("\nUnix socket against loopback TCP, same read_policy (unix ÷ tcp): throughput and CPU per request")
-        for wname, _ in workloads:
-            cells = []
-            for unix, tcp in (("direct-unix", "direct"), ("ambassador-unix", "ambassador")):
-                u, t = results.get((wname, unix)), results.get((wname, tcp))
-                if not u or not t:
-                    continue
-                cell = f"{unix} {statistics.median(r['rps'] for r in u) / statistics.median(r['rps'] for r in t):.2f}×"
-                if u[0]["cpu_us"] is not None:
-                    cell += f", CPU {statistics.median(r['cpu_us'] for r in u) / statistics.median(r['cpu_us'] for r in t):.2f}×"
-                cells.append(cell)
-            print(f"  {wname:<15} " + " | ".join(cells))
-        print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
-        for ename, (before, after) in idle.items():
-            print(f"  {ename:<18} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")
+        print_ratios("Unix socket against loopback TCP, same read_policy (unix ÷ tcp): throughput and CPU per request",
+                     results, workloads, (("direct-unix", "direct"), ("ambassador-unix", "ambassador")))
+        print_idle(idle)
     finally:
         for p, _ in procs.values():
             p.terminate()
@@ -406,18 +394,28 @@ def run_tls(args, cluster, workdir, procs, scale):
     print("\nTLS between the proxy (or redis-benchmark, for direct-tls) and Redis; plaintext from redis-benchmark to the proxies.")
     report(args, results, workloads, endpoints, reference="haproxy-tls",
            ambassadors=("ambassador-tls", "ambassador-tls-master"), direct_name="direct-tls")
-    print("\nWhat TLS costs (TLS ÷ plaintext to the same servers): Redis direct, and the ambassador (read_policy master)")
+    print_ratios("What TLS costs (TLS ÷ plaintext to the same servers): Redis direct, and the ambassador (read_policy master)",
+                 results, workloads, (("direct-tls", "direct"), ("ambassador-tls-master", "ambassador-master")))
+    print_idle(idle)
+
+
+def print_ratios(title, results, workloads, pairs):
+    """Per workload, each (endpoint, baseline) pair's throughput ratio and, for a proxy, CPU ratio."""
+    print("\n" + title)
     for wname, _ in workloads:
         cells = []
-        for tls, plain in (("direct-tls", "direct"), ("ambassador-tls-master", "ambassador-master")):
-            t, p = results.get((wname, tls)), results.get((wname, plain))
-            if not t or not p:
+        for ename, base in pairs:
+            e, b = results.get((wname, ename)), results.get((wname, base))
+            if not e or not b:
                 continue
-            cell = f"{tls} {statistics.median(r['rps'] for r in t) / statistics.median(r['rps'] for r in p):.2f}× rps"
-            if t[0]["cpu_us"] is not None:
-                cell += f", CPU {statistics.median(r['cpu_us'] for r in t) / statistics.median(r['cpu_us'] for r in p):.2f}×"
+            cell = f"{ename} {statistics.median(r['rps'] for r in e) / statistics.median(r['rps'] for r in b):.2f}×"
+            if e[0]["cpu_us"] is not None:
+                cell += f", CPU {statistics.median(r['cpu_us'] for r in e) / statistics.median(r['cpu_us'] for r in b):.2f}×"
             cells.append(cell)
         print(f"  {wname:<15} " + " | ".join(cells))
+
+
+def print_idle(idle):
     print("\nRSS of a fresh proxy process before and with 1,000 idle client connections")
     for ename, (before, after) in idle.items():
         print(f"  {ename:<21} {before:>7} KiB → {after:>7} KiB: {(after - before) * 1024 / 1000:.0f} bytes per connection")

@@ -108,12 +108,4 @@ static inline long long ra_tls_not_after(const void *pem, int length) {
     return seconds;
 }
 
-// The last error of this thread's OpenSSL error queue as text ("" when empty); the queue is cleared.
-static inline void ra_tls_last_error(char *text, size_t size) {
-    unsigned long code = ERR_peek_last_error();
-    if (code == 0) { if (size) text[0] = 0; }
-    else ERR_error_string_n(code, text, size);
-    ERR_clear_error();
-}
-
 #endif

@@ -421,17 +421,7 @@ public final class Connection {
         if let tls {
             guard writeTLS(tls) else { return }
         } else {
-            while plainOutputCount > 0 {
-                let written = evbuffer_write_atmost(output, fd, -1)
-                if written < 0 {
-                    let e = errno
-                    if e == EAGAIN || e == EWOULDBLOCK { break }
-                    if e == EINTR { continue }
-                    return fail(SocketError(.write, code: e, detail: "write: \(Socket.errnoText(e))"))
-                }
-                if written == 0 { break }
-                if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
-            }
+            guard send(output, countingBytes: true) else { return }
         }
         // A TLS write that waits for a read is retried by the read, not by EV_WRITE.
         let pending = tls.map { $0.ciphertextCount > 0 || (plainOutputCount > 0 && !$0.writeWantsRead) } ?? (plainOutputCount > 0)
@@ -632,8 +622,16 @@ public final class Connection {
     /// Sends the records OpenSSL wrote, as far as the socket takes them. False when the
     /// connection failed.
     private func sendCiphertext(_ tls: TLSSession) -> Bool {
-        while tls.ciphertextCount > 0 {
-            let written = evbuffer_write_atmost(tls.ciphertext, fd, -1)
+        send(tls.ciphertext, countingBytes: false)
+    }
+
+    /// Writes `buffer` to the socket as far as the kernel takes it (the plaintext output, or
+    /// TLS records). False when the connection failed. `countingBytes`: the bytes feed the loop's
+    /// byte counters (TLS counts the plaintext it encrypts instead).
+    @inline(__always)
+    private func send(_ buffer: OpaquePointer, countingBytes: Bool) -> Bool {
+        while evbuffer_get_length(buffer) > 0 {
+            let written = evbuffer_write_atmost(buffer, fd, -1)
             if written < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { return true }
@@ -642,6 +640,9 @@ public final class Connection {
                 return false
             }
             if written == 0 { return true }
+            if countingBytes {
+                if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
+            }
         }
         return true
     }
