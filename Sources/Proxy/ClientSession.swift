@@ -278,20 +278,20 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// The shared connection for this session's next request to `backend`: where its earlier
     /// requests there still wait, else whichever the backend offers (its regular connection
-    /// unless that one is stalled).
+    /// unless that one is stalled, or busy when the request is `large`).
     @inline(__always)
-    private func sharedConnection(to backend: Backend, urgent: Bool = false) -> BackendConnection {
+    private func sharedConnection(to backend: Backend, urgent: Bool = false, large: Bool = false) -> BackendConnection {
         for i in bindings.indices {
             let bound = bindings[i].connection
             guard bound.backend === backend else { continue }
             lastBinding = i
             if bound.answered < bindings[i].through { return bound }
-            let chosen = backend.connection(for: self, urgent: urgent, now: dispatchNow)
+            let chosen = backend.connection(for: self, urgent: urgent, large: large, now: dispatchNow)
             if chosen !== bound { bindings[i] = Binding(connection: chosen, through: 0) }
             return chosen
         }
         if bindings.count >= 8 { bindings.removeAll { $0.connection.answered >= $0.through } }
-        let chosen = backend.connection(for: self, urgent: urgent, now: dispatchNow)
+        let chosen = backend.connection(for: self, urgent: urgent, large: large, now: dispatchNow)
         lastBinding = bindings.count
         bindings.append(Binding(connection: chosen, through: 0))
         return chosen
@@ -483,7 +483,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// With health checks, a master whose connection is down may be failing over: the command
     /// waits for it (up to `failover_hold`) instead of failing at once.
     private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false, urgent: Bool = false) {
-        let target = sharedConnection(to: backend, urgent: urgent)
+        let target = sharedConnection(to: backend, urgent: urgent, large: frame.length >= Backend.largeRequest)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
             if route == .master && proxy.healthChecked { return holdForMaster(frame) }
@@ -574,7 +574,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             input.drop(frame.length, from: connection)
             return unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
-        let target = sharedConnection(to: backend)
+        let target = sharedConnection(to: backend, large: frame.length >= Backend.largeRequest)
         // The replica is up, but this session's connection to it may be reconnecting.
         guard target.isUsable else { return forward(frame, to: backend) }
         let slot = enqueue(.replica)

@@ -122,6 +122,65 @@ extension Integration {
     }
 
     /// Transactions reuse pooled connections: no connection per transaction on the master.
+    /// Large values (16 KiB and more) sent while the shared connection is busy go out on a few
+    /// extra connections, and each session's commands still take effect in the order it sent
+    /// them: pipelines that mix large and small values, and lone large writes followed by reads.
+    @Test func largeValuesTakeExtraConnectionsAndKeepEachSessionsOrder() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let failures = Mutex<[String]>([])
+        let finished = DispatchGroup()
+        let port = ambassador.port
+        for clientIndex in 0..<16 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                do {
+                    let client = try BlockingClient(port: port, timeout: 10)
+                    let key = "big:\(clientIndex)", small = "small:\(clientIndex)"
+                    func check(_ what: String, _ raw: [UInt8], _ expected: RESPValue) {
+                        let reply = try? RESPValue.decode(raw)?.0
+                        if reply != expected { failures.withLock { $0.append("client \(clientIndex) \(what): \(text(raw).prefix(60))") } }
+                    }
+                    for round in 0..<30 {
+                        let a = String(repeating: Character(UnicodeScalar(UInt8(97 + round % 26))), count: 20_000 + round)
+                        let b = String(repeating: "z", count: 17_000 + clientIndex)
+                        let replies = try client.pipeline([
+                            ["SET", key, a], ["APPEND", key, "x"], ["GET", key], ["SET", small, "\(round)"],
+                            ["GET", small], ["SET", key, b], ["STRLEN", key], ["INCR", "count:\(clientIndex)"],
+                        ])
+                        check("SET a", replies[0], .simple("OK"))
+                        check("APPEND", replies[1], .integer(Int64(a.utf8.count + 1)))
+                        check("GET a", replies[2], .bulk(a + "x"))
+                        check("SET small", replies[3], .simple("OK"))
+                        check("GET small", replies[4], .bulk("\(round)"))
+                        check("SET b", replies[5], .simple("OK"))
+                        check("STRLEN", replies[6], .integer(Int64(b.utf8.count)))
+                        check("INCR", replies[7], .integer(Int64(round + 1)))
+                        // A lone large write (nothing of this session in flight), then reads.
+                        check("lone SET", try client.readRawReplyAfter(["SET", key, a]), .simple("OK"))
+                        check("GET after lone SET", try client.readRawReplyAfter(["GET", key]), .bulk(a))
+                        check("lone APPEND", try client.readRawReplyAfter(["APPEND", small, a]), .integer(Int64("\(round)".utf8.count + a.utf8.count)))
+                        check("STRLEN after lone APPEND", try client.readRawReplyAfter(["STRLEN", small]), .integer(Int64("\(round)".utf8.count + a.utf8.count)))
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
+                }
+            }.start()
+        }
+        finished.wait()
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { Array($0.prefix(5)) })")
+        // The ambassador's connections to the master that carried the app's commands: the
+        // regular one plus at least one lane for large values, and at most 4 lanes.
+        let list = try cluster.master.client().command(["CLIENT", "LIST"]).text ?? ""
+        let carriers = list.split(whereSeparator: \.isNewline).filter { line in
+            ["set", "get", "append", "strlen", "incr"].contains { line.contains("cmd=\($0) ") }
+        }
+        #expect(carriers.count >= 2 && carriers.count <= 5, "\(carriers.count) connections:\n\(list)")
+    }
+
     @Test func transactionsReusePinnedConnections() throws {
         let cluster = try Cluster(replicas: 0)
         defer { cluster.stop() }
