@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "RESPTests", dependencies: ["RESP"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RESP", "TestSupport"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "EventLoop", "TestSupport"]),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP", "EventLoop"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP", "EventLoop", "TestSupport"]),
         .testTarget(name: "ProxyTests", dependencies: [
             "Proxy", "Config", "Control", "EventLoop", "RESP", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

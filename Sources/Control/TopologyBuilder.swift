@@ -172,22 +172,7 @@ enum SentinelReplies {
     static func replicas(_ reply: RESPValue) -> [Address]? {
         guard case .array(let items?) = reply else { return nil }
         return items.compactMap { item -> Address? in
-            var fields: [String: String] = [:]
-            switch item {
-            case .array(let list?):
-                var i = 0
-                while i + 1 < list.count {
-                    if let key = list[i].text { fields[key] = list[i + 1].text ?? "" }
-                    i += 2
-                }
-            case .map(let list):  // RESP3: keys and values alternating, like the array
-                var i = 0
-                while i + 1 < list.count {
-                    if let key = list[i].text { fields[key] = list[i + 1].text ?? "" }
-                    i += 2
-                }
-            default: return nil
-            }
+            guard let fields = item.fields?.mapValues({ $0.text ?? "" }) else { return nil }
             guard let host = fields["ip"], let port = fields["port"].flatMap(UInt16.init) else { return nil }
             return Address(host: host, port: port)
         }

@@ -170,7 +170,7 @@ public struct RoleReport: Sendable, Equatable {
     }
 
     /// An integer sent as one (`:6379`) or as text (`$4 6379`).
-    static func integer(_ value: RESPValue) -> Int64? {
+    public static func integer(_ value: RESPValue) -> Int64? {
         if case .integer(let number) = value { return number }
         return value.text.flatMap { Int64($0) }
     }
