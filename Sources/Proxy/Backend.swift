@@ -13,6 +13,8 @@ final class Backend {
     /// Strong, on purpose: the proxy lives as long as its loop, and an `unowned` reference costs
     /// a checked retain and a release at every use.
     let proxy: Proxy
+    /// The master and replicas this backend belongs to.
+    let group: ReplicationGroup
     let address: Address
     let endpoint: Endpoint
     let role: Role
@@ -47,8 +49,9 @@ final class Backend {
     private var offsetPollInFlight = false
     private(set) var upConnections = 0
 
-    init(proxy: Proxy, address: Address, role: Role) {
-        self.proxy = proxy
+    init(group: ReplicationGroup, address: Address, role: Role) {
+        self.group = group
+        self.proxy = group.proxy
         self.address = address
         self.endpoint = address.endpoint
         self.role = role
@@ -301,7 +304,7 @@ final class Backend {
         if connection.isRegularShared {
             upConnections += 1
             if upConnections == 1 { proxy.backendCameUp(self, through: connection) }
-            if self === proxy.master { proxy.masterConnectionUp() }
+            if self === group.master { group.masterConnectionUp() }
         }
     }
 

@@ -388,7 +388,7 @@ final class BackendConnection: ConnectionDelegate {
                 // -LOADING, -MASTERDOWN (or -NOSCRIPT for EVALSHA_RO): the read goes to another
                 // eligible node, then the master, before the client sees an error.
                 connection.discardInput(frame.length)
-                if proxy.retryRead(slot, after: backend) {
+                if backend.group.retryRead(slot, after: backend) {
                     break
                 }
                 session.fail(slot, "ERR ambassador: no other node could serve the read")
@@ -490,7 +490,7 @@ final class BackendConnection: ConnectionDelegate {
                     proxy.slots.give(slot)
                     continue
                 }
-                if slot.retriesLeft > 0, proxy.retryRead(slot, after: backend) { continue }
+                if slot.retriesLeft > 0, backend.group.retryRead(slot, after: backend) { continue }
                 proxy.stats.error(.backendLost)
                 let why = failReason.map { "reset (\($0))" } ?? "lost"
                 session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) \(why) before it replied")

@@ -13,11 +13,11 @@ extension ClientSession {
         // After writes on a dedicated connection (a transaction, a script in one), the same one
         // again if it is idle: a WAIT there counts those writes.
         let written = lastWriteConnection?.dedicated == true ? lastWriteConnection : nil
-        let connection = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
+        let connection = group.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
         holdStarted = 0
         guard connection.isUsable else {
             input.drop(frame.length, from: self.connection)
-            return unavailable(.pinned, "ERR ambassador: master \(proxy.master.address) is unavailable")
+            return unavailable(.pinned, "ERR ambassador: master \(group.master.address) is unavailable")
         }
         connection.owner = self
         pin = .pinned(connection, state)
@@ -150,7 +150,7 @@ extension ClientSession {
         lastWriteMicroseconds = proxy.loop.nowMicroseconds
         if proxy.tracksKeys {
             slot.isAppWrite = true
-            slot.appKeys = proxy.keyWrites.sent(nil)  // a transaction's keys are not known here
+            slot.appKeys = group.keyWrites.sent(nil)  // a transaction's keys are not known here
         }
         target.forward(from: connection, length: frame.length, slot: slot)
     }
@@ -331,7 +331,7 @@ extension ClientSession {
     /// commands (nothing owed): relayed replies must not overtake pending ones.
     func pinForRedirect() -> BackendConnection? {
         guard pinned == nil, replies.isEmpty, !hold.isHolding else { return nil }
-        let dedicated = proxy.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        let dedicated = group.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
         guard dedicated.isUsable else { return nil }
         dedicated.owner = self
         dedicated.select(db)

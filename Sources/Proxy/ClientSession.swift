@@ -147,8 +147,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     var repliesOwed: Bool { !replies.isEmpty }
     var passesLoginsThrough: Bool { proxy.passesLoginsThrough }
-    var masterConfirmed: Bool { proxy.masterConfirmed }
-    var masterWritable: Bool { proxy.masterWritable(for: self) }
+    /// The master and replicas this session's commands go to. A strong `let`: looked up through
+    /// the proxy, or held `unowned(unsafe)` or in a `var`, every use retained and released it
+    /// (callgrind: +100 to +150 instructions per request, 4,177 → 4,300-4,400).
+    let group: ReplicationGroup
+    var masterConfirmed: Bool { group.masterConfirmed }
+    var masterWritable: Bool { group.masterWritable(for: self) }
     var hasWriteConnection: Bool { waitConnection() != nil }
 
     var encoder = RESPEncoder()
@@ -207,6 +211,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     init(proxy: Proxy, connection: Connection, id: Int64) {
         self.proxy = proxy
+        group = proxy.primary
         self.connection = connection
         self.id = id
         parser = RequestParser(limits: proxy.limits)
@@ -383,7 +388,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read:
             forwardRead(frame, verb: command.verb)
         case .master(let write, let urgent):
-            forward(frame, to: proxy.master, write: write, urgent: urgent)
+            forward(frame, to: group.master, write: write, urgent: urgent)
         }
     }
 
@@ -456,7 +461,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         hold = .master(frame)
         if holdStarted == 0 { holdStarted = proxy.loop.nowMicroseconds }
         connection.pauseReading()
-        proxy.waitForMaster(self)
+        group.waitForMaster(self)
     }
 
     func masterAvailable() {
@@ -503,9 +508,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         slot.isWrite = write
         if write && proxy.tracksKeys {
             slot.isAppWrite = true
-            slot.appKeys = proxy.keyWrites.sent(keyHashes(frame))
-            if proxy.keyWrites.entries.count >= KeyWrites.capacity {
-                proxy.keyWrites.prune(appliedByAll: proxy.replicas.map(\.appliedOffset).min() ?? 0, tracker: proxy.tracker)
+            slot.appKeys = group.keyWrites.sent(keyHashes(frame))
+            if group.keyWrites.entries.count >= KeyWrites.capacity {
+                group.keyWrites.prune(appliedByAll: group.replicas.map(\.appliedOffset).min() ?? 0, tracker: group.tracker)
             }
         }
         send(frame, to: target, slot: slot)
@@ -516,7 +521,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// master. nil: the session wrote nothing there (a WAIT on a pinned connection then counts
     /// from that connection's own offset, as on a new direct connection).
     private func waitConnection() -> BackendConnection? {
-        guard let target = lastWriteConnection, !target.dedicated, target.backend === proxy.master, target.isOpen,
+        guard let target = lastWriteConnection, !target.dedicated, target.backend === group.master, target.isOpen,
               target.generation == lastWriteGeneration else { return nil }
         return target
     }
@@ -538,9 +543,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     private func forwardRead(_ frame: RequestFrame, verb: Verb) {
         if proxy.tracksKeys {
-            readKeyFloor = proxy.keyWrites.floor(tracker: proxy.tracker, keyVisitor(frame))
+            readKeyFloor = group.keyWrites.floor(tracker: group.tracker, keyVisitor(frame))
         }
-        var request = ReadRouter.Request(floor: proxy.readFloor(for: self), batchReplica: batchReplica, batchReads: batchReads)
+        var request = ReadRouter.Request(floor: group.readFloor(for: self), batchReplica: batchReplica, batchReads: batchReads)
         var isScan = false
         if case .scan(let cursorArgument) = verb {
             // A cursor means something only on the node that issued it (replicas of one master
@@ -548,12 +553,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             // walk in progress (cursor not 0) stays on its node while that node may serve it.
             isScan = true
             let cursor = cursorArgument == 1 ? frame.firstArgument : SessionArguments(session: self, frame: frame).shortArgument(cursorArgument)
-            request.scan = (node: proxy.routerNode(scanNode), continues: cursor.integerValue != 0)
+            request.scan = (node: group.routerNode(scanNode), continues: cursor.integerValue != 0)
         }
         let backend: Backend
-        switch proxy.routeRead(for: self, request).route {
+        switch group.routeRead(for: self, request).route {
         case .replica(let index):
-            backend = proxy.replicas[index]
+            backend = group.replicas[index]
             if isScan {
                 scanNode = backend
             } else if index == batchReplica && batchReads < ReadRouter.batchAffinity {
@@ -564,8 +569,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
                 batchReads = 1
             }
         case .master:
-            if isScan { scanNode = proxy.master }
-            return forward(frame, to: proxy.master)
+            if isScan { scanNode = group.master }
+            return forward(frame, to: group.master)
         case .hold:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
@@ -629,7 +634,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// from now on (see `ReplicationTracker`).
     private func writeAnswered(_ slot: Slot) {
         if slot.isAppWrite {
-            proxy.keyWrites.answered(slot.appKeys, probe: proxy.tracker.probeAfterWrite())
+            group.keyWrites.answered(slot.appKeys, probe: group.tracker.probeAfterWrite())
             slot.isAppWrite = false
         }
         writesInFlight -= 1
@@ -657,9 +662,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// The same, for a slot already in the FIFO.
     func askMaster(_ arguments: [String], into slot: Slot) {
-        let target = proxy.master.connection(for: self, urgent: true, now: dispatchNow)
+        let target = group.master.connection(for: self, urgent: true, now: dispatchNow)
         guard target.isUsable else {
-            return fail(slot, "ERR ambassador: master \(proxy.master.address) is unavailable")
+            return fail(slot, "ERR ambassador: master \(group.master.address) is unavailable")
         }
         target.probe(arguments) { [weak self] bytes in
             guard let self, slot.session === self else { return }

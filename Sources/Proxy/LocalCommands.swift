@@ -170,7 +170,7 @@ extension ClientSession {
         awaitingLogin = true
         connection.pauseReading()
         let slot = enqueue(.master)
-        proxy.master.checkLogin(login) { [weak self] bytes in
+        group.master.checkLogin(login) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             self.awaitingLogin = false
             let accepted = bytes == Array("+OK\r\n".utf8)

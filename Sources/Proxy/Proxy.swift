@@ -21,8 +21,10 @@ public final class Proxy {
     let limits = RESPLimits.redis
     let slots = SlotPool()
     private var listener: Listener?
-    private(set) var master: Backend!
-    private(set) var replicas: [Backend] = []
+    /// The master and replicas (one group; Redis Cluster will have one per shard).
+    private(set) var primary: ReplicationGroup!
+    var master: Backend { primary.master }
+    var replicas: [Backend] { primary.replicas }
     private var sessions: [Int64: ClientSession] = [:]
     private var nextSessionID: Int64 = 1
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
@@ -34,10 +36,6 @@ public final class Proxy {
     public private(set) var acceptedConnections = 0
     /// `stall_threshold` in µs; -1 when off.
     private(set) var stallMicroseconds = 50_000
-    /// Read-your-writes by replication offset (see `ReplicationTracker`).
-    let tracker = ReplicationTracker()
-    /// read_your_writes: app — recent writes by key (see `KeyWrites`).
-    let keyWrites = KeyWrites()
     /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
     /// kept as flags, read on every command. Nothing is tracked when no read can go to a
     /// replica (`read_policy: master`, or a static topology without replicas): each tracked
@@ -67,13 +65,10 @@ public final class Proxy {
         self.worker = worker
         // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
         nextSessionID = Int64(worker) << 40 | 1
-        master = Backend(proxy: self, address: config.master, role: .master)
-        replicas = config.replicas.map { Backend(proxy: self, address: $0, role: .replica) }
         stallMicroseconds = Self.microseconds(config.stallThreshold)
-        tracker.proxy = self
         commandRules = CommandRulesIndex(config)
         noteReadYourWrites()
-        configureRouter()
+        primary = ReplicationGroup(proxy: self, master: config.master, replicas: config.replicas)
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -91,8 +86,7 @@ public final class Proxy {
         timer.schedule(after: Self.publishInterval)
         publishTimer = timer
         let sweep = Timer(loop: loop, repeating: true) { [unowned self] in
-            self.master.sweepOverflow()
-            self.replicas.forEach { $0.sweepOverflow() }
+            self.primary.backends.forEach { $0.sweepOverflow() }
             self.checkPausedClients()
             self.releaseMemoryIfIdle()
         }
@@ -191,8 +185,7 @@ public final class Proxy {
     }
 
     private func startBackends() {
-        master.start()
-        replicas.forEach { $0.start() }
+        primary.start()
     }
 
     /// The port actually bound (differs from the config's when it asked for 0).
@@ -204,17 +197,14 @@ public final class Proxy {
         listener = nil
         closeOwnUnixSocket()
         for session in sessions.values { session.connection.close() }
-        master.shutdown()
-        replicas.forEach { $0.shutdown() }
+        primary.shutdown()
         retired.forEach { $0.shutdown() }
         retired.removeAll()
         publishMetrics()
         publishTimer?.cancel()
         sweepTimer?.cancel()
-        tracker.stop()
         timeoutTimer?.cancel()
         idleTimer?.cancel()
-        holdTimer?.cancel()
     }
 
     /// Graceful shutdown: stops accepting, serves the commands already received, closes each
@@ -271,7 +261,7 @@ public final class Proxy {
         }
         if new.username != old.username || new.backendPassword != old.backendPassword {
             var count = 0
-            for backend in [master!] + replicas + retired { count += backend.credentialsChanged() }
+            for backend in primary.backends + retired { count += backend.credentialsChanged() }
             for session in sessions.values { if session.pinned?.credentialsChanged() == true { count += 1 } }
             logger.info("backend credentials changed: \(count) open connection(s) authenticate again")
         }
@@ -280,51 +270,27 @@ public final class Proxy {
         stallMicroseconds = Self.microseconds(new.stallThreshold)
         commandRules = CommandRulesIndex(new)
         noteReadYourWrites()
-        configureRouter()
+        primary.configureRouter()
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }
-        if new.master != old.master { replaceMaster(with: new.master) }
+        if new.master != old.master { primary.replaceMaster(with: new.master) }
         if new.replicas != old.replicas {
-            replaceReplicas(with: new.replicas)
+            primary.replaceReplicas(with: new.replicas)
             logger.info("replicas are now \(new.replicas.map(\.description))")
         }
-        if new.replicaWeights != old.replicaWeights {
-            for replica in replicas { replica.weight = new.replicaWeights[replica.address] ?? 1 }
-        }
+        if new.replicaWeights != old.replicaWeights { primary.applyWeights(new.replicaWeights) }
         return problems
     }
 
-    /// A new master backend; the old one is retired (its pinned sessions finish there).
-    private func replaceMaster(with address: Address) {
-        let old = master!
-        master = Backend(proxy: self, address: address, role: .master)
-        tracker.reset()
+    /// A group's master changed: commands learned from the old one are asked again.
+    func masterReplaced() {
         learnedCommands.removeAll()
-        retire(old)
-        master.start()
-        logger.warning("master is now \(address) (was \(old.address))")
-    }
-
-    /// The replica set becomes `addresses`: backends already there are kept (connections and all),
-    /// new ones started, the rest retired.
-    private func replaceReplicas(with addresses: [Address]) {
-        guard addresses != replicas.map(\.address) else { return }
-        var kept: [Address: Backend] = [:]
-        for replica in replicas { kept[replica.address] = replica }
-        replicas = addresses.map { address in
-            if let existing = kept.removeValue(forKey: address) { return existing }
-            let added = Backend(proxy: self, address: address, role: .replica)
-            added.start()
-            return added
-        }
-        router.replicasChanged()
-        for (_, gone) in kept { retire(gone) }
     }
 
     /// A backend that left the config: no new requests; its connections close once their
     /// in-flight replies are in (pinned sessions keep theirs until they let go).
-    private func retire(_ backend: Backend) {
+    func retire(_ backend: Backend) {
         backend.retire()
         if !backend.isDrained { retired.append(backend) }
     }
@@ -414,171 +380,28 @@ public final class Proxy {
 
     func session(id: Int64) -> ClientSession? { sessions[id] }
 
-    // MARK: routing
-
-    /// Where reads go (see `ReadRouter`, which decides from values; this builds them from the
-    /// live backends and applies the answer).
-    private(set) var router = ReadRouter(policy: .preferReplica, balance: .leastOutstanding)
-
-    private func configureRouter() {
-        router.policy = switch config.readPolicy {
-        case .master: .master
-        case .preferReplica: .preferReplica
-        case .replica: .replica
-        }
-        router.balance = config.balance == .roundRobin ? .roundRobin : .leastOutstanding
-    }
-
-    /// Routes a read for `session`; read-your-writes' need for fresher replica offsets is noted.
-    func routeRead(for session: ClientSession, _ request: ReadRouter.Request) -> ReadRouter.Decision {
-        let decision = router.route(request, replicas: replicas, context: session, masterConfirmed: masterConfirmed)
-        if decision.waitsForReplicas { tracker.demand() }
-        return decision
-    }
-
-    /// What read-your-writes requires of `session`'s next read.
-    func readFloor(for session: ClientSession) -> ReadRouter.Floor {
-        switch config.readYourWrites {
-        case .off:
-            return .any
-        case .session:
-            return Self.floor(session.readFloor(tracker))
-        case .app:
-            guard let own = session.readFloor(tracker), let keys = session.readKeyFloor else { return .pending }
-            return Self.floor(max(own, keys))
-        case .duration(let window):
-            let open = session.lastWriteMicroseconds > 0
-                && loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000)
-            return open ? .masterWindow : .any
-        }
-    }
-
-    private static func floor(_ offset: Int64?) -> ReadRouter.Floor {
-        guard let offset else { return .pending }
-        return offset > 0 ? .offset(offset) : .any
-    }
-
-    /// Where `node` sits for the router: the master, replica i, or nil (no longer a backend).
-    func routerNode(_ node: Backend?) -> ReadRouter.Node? {
-        guard let node else { return nil }
-        if node === master { return .master }
-        return replicas.firstIndex { $0 === node }.map { .replica($0) }
-    }
-
-    /// A replica read that failed for transport reasons, or answered -LOADING/-MASTERDOWN: sent
-    /// once to another eligible node, then (under prefer-replica) to the master. False when there
-    /// is nowhere left to send it.
-    func retryRead(_ slot: Slot, after failed: Backend) -> Bool {
-        guard let session = slot.session, slot.retriesLeft > 0 else { return false }
-        var backend: Backend?
-        if slot.retriesLeft > 1 {
-            let request = ReadRouter.Request(floor: readFloor(for: session), excluded: replicas.firstIndex { $0 === failed },
-                                             masterExcluded: master === failed)
-            switch routeRead(for: session, request).route {
-            case .replica(let index): backend = replicas[index]
-            case .master: backend = master
-            case .hold, .unavailable: break
-            }
-        } else if config.readPolicy != .replica && masterConfirmed && master !== failed {
-            backend = master
-        }
-        guard let backend, !backend.removed else { return false }
-        let target = backend.sharedConnection(for: session)
-        guard target.isUsable else { return false }
-        slot.retriesLeft -= 1
-        target.select(session.db)
-        logger.debug("retrying a read from \(failed.address) on \(backend.address)")
-        target.write(slot.retryRequest, slot: slot)
-        return true
-    }
-
     // MARK: topology
 
     /// Set by the control plane when a health checker feeds this worker topologies: backends
     /// then start ineligible and the master unconfirmed until the first snapshot.
     public private(set) var healthChecked = false
-    public private(set) var topology: Topology?
-    /// Sessions whose next command is a write waiting for a confirmed master.
-    private var waitingForMaster: [ClientSession] = []
-    private var holdTimer: Timer?
-    private var timeoutTimer: Timer?
-    private var idleTimer: Timer?
+    /// The latest health snapshot.
+    public var topology: Topology? { primary.topology }
     /// What every worker shares: the metrics, and the count of open app connections.
     private let shared: Metrics
+    private var timeoutTimer: Timer?
+    private var idleTimer: Timer?
 
-    /// Writes may go to `master`: it reported role master in the latest check (always, without a
-    /// health checker).
-    var masterConfirmed: Bool { healthChecked ? topology?.master != nil : true }
-
-    /// A write can go out now: the master is confirmed and, with health checks, the session's
-    /// connection to it is not down (a master that just vanished may be failing over: the write
-    /// waits up to `failover_hold` rather than failing at once).
-    func masterWritable(for session: ClientSession) -> Bool {
-        guard masterConfirmed else { return false }
-        return !healthChecked || master.sharedConnection(for: session).isUsable
-    }
-
-    /// The master's connection came (back) up: writes that waited for it go.
-    func masterConnectionUp() {
-        if masterConfirmed && !waitingForMaster.isEmpty { releaseWaitingWrites() }
-    }
+    var masterConfirmed: Bool { primary.masterConfirmed }
 
     public func useHealthChecks() {
         healthChecked = true
-        replicas.forEach { $0.eligible = false }
+        primary.useHealthChecks()
     }
 
     /// A new snapshot from the health checker.
     public func applyTopology(_ new: Topology) {
-        let previous = topology
-        topology = new
-        if let address = new.master, address != master.address { replaceMaster(with: address) }
-        if new.master == nil && previous?.master != nil {
-            logger.warning("no node reports role master: writes wait up to \(config.failoverHold) (failover_hold)")
-        }
-        let states = new.replicas.filter { $0.address != master.address }
-        replaceReplicas(with: states.map(\.address))
-        for (backend, state) in zip(replicas, states) {
-            if backend.suspendedAt.map({ new.computedAt > $0 + config.healthInterval.seconds }) ?? false {
-                backend.suspendedAt = nil
-            }
-            backend.eligible = state.eligible
-            backend.weight = max(1, state.weight)
-            // Unreachable: what is in flight there is retried elsewhere now.
-            if case .down = state.eligibility, backend.isUp { backend.dropConnections() }
-            if state.up && !backend.isUp { backend.reconnectNow() }
-        }
-        if masterConfirmed { releaseWaitingWrites() }
-    }
-
-    /// A write found no confirmed master: the session waits (reading paused) until one is, or
-    /// until `failover_hold` passes.
-    func waitForMaster(_ session: ClientSession) {
-        waitingForMaster.append(session)
-        if holdTimer == nil {
-            holdTimer = Timer(loop: loop, repeating: true) { [unowned self] in self.expireWaitingWrites() }
-            holdTimer!.schedule(after: 0.05)
-        }
-    }
-
-    private func releaseWaitingWrites() {
-        let waiting = waitingForMaster
-        waitingForMaster.removeAll()
-        holdTimer?.cancel()
-        holdTimer = nil
-        for session in waiting { session.masterAvailable() }
-    }
-
-    private func expireWaitingWrites() {
-        let deadline = loop.nowMicroseconds - Int(config.failoverHold.seconds * 1_000_000)
-        let expired = waitingForMaster.filter { $0.waitingSince <= deadline }
-        guard !expired.isEmpty else { return }
-        waitingForMaster.removeAll { $0.waitingSince <= deadline }
-        for session in expired { session.masterUnavailable() }
-        if waitingForMaster.isEmpty {
-            holdTimer?.cancel()
-            holdTimer = nil
-        }
+        primary.applyTopology(new)
     }
 
     /// `client_idle_timeout`: idle app connections are closed, checked a few times per timeout
@@ -592,8 +415,7 @@ public final class Proxy {
     /// `command_timeout`: shared connections with a request older than it are reset.
     private func scheduleTimeoutChecks() {
         timeoutTimer = expiryTimer(config.commandTimeout, every: 0.01...0.25) { proxy, deadline in
-            proxy.master.expireRequests(olderThan: deadline)
-            proxy.replicas.forEach { $0.expireRequests(olderThan: deadline) }
+            proxy.primary.backends.forEach { $0.expireRequests(olderThan: deadline) }
         }
     }
 
@@ -630,7 +452,7 @@ public final class Proxy {
     var stalledConnections: Int {
         guard stallMicroseconds >= 0 else { return 0 }
         let deadline = loop.nowMicroseconds - stallMicroseconds
-        return ([master] + replicas).reduce(0) { $0 + $1.stalledConnections(before: deadline) }
+        return primary.backends.reduce(0) { $0 + $1.stalledConnections(before: deadline) }
     }
 
     /// `AMBASSADOR INFO`.

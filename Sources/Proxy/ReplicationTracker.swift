@@ -27,9 +27,9 @@ import RESP
 /// Probes run on dedicated control connections, never on the connections that carry the apps'
 /// commands: MONITOR shows them as the ambassador's own `ROLE`s, like the health checks.
 final class ReplicationTracker {
-    /// Set by the proxy as soon as it exists: the tracker is created with it, as a `let` (a lazy
+    /// Set by the group as soon as it exists: the tracker is created with it, as a `let` (a lazy
     /// property cost a retain and a release on every read's floor lookup).
-    unowned(unsafe) var proxy: Proxy!
+    unowned(unsafe) var group: ReplicationGroup!
     /// Master probes sent, the newest answered, and the offset it reported.
     private(set) var probesSent = 0
     private(set) var probesAnswered = 0
@@ -71,10 +71,10 @@ final class ReplicationTracker {
 
     /// A session's read found no replica at its floor: poll the replicas for a while.
     func demand() {
-        lastDemand = proxy.loop.nowMicroseconds
+        lastDemand = group.proxy.loop.nowMicroseconds
         guard pollTimer == nil else { return }
         pollReplicas()
-        let timer = Timer(loop: proxy.loop, repeating: true) { [unowned self] in self.tick() }
+        let timer = Timer(loop: group.proxy.loop, repeating: true) { [unowned self] in self.tick() }
         timer.schedule(after: Self.pollInterval)
         pollTimer = timer
     }
@@ -84,7 +84,7 @@ final class ReplicationTracker {
             probeWanted = false
             sendProbe()
         }
-        if proxy.loop.nowMicroseconds - lastDemand > Self.pollLinger {
+        if group.proxy.loop.nowMicroseconds - lastDemand > Self.pollLinger {
             pollTimer?.cancel()
             pollTimer = nil
             return
@@ -93,11 +93,11 @@ final class ReplicationTracker {
     }
 
     private func pollReplicas() {
-        for replica in proxy.replicas where replica.servesReads { replica.pollAppliedOffset() }
+        for replica in group.replicas where replica.servesReads { replica.pollAppliedOffset() }
     }
 
     private func sendProbe() {
-        let master = proxy.master!
+        let master = group.master!
         if masterControl.map({ !$0.isUsable || $0.backend !== master }) ?? true {
             masterControl?.close()
             masterControl = master.controlConnection()
@@ -142,7 +142,7 @@ final class ReplicationTracker {
         probeWanted = false
         // `masterOffset` stays: a promoted replica continues the old master's offsets. The
         // replicas' must be asked again.
-        for replica in proxy.replicas { replica.appliedOffset = -1 }
+        for replica in group.replicas { replica.appliedOffset = -1 }
     }
 
     func stop() {
