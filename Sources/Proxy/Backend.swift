@@ -178,16 +178,15 @@ final class Backend {
     /// `stall_threshold` (a busy script, a paused write, a slow command holds it). Then an
     /// overflow connection that is not stalled, opened if need be. `urgent` (SCRIPT KILL,
     /// FUNCTION KILL, SHUTDOWN) avoids any connection with a request in flight, at once.
-    /// A `large` request (see `largeRequest`) goes to an idle overflow connection while the
-    /// regular one is busy: a connection carries one request's bytes at a time, so one big value
-    /// would hold up every session behind it, and Redis reads each connection at most a TLS
-    /// record (16 KiB) or a socket buffer per loop, where several connections are read in turn.
+    /// A `large` request (see `largeRequest`) may go to an overflow connection while the regular
+    /// one is busy (`largeRequestConnection`): a connection carries one request's bytes at a
+    /// time, so one big value holds up every session behind it, and Redis reads each connection
+    /// at most a TLS record (16 KiB) or a socket buffer per loop, where several connections are
+    /// read in turn.
     func connection(for session: ClientSession, urgent: Bool, large: Bool = false, now: Int) -> BackendConnection {
         let regular = sharedConnection(for: session)
         guard !regular.inflight.isEmpty, regular.isUsable, session.loginIndex == 0 else { return regular }
-        if large, let lane = overflowConnection(protocolVersion: session.protocolVersion, db: session.db, deadline: .max, limit: Self.largeLanes) {
-            return lane  // (every request in flight is older than .max: an idle one, or a new one)
-        }
+        if large { return largeRequestConnection(regular: regular, session: session, now: now) }
         let threshold = urgent ? 0 : proxy.stallMicroseconds
         if threshold < 0 { return regular }
         let deadline = now - threshold
@@ -197,13 +196,35 @@ final class Backend {
 
     /// An overflow connection whose oldest request is younger than `deadline` (or idle); a new
     /// one while there are fewer than `maxOverflow`; else nil.
-    private func overflowConnection(protocolVersion: Int, db: Int, deadline: Int, limit: Int = Backend.maxOverflow) -> BackendConnection? {
+    private func overflowConnection(protocolVersion: Int, db: Int, deadline: Int) -> BackendConnection? {
         let index = Self.setIndex(db: db, protocolVersion: protocolVersion)
         if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
         for connection in overflow[index] where connection.isUsable && !connection.isStalled(before: deadline) {
             return connection
         }
-        guard overflow[index].count < limit, !removed else { return nil }
+        guard overflow[index].count < Self.maxOverflow, !removed else { return nil }
+        return openOverflow(at: index, protocolVersion: protocolVersion, db: db)
+    }
+
+    /// For a large request while the regular connection is busy: the connection with the fewest
+    /// requests in flight among the regular one and the overflow ones, a new overflow one while
+    /// every one is busy and there are fewer than `largeLanes`. Fewest, not merely an idle one:
+    /// Redis reads its connections in turn, so a connection holding most of the queue would hold
+    /// its requests longest (measured: p99 doubled when lanes took only idle turns).
+    private func largeRequestConnection(regular: BackendConnection, session: ClientSession, now: Int) -> BackendConnection {
+        let index = Self.setIndex(db: session.db, protocolVersion: session.protocolVersion)
+        if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
+        // Not one held by a busy script or a slow command (stall_threshold).
+        let stalled = proxy.stallMicroseconds < 0 ? Int.min : now - proxy.stallMicroseconds
+        var best = regular
+        for lane in overflow[index] where lane.isUsable && !lane.isStalled(before: stalled)
+            && lane.inflight.count < best.inflight.count { best = lane }
+        guard !best.inflight.isEmpty, overflow[index].count < Self.largeLanes, !removed else { return best }
+        return openOverflow(at: index, protocolVersion: session.protocolVersion, db: session.db) ?? best
+    }
+
+    /// A new overflow connection in set `index`; nil when it could not start.
+    private func openOverflow(at index: Int, protocolVersion: Int, db: Int) -> BackendConnection? {
         let connection = BackendConnection(backend: self, protocolVersion: protocolVersion, dedicated: false,
                                            overflow: true, db: db)
         overflow[index].append(connection)
@@ -213,11 +234,13 @@ final class Backend {
 
     /// Requests at least this long (a value of 16 KiB or more) count as `large`.
     static let largeRequest = 16 * 1024
-    /// Most overflow connections large requests open (per database and RESP version): measured
-    /// with 50 clients each sending 64 KiB SETs to a TLS master, 4 lanes took the master's CPU
-    /// per SET from 260-286 µs to 210-240 µs (HAProxy's 50 connections: 236-248 µs) and the
-    /// rate from 0.85-0.95× HAProxy's to 0.94-1.05×; 16 lanes did no better.
-    static let largeLanes = 4
+    /// Most overflow connections large requests open (per database and RESP version), closed
+    /// again once idle. Measured with 50 clients each sending 64 KiB SETs to a TLS master (two
+    /// TLS replicas on the same 2 cores), against HAProxy's 50 connections: idle-only turns on
+    /// 4 lanes, 0.94-1.05x its rate but twice its p99; fewest-in-flight on 4 lanes, 0.89-0.90x;
+    /// on 12, 0.96-1.02x; on 16, 1.12-1.17x the rate at 0.9x its CPU and a lower p99 (26-35 ms
+    /// against 36-39 ms).
+    static let largeLanes = 16
 
     /// Closes overflow connections idle since the previous sweep (nothing in flight and nothing
     /// sent in between).
