@@ -9,10 +9,17 @@ import TestSupport
 /// keys move (keywords, numbers that atoi reads, empty strings), where the keys must be the
 /// same, in the same order, and a command Redis finds no key in must yield none here.
 @Suite struct CommandKeysTests {
-    struct Arguments: CommandArguments {
+    struct Arguments: SlotArguments {
         let values: [[UInt8]]
         var count: Int { values.count }
         func shortArgument(_ index: Int) -> ShortBytes { ShortBytes(bytes: values[index]) }
+        func slot(ofArgument index: Int) -> Int { HashSlot.of(values[index]) }
+    }
+
+    private func slot(_ command: [String]) -> CommandSlot? {
+        let arguments = Arguments(values: command.map { Array($0.utf8) })
+        return CommandTable.redis.info(name: arguments.shortArgument(0),
+                                       firstArgument: command.count > 1 ? arguments.shortArgument(1) : ShortBytes())?.slot(arguments)
     }
 
     private func keys(_ command: [String]) -> [String]? {
@@ -112,6 +119,9 @@ import TestSupport
             ["XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "{x}a", "{x}b", "0", "0"],
             ["XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "s1", ">"], ["LMPOP", "2", "a", "b", "LEFT"],
             ["BLMPOP", "0", "2", "{l}a", "{l}b", "LEFT"], ["BZMPOP", "1", "1", "z", "MIN"], ["SINTERCARD", "2", "a", "b", "LIMIT", "1"],
+            // Keys longer than the 32 bytes a ShortBytes keeps: hashed in full.
+            ["EVAL", "s", "2", String(repeating: "k", count: 40) + "1", String(repeating: "k", count: 40) + "2"],
+            ["EVAL", "s", "2", String(repeating: "x", count: 50) + "{t}", String(repeating: "y", count: 50) + "{t}"],
         ]
         for info in movable {
             let parts = info.name.split(separator: "|").map(String.init)
@@ -133,13 +143,12 @@ import TestSupport
                 // Refused before the keys are looked at (arity, unknown): nothing to compare.
                 if text.contains("wrong number of arguments") || text.hasPrefix("ERR unknown") { continue }
                 compared += 1
-                let slots = Set((keys(command) ?? []).map { HashSlot.of($0) })
                 let expected: String
-                switch slots.count {
-                case 0: expected = "not redirected"
-                case 1 where owned.contains(slots.first!): expected = "not redirected"
-                case 1: expected = "MOVED \(slots.first!)"
-                default: expected = "CROSSSLOT"
+                switch slot(command) ?? .none {
+                case .none: expected = "not redirected"
+                case .slot(let slot) where owned.contains(slot): expected = "not redirected"
+                case .slot(let slot): expected = "MOVED \(slot)"
+                case .crossSlot: expected = "CROSSSLOT"
                 }
                 let got = text.hasPrefix("CROSSSLOT") ? "CROSSSLOT"
                     : text.hasPrefix("MOVED") ? "MOVED " + (text.split(separator: " ").dropFirst().first.map(String.init) ?? "")

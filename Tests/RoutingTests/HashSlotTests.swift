@@ -49,3 +49,40 @@ import TestSupport
         }
     }
 }
+
+/// `SlotMap`: ranges to shards, slots no shard serves, a slot reassigned by MOVED.
+@Suite struct SlotMapTests {
+    @Test func rangesUnservedSlotsAndMoves() {
+        var map = SlotMap(ranges: [[0...5460, 10923...10923], [5461...10922], [10924...16383]])
+        #expect(map.shard(of: 0) == 0 && map.shard(of: 5460) == 0 && map.shard(of: 10923) == 0)
+        #expect(map.shard(of: 5461) == 1 && map.shard(of: 10922) == 1)
+        #expect(map.shard(of: 10924) == 2 && map.shard(of: 16383) == 2)
+        #expect(map.unservedCount == 0)
+        map.assign(16383, to: 1)
+        #expect(map.shard(of: 16383) == 1)
+        let partial = SlotMap(ranges: [[0...99], [], [16000...16383]])
+        #expect(partial.shard(of: 100) == nil && partial.shard(of: 15999) == nil)
+        #expect(partial.unservedCount == HashSlot.count - 100 - 384)
+        #expect(SlotMap().unservedCount == HashSlot.count)
+    }
+
+    @Test func commandSlotOfKeys() {
+        struct Arguments: SlotArguments {
+            let values: [String]
+            var count: Int { values.count }
+            func shortArgument(_ index: Int) -> ShortBytes { ShortBytes(values[index]) }
+            func slot(ofArgument index: Int) -> Int { HashSlot.of(values[index]) }
+        }
+        func slot(_ command: [String]) -> CommandSlot? {
+            let arguments = Arguments(values: command)
+            return CommandTable.redis.info(name: ShortBytes(command[0]), firstArgument: command.count > 1 ? ShortBytes(command[1]) : ShortBytes())?
+                .slot(arguments)
+        }
+        #expect(slot(["PING"]) == CommandSlot.none)
+        #expect(slot(["GET", "k"]) == .slot(HashSlot.of("k")))
+        #expect(slot(["MGET", "{u}a", "{u}b"]) == .slot(HashSlot.of("u")))
+        #expect(slot(["MGET", "a", "b"]) == .crossSlot, "a and b hash to different slots")
+        #expect(slot(["MSET", "{u}a", "1", "{u}b", "2"]) == .slot(HashSlot.of("u")), "values are not keys")
+        #expect(slot(["EVAL", "return 1", "0"]) == CommandSlot.none)
+    }
+}

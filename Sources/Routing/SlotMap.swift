@@ -1,0 +1,74 @@
+import RESP
+
+/// What a command's keys say about where it may run in a Redis Cluster.
+public enum CommandSlot: Sendable, Equatable {
+    /// No key: any node may run it (or it goes to every master, for the fan-out commands).
+    case none
+    /// Every key hashes to this slot.
+    case slot(Int)
+    /// Keys in different slots: Redis Cluster answers -CROSSSLOT.
+    case crossSlot
+}
+
+/// Arguments whose hash slot can be read in place (the session's reader hashes the bytes where
+/// libevent holds them; tests hand arrays).
+public protocol SlotArguments: CommandArguments {
+    /// `HashSlot` of argument `index`, all its bytes (not the 32 that `shortArgument` keeps).
+    func slot(ofArgument index: Int) -> Int
+}
+
+extension CommandInfo {
+    /// The slot every key of the command hashes to, as a cluster node checks it
+    /// (`getNodeByQuery`): the keys `visitKeys` finds, each hashed in full.
+    public func slot(_ arguments: some SlotArguments) -> CommandSlot {
+        var result = CommandSlot.none
+        visitKeys(arguments) { index in
+            let slot = arguments.slot(ofArgument: index)
+            switch result {
+            case .none: result = .slot(slot)
+            case .slot(let first) where first != slot: result = .crossSlot
+            default: break
+            }
+        }
+        return result
+    }
+}
+
+/// Which shard serves each of the 16,384 slots: a flat table (32 KiB), so a lookup is one
+/// load. Built from the ranges `CLUSTER SHARDS` or `CLUSTER SLOTS` give for each shard.
+public struct SlotMap: Sendable, Equatable {
+    /// Shard index per slot; `unowned` for a slot no shard serves.
+    private var owners: [UInt16]
+    public static let unowned: UInt16 = .max
+
+    public init() {
+        owners = Array(repeating: Self.unowned, count: HashSlot.count)
+    }
+
+    /// `ranges[i]`: the slot ranges of shard `i`. A slot listed twice goes to the later shard
+    /// (a layout read mid-migration may show it on both: the next refresh settles it).
+    public init(ranges: [[ClosedRange<Int>]]) {
+        self.init()
+        for (shard, list) in ranges.enumerated() {
+            for range in list where range.lowerBound >= 0 && range.upperBound < HashSlot.count {
+                for slot in range { owners[slot] = UInt16(shard) }
+            }
+        }
+    }
+
+    /// The shard serving `slot`, nil when none does.
+    @inline(__always)
+    public func shard(of slot: Int) -> Int? {
+        let owner = owners[slot]
+        return owner == Self.unowned ? nil : Int(owner)
+    }
+
+    /// Slots no shard serves.
+    public var unservedCount: Int { owners.reduce(0) { $0 + ($1 == Self.unowned ? 1 : 0) } }
+
+    /// A slot moved (a `-MOVED` reply names its new owner).
+    public mutating func assign(_ slot: Int, to shard: Int) {
+        guard slot >= 0 && slot < HashSlot.count else { return }
+        owners[slot] = UInt16(shard)
+    }
+}
