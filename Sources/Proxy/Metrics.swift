@@ -193,10 +193,16 @@ public final class Metrics: Sendable {
     }
 
     /// A connection to a backend opened (`open`) or closed (`-1`), and whether it counts for up.
+    /// A backend `configure` does not list (any more) gets series while it has connections, not
+    /// beyond: a connect that completes after the backend left the topology (a placeholder
+    /// master replaced by the discovered one) must not leave `backend_up 0` behind for ever.
     func backendConnection(_ address: String, role: String, open: Int, up: Int) {
         let key = BackendKey(address: address, role: role)
         backends.withLock { table in
-            if table[key] == nil { table[key] = makeGauges(key) }
+            if table[key] == nil {
+                table[key] = makeGauges(key)
+                table[key]!.configured = false
+            }
             table[key]!.openConnections += open
             table[key]!.upConnections += up
             table[key]!.connections.set(to: Double(table[key]!.openConnections))
