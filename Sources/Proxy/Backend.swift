@@ -197,8 +197,7 @@ final class Backend {
     /// An overflow connection whose oldest request is younger than `deadline` (or idle); a new
     /// one while there are fewer than `maxOverflow`; else nil.
     private func overflowConnection(protocolVersion: Int, db: Int, deadline: Int) -> BackendConnection? {
-        let index = Self.setIndex(db: db, protocolVersion: protocolVersion)
-        if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
+        let index = overflowSet(db: db, protocolVersion: protocolVersion)
         for connection in overflow[index] where connection.isUsable && !connection.isStalled(before: deadline) {
             return connection
         }
@@ -212,8 +211,7 @@ final class Backend {
     /// Redis reads its connections in turn, so a connection holding most of the queue would hold
     /// its requests longest (measured: p99 doubled when lanes took only idle turns).
     private func largeRequestConnection(regular: BackendConnection, session: ClientSession, now: Int) -> BackendConnection {
-        let index = Self.setIndex(db: session.db, protocolVersion: session.protocolVersion)
-        if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
+        let index = overflowSet(db: session.db, protocolVersion: session.protocolVersion)
         // Not one held by a busy script or a slow command (stall_threshold).
         let stalled = proxy.stallMicroseconds < 0 ? Int.min : now - proxy.stallMicroseconds
         var best = regular
@@ -221,6 +219,14 @@ final class Backend {
             && lane.inflight.count < best.inflight.count { best = lane }
         guard !best.inflight.isEmpty, overflow[index].count < Self.largeLanes, !removed else { return best }
         return openOverflow(at: index, protocolVersion: session.protocolVersion, db: session.db) ?? best
+    }
+
+    /// Where the overflow connections for a database and RESP version sit in `overflow` (the
+    /// set made if need be).
+    private func overflowSet(db: Int, protocolVersion: Int) -> Int {
+        let index = Self.setIndex(db: db, protocolVersion: protocolVersion)
+        if index >= overflow.count { overflow += Array(repeating: [], count: index + 1 - overflow.count) }
+        return index
     }
 
     /// A new overflow connection in set `index`; nil when it could not start.

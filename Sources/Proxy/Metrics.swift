@@ -185,7 +185,7 @@ public final class Metrics: Sendable {
         backends.withLock { table in
             for key in table.keys { table[key]!.configured = false }
             for key in wanted {
-                if table[key] == nil { table[key] = makeGauges(key) }
+                if table[key] == nil { table[key] = makeGauges(key, configured: true) }
                 table[key]!.configured = true
             }
             dropUnused(&table)
@@ -199,10 +199,7 @@ public final class Metrics: Sendable {
     func backendConnection(_ address: String, role: String, open: Int, up: Int) {
         let key = BackendKey(address: address, role: role)
         backends.withLock { table in
-            if table[key] == nil {
-                table[key] = makeGauges(key)
-                table[key]!.configured = false
-            }
+            if table[key] == nil { table[key] = makeGauges(key, configured: false) }
             table[key]!.openConnections += open
             table[key]!.upConnections += up
             table[key]!.connections.set(to: Double(table[key]!.openConnections))
@@ -216,11 +213,11 @@ public final class Metrics: Sendable {
         backends.withLock { $0[BackendKey(address: address, role: role)].map { $0.upConnections > 0 } ?? false }
     }
 
-    private func makeGauges(_ key: BackendKey) -> BackendGauges {
+    private func makeGauges(_ key: BackendKey, configured: Bool) -> BackendGauges {
         let labels = [("backend", key.address), ("role", key.role)]
         return BackendGauges(up: registry.makeGauge(descriptor: MetricTable.backendUp, labels: labels),
                              connections: registry.makeGauge(descriptor: MetricTable.backendConnections, labels: labels),
-                             upConnections: 0, openConnections: 0, configured: true)
+                             upConnections: 0, openConnections: 0, configured: configured)
     }
 
     private func dropUnused(_ table: inout [BackendKey: BackendGauges]) {

@@ -23,8 +23,6 @@ public final class Proxy {
     private var listener: Listener?
     /// The master and replicas (one group; Redis Cluster will have one per shard).
     private(set) var primary: ReplicationGroup!
-    var master: Backend { primary.master }
-    var replicas: [Backend] { primary.replicas }
     private var sessions: [Int64: ClientSession] = [:]
     private var nextSessionID: Int64 = 1
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
@@ -330,7 +328,7 @@ public final class Proxy {
     public var clientCount: Int { sessions.count }
 
     /// The master and every replica have a shared connection up.
-    public var backendsUp: Bool { master.isUp && replicas.allSatisfy(\.isUp) }
+    public var backendsUp: Bool { primary.backends.allSatisfy(\.isUp) }
 
     /// Logins apps passed through (AUTH checked by the master while the ambassador holds no
     /// credentials of its own): each gets a number, 1…, naming its backend connection sets.
@@ -363,7 +361,7 @@ public final class Proxy {
     func learnedClass(of name: ShortBytes) -> CommandClass? {
         if let known = learnedCommands[name] { return known }
         guard name.count <= ShortBytes.capacity, learnedCommands.count < 4096,
-              let control = master.controlConnection() else { return nil }
+              let control = primary.master.controlConnection() else { return nil }
         learnedCommands[name] = .unknown  // asked once
         let text = name.description
         control.probe(["COMMAND", "INFO", text]) { [unowned self] bytes in
@@ -385,14 +383,10 @@ public final class Proxy {
     /// Set by the control plane when a health checker feeds this worker topologies: backends
     /// then start ineligible and the master unconfirmed until the first snapshot.
     public private(set) var healthChecked = false
-    /// The latest health snapshot.
-    public var topology: Topology? { primary.topology }
     /// What every worker shares: the metrics, and the count of open app connections.
     private let shared: Metrics
     private var timeoutTimer: Timer?
     private var idleTimer: Timer?
-
-    var masterConfirmed: Bool { primary.masterConfirmed }
 
     public func useHealthChecks() {
         healthChecked = true
@@ -434,7 +428,7 @@ public final class Proxy {
 
     /// The master's first connection came up: learn its version and number of databases.
     func backendCameUp(_ backend: Backend, through connection: BackendConnection) {
-        guard backend === master else { return }
+        guard backend === primary.master else { return }
         connection.probe(["INFO", "server"]) { [unowned self] bytes in
             guard let (value, _) = try? RESPValue.decode(bytes), let text = value.text else { return }
             for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("redis_version:") {
@@ -457,16 +451,16 @@ public final class Proxy {
 
     /// `AMBASSADOR INFO`.
     func infoText() -> String {
-        var lines = ["# ambassador", "worker:\(worker)", "master_confirmed:\(masterConfirmed ? 1 : 0)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
+        var lines = ["# ambassador", "worker:\(worker)", "master_confirmed:\(primary.masterConfirmed ? 1 : 0)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
                      "pinned_sessions:\(pinnedSessions)", "stalled_connections:\(stalledConnections)",
                      "read_policy:\(config.readPolicy.rawValue)",
-                     "master:\(master.address),\(master.isUp ? "up" : "down")"]
+                     "master:\(primary.master.address),\(primary.master.isUp ? "up" : "down")"]
         let heap = EventLoop.heapUsage()
         lines.append("heap_in_use_bytes:\(heap.inUse)")
         lines.append("heap_free_bytes:\(heap.free)")
         lines.append("pooled_slots:\(slots.count)")
         lines.append("learned_commands:\(learnedCommands.count)")
-        for (index, replica) in replicas.enumerated() {
+        for (index, replica) in primary.replicas.enumerated() {
             lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down"),\(replica.servesReads ? "eligible" : "ineligible")")
         }
         return lines.joined(separator: "\r\n") + "\r\n"

@@ -50,6 +50,8 @@ public struct CommandInfo: Sendable {
     public let subcommands: [CommandInfo]
     /// The packed lower-case name used for lookups (the part after `|` for a subcommand).
     public let key: ShortBytes
+    /// How `visitKeys` finds the keys of a `movableKeys` command (nil: the table's positions).
+    let movableKeys: MovableKeys?
 
     public init(name: String, arity: Int, flags: CommandFlags, firstKey: Int, lastKey: Int,
                 keyStep: Int, group: String, aclCategories: [String], subcommands: [CommandInfo] = []) {
@@ -64,6 +66,7 @@ public struct CommandInfo: Sendable {
         self.subcommands = subcommands
         let short = name.split(separator: "|").last.map(String.init) ?? name
         self.key = ShortBytes(short)
+        movableKeys = flags.contains(.movableKeys) ? MovableKeys(command: name) : nil
     }
 
     /// Whether `argumentCount` arguments (name included) satisfy the arity.

@@ -5,35 +5,53 @@ import RESP
 /// the commands whose keys move (`movablekeys`) the rules of Redis's own `*GetKeys` functions
 /// (db.c), written out here. Pure, never allocates: the slot routing of Redis Cluster and the
 /// `app` read-your-writes mode rest on it.
+/// Which of Redis's getkeys functions finds a movable-keys command's keys: decided once, when
+/// the table is built, so finding the keys compares no names.
+enum MovableKeys: Sendable {
+    /// `genericGetKeys`: keys counted by argument `number`, the first at `first`; the
+    /// destination at `store` (0: none).
+    case numbered(store: Int, number: Int, first: Int)
+    case sort, sortReadOnly, migrate, georadius, streams
+
+    init?(command name: String) {
+        switch name {
+        case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "blmpop", "bzmpop":
+            self = .numbered(store: 0, number: 2, first: 3)
+        case "zunionstore", "zinterstore", "zdiffstore":
+            self = .numbered(store: 1, number: 2, first: 3)
+        case "zunion", "zinter", "zdiff", "sintercard", "zintercard", "lmpop", "zmpop":
+            self = .numbered(store: 0, number: 1, first: 2)
+        case "sort": self = .sort
+        case "sort_ro": self = .sortReadOnly
+        case "migrate": self = .migrate
+        case "georadius", "georadiusbymember": self = .georadius
+        case "xread", "xreadgroup": self = .streams
+        default: return nil
+        }
+    }
+}
+
 extension CommandInfo {
     /// Calls `visit` with the argument index of each of the command's keys, in Redis's order.
     /// Arguments that would make the command fail (a numkeys out of range, XREAD without
-    /// STREAMS) yield no key, as in Redis, which then reports the error itself.
+    /// STREAMS) yield no key, as in Redis, which then reports the error itself. A movable-keys
+    /// command this code does not know (a newer Redis) gives its table positions.
     public func visitKeys(_ arguments: some CommandArguments, _ visit: (Int) -> Void) {
-        guard flags.contains(.movableKeys) else {
+        switch movableKeys {
+        case nil:
             for index in keyIndexes(argumentCount: arguments.count) where index < arguments.count { visit(index) }
-            return
-        }
-        switch name {
-        case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "blmpop", "bzmpop":
-            Self.numberedKeys(store: 0, number: 2, first: 3, arguments, visit)
-        case "zunionstore", "zinterstore", "zdiffstore":
-            Self.numberedKeys(store: 1, number: 2, first: 3, arguments, visit)
-        case "zunion", "zinter", "zdiff", "sintercard", "zintercard", "lmpop", "zmpop":
-            Self.numberedKeys(store: 0, number: 1, first: 2, arguments, visit)
-        case "sort":
+        case .numbered(let store, let number, let first)?:
+            Self.numberedKeys(store: store, number: number, first: first, arguments, visit)
+        case .sort?:
             Self.sortKeys(arguments, visit)
-        case "sort_ro":
+        case .sortReadOnly?:
             if arguments.count > 1 { visit(1) }
-        case "migrate":
+        case .migrate?:
             Self.migrateKeys(arguments, visit)
-        case "georadius", "georadiusbymember":
+        case .georadius?:
             Self.georadiusKeys(arguments, visit)
-        case "xread", "xreadgroup":
+        case .streams?:
             Self.streamKeys(arguments, visit)
-        default:
-            // A movable-keys command this code does not know (a newer Redis): its fixed part.
-            for index in keyIndexes(argumentCount: arguments.count) where index < arguments.count { visit(index) }
         }
     }
 
