@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "EventLoop", "TestSupport"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Proxy", "Config", "RESP", "EventLoop", "TestSupport"]),
         .testTarget(name: "ProxyTests", dependencies: [
-            "Proxy", "Config", "Control", "EventLoop", "RESP", "TestSupport",
+            "Proxy", "Config", "Control", "EventLoop", "RESP", "Routing", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

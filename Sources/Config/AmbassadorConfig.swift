@@ -18,13 +18,22 @@ public enum Discovery: Sendable, Equatable {
     /// Ask `sentinels` for `masterName`'s master and replicas (confirmed with ROLE), and follow
     /// their `+switch-master` announcements.
     case sentinel(sentinels: [Address], masterName: String)
+    /// A Redis Cluster: ask `seeds` (then any node learned) for the slot layout (`CLUSTER
+    /// SHARDS`, else `CLUSTER SLOTS`); each shard is a master with replicas, routed by key slot.
+    case cluster(seeds: [Address])
 
     public var name: String {
         switch self {
         case .static: return "static"
         case .role: return "role"
         case .sentinel: return "sentinel"
+        case .cluster: return "cluster"
         }
+    }
+
+    public var isCluster: Bool {
+        if case .cluster = self { return true }
+        return false
     }
 }
 
@@ -109,6 +118,9 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// nil is `auto` (see `workerCount(budget:)`).
     public var workers: Int?
     public var discovery: Discovery = .static
+    /// discovery: cluster — how often the slot layout is read again (it is also read at once
+    /// after a -MOVED reply or a node failure).
+    public var clusterRefresh = Duration(seconds: 5)
     /// Per-replica weight for balancing (absent: 1).
     public var replicaWeights: [Address: Int] = [:]
     public var balance: Balance = .leastOutstanding
@@ -208,6 +220,10 @@ public struct AmbassadorConfig: Sendable, Equatable {
     public func applyingLive(_ other: AmbassadorConfig) -> AmbassadorConfig {
         var applied = other
         for key in ConfigKey.all where key.restartOnly { key.keep(&applied, self) }
+        // Into or out of a cluster the workers' routing changes shape: that takes a restart.
+        if applied.discovery.isCluster != discovery.isCluster {
+            (applied.discovery, applied.master, applied.replicas) = (discovery, master, replicas)
+        }
         return applied
     }
 

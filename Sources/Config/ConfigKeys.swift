@@ -162,7 +162,7 @@ public struct ConfigKey: Sendable {
                      }
                      return entries
                  }),
-        topology("discovery", expects: "static | role | sentinel", differs: { $0.discovery.name != $1.discovery.name },
+        topology("discovery", expects: "static | role | sentinel | cluster", differs: { $0.discovery.name != $1.discovery.name },
                  show: { [("discovery", .string($0.discovery.name))] }),
         topology("nodes", expects: "a list of host:port (discovery: role)",
                  differs: { $0.discovery.nodes != $1.discovery.nodes },
@@ -173,6 +173,10 @@ public struct ConfigKey: Sendable {
         topology("master_name", expects: "the name the sentinels monitor (discovery: sentinel)",
                  differs: { $0.discovery.masterName != $1.discovery.masterName },
                  show: { config in config.discovery.masterName.map { [("master_name", .string($0))] } ?? [] }),
+        topology("cluster_nodes", expects: "a list of host:port, seed nodes of the cluster (discovery: cluster)",
+                 differs: { $0.discovery.seeds != $1.discovery.seeds },
+                 show: { config in config.discovery.seeds.map { [("cluster_nodes", .list($0.map(\.description)))] } ?? [] }),
+        duration("cluster_refresh", \.clusterRefresh, expects: "a duration (5s; at least 100ms)", atLeast: Duration(seconds: 0.1)),
         field("sentinel_username", \.sentinelUsername, expects: "a string (discovery: sentinel)",
               parse: { (node, _) throws(ConfigError) in try ConfigLoader.string("sentinel_username", node) },
               show: { $0.map { .string($0) } }),
@@ -367,6 +371,11 @@ extension Discovery {
 
     var sentinels: [Address]? {
         if case .sentinel(let sentinels, _) = self { return sentinels }
+        return nil
+    }
+
+    var seeds: [Address]? {
+        if case .cluster(let seeds) = self { return seeds }
         return nil
     }
 

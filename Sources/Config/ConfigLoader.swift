@@ -95,12 +95,23 @@ public enum ConfigLoader {
                     throw ConfigError(key: key, line: values[key]!.line, "not used with discovery: sentinel (the sentinels decide)")
                 }
                 discovery = .sentinel(sentinels: sentinels, masterName: name)
+            case "cluster":
+                let seeds = try distinctAddresses("cluster_nodes", values, for: node, discovery: "cluster", noun: "seed node")
+                for key in ["master", "replicas", "nodes"] where values[key] != nil {
+                    throw ConfigError(key: key, line: values[key]!.line, "not used with discovery: cluster (the cluster's slot layout decides)")
+                }
+                discovery = .cluster(seeds: seeds)
             case let other:
-                throw ConfigError(key: "discovery", line: node.line, "expected static, role or sentinel, got '\(other)'")
+                throw ConfigError(key: "discovery", line: node.line, "expected static, role, sentinel or cluster, got '\(other)'")
             }
         }
         if case .role = discovery {} else if let node = values["nodes"] {
             throw ConfigError(key: "nodes", line: node.line, "only used with discovery: role")
+        }
+        if !discovery.isCluster {
+            for key in ["cluster_nodes", "cluster_refresh"] where values[key] != nil {
+                throw ConfigError(key: key, line: values[key]!.line, "only used with discovery: cluster")
+            }
         }
         if case .sentinel = discovery {} else {
             for key in ["sentinels", "master_name", "sentinel_username", "sentinel_password_file"] where values[key] != nil {
@@ -113,6 +124,10 @@ public enum ConfigLoader {
             // Until the sentinels answer, the first sentinel's address stands in as master: no
             // write goes anywhere before a check confirms a real one.
             config = AmbassadorConfig(listen: listen, master: sentinels[0])
+        case .cluster(let seeds):
+            // Until the layout is read, the first seed stands in as the one shard's master; it
+            // takes no write before a check confirms it.
+            config = AmbassadorConfig(listen: listen, master: seeds[0])
         case .role(let nodes):
             // Until the first ROLE answers, the first node stands in as master; it takes no write
             // before a check confirms it.

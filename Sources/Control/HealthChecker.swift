@@ -32,6 +32,10 @@ final class HealthChecker {
     private var published: Topology?
     /// discovery: sentinel.
     private var sentinels: SentinelDiscovery!
+    /// discovery: cluster, and each shard master's offset samples.
+    private var cluster: ClusterDiscovery!
+    private var clusterSamples: [Address: OffsetSamples] = [:]
+    private var clusterTimer: LoopTimer?
 
     /// One data node: its check connection and round state, and what it last reported.
     final class Node {
@@ -73,6 +77,8 @@ final class HealthChecker {
             self.client(for: address, sentinel: true, subscription: subscription)
         }
         sentinels.onChange = { [unowned self] switched in self.sentinelsChanged(switched: switched) }
+        cluster = ClusterDiscovery(logger: logger) { [unowned self] address in self.client(for: address, sentinel: false) }
+        cluster.onChange = { [unowned self] in self.clusterChanged() }
     }
 
     func start() {
@@ -87,6 +93,8 @@ final class HealthChecker {
             node.client.reset("stopping")
         }
         sentinels.reset("stopping")
+        cluster.reset("stopping")
+        clusterTimer?.cancel()
     }
 
     /// A reloaded config: the node list, interval and thresholds change at once.
@@ -104,6 +112,17 @@ final class HealthChecker {
         } else {
             sentinels.stop("discovery changed")
         }
+        clusterTimer?.cancel()
+        clusterTimer = nil
+        if case .cluster(let seeds) = new.discovery {
+            cluster.configure(seeds: seeds, tls: new.backendTLS != nil)
+            let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.cluster.refresh() }
+            timer.schedule(after: new.clusterRefresh.seconds)
+            clusterTimer = timer
+            cluster.refresh()
+        } else {
+            cluster.stop("discovery changed")
+        }
         syncNodes()
         timer?.cancel()
         let timer = LoopTimer(loop: loop, repeating: true) { [unowned self] in self.round() }
@@ -118,7 +137,19 @@ final class HealthChecker {
         case .static: return [config.master] + config.replicas
         case .role(let nodes): return nodes
         case .sentinel: return (sentinels.master.map { [$0] } ?? []) + sentinels.replicas
+        case .cluster: return cluster.nodes
         }
+    }
+
+    /// A worker met -MOVED (or -ASK) naming a node: the layout is read again now.
+    func clusterRedirected() {
+        if config.discovery.isCluster { cluster.refresh() }
+    }
+
+    private func clusterChanged() {
+        syncNodes()
+        for node in nodes.values where !node.report.checked && !node.inFlight { check(node) }
+        recompute()
     }
 
     private func syncNodes() {
@@ -254,7 +285,11 @@ final class HealthChecker {
         report.up = true
         node.report = report
         if report.roleName == "master", let offset = info["master_repl_offset"].flatMap(Int64.init) ?? report.report?.offset {
-            samples.record(master: node.address, offset: offset, at: sentAt)
+            if config.discovery.isCluster {
+                clusterSamples[node.address, default: OffsetSamples()].record(master: node.address, offset: offset, at: sentAt)
+            } else {
+                samples.record(master: node.address, offset: offset, at: sentAt)
+            }
         }
         recompute()
     }
@@ -285,6 +320,8 @@ final class HealthChecker {
         if node.report.up && (refused || node.failures >= config.healthFailures) {
             node.report.up = false
             logger.warning("health: \(node.address) is down after \(node.failures) failed check(s): \(why)")
+            // A cluster fails its shard over on its own: the layout says where.
+            clusterRedirected()
         }
         if !node.report.up {
             // Down: the next probe waits a jittered, doubling pause (from health_interval up to
@@ -307,18 +344,36 @@ final class HealthChecker {
     /// A new snapshot from every node's last report; the workers hear of it when its shape
     /// (master, replicas, up/eligible) changed.
     private func recompute() {
-        let next = TopologyBuilder.topology(config, sentinel: (sentinels.master, sentinels.replicas),
+        let next: Topology
+        if config.discovery.isCluster {
+            // Nothing to say before the layout is known (the workers hold writes meanwhile).
+            guard !cluster.shards.isEmpty else { return }
+            let shards = cluster.shards.map { shard in
+                (slots: shard.slots, master: cluster.address(of: shard.master), replicas: shard.replicas.map(cluster.address(of:)))
+            }
+            for master in Array(clusterSamples.keys) where !cluster.nodes.contains(master) { clusterSamples[master] = nil }
+            next = TopologyBuilder.cluster(config, shards: shards, nodes: nodes.mapValues(\.report),
+                                           samples: clusterSamples, now: EventLoop.wallClock)
+        } else {
+            next = TopologyBuilder.topology(config, sentinel: (sentinels.master, sentinels.replicas),
                                             nodes: nodes.mapValues(\.report), samples: samples,
                                             now: EventLoop.wallClock)
+        }
         topology = next
         guard published.map({ !TopologyBuilder.sameShape($0, next) }) ?? true else { return }
-        if let published, published.master != next.master {
-            logger.warning("health: master \(published.master?.description ?? "none") → \(next.master?.description ?? "none (writes wait up to failover_hold)")")
-        }
-        for state in next.replicas {
-            let before = published?.replicas.first { $0.address == state.address }
-            if before?.eligible != state.eligible {
-                logger.info("health: replica \(state.address) \(state.eligible ? "eligible for reads" : "not eligible: \(state.reason)")")
+        // Each group's changes: the one master and its replicas, or every shard's.
+        let groups = next.shards?.map(\.topology) ?? [next]
+        let before = published.map { $0.shards?.map(\.topology) ?? [$0] } ?? []
+        for (index, group) in groups.enumerated() {
+            if index < before.count, before[index].master != group.master {
+                let shard = next.shards == nil ? "" : "shard \(index + 1): "
+                logger.warning("health: \(shard)master \(before[index].master?.description ?? "none") → \(group.master?.description ?? "none (writes wait up to failover_hold)")")
+            }
+            for state in group.replicas {
+                let old = before.lazy.flatMap(\.replicas).first { $0.address == state.address }
+                if old?.eligible != state.eligible {
+                    logger.info("health: replica \(state.address) \(state.eligible ? "eligible for reads" : "not eligible: \(state.reason)")")
+                }
             }
         }
         published = next

@@ -67,6 +67,7 @@ public final class Supervisor {
         if case .unix(let path) = config.listen {
             unixSocket = try UnixSocketFile(path: path, mode: config.listenMode)
         }
+        loop.context = self
         workers = try startThreads(workerCount)
         let checker = HealthChecker(config: config, loop: loop, logger: logger) { [unowned self] topology in
             self.topologyChanged(topology)
@@ -104,10 +105,11 @@ public final class Supervisor {
         var port: UInt16? = nil
         for index in 0..<count {
             let outcome = Mutex<Result<UInt16, SocketError>?>(nil)
-            let (settings, logger, metrics, fixedPort, socket) = (config, logger, metrics, port, unixSocket)
+            let (settings, logger, metrics, fixedPort, socket, control) = (config, logger, metrics, port, unixSocket, loop.handle)
             let thread = try EventLoopThread.start(name: "worker-\(index)") { loop in
                 let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: index, metrics: metrics)
                 proxy.useHealthChecks()
+                proxy.onClusterRedirect = { control.post { loop in (loop.context as? Supervisor)?.checker?.clusterRedirected() } }
                 do throws(SocketError) {
                     try proxy.start(reusePort: true, port: fixedPort, unixSocket: socket)
                     loop.context = proxy
@@ -142,8 +144,13 @@ public final class Supervisor {
 
     /// A new snapshot from the health checker, for every worker (and the metrics' backend list).
     private func topologyChanged(_ topology: Topology) {
-        metrics.configure(master: (topology.master ?? config.master).description,
-                          replicas: topology.replicas.map(\.address.description))
+        if let shards = topology.shards {
+            metrics.configure(masters: shards.map { ($0.topology.master ?? $0.layoutMaster).description },
+                              replicas: shards.flatMap { $0.topology.replicas.map(\.address.description) })
+        } else {
+            metrics.configure(master: (topology.master ?? config.master).description,
+                              replicas: topology.replicas.map(\.address.description))
+        }
         eachProxy { proxy in proxy.applyTopology(topology) }
     }
 
@@ -339,6 +346,7 @@ public final class Supervisor {
         unixSocket?.close()
         unixSocket = nil
         logger.info("stopped")
+        loop.context = nil
         loop.stop()
     }
 }

@@ -81,6 +81,8 @@ enum TopologyBuilder {
         case .sentinel:
             guard let address = sentinelMaster, let node = nodes[address], node.up, node.roleName == "master" else { return nil }
             return node
+        case .cluster:
+            return nil  // per shard: see `cluster`
         case .role:
             let masters = nodes.values.filter { $0.up && $0.roleName == "master" }
                 .sorted { $0.address.description < $1.address.description }
@@ -130,6 +132,7 @@ enum TopologyBuilder {
         case .static: candidates = config.replicas
         case .role(let all): candidates = all.filter { $0 != master?.address }
         case .sentinel: candidates = sentinel.replicas.filter { $0 != master?.address }
+        case .cluster: candidates = []
         }
         let replicas = candidates.compactMap { address in
             nodes[address].map {
@@ -140,11 +143,43 @@ enum TopologyBuilder {
         return Topology(master: master?.address, replicas: replicas, computedAt: now)
     }
 
-    /// The same master, replicas, and up/eligible flags (lag and times aside): no need to tell
-    /// the workers.
+    /// discovery: cluster — one group per shard of the layout (`ClusterDiscovery`, with each
+    /// node's address as the checks use it). A shard's master is the node the layout names,
+    /// when it says master; else, the layout being behind a failover, the shard's node that
+    /// says master (the promoted replica). Its replicas are the shard's other nodes, each judged
+    /// against that master with the master's own offset samples.
+    static func cluster(_ config: AmbassadorConfig, shards: [(slots: [ClosedRange<Int>], master: Address, replicas: [Address])],
+                        nodes: [Address: NodeReport], samples: [Address: OffsetSamples], now: Double) -> Topology {
+        let states = shards.map { shard -> Topology.Shard in
+            func isMaster(_ address: Address) -> NodeReport? {
+                guard let node = nodes[address], node.up, node.roleName == "master" else { return nil }
+                return node
+            }
+            let master = isMaster(shard.master) ?? shard.replicas.lazy.compactMap(isMaster).first
+            let members = [shard.master] + shard.replicas
+            let replicas = members.filter { $0 != master?.address }.compactMap { address in
+                nodes[address].map {
+                    replica($0, master: master, samples: master.flatMap { samples[$0.address] } ?? OffsetSamples(),
+                            weight: config.replicaWeights[address] ?? 1, maxLag: config.maxReplicaLag)
+                }
+            }
+            return Topology.Shard(slots: shard.slots, layoutMaster: shard.master,
+                                  topology: Topology(master: master?.address, replicas: replicas, computedAt: now))
+        }
+        let first = states.first?.topology
+        return Topology(master: first?.master, replicas: first?.replicas ?? [], computedAt: now, shards: states)
+    }
+
+    /// The same master, replicas, and up/eligible flags (lag and times aside), and for a cluster
+    /// the same shards and slots: no need to tell the workers.
     static func sameShape(_ a: Topology, _ b: Topology) -> Bool {
-        a.master == b.master && a.replicas.count == b.replicas.count
-            && zip(a.replicas, b.replicas).allSatisfy { $0.address == $1.address && $0.eligible == $1.eligible && $0.up == $1.up }
+        guard a.master == b.master && a.replicas.count == b.replicas.count
+            && zip(a.replicas, b.replicas).allSatisfy({ $0.address == $1.address && $0.eligible == $1.eligible && $0.up == $1.up })
+        else { return false }
+        guard let left = a.shards, let right = b.shards else { return (a.shards == nil) == (b.shards == nil) }
+        return left.count == right.count && zip(left, right).allSatisfy {
+            $0.slots == $1.slots && $0.layoutMaster == $1.layoutMaster && sameShape($0.topology, $1.topology)
+        }
     }
 
     /// `INFO` text → its `field:value` lines.

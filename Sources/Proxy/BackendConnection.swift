@@ -140,6 +140,8 @@ final class BackendConnection: ConnectionDelegate {
             inject(auth, label: "AUTH")
         }
         if protocolVersion == 3 { inject(["HELLO", "3"], label: "HELLO 3") }
+        // A cluster replica answers reads of its master's slots only after READONLY.
+        if proxy.clustered && backend.role == .replica { inject(["READONLY"], label: "READONLY") }
         if homeDB != 0 { select(homeDB) }
     }
 
@@ -383,7 +385,12 @@ final class BackendConnection: ConnectionDelegate {
         failedAttempts = 0
         switch slot.kind {
         case .client:
-            if frame.isError, slot.retriesLeft > 0, backend.role == .replica, let session = slot.session,
+            if frame.isError, slot.redirectsLeft > 0, let session = slot.session,
+               let redirection = clusterRedirection(frame, from: connection) {
+                // -MOVED, -ASK, -TRYAGAIN from a cluster shard: the request goes where it says.
+                connection.discardInput(frame.length)
+                session.redirect(slot, redirection, from: backend)
+            } else if frame.isError, slot.retriesLeft > 0, backend.role == .replica, let session = slot.session,
                retryable(frame, from: connection, slot: slot) {
                 // -LOADING, -MASTERDOWN (or -NOSCRIPT for EVALSHA_RO): the read goes to another
                 // eligible node, then the master, before the client sees an error.
@@ -442,6 +449,18 @@ final class BackendConnection: ConnectionDelegate {
         return slot.isEvalshaRO && connection.inputStarts(with: Self.noScript)
     }
 
+    /// A cluster's redirection, when the error at the front of the input is one (compared in
+    /// place first: other errors cost no copy).
+    private func clusterRedirection(_ frame: ReplyFrame, from connection: Connection) -> ClusterRedirection? {
+        guard connection.inputStarts(with: Self.moved) || connection.inputStarts(with: Self.ask)
+            || connection.inputStarts(with: Self.tryAgain) || connection.inputStarts(with: Self.clusterDown) else { return nil }
+        return ClusterRedirection(Self.copy(connection, min(frame.length, 512)))
+    }
+
+    static let moved = Array("-MOVED ".utf8)
+    static let ask = Array("-ASK ".utf8)
+    static let tryAgain = Array("-TRYAGAIN".utf8)
+    static let clusterDown = Array("-CLUSTERDOWN".utf8)
     static let loading = Array("-LOADING".utf8)
     static let masterDown = Array("-MASTERDOWN".utf8)
     static let noScript = Array("-NOSCRIPT".utf8)

@@ -9,15 +9,15 @@ import Routing
 extension ClientSession {
     // MARK: pinning
 
-    func pin(_ frame: RequestFrame, state: StatefulKind) {
+    func pin(_ frame: RequestFrame, state: StatefulKind, on master: Backend) {
         // After writes on a dedicated connection (a transaction, a script in one), the same one
         // again if it is idle: a WAIT there counts those writes.
         let written = lastWriteConnection?.dedicated == true ? lastWriteConnection : nil
-        let connection = group.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
+        let connection = master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex, preferring: written)
         holdStarted = 0
         guard connection.isUsable else {
             input.drop(frame.length, from: self.connection)
-            return unavailable(.pinned, "ERR ambassador: master \(group.master.address) is unavailable")
+            return unavailable(.pinned, "ERR ambassador: master \(master.address) is unavailable")
         }
         connection.owner = self
         pin = .pinned(connection, state)
@@ -54,6 +54,7 @@ extension ClientSession {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.reset, frame)
         }
+        if proxy.clustered && inMulti && !pin.isRelaying && refusedInClusterTransaction(frame, on: target) { return }
         target.select(db)
         target.useProtocol(protocolVersion)
         if let rewrite = redirectRewrite(frame, verb: verb) {
@@ -143,6 +144,8 @@ extension ClientSession {
             return
         }
         let slot = enqueue(.pinned)
+        // A cluster: outside a transaction, a command for another shard is redirected there.
+        if proxy.clustered && !inMulti { keepForRedirect(frame, slot) }
         // Anything run on the dedicated connection may write (EXEC, a script, a blocking move):
         // the session's later reads wait for it like for a write of its own.
         slot.isWrite = true
@@ -150,7 +153,8 @@ extension ClientSession {
         lastWriteMicroseconds = proxy.loop.nowMicroseconds
         if proxy.tracksKeys {
             slot.isAppWrite = true
-            slot.appKeys = group.keyWrites.sent(nil)  // a transaction's keys are not known here
+            slot.appKeys = target.backend.group.keyWrites.sent(nil)  // a transaction's keys are not known here
+            if proxy.clustered { slot.appGroup = target.backend.group }
         }
         target.forward(from: connection, length: frame.length, slot: slot)
     }

@@ -63,6 +63,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The dedicated master connection, while the session's state needs one.
     var pinned: BackendConnection? { pin.connection }
     var inMulti = false
+    /// discovery: cluster — MULTI was answered here and waits for the transaction's first
+    /// command, whose keys choose the shard (see `queueInDeferredTransaction`).
+    var deferredMulti = false
     var watching = false
     /// A command that makes the connection stream (SUBSCRIBE, CLIENT TRACKING …) is queued in
     /// the transaction: it takes effect at EXEC, which therefore starts relaying.
@@ -113,6 +116,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// offset that probe reported once known (-1 before).
     private var floorProbe = 0
     private var floorOffset: Int64 = -1
+    /// discovery: cluster — the shard tracker `floorProbe` was asked of.
+    private var floorTracker: ObjectIdentifier?
     /// read_your_writes: app — what the read being routed needs for its keys (see `KeyWrites`);
     /// nil: a write to one of them is not on any replica yet.
     private(set) var readKeyFloor: Int64? = 0
@@ -133,8 +138,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     func readFloor(_ tracker: ReplicationTracker) -> Int64? {
         if writesInFlight > 0 { return nil }
         if floorProbe == 0 { return 0 }
+        if proxy.clustered && floorProbe > 0 && floorTracker != ObjectIdentifier(tracker) {
+            // A cluster: offsets belong to one shard's replication stream. A read on another
+            // shard than the one probed asks that shard's master (whose offset covers every
+            // write the session made there: offsets only grow).
+            floorProbe = -1
+            floorOffset = -1
+        }
         if floorProbe < 0 {
             floorProbe = tracker.probeAfterWrite()
+            if proxy.clustered { floorTracker = ObjectIdentifier(tracker) }
             return nil
         }
         if floorOffset < 0 {
@@ -153,7 +166,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     let group: ReplicationGroup
     var masterConfirmed: Bool { group.masterConfirmed }
     var masterWritable: Bool { group.masterWritable(for: self) }
-    var hasWriteConnection: Bool { waitConnection() != nil }
+    var hasWriteConnection: Bool { waitConnection(group) != nil }
 
     var encoder = RESPEncoder()
     /// For CLIENT LIST / INFO: when the connection was accepted and last ran a command (loop
@@ -188,7 +201,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The state that pinned the session (a blocking command's session is "blocked" while it
     /// waits on the dedicated connection).
     var pinnedState: StatefulKind? { pin.state }
-    var isInMulti: Bool { inMulti }
+    var isInMulti: Bool { inMulti || deferredMulti }
     var isBlocked: Bool { pinnedState == .blocking && !(pinned?.inflight.isEmpty ?? true) }
     var pinnedConnection: BackendConnection? { pinned }
     /// Replies waiting for a client that reads slowly, at most: past this the ambassador stops
@@ -361,7 +374,15 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read, .write, .master, .unknown: break
         default: flushPending()
         }
-        switch CommandRouter.route(command, self) {
+        if proxy.clustered { return dispatchClustered(frame, command) }
+        perform(CommandRouter.route(command, self), frame, command, in: group)
+    }
+
+    /// Carries out the router's decision for a command whose keys belong to `group` (the one
+    /// group, or a cluster shard's).
+    @inline(__always)
+    func perform(_ route: CommandRouter.Route, _ frame: RequestFrame, _ command: Command, in group: ReplicationGroup) {
+        switch route {
         case .barrier:
             // Everything sent before must be answered first (see CommandRouter).
             hold = .barrier(frame)
@@ -379,14 +400,14 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             hello(frame)
         case .hold:
-            holdForMaster(frame)
+            holdForMaster(frame, group)
         case .waitOnWriteConnection:
-            guard let target = waitConnection() else { return pin(frame, state: .blocking) }
+            guard let target = waitConnection(group) else { return pin(frame, state: .blocking, on: group.master) }
             forwardWait(frame, on: target)
         case .pin(let state):
-            pin(frame, state: state)
+            pin(frame, state: state, on: group.master)
         case .read:
-            forwardRead(frame, verb: command.verb)
+            forwardRead(frame, verb: command.verb, group)
         case .master(let write, let urgent):
             forward(frame, to: group.master, write: write, urgent: urgent)
         }
@@ -456,7 +477,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// No node is confirmed master: this write (and everything after it) waits, at the front of
     /// the input (the pending run ahead of it moves first).
-    private func holdForMaster(_ frame: RequestFrame) {
+    func holdForMaster(_ frame: RequestFrame, _ group: ReplicationGroup) {
         flushPending()
         hold = .master(frame)
         if holdStarted == 0 { holdStarted = proxy.loop.nowMicroseconds }
@@ -491,7 +512,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         let target = sharedConnection(to: backend, urgent: urgent, large: frame.length >= Backend.largeRequest)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
-            if route == .master && proxy.healthChecked { return holdForMaster(frame) }
+            if route == .master && proxy.healthChecked { return holdForMaster(frame, backend.group) }
             input.drop(frame.length, from: connection)
             return unavailable(route, "ERR ambassador: \(backend.role) \(backend.address) is unavailable")
         }
@@ -507,12 +528,15 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         let slot = enqueue(route)
         slot.isWrite = write
         if write && proxy.tracksKeys {
+            let group = backend.group
             slot.isAppWrite = true
             slot.appKeys = group.keyWrites.sent(keyHashes(frame))
+            if proxy.clustered { slot.appGroup = group }
             if group.keyWrites.entries.count >= KeyWrites.capacity {
                 group.keyWrites.prune(appliedByAll: group.replicas.map(\.appliedOffset).min() ?? 0, tracker: group.tracker)
             }
         }
+        if proxy.clustered { keepForRedirect(frame, slot) }
         send(frame, to: target, slot: slot)
     }
 
@@ -520,7 +544,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// write went out on, while it is the same connection (not reconnected since) to the current
     /// master. nil: the session wrote nothing there (a WAIT on a pinned connection then counts
     /// from that connection's own offset, as on a new direct connection).
-    private func waitConnection() -> BackendConnection? {
+    func waitConnection(_ group: ReplicationGroup) -> BackendConnection? {
         guard let target = lastWriteConnection, !target.dedicated, target.backend === group.master, target.isOpen,
               target.generation == lastWriteGeneration else { return nil }
         return target
@@ -541,7 +565,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         flushPending()
     }
 
-    private func forwardRead(_ frame: RequestFrame, verb: Verb) {
+    private func forwardRead(_ frame: RequestFrame, verb: Verb, _ group: ReplicationGroup) {
         if proxy.tracksKeys {
             readKeyFloor = group.keyWrites.floor(tracker: group.tracker, keyVisitor(frame))
         }
@@ -574,7 +598,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .hold:
             // A read for the master waits like a write while no master is confirmed (with
             // discovery it may not be the master yet).
-            return holdForMaster(frame)
+            return holdForMaster(frame, group)
         case .unavailable:
             input.drop(frame.length, from: connection)
             return unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
@@ -586,6 +610,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         // Keep the request: if the replica goes away before replying, the read is retried.
         connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
         slot.retriesLeft = 2
+        if proxy.clustered { slot.redirectsLeft = ClientSession.redirectLimit }
         slot.isEvalshaRO = verb == .evalshaRO
         send(frame, to: target, slot: slot)
     }
@@ -634,8 +659,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// from now on (see `ReplicationTracker`).
     private func writeAnswered(_ slot: Slot) {
         if slot.isAppWrite {
+            let group = slot.appGroup ?? group
             group.keyWrites.answered(slot.appKeys, probe: group.tracker.probeAfterWrite())
             slot.isAppWrite = false
+            slot.appGroup = nil
         }
         writesInFlight -= 1
         if writesInFlight == 0 && proxy.tracksOffsets {
@@ -779,6 +806,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         protocolVersion = 2
         name = nil
         inMulti = false
+        deferredMulti = false
         watching = false
         relayAfterExec = nil
         queued = 0
@@ -892,4 +920,8 @@ struct SessionArguments: CommandArguments {
         if index == 1 { return frame.firstArgument }
         return session.shortArgument(index, of: frame)
     }
+}
+
+extension SessionArguments: SlotArguments {
+    func slot(ofArgument index: Int) -> Int { session.keySlot(index, of: frame) }
 }

@@ -87,6 +87,7 @@ extension ClientSession {
         guard let db = DecimalNumber.value(of: arguments[1]), db >= Int64(Int32.min), db <= Int64(Int32.max) else {
             return answerError("ERR value is not an integer or out of range")
         }
+        if proxy.clustered && db != 0 { return answerError("ERR SELECT is not allowed in cluster mode") }
         guard db >= 0, db < Int64(proxy.databases) else { return answerError("ERR DB index is out of range") }
         self.db = Int(db)
         encoder.clear()

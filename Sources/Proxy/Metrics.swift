@@ -181,7 +181,12 @@ public final class Metrics: Sendable {
     /// The backends the config names now: their series exist (0 until connected); others go once
     /// their connections have closed.
     public func configure(master: String, replicas: [String]) {
-        let wanted = [BackendKey(address: master, role: "master")] + replicas.map { BackendKey(address: $0, role: "replica") }
+        configure(masters: [master], replicas: replicas)
+    }
+
+    /// The same for several groups (a cluster's shards).
+    public func configure(masters: [String], replicas: [String]) {
+        let wanted = masters.map { BackendKey(address: $0, role: "master") } + replicas.map { BackendKey(address: $0, role: "replica") }
         backends.withLock { table in
             for key in table.keys { table[key]!.configured = false }
             for key in wanted {

@@ -21,8 +21,22 @@ public final class Proxy {
     let limits = RESPLimits.redis
     let slots = SlotPool()
     private var listener: Listener?
-    /// The master and replicas (one group; Redis Cluster will have one per shard).
+    /// The master and replicas (with discovery: cluster, the first shard's; keyless commands
+    /// go there).
     private(set) var primary: ReplicationGroup!
+    /// Every group: the one, or one per cluster shard, in the layout's order (`primary` first).
+    private(set) var groups: [ReplicationGroup] = []
+    /// discovery: cluster — commands are routed by their keys' hash slot (`slotMap`: the index in
+    /// `groups` of the shard serving each slot). Fixed at start (a restart changes it).
+    let clustered: Bool
+    private(set) var slotMap = SlotMap()
+    /// A layout has arrived (before it, every command waits for a master, as during a failover).
+    private(set) var hasLayout = false
+    /// Tells the control plane a -MOVED or -ASK was met (the layout is read again); set by the
+    /// supervisor, called on this worker's loop.
+    public var onClusterRedirect: (@Sendable () -> Void)?
+    /// Every backend of every group.
+    var allBackends: [Backend] { groups.count == 1 ? primary.backends : groups.flatMap(\.backends) }
     private var sessions: [Int64: ClientSession] = [:]
     private var nextSessionID: Int64 = 1
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
@@ -61,12 +75,14 @@ public final class Proxy {
         self.shared = metrics
         self.table = table
         self.worker = worker
+        clustered = config.discovery.isCluster
         // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
         nextSessionID = Int64(worker) << 40 | 1
         stallMicroseconds = Self.microseconds(config.stallThreshold)
         commandRules = CommandRulesIndex(config)
         noteReadYourWrites()
         primary = ReplicationGroup(proxy: self, master: config.master, replicas: config.replicas)
+        groups = [primary]
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
@@ -84,7 +100,7 @@ public final class Proxy {
         timer.schedule(after: Self.publishInterval)
         publishTimer = timer
         let sweep = Timer(loop: loop, repeating: true) { [unowned self] in
-            self.primary.backends.forEach { $0.sweepOverflow() }
+            self.allBackends.forEach { $0.sweepOverflow() }
             self.checkPausedClients()
             self.releaseMemoryIfIdle()
         }
@@ -183,7 +199,7 @@ public final class Proxy {
     }
 
     private func startBackends() {
-        primary.start()
+        groups.forEach { $0.start() }
     }
 
     /// The port actually bound (differs from the config's when it asked for 0).
@@ -195,7 +211,7 @@ public final class Proxy {
         listener = nil
         closeOwnUnixSocket()
         for session in sessions.values { session.connection.close() }
-        primary.shutdown()
+        groups.forEach { $0.shutdown() }
         retired.forEach { $0.shutdown() }
         retired.removeAll()
         publishMetrics()
@@ -259,7 +275,7 @@ public final class Proxy {
         }
         if new.username != old.username || new.backendPassword != old.backendPassword {
             var count = 0
-            for backend in primary.backends + retired { count += backend.credentialsChanged() }
+            for backend in allBackends + retired { count += backend.credentialsChanged() }
             for session in sessions.values { if session.pinned?.credentialsChanged() == true { count += 1 } }
             logger.info("backend credentials changed: \(count) open connection(s) authenticate again")
         }
@@ -268,7 +284,7 @@ public final class Proxy {
         stallMicroseconds = Self.microseconds(new.stallThreshold)
         commandRules = CommandRulesIndex(new)
         noteReadYourWrites()
-        primary.configureRouter()
+        groups.forEach { $0.configureRouter() }
         // With a health checker the backends come from its topology (which follows the new
         // config within one check), not straight from the file.
         if healthChecked { return problems }
@@ -328,7 +344,7 @@ public final class Proxy {
     public var clientCount: Int { sessions.count }
 
     /// The master and every replica have a shared connection up.
-    public var backendsUp: Bool { primary.backends.allSatisfy(\.isUp) }
+    public var backendsUp: Bool { allBackends.allSatisfy(\.isUp) }
 
     /// Logins apps passed through (AUTH checked by the master while the ambassador holds no
     /// credentials of its own): each gets a number, 1…, naming its backend connection sets.
@@ -390,12 +406,105 @@ public final class Proxy {
 
     public func useHealthChecks() {
         healthChecked = true
-        primary.useHealthChecks()
+        groups.forEach { $0.useHealthChecks() }
     }
 
     /// A new snapshot from the health checker.
     public func applyTopology(_ new: Topology) {
-        primary.applyTopology(new)
+        guard clustered, let shards = new.shards else { return primary.applyTopology(new) }
+        applyCluster(shards)
+    }
+
+    /// A new cluster layout: each shard keeps the group that already serves one of its nodes
+    /// (connections, router and offsets and all), new shards get a group, the rest retire; then
+    /// each group takes its shard's health, and the slot table is rebuilt.
+    private func applyCluster(_ shards: [Topology.Shard]) {
+        var available = groups
+        var next: [ReplicationGroup] = []
+        for shard in shards {
+            let members = Set([shard.layoutMaster] + shard.topology.replicas.map(\.address) + (shard.topology.master.map { [$0] } ?? []))
+            let index = available.firstIndex { members.contains($0.master.address) }
+                ?? available.firstIndex { $0.replicas.contains { members.contains($0.address) } }
+                ?? (hasLayout ? nil : available.indices.first)  // the seed placeholder becomes the first shard
+            if let index {
+                next.append(available.remove(at: index))
+            } else {
+                let group = ReplicationGroup(proxy: self, master: shard.topology.master ?? shard.layoutMaster, replicas: [])
+                if healthChecked { group.useHealthChecks() }
+                group.start()
+                next.append(group)
+            }
+        }
+        // `primary` stays a group (sessions hold it): with no shard at all it is kept, idle.
+        if next.isEmpty { next = [primary] }
+        for gone in available where gone !== primary {
+            gone.backends.forEach { retire($0) }
+            gone.shutdownTimers()
+        }
+        groups = next
+        primary = next[0]
+        hasLayout = !shards.isEmpty
+        slotMap = SlotMap(ranges: shards.map(\.slots))
+        for (group, shard) in zip(groups, shards) {
+            if shard.topology.master == nil, group.master.address != shard.layoutMaster, group.topology == nil {
+                group.replaceMaster(with: shard.layoutMaster)
+            }
+            group.applyTopology(shard.topology)
+        }
+    }
+
+    /// The group serving `slot`; nil when no shard does (the layout says the slot is unserved).
+    @inline(__always)
+    func group(forSlot slot: Int) -> ReplicationGroup? {
+        guard hasLayout else { return primary }
+        guard let index = slotMap.shard(of: slot) else { return nil }
+        return groups[index]
+    }
+
+    /// A -MOVED reply named `address` as `slot`'s owner: the table says so at once (when a group
+    /// has that master), and the control plane reads the layout again.
+    func moved(slot: Int, to address: Address) -> ReplicationGroup? {
+        requestLayout()
+        guard let index = groups.firstIndex(where: { $0.master.address == address }) else { return nil }
+        slotMap.assign(slot, to: index)
+        return groups[index]
+    }
+
+    /// When the control plane was last asked for the layout (loop µs): at most every 50 ms.
+    private var layoutRequestedAt = Int.min / 2
+
+    /// A redirection was met: the layout is read again (soon, and once for a burst of them).
+    func requestLayout() {
+        let now = loop.nowMicroseconds
+        guard now - layoutRequestedAt >= 50_000 else { return }
+        layoutRequestedAt = now
+        onClusterRedirect?()
+    }
+
+    /// One-shot timers for `after` (fired ones are let go at a later call: never inside their
+    /// own callback).
+    private final class OneShot {
+        var timer: Timer?
+        var fired = false
+    }
+    private var oneShots: [OneShot] = []
+
+    /// Runs `action` on this loop after `seconds`.
+    func after(_ seconds: Double, _ action: @escaping () -> Void) {
+        oneShots.removeAll { $0.fired }
+        let shot = OneShot()
+        let timer = Timer(loop: loop) { [unowned shot] in
+            shot.fired = true
+            action()
+        }
+        shot.timer = timer
+        oneShots.append(shot)
+        timer.schedule(after: seconds)
+    }
+
+    /// The group whose node is at `address` (an -ASK target), its master or a replica.
+    func group(at address: Address) -> ReplicationGroup? {
+        groups.first { $0.master.address == address } ?? groups.first { $0.replicas.contains { $0.address == address } }
     }
 
     /// `client_idle_timeout`: idle app connections are closed, checked a few times per timeout
@@ -409,7 +518,7 @@ public final class Proxy {
     /// `command_timeout`: shared connections with a request older than it are reset.
     private func scheduleTimeoutChecks() {
         timeoutTimer = expiryTimer(config.commandTimeout, every: 0.01...0.25) { proxy, deadline in
-            proxy.primary.backends.forEach { $0.expireRequests(olderThan: deadline) }
+            proxy.allBackends.forEach { $0.expireRequests(olderThan: deadline) }
         }
     }
 
@@ -428,7 +537,7 @@ public final class Proxy {
 
     /// The master's first connection came up: learn its version and number of databases.
     func backendCameUp(_ backend: Backend, through connection: BackendConnection) {
-        guard backend === primary.master else { return }
+        guard backend === primary.master || (clustered && backend.role == .master) else { return }
         connection.probe(["INFO", "server"]) { [unowned self] bytes in
             guard let (value, _) = try? RESPValue.decode(bytes), let text = value.text else { return }
             for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("redis_version:") {
@@ -446,7 +555,7 @@ public final class Proxy {
     var stalledConnections: Int {
         guard stallMicroseconds >= 0 else { return 0 }
         let deadline = loop.nowMicroseconds - stallMicroseconds
-        return primary.backends.reduce(0) { $0 + $1.stalledConnections(before: deadline) }
+        return allBackends.reduce(0) { $0 + $1.stalledConnections(before: deadline) }
     }
 
     /// `AMBASSADOR INFO`.

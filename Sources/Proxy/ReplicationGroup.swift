@@ -42,6 +42,17 @@ final class ReplicationGroup {
         holdTimer?.cancel()
     }
 
+    /// The group left the cluster's layout (its backends retire on their own): offset probes
+    /// stop, and sessions waiting for its master try again, routed by the new layout.
+    func shutdownTimers() {
+        tracker.stop()
+        holdTimer?.cancel()
+        holdTimer = nil
+        let waiting = waitingForMaster
+        waitingForMaster.removeAll()
+        for session in waiting { session.masterAvailable() }
+    }
+
     func configureRouter() {
         router.policy = switch proxy.config.readPolicy {
         case .master: .master

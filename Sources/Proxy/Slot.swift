@@ -31,6 +31,11 @@ final class Slot {
     /// read_your_writes: app — a write, and the keys it is counted under in `KeyWrites`.
     var isAppWrite = false
     var appKeys = KeyHashes()
+    /// discovery: cluster — the shard whose `KeyWrites` counts `appKeys` (nil: the session's group).
+    var appGroup: ReplicationGroup?
+    /// discovery: cluster — -MOVED / -ASK / -TRYAGAIN replies still followed for this request
+    /// (its bytes are in `retryRequest`).
+    var redirectsLeft = 0
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()
@@ -54,6 +59,7 @@ final class Slot {
         ready = false
         retryRequest.removeAll()
         retriesLeft = 0
+        redirectsLeft = 0
         isWrite = false
         isEvalshaRO = false
         isBlocking = false

@@ -16,11 +16,30 @@ public struct Topology: Sendable, Equatable {
     public var replicas: [ReplicaState]
     /// When this snapshot was computed (seconds since the epoch).
     public var computedAt: Double
+    /// discovery: cluster — every shard: its slots and its own master and replicas (`master`
+    /// and `replicas` above then describe the first shard). nil otherwise.
+    public var shards: [Shard]?
 
-    public init(master: Address?, replicas: [ReplicaState], computedAt: Double) {
+    public init(master: Address?, replicas: [ReplicaState], computedAt: Double, shards: [Shard]? = nil) {
         self.master = master
         self.replicas = replicas
         self.computedAt = computedAt
+        self.shards = shards
+    }
+
+    /// One shard of a Redis Cluster: the slots the layout gives it, the node the layout names its
+    /// master, and its health like a standalone group's.
+    public struct Shard: Sendable, Equatable {
+        public var slots: [ClosedRange<Int>]
+        /// The master the cluster's layout names (before any health check confirms it).
+        public var layoutMaster: Address
+        public var topology: Topology
+
+        public init(slots: [ClosedRange<Int>], layoutMaster: Address, topology: Topology) {
+            self.slots = slots
+            self.layoutMaster = layoutMaster
+            self.topology = topology
+        }
     }
 
     public struct ReplicaState: Sendable, Equatable {

@@ -89,6 +89,14 @@ import Testing
         #expect(role.discovery == .role(nodes: [Address(host: "127.0.0.1", port: 2), Address(host: "127.0.0.1", port: 3)]))
         let sentinel = try ConfigLoader.parse("listen: 127.0.0.1:1\ndiscovery: sentinel\nsentinels: [127.0.0.1:26379]\nmaster_name: main\n")
         #expect(sentinel.discovery == .sentinel(sentinels: [Address(host: "127.0.0.1", port: 26379)], masterName: "main"))
+        let cluster = try ConfigLoader.parse("listen: 127.0.0.1:1\ndiscovery: cluster\ncluster_nodes: [127.0.0.1:7000, 127.0.0.1:7001]\ncluster_refresh: 2s\n")
+        #expect(cluster.discovery == .cluster(seeds: [Address(host: "127.0.0.1", port: 7000), Address(host: "127.0.0.1", port: 7001)]))
+        #expect(cluster.clusterRefresh == Duration(seconds: 2))
+        #expect(cluster.master == Address(host: "127.0.0.1", port: 7000))
+        // Into or out of cluster mode is for a restart: a reload keeps the running discovery.
+        let standalone = try ConfigLoader.parse("listen: 127.0.0.1:1\nmaster: 127.0.0.1:2\n")
+        #expect(cluster.applyingLive(standalone).discovery == cluster.discovery)
+        #expect(standalone.applyingLive(cluster).discovery == .static)
 
         for (text, key) in [("discovery: role\n", "nodes"), ("discovery: role\nnodes: [127.0.0.1:2]\nmaster: 127.0.0.1:2\n", "master"),
                             ("discovery: sentinel\nsentinels: [127.0.0.1:2]\n", "master_name"),
@@ -96,7 +104,12 @@ import Testing
                             ("master: 127.0.0.1:2\nsentinel_password_file: /etc/hostname\n", "sentinel_password_file"),
                             ("discovery: sentinel\nsentinels: [127.0.0.1:2]\nmaster_name: m\nsentinel_password_file: /nonexistent\n", "sentinel_password_file"),
                             ("discovery: sentinel\nsentinels: [127.0.0.1:2, 127.0.0.1:3, 127.0.0.1:2]\nmaster_name: m\n", "sentinels"),
-                            ("discovery: cluster\n", "discovery"), ("master: 127.0.0.1:2\nnodes: [127.0.0.1:3]\n", "nodes"),
+                            ("discovery: cluster\n", "cluster_nodes"), ("discovery: galaxy\n", "discovery"),
+                            ("discovery: cluster\ncluster_nodes: [127.0.0.1:2]\nmaster: 127.0.0.1:3\n", "master"),
+                            ("discovery: cluster\ncluster_nodes: [127.0.0.1:2]\ncluster_refresh: 1ms\n", "cluster_refresh"),
+                            ("master: 127.0.0.1:2\ncluster_refresh: 1s\n", "cluster_refresh"),
+                            ("master: 127.0.0.1:2\ncluster_nodes: [127.0.0.1:3]\n", "cluster_nodes"),
+                            ("master: 127.0.0.1:2\nnodes: [127.0.0.1:3]\n", "nodes"),
                             ("master: 127.0.0.1:2\nbalance: random\n", "balance"),
                             ("master: 127.0.0.1:2\nread_your_writes: sometimes\n", "read_your_writes"),
                             ("master: 127.0.0.1:2\nreplicas: [{address: 127.0.0.1:3, weight: 0}]\n", "replicas.weight"),

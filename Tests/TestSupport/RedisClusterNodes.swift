@@ -34,7 +34,15 @@ public final class RedisClusterNodes: @unchecked Sendable {
             create.standardOutput = FileHandle.nullDevice
             create.standardError = FileHandle.nullDevice
             try create.run()
-            create.waitUntilExit()
+            // redis-cli waits for the join for ever: a node that cannot reach another's bus
+            // would hang the test run.
+            let deadline = Date().addingTimeInterval(30)
+            while create.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if create.isRunning {
+                create.terminate()
+                create.waitUntilExit()
+                throw RedisServerError.didNotStart("redis-cli --cluster create did not finish within 30 s")
+            }
             guard create.terminationStatus == 0 else {
                 throw RedisServerError.didNotStart("redis-cli --cluster create exited \(create.terminationStatus)")
             }

@@ -1,0 +1,355 @@
+import Config
+import EventLoop
+import RESP
+import Routing
+
+/// discovery: cluster — a session's commands routed by hash slot: the shard of the command's
+/// keys (all in one slot, as a cluster node demands), the first shard for keyless commands;
+/// and the cluster's redirections (-MOVED, -ASK, -TRYAGAIN) followed for the client, which
+/// sees one Redis.
+extension ClientSession {
+    /// Redirections followed per request before the client gets the last one's error.
+    static let redirectLimit = 5
+
+    func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
+        var target = proxy.primary!
+        var crossSlot = false
+        if frame.name == Self.clusterName, frame.argumentCount >= 3,
+           frame.firstArgument == Self.countKeysInSlot || frame.firstArgument == Self.getKeysInSlot {
+            // About one slot: its owner answers.
+            if let slot = Int(String(decoding: argumentBytes(2, of: frame), as: UTF8.self)), slot >= 0, slot < HashSlot.count,
+               let owner = proxy.group(forSlot: slot) {
+                target = owner
+            }
+        } else if let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
+                  info.firstKey > 0 || info.flags.contains(.movableKeys) {
+            switch info.slot(SessionArguments(session: self, frame: frame)) {
+            case .none:
+                break
+            case .crossSlot:
+                crossSlot = true
+            case .slot(let slot):
+                guard let owner = proxy.group(forSlot: slot) else {
+                    input.drop(frame.length, from: connection)
+                    return unavailable(.master, "CLUSTERDOWN Hash slot not served")
+                }
+                target = owner
+            }
+        }
+        if deferredMulti { return queueInDeferredTransaction(frame, command, target) }
+        if command.verb == .multi {
+            // The transaction's shard is that of its first keyed command: MULTI waits for it.
+            input.drop(frame.length, from: connection)
+            proxy.stats.answered(.local, .ok, microseconds: 0)
+            deferredMulti = true
+            encoder.clear()
+            encoder.simpleString("OK")
+            return answer(encoder.bytes)
+        }
+        if crossSlot {
+            input.drop(frame.length, from: connection)
+            proxy.stats.answered(.local, .error, microseconds: 0)
+            return answerError(Self.crossSlotError)
+        }
+        if answeredAsOneNode(frame) { return }
+        perform(CommandRouter.route(command, ShardContext(session: self, group: target)), frame, command, in: target)
+    }
+
+    static let crossSlotError = "CROSSSLOT Keys in request don't hash to the same slot"
+
+    /// The first command after MULTI: the transaction starts on `group`'s master (a dedicated
+    /// connection, MULTI sent ahead of the command), or, for EXEC, DISCARD and MULTI, ends or
+    /// errs here, as Redis answers an empty transaction.
+    private func queueInDeferredTransaction(_ frame: RequestFrame, _ command: Command, _ group: ReplicationGroup) {
+        switch command.verb {
+        case .exec, .discard, .multi:
+            input.drop(frame.length, from: connection)
+            proxy.stats.answered(.local, command.verb == .multi ? .error : .ok, microseconds: 0)
+            encoder.clear()
+            encoder.protocolVersion = protocolVersion
+            switch command.verb {
+            case .multi:
+                encoder.error("ERR MULTI calls can not be nested")
+            case .exec:
+                deferredMulti = false
+                encoder.arrayHeader(0)
+            default:
+                deferredMulti = false
+                encoder.simpleString("OK")
+            }
+            return answer(encoder.bytes)
+        default:
+            break
+        }
+        // As for any command that pins: at the input's front, after the replies owed, to a
+        // writable master.
+        flushPending()
+        if !replies.isEmpty {
+            hold = .barrier(frame)
+            return connection.pauseReading()
+        }
+        guard group.masterWritable(for: self) else { return holdForMaster(frame, group) }
+        let dedicated = group.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        holdStarted = 0
+        guard dedicated.isUsable else {
+            input.drop(frame.length, from: connection)
+            return unavailable(.pinned, "ERR ambassador: master \(group.master.address) is unavailable")
+        }
+        dedicated.owner = self
+        pin = .pinned(dedicated, .transaction)
+        dedicated.select(db)
+        dedicated.useProtocol(protocolVersion)
+        dedicated.inject(["MULTI"], label: "MULTI")
+        deferredMulti = false
+        inMulti = true
+        queued = 0
+        dispatchPinned(frame, on: dedicated)
+    }
+
+    /// A command queued in a transaction pinned to `target`'s shard whose keys are in another
+    /// shard: -CROSSSLOT, and the transaction is flagged (EXEC answers EXECABORT), as a cluster
+    /// node refuses a command of a transaction it cannot run. True when refused.
+    func refusedInClusterTransaction(_ frame: RequestFrame, on target: BackendConnection) -> Bool {
+        guard let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
+              info.firstKey > 0 || info.flags.contains(.movableKeys),
+              case .slot(let slot) = info.slot(SessionArguments(session: self, frame: frame)),
+              let owner = proxy.group(forSlot: slot), owner !== target.backend.group else { return false }
+        input.drop(frame.length, from: connection)
+        target.inject(["GET"], label: "transaction flag", expectingError: true)
+        proxy.stats.answered(.local, .error, microseconds: 0)
+        answerError(Self.crossSlotError)
+        return true
+    }
+
+    static let clusterName = ShortBytes("cluster")
+    static let countKeysInSlot = ShortBytes("countkeysinslot")
+    static let getKeysInSlot = ShortBytes("getkeysinslot")
+    static let readOnly = ShortBytes("readonly")
+    static let readWrite = ShortBytes("readwrite")
+    static let asking = ShortBytes("asking")
+
+    /// What a cluster-aware client asks of the node it talks to, answered for the ambassador as
+    /// one node that owns every slot (CLUSTER SLOTS, SHARDS, NODES, INFO, MYID): such a client
+    /// then sends everything here, as a plain one does. READONLY, READWRITE and ASKING are
+    /// accepted (reads are spread and redirections followed here anyway).
+    private func answeredAsOneNode(_ frame: RequestFrame) -> Bool {
+        if frame.argumentCount == 1 && (frame.name == Self.readOnly || frame.name == Self.readWrite || frame.name == Self.asking) {
+            input.drop(frame.length, from: connection)
+            proxy.stats.answered(.local, .ok, microseconds: 0)
+            encoder.clear()
+            encoder.simpleString("OK")
+            answer(encoder.bytes)
+            return true
+        }
+        guard frame.name == Self.clusterName, frame.argumentCount == 2 else { return false }
+        let (host, port) = ownAddress()
+        let id = Self.nodeID(host: host, port: port, salt: 0)
+        encoder.clear()
+        encoder.protocolVersion = protocolVersion
+        switch frame.firstArgument.description {
+        case "slots":
+            encoder.arrayHeader(1)
+            encoder.arrayHeader(3)
+            encoder.integer(0)
+            encoder.integer(Int64(HashSlot.count - 1))
+            encoder.arrayHeader(3)
+            encoder.bulk(host)
+            encoder.integer(Int64(port))
+            encoder.bulk(id)
+        case "shards":
+            encoder.arrayHeader(1)
+            encoder.mapHeader(2)
+            encoder.bulk("slots")
+            encoder.arrayHeader(2)
+            encoder.integer(0)
+            encoder.integer(Int64(HashSlot.count - 1))
+            encoder.bulk("nodes")
+            encoder.arrayHeader(1)
+            encoder.mapHeader(7)
+            for (field, value) in [("id", id), ("port", nil), ("ip", host), ("endpoint", host), ("role", "master")] {
+                encoder.bulk(field)
+                if let value { encoder.bulk(value) } else { encoder.integer(Int64(port)) }
+            }
+            encoder.bulk("replication-offset")
+            encoder.integer(0)
+            encoder.bulk("health")
+            encoder.bulk("online")
+        case "nodes":
+            encoder.verbatimOrBulk("\(id) \(host):\(port)@0 myself,master - 0 0 1 connected 0-\(HashSlot.count - 1)\n")
+        case "info":
+            encoder.verbatimOrBulk([
+                "cluster_state:ok", "cluster_slots_assigned:16384", "cluster_slots_ok:16384", "cluster_slots_pfail:0",
+                "cluster_slots_fail:0", "cluster_known_nodes:1", "cluster_size:1", "cluster_current_epoch:1",
+                "cluster_my_epoch:1", "cluster_stats_messages_sent:0", "cluster_stats_messages_received:0",
+                "total_cluster_links_buffer_limit_exceeded:0",
+            ].joined(separator: "\r\n") + "\r\n")
+        case "myid":
+            encoder.bulk(id)
+        case "myshardid":
+            encoder.bulk(Self.nodeID(host: host, port: port, salt: 1))
+        default:
+            return false
+        }
+        input.drop(frame.length, from: connection)
+        proxy.stats.answered(.local, .ok, microseconds: 0)
+        answer(encoder.bytes)
+        return true
+    }
+
+    /// The address this client reached the ambassador at (a node's address in the replies above).
+    private func ownAddress() -> (host: String, port: Int) {
+        let local = connection.localAddress
+        guard let colon = local.lastIndex(of: ":"), let port = Int(local[local.index(after: colon)...]), port > 0 else {
+            return ("127.0.0.1", Int(proxy.listenPort))
+        }
+        return (String(local[..<colon]), port)
+    }
+
+    /// A node id (40 hex digits) that stays the same for the same address.
+    static func nodeID(host: String, port: Int, salt: UInt64) -> String {
+        var hash: UInt64 = 0xcbf29ce484222325 ^ salt
+        var digits = ""
+        for round in 0..<3 {
+            for byte in "redis-ambassador \(host):\(port) \(round)".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
+            digits += String(hash, radix: 16).leftPadded(to: 16)
+        }
+        return String(digits.prefix(40))
+    }
+
+    /// The hash slot of argument `index`, read in place (copied only when it spans chunks of
+    /// the input buffer).
+    func keySlot(_ index: Int, of frame: RequestFrame) -> Int {
+        let range = parser.arguments[index]
+        if frame.isInline {
+            return HashSlot.of(Array(parser.inlineBytes[range.offset..<range.offset + range.count]))
+        }
+        var slot = -1
+        connection.withInputChunks(from: pendingBytes + range.offset) { chunk in
+            if chunk.count >= range.count { slot = HashSlot.of(chunk.extracting(0..<range.count)) }
+            return false
+        }
+        return slot >= 0 ? slot : HashSlot.of(argumentBytes(index, of: frame))
+    }
+
+    /// Keeps a request's bytes: a shard that answers -MOVED or -ASK gets it sent again elsewhere.
+    func keepForRedirect(_ frame: RequestFrame, _ slot: Slot) {
+        connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
+        slot.redirectsLeft = Self.redirectLimit
+    }
+
+    /// A shard redirected `slot`'s request (its error reply already read and dropped): sent
+    /// again where the cluster says, or after a pause; the client sees the error only when the
+    /// redirections run out (-CLUSTERDOWN: when `failover_hold` has passed since it was sent).
+    func redirect(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
+        var redirection = redirection
+        // An empty host ("MOVED 3999 :6381"): the node's own host, as the cluster means it.
+        if redirection.slot >= 0 && redirection.address.host.isEmpty {
+            redirection.address = Address(host: backend.address.host, port: redirection.address.port)
+        }
+        if redirection.kind != .clusterDown { slot.redirectsLeft -= 1 }
+        switch redirection.kind {
+        case .moved:
+            // The slot's table entry follows at once (when a group has that master).
+            _ = proxy.moved(slot: redirection.slot, to: redirection.address)
+            if send(slot, again: redirection, from: backend) { return }
+        case .ask:
+            proxy.requestLayout()
+            if send(slot, again: redirection, from: backend) { return }
+        case .tryAgain, .clusterDown:
+            break
+        }
+        guard slot.redirectsLeft > 0 else { return fail(slot, redirection.text) }
+        retryLater(slot, redirection, from: backend, attempt: 0)
+    }
+
+    /// The node is not (yet) a master here, or is reconnecting, or keys are being migrated, or a
+    /// shard has no master: again after a pause, to wherever the layout then says.
+    private func retryLater(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend, attempt: Int) {
+        let deadline = slot.started + Int(proxy.config.failoverHold.seconds * 1_000_000)
+        let pause = redirection.kind == .clusterDown ? 0.1 : 0.02 * Double(1 << min(attempt, 4))
+        proxy.after(pause) { [weak self] in
+            guard let self, slot.session === self else { return }
+            if self.send(slot, again: redirection, from: backend) { return }
+            let waits = redirection.kind == .clusterDown || redirection.kind == .tryAgain || attempt < Self.redirectLimit
+            guard waits && self.proxy.loop.nowMicroseconds < deadline else { return self.fail(slot, redirection.text) }
+            self.retryLater(slot, redirection, from: backend, attempt: attempt + 1)
+        }
+    }
+
+    /// Sends `slot`'s request to where `redirection` points now; false when that node has no
+    /// usable connection.
+    private func send(_ slot: Slot, again redirection: ClusterRedirection, from backend: Backend) -> Bool {
+        var target: Backend?
+        switch redirection.kind {
+        case .moved, .ask:
+            // The node named (a master of a group, or one known as a replica that was just
+            // promoted: the cluster says it serves the slot); else the slot's master by the table.
+            target = proxy.group(at: redirection.address)?.backends.first { $0.address == redirection.address }
+            if target == nil || target!.removed { target = proxy.group(forSlot: redirection.slot)?.master }
+        case .tryAgain, .clusterDown:
+            target = backend.removed ? backend.group.master : backend
+        }
+        guard let target, !target.removed else { return false }
+        let connection = target.sharedConnection(for: self)
+        guard connection.isUsable else { return false }
+        if redirection.kind == .ask { connection.inject(["ASKING"], label: "ASKING") }
+        connection.write(slot.retryRequest, slot: slot)
+        return true
+    }
+}
+
+/// A cluster's redirection of one request, read from its error reply.
+struct ClusterRedirection {
+    enum Kind { case moved, ask, tryAgain, clusterDown }
+    var kind: Kind
+    var slot: Int
+    var address: Address
+    /// The error as the node wrote it (without the leading '-' and CRLF): what the client gets
+    /// if the redirections run out.
+    var text: String
+
+    /// `-MOVED 3999 127.0.0.1:6381`, `-ASK 3999 127.0.0.1:6381`, `-TRYAGAIN …`; nil for any
+    /// other error.
+    init?(_ bytes: [UInt8]) {
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.hasPrefix("-") { text.removeFirst() }
+        while text.hasSuffix("\r\n") || text.hasSuffix("\n") { text.removeLast() }
+        self.text = text
+        if text.hasPrefix("TRYAGAIN") || text.hasPrefix("CLUSTERDOWN") {
+            (kind, slot, address) = (text.hasPrefix("TRYAGAIN") ? .tryAgain : .clusterDown, -1, Address(host: "", port: 0))
+            return
+        }
+        let words = text.split(separator: " ")
+        guard words.count == 3, let slot = Int(words[1]), slot >= 0, slot < HashSlot.count,
+              let colon = words[2].lastIndex(of: ":"), let port = UInt16(words[2][words[2].index(after: colon)...])
+        else { return nil }
+        switch words[0] {
+        case "MOVED": kind = .moved
+        case "ASK": kind = .ask
+        default: return nil
+        }
+        self.slot = slot
+        var host = String(words[2][..<colon])
+        // An IPv6 node is written [::1]:port by some versions.
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        address = Address(host: host, port: port)
+    }
+}
+
+/// The session as `CommandRouter` sees it for one command of a cluster shard.
+struct ShardContext: DispatchContext {
+    let session: ClientSession
+    let group: ReplicationGroup
+
+    var repliesOwed: Bool { session.repliesOwed }
+    var passesLoginsThrough: Bool { session.passesLoginsThrough }
+    var masterConfirmed: Bool { group.masterConfirmed }
+    var masterWritable: Bool { group.masterWritable(for: session) }
+    var hasWriteConnection: Bool { session.waitConnection(group) != nil }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

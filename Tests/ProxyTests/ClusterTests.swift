@@ -1,0 +1,275 @@
+import Foundation
+import RESP
+import Synchronization
+import Routing
+import Testing
+import TestSupport
+
+/// `discovery: cluster`: a real Redis Cluster (three masters, one replica each, joined by
+/// `redis-cli --cluster create`) behind the ambassador, which a plain client sees as one Redis.
+/// Every reply is compared with what a direct connection to the owning node answers.
+@Suite(.serialized) struct ClusterTests {
+    static func start(_ cluster: RedisClusterNodes, extra: String = "") throws -> ConfigMapAmbassador {
+        try ConfigMapAmbassador({ port, admin in
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: cluster\ncluster_nodes:\n"
+                + "  - 127.0.0.1:\(cluster.nodes[0].port)\nhealth_interval: 100ms\nlog_level: info\n" + extra
+        }, readyTimeout: 20)
+    }
+
+    /// A direct client to the master that serves `key`'s slot now.
+    static func owner(of key: String, in cluster: RedisClusterNodes) throws -> RedisServer {
+        let slot = HashSlot.of(key)
+        for node in try cluster.masters() {
+            guard case .array(let ranges?) = try node.client().command(["CLUSTER", "SLOTS"]) else { continue }
+            for range in ranges {
+                guard case .array(let items?) = range, items.count >= 3, case .integer(let low) = items[0],
+                      case .integer(let high) = items[1], case .array(let master?) = items[2], master.count >= 2,
+                      case .integer(let port) = master[1] else { continue }
+                if Int(low)...Int(high) ~= slot, let owner = cluster.nodes.first(where: { Int($0.port) == Int(port) }) {
+                    return owner
+                }
+            }
+        }
+        throw RedisServerError.didNotStart("no node serves slot \(slot)")
+    }
+
+    @Test func keysGoToTheirShardAndReadsSpreadOverEachShardsReplica() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 1)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "read_your_writes: off\n")
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        let keys = (0..<300).map { "key:\($0)" }
+        for key in keys { #expect(try client.command(["SET", key, "value of \(key)"]) == .simple("OK")) }
+        // Every key landed on the master that owns its slot (a node refuses any other with
+        // -MOVED), so each shard holds about a third.
+        let masters = try cluster.masters()
+        #expect(masters.count == 3)
+        var total = 0
+        for master in masters {
+            guard case .integer(let count) = try master.client().command(["DBSIZE"]) else { continue }
+            #expect(count > 50)
+            total += Int(count)
+        }
+        #expect(total == keys.count + 1)  // and the readiness probe's key
+        for key in keys.prefix(30) {
+            #expect(try Self.owner(of: key, in: cluster).client().command(["GET", key]) == .bulk("value of \(key)"))
+        }
+        // Reads: every replica takes some (READONLY on its connections), and every answer is right.
+        let replicas = cluster.nodes.filter { node in !masters.contains { $0 === node } }
+        for replica in replicas { try replica.waitForReplicationLink() }
+        #expect(try eventually(5) {
+            for key in keys { guard try client.command(["GET", key]) == .bulk("value of \(key)") else { return false } }
+            return try replicas.allSatisfy { try commandCalls($0, "get") > 20 }
+        })
+        for replica in replicas { #expect(try commandCalls(replica, "readonly") >= 1) }
+    }
+
+    @Test func crossSlotSelectAndHashTagsAnswerAsAClusterNode() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        // Keys in different slots (a and b are): what the owning node of the first one answers.
+        let direct = try Self.owner(of: "a", in: cluster).client()
+        for command in [["SUNIONSTORE", "a", "b"], ["RENAME", "a", "b"], ["EVAL", "return 1", "2", "a", "b"],
+                        ["BLMOVE", "a", "b", "LEFT", "LEFT", "0.01"], ["SMOVE", "a", "b", "x"]] {
+            let expected = try direct.command(command)
+            #expect(expected.text?.hasPrefix("CROSSSLOT") == true, "\(command)")
+            #expect(try client.command(command) == expected, "\(command)")
+        }
+        for command in [["SELECT", "1"], ["SELECT", "0"], ["SELECT", "x"]] {
+            #expect(try client.command(command) == direct.command(command), "\(command)")
+        }
+        // Hash tags keep keys together: multi-key commands run on their shard.
+        #expect(try client.command(["MSET", "{user:1}name", "ann", "{user:1}mail", "a@x"]) == .simple("OK"))
+        #expect(try client.command(["MGET", "{user:1}name", "{user:1}mail"]) == .array([.bulk("ann"), .bulk("a@x")]))
+        #expect(try client.command(["EVAL", "return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])", "2",
+                                    "{user:1}name", "{user:1}mail"]) == .bulk("anna@x"))
+        #expect(try Self.owner(of: "{user:1}name", in: cluster).client().command(["GET", "{user:1}mail"]) == .bulk("a@x"))
+        // A cluster-aware client sees one node, the ambassador, owning every slot.
+        let id = try client.command(["CLUSTER", "MYID"]).text ?? ""
+        #expect(id.count == 40 && id.allSatisfy(\.isHexDigit))
+        let me = RESPValue.array([.bulk("127.0.0.1"), .integer(Int64(ambassador.port)), .bulk(id)])
+        #expect(try client.command(["CLUSTER", "SLOTS"]) == .array([.array([.integer(0), .integer(16383), me])]))
+        let nodes = try client.command(["CLUSTER", "NODES"]).text ?? ""
+        #expect(nodes == "\(id) 127.0.0.1:\(ambassador.port)@0 myself,master - 0 0 1 connected 0-16383\n")
+        let info = try client.command(["CLUSTER", "INFO"]).text ?? ""
+        #expect(info.contains("cluster_state:ok\r\n") && info.contains("cluster_known_nodes:1\r\n"))
+        guard case .array(let shards?) = try client.command(["CLUSTER", "SHARDS"]), shards.count == 1,
+              case .array(let shard?) = shards[0], shard.count == 4, case .array(let shardNodes?) = shard[3],
+              case .array(let node?) = shardNodes.first else {
+            Issue.record("CLUSTER SHARDS: not one shard with one node")
+            return
+        }
+        #expect(shard[1] == .array([.integer(0), .integer(16383)]))
+        #expect(node.count == 14 && node[1] == .bulk(id) && node[3] == .integer(Int64(ambassador.port)) && node[9] == .bulk("master"))
+        for command in [["READONLY"], ["READWRITE"]] { #expect(try client.command(command) == .simple("OK")) }
+        // Slot questions go to the slot's owner.
+        let tagged = try Self.owner(of: "{user:1}name", in: cluster).client()
+        let slot = String(HashSlot.of("{user:1}name"))
+        for command in [["CLUSTER", "KEYSLOT", "{user:1}name"], ["CLUSTER", "COUNTKEYSINSLOT", slot],
+                        ["CLUSTER", "GETKEYSINSLOT", slot, "10"]] {
+            #expect(try client.command(command) == tagged.command(command), "\(command)")
+        }
+        #expect(try client.command(["CLUSTER", "COUNTKEYSINSLOT", slot]) == .integer(2))
+        // A blocking command waits on its key's shard, and is woken by a push there.
+        let blocked = try BlockingClient(port: ambassador.port, timeout: 10)
+        try blocked.send(BlockingClient.encode(["BLPOP", "queue:7", "5"]))
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(try client.command(["RPUSH", "queue:7", "job"]) == .integer(1))
+        #expect(try blocked.readReply() == .array([.bulk("queue:7"), .bulk("job")]))
+    }
+
+    /// A slot moves while the ambassador's table still names the old owner: -ASK during the
+    /// migration and -MOVED after it are followed, invisibly.
+    @Test func askAndMovedAreFollowedInvisibly() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "cluster_refresh: 1h\n")
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        let key = "moving:key"
+        let slot = String(HashSlot.of(key))
+        #expect(try client.command(["SET", key, "v1"]) == .simple("OK"))
+        let source = try Self.owner(of: key, in: cluster)
+        let target = try cluster.masters().first { $0 !== source }!
+        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text!
+        let targetID = try target.client().command(["CLUSTER", "MYID"]).text!
+        #expect(try target.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
+        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == .simple("OK"))
+        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", key]) == .simple("OK"))
+        // The key is on the target now; the source answers -ASK for it.
+        #expect(try source.client().command(["GET", key]).text?.hasPrefix("ASK ") == true)
+        #expect(try client.command(["GET", key]) == .bulk("v1"))
+        #expect(try client.command(["SET", key, "v2"]) == .simple("OK"))
+        #expect(try client.command(["GET", key]) == .bulk("v2"))
+        for node in try cluster.masters() {
+            #expect(try node.client().command(["CLUSTER", "SETSLOT", slot, "NODE", targetID]) == .simple("OK"))
+        }
+        #expect(try source.client().command(["GET", key]).text?.hasPrefix("MOVED ") == true)
+        #expect(try client.command(["GET", key]) == .bulk("v2"))
+        #expect(try client.command(["INCR", "moving:counter"]) == .integer(1))
+        #expect(try client.command(["SET", key, "v3"]) == .simple("OK"))
+        #expect(try target.client().command(["GET", key]) == .bulk("v3"))
+        // A pipeline of writes and reads to the moved slot keeps its order.
+        let replies = try client.pipeline((0..<50).flatMap { [["SET", key, "p\($0)"], ["GET", key]] })
+        for i in 0..<50 { #expect(replies[2 * i + 1] == RESPValue.bulk("p\(i)").encoded) }
+    }
+
+    /// A key whose slot is served by another master than `key`'s.
+    static func key(elsewhereThan key: String, in cluster: RedisClusterNodes) throws -> String {
+        let owner = try owner(of: key, in: cluster)
+        for i in 0..<1000 where try Self.owner(of: "other:\(i)", in: cluster) !== owner { return "other:\(i)" }
+        throw RedisServerError.didNotStart("every key on one node")
+    }
+
+    /// MULTI waits for its first keyed command, whose shard runs the transaction; a key of
+    /// another shard inside gets -CROSSSLOT and EXEC -EXECABORT; WATCH pins to its key's shard.
+    @Test func transactionsRunOnTheShardOfTheirFirstKey() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        let other = try Self.key(elsewhereThan: "{t}a", in: cluster)
+        let owner = try Self.owner(of: "{t}a", in: cluster).client()
+        func run(_ commands: [[String]]) throws -> [RESPValue] { try commands.map { try client.command($0) } }
+        #expect(try run([["MULTI"], ["SET", "{t}a", "1"], ["INCR", "{t}b"], ["EXEC"]])
+                == [.simple("OK"), .simple("QUEUED"), .simple("QUEUED"), .array([.simple("OK"), .integer(1)])])
+        #expect(try owner.command(["MGET", "{t}a", "{t}b"]) == .array([.bulk("1"), .bulk("1")]))
+        // What a direct node answers for a transaction without keys, a nested MULTI, DISCARD.
+        let scripts: [[[String]]] = [[["MULTI"], ["EXEC"]], [["MULTI"], ["DISCARD"]], [["MULTI"], ["MULTI"], ["DISCARD"]],
+                                     [["MULTI"], ["PING"], ["EXEC"]], [["MULTI"], ["GET"], ["EXEC"]]]
+        for script in scripts {
+            #expect(try run(script) == script.map { try owner.command($0) }, "\(script)")
+        }
+        let crossed = try run([["MULTI"], ["SET", "{t}a", "2"], ["SET", other, "x"], ["EXEC"]])
+        #expect(crossed.prefix(2) == [.simple("OK"), .simple("QUEUED")])
+        #expect(crossed[2].text?.hasPrefix("CROSSSLOT") == true)
+        #expect(crossed[3].text?.hasPrefix("EXECABORT") == true)
+        #expect(try client.command(["GET", "{t}a"]) == .bulk("1"))
+        // WATCH: a change by another client aborts; commands for other shards still work between.
+        #expect(try client.command(["WATCH", "{t}a"]) == .simple("OK"))
+        #expect(try client.command(["SET", other, "y"]) == .simple("OK"))
+        #expect(try client.command(["GET", other]) == .bulk("y"))
+        #expect(try BlockingClient(port: ambassador.port).command(["SET", "{t}a", "5"]) == .simple("OK"))
+        #expect(try run([["MULTI"], ["SET", "{t}a", "6"], ["EXEC"]]) == [.simple("OK"), .simple("QUEUED"), .array(nil)])
+        #expect(try run([["WATCH", "{t}a"], ["MULTI"], ["SET", "{t}a", "7"], ["EXEC"]])
+                == [.simple("OK"), .simple("OK"), .simple("QUEUED"), .array([.simple("OK")])])
+        #expect(try owner.command(["GET", "{t}a"]) == .bulk("7"))
+    }
+
+    /// 20 clients write and read their own keys while a shard fails over: by CLUSTER FAILOVER on
+    /// its replica (no error at all), then by its new master being killed (writes wait for the
+    /// promotion within failover_hold). Every write acknowledged is there at the end.
+    @Test func shardFailoversLoseNothing() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 1)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "failover_hold: 15s\n")
+        defer { ambassador.stop() }
+        let stop = Atomic<Bool>(false)
+        let failures = Mutex<[String]>([])
+        let acknowledged = Mutex<[String: String]>([:])
+        let commands = Atomic<Int>(0)
+        let finished = DispatchGroup()
+        let port = ambassador.port
+        for clientIndex in 0..<20 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                do {
+                    let client = try BlockingClient(port: port, timeout: 30)
+                    var n = 0
+                    while !stop.load(ordering: .relaxed) {
+                        let key = "c\(clientIndex):\(n % 200)"
+                        let value = "v\(n)"
+                        let set = try client.command(["SET", key, value])
+                        let get = try client.command(["GET", key])
+                        commands.add(2, ordering: .relaxed)
+                        if set != .simple("OK") || get != .bulk(value) {
+                            failures.withLock { $0.append("\(key): SET → \(set.text ?? "\(set)"), GET → \(get.text ?? "\(get)")") }
+                        } else {
+                            acknowledged.withLock { $0[key] = value }
+                        }
+                        n += 1
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
+                }
+            }.start()
+        }
+        Thread.sleep(forTimeInterval: 1)
+        let victim = try Self.owner(of: "c0:0", in: cluster)
+        let replica = try cluster.nodes.first { node in
+            try node !== victim && node.info("replication").contains("master_port:\(victim.port)")
+        }!
+        #expect(try replica.client().command(["CLUSTER", "FAILOVER"]) == .simple("OK"))
+        #expect(try eventually(10) { try replica.info("replication").contains("role:master") })
+        Thread.sleep(forTimeInterval: 1.5)
+        let graceful = failures.withLock { $0 }
+        #expect(graceful.isEmpty, "errors during CLUSTER FAILOVER: \(graceful.prefix(5))")
+        // Now the promoted node dies: its replica (the old master) takes over after node-timeout.
+        // The commands in flight at the kill fail (one per client at most: a write may or may not
+        // have run, so none is sent twice); the rest wait for the promotion.
+        replica.kill9()
+        #expect(try eventually(20) { try victim.info("replication").contains("role:master") })
+        Thread.sleep(forTimeInterval: 0.5)
+        let atKill = failures.withLock { $0 }
+        Thread.sleep(forTimeInterval: 1.5)
+        stop.store(true, ordering: .relaxed)
+        finished.wait()
+        let all = failures.withLock { $0 }
+        #expect(atKill.count <= 20 && atKill.allSatisfy { $0.contains("lost before it replied") },
+                "errors at the kill: \(atKill.count), first: \(atKill.prefix(5))")
+        #expect(all.count == atKill.count, "errors after the promotion: \(all.dropFirst(atKill.count).prefix(5))")
+        #expect(commands.load(ordering: .relaxed) > 2000)
+        print("shard failovers: \(commands.load(ordering: .relaxed)) commands from 20 clients, \(atKill.count) error(s) at the kill, none after")
+        // Every acknowledged write is on the shard that now owns the key.
+        let reader = try BlockingClient(port: ambassador.port, timeout: 10)
+        for (key, value) in acknowledged.withLock({ $0 }) {
+            #expect(try reader.command(["GET", key]) == .bulk(value), "\(key)")
+        }
+    }
+}
