@@ -113,29 +113,3 @@ enum ClusterReplies {
 
     private static func integer(_ value: RESPValue) -> Int64? { RoleReport.integer(value) }
 }
-
-extension RESPValue {
-    /// The elements of an array, set or push.
-    var list: [RESPValue]? {
-        switch self {
-        case .array(let items?), .set(let items), .push(let items): return items
-        default: return nil
-        }
-    }
-
-    /// A field/value list: a RESP2 flat array or a RESP3 map, keyed by the fields' text.
-    var fields: [String: RESPValue]? {
-        let items: [RESPValue]
-        switch self {
-        case .array(let list?), .map(let list): items = list
-        default: return nil
-        }
-        var result: [String: RESPValue] = [:]
-        var i = 0
-        while i + 1 < items.count {
-            if let key = items[i].text { result[key] = items[i + 1] }
-            i += 2
-        }
-        return result
-    }
-}

@@ -14,6 +14,7 @@ extension ClientSession {
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
         var target = proxy.primary!
         var crossSlot = false
+        var keyless = true
         if frame.name == Self.clusterName, frame.argumentCount >= 3,
            frame.firstArgument == Self.countKeysInSlot || frame.firstArgument == Self.getKeysInSlot {
             // About one slot: its owner answers.
@@ -23,6 +24,7 @@ extension ClientSession {
             }
         } else if let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
                   info.firstKey > 0 || info.flags.contains(.movableKeys) {
+            keyless = false
             switch info.slot(SessionArguments(session: self, frame: frame)) {
             case .none:
                 break
@@ -45,6 +47,17 @@ extension ClientSession {
             encoder.clear()
             encoder.simpleString("OK")
             return answer(encoder.bytes)
+        }
+        if crossSlot || keyless, let (parts, merge, isWrite) = clusterParts(frame, crossSlot: crossSlot) {
+            // Keys across slots (MGET, MSET, DEL …) or a question for every master (DBSIZE,
+            // SCAN …): run on each shard and answered as one. After the replies owed, as a
+            // command that spans connections must.
+            if !replies.isEmpty {
+                flushPending()
+                hold = .barrier(frame)
+                return connection.pauseReading()
+            }
+            return runParts(frame, parts, merge, isWrite: isWrite)
         }
         if crossSlot {
             input.drop(frame.length, from: connection)

@@ -657,7 +657,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// A write's reply (or failure) is in: read-your-writes by offset needs a master probe sent
     /// from now on (see `ReplicationTracker`).
-    private func writeAnswered(_ slot: Slot) {
+    func writeAnswered(_ slot: Slot) {
         if slot.isAppWrite {
             let group = slot.appGroup ?? group
             group.keyWrites.answered(slot.appKeys, probe: group.tracker.probeAfterWrite())

@@ -272,4 +272,71 @@ import TestSupport
             #expect(try reader.command(["GET", key]) == .bulk(value), "\(key)")
         }
     }
+
+    /// MGET, MSET, DEL, UNLINK, EXISTS and TOUCH across slots are split per slot and merged in
+    /// key order; DBSIZE, KEYS, SCAN, FLUSHDB, SCRIPT and FUNCTION go to every master: each
+    /// answer is what one Redis holding the same data gives, in RESP2 and RESP3.
+    @Test(arguments: [2, 3])
+    func multiKeyAndKeylessCommandsAnswerAsOneRedis(protocolVersion: Int) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let viaAmbassador = try BlockingClient(port: ambassador.port, timeout: 10)
+        let direct = try single.client()
+        _ = try viaAmbassador.command(["DEL", "__ready__"])
+        for client in [viaAmbassador, direct] { _ = try client.command(["HELLO", String(protocolVersion)]) }
+        var random = SystemRandomNumberGenerator()
+        let pool = (0..<40).map { "k\($0)" } + (0..<8).map { "{g}\($0)" }
+        func keys(_ count: Int) -> [String] { (0..<count).map { _ in pool.randomElement(using: &random)! } }
+        func same(_ command: [String], sorted: Bool = false) throws {
+            var (a, b) = (try viaAmbassador.command(command), try direct.command(command))
+            if sorted, let left = a.list, let right = b.list {
+                (a, b) = (.array(left.sorted { ($0.text ?? "") < ($1.text ?? "") }), .array(right.sorted { ($0.text ?? "") < ($1.text ?? "") }))
+            }
+            #expect(a == b, "\(command)")
+        }
+        for round in 0..<60 {
+            let msetKeys = keys(8)
+            try same(["MSET"] + msetKeys.flatMap { [$0, "v\(round):\($0)"] })
+            try same(["MGET"] + keys(12))
+            try same(["EXISTS"] + keys(6))
+            try same(["TOUCH"] + keys(5))
+            if round % 3 == 0 { try same(["DEL"] + keys(4)) }
+            if round % 5 == 0 { try same(["UNLINK"] + keys(3)) }
+            try same(["DBSIZE"])
+        }
+        try same(["KEYS", "*"], sorted: true)
+        try same(["KEYS", "k1*"], sorted: true)
+        // One cursor walks every master: each key once, the walk ends with cursor 0.
+        var seen: [String] = []
+        var cursor = "0"
+        repeat {
+            guard let reply = try viaAmbassador.command(["SCAN", cursor, "COUNT", "7"]).list, reply.count == 2,
+                  let next = reply[0].text, let batch = reply[1].list else {
+                Issue.record("SCAN: unexpected reply")
+                break
+            }
+            seen += batch.compactMap(\.text)
+            cursor = next
+        } while cursor != "0" && seen.count < 1000
+        let all = try direct.command(["KEYS", "*"]).list?.compactMap(\.text) ?? []
+        #expect(seen.sorted() == all.sorted())
+        #expect(try viaAmbassador.command(["SCAN", "1023"]).text?.hasPrefix("ERR") == true)
+        // Scripts and functions exist on every master, so any key's shard runs them.
+        let sha = try viaAmbassador.command(["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"])
+        #expect(sha == (try direct.command(["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"])))
+        try same(["SCRIPT", "EXISTS", sha.text ?? "", "0000000000000000000000000000000000000000"])
+        for key in pool.prefix(10) { try same(["EVALSHA", sha.text ?? "", "1", key]) }
+        let library = "#!lua name=ambassadortest\nredis.register_function('getit', function(keys) return redis.call('GET', keys[1]) end)"
+        try same(["FUNCTION", "LOAD", library])
+        for key in pool.prefix(10) { try same(["FCALL", "getit", "1", key]) }
+        try same(["FUNCTION", "DELETE", "ambassadortest"])
+        try same(["SCRIPT", "FLUSH"])
+        try same(["FLUSHDB"])
+        try same(["DBSIZE"])
+        for master in try cluster.masters() { #expect(try master.client().command(["DBSIZE"]) == .integer(0)) }
+    }
 }

@@ -1,0 +1,244 @@
+import Config
+import RESP
+import Routing
+
+/// discovery: cluster — commands one node could not run alone, run across the shards and
+/// answered as one Redis would:
+/// - split: MGET, MSET, DEL, UNLINK, EXISTS, TOUCH whose keys span slots go out as one
+///   request per slot, and the replies are merged in key order;
+/// - fan-out: DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH/EXISTS, FUNCTION
+///   LOAD/FLUSH/DELETE go to every master; SCAN walks the masters in turn with one cursor.
+/// The parts run on the masters' shared connections; -MOVED, -ASK and -TRYAGAIN on a part are
+/// followed as for any request. The client's reply takes its turn in its queue.
+extension ClientSession {
+    /// How the parts' replies become the client's.
+    enum Merge {
+        /// MGET: each part's values go back to the positions of its keys.
+        case values(positions: [[Int]], count: Int)
+        /// DEL, UNLINK, EXISTS, TOUCH, DBSIZE: the sum.
+        case sum
+        /// MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION FLUSH/DELETE, SCRIPT LOAD,
+        /// FUNCTION LOAD: every part's reply is the same; that one (or the first error).
+        case same
+        /// KEYS: every part's array, one after another.
+        case concatenate
+        /// SCRIPT EXISTS: 1 where every master has the script.
+        case all
+        /// SCAN on master `index` of `count`: the cursor carries the master's index.
+        case scan(index: Int, count: Int)
+    }
+
+    /// One request of a split or fan-out, and where it goes.
+    struct Part {
+        var arguments: [[UInt8]]
+        var group: ReplicationGroup
+        /// The slot of its keys (-1: keyless), for redirections.
+        var slot: Int
+    }
+
+    /// The split or fan-out for this command, if it needs one (nil: route it as usual).
+    static let splitNames: Set<ShortBytes> = Set(["mget", "exists", "del", "unlink", "touch", "mset"].map { ShortBytes($0) })
+    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan"].map { ShortBytes($0) })
+
+    func clusterParts(_ frame: RequestFrame, crossSlot: Bool) -> (parts: [Part], merge: Merge, isWrite: Bool)? {
+        guard proxy.hasLayout, (crossSlot ? Self.splitNames : Self.fanOutNames).contains(frame.name) else { return nil }
+        let name = frame.name.description
+        if crossSlot {
+            let count = frame.argumentCount
+            let step: Int
+            switch name {
+            case "mget", "exists": step = 1
+            case "del", "unlink", "touch": step = 1
+            case "mset" where count % 2 == 1: step = 2
+            default: return nil
+            }
+            var bySlot: [Int: (arguments: [[UInt8]], positions: [Int])] = [:]
+            var order: [Int] = []
+            var index = 1
+            var position = 0
+            while index < count {
+                let key = argumentBytes(index, of: frame)
+                let slot = HashSlot.of(key)
+                if bySlot[slot] == nil {
+                    bySlot[slot] = ([argumentBytes(0, of: frame)], [])
+                    order.append(slot)
+                }
+                bySlot[slot]!.arguments.append(key)
+                if step == 2 { bySlot[slot]!.arguments.append(argumentBytes(index + 1, of: frame)) }
+                bySlot[slot]!.positions.append(position)
+                position += 1
+                index += step
+            }
+            var parts: [Part] = []
+            for slot in order {
+                guard let group = proxy.group(forSlot: slot) else { return nil }
+                parts.append(Part(arguments: bySlot[slot]!.arguments, group: group, slot: slot))
+            }
+            let merge: Merge = switch name {
+            case "mget": .values(positions: order.map { bySlot[$0]!.positions }, count: position)
+            case "mset": .same
+            default: .sum
+            }
+            return (parts, merge, name != "mget" && name != "exists")
+        }
+        let arguments = { (0..<frame.argumentCount).map { self.argumentBytes($0, of: frame) } }
+        let everyMaster = { (arguments: [[UInt8]]) in self.proxy.groups.map { Part(arguments: arguments, group: $0, slot: -1) } }
+        switch name {
+        case "dbsize" where frame.argumentCount == 1:
+            return (everyMaster(arguments()), .sum, false)
+        case "keys" where frame.argumentCount == 2:
+            return (everyMaster(arguments()), .concatenate, false)
+        case "flushall", "flushdb":
+            return (everyMaster(arguments()), .same, true)
+        case "script", "function":
+            let sub = frame.firstArgument.description
+            switch (name, sub) {
+            case ("script", "load"), ("script", "flush"), ("function", "load"), ("function", "flush"), ("function", "delete"):
+                return (everyMaster(arguments()), .same, true)
+            case ("script", "exists") where frame.argumentCount > 2:
+                return (everyMaster(arguments()), .all, false)
+            default:
+                return nil
+            }
+        case "scan" where frame.argumentCount >= 2:
+            var all = arguments()
+            let count = proxy.groups.count
+            guard let cursor = UInt64(String(decoding: all[1], as: UTF8.self)) else { return nil }
+            let index = Int(cursor % UInt64(Self.scanShards))
+            guard index < count else {
+                return ([], .scan(index: -1, count: count), false)  // a cursor from another layout
+            }
+            all[1] = Array(String(cursor / UInt64(Self.scanShards)).utf8)
+            return ([Part(arguments: all, group: proxy.groups[index], slot: -1)], .scan(index: index, count: count), false)
+        default:
+            return nil
+        }
+    }
+
+    /// SCAN's cursor: the master's own cursor × this + the master's index.
+    static let scanShards = 1024
+
+    /// Sends the parts; the client's reply is merged when the last is in.
+    func runParts(_ frame: RequestFrame, _ parts: [Part], _ merge: Merge, isWrite: Bool) {
+        input.drop(frame.length, from: connection)
+        let slot = enqueue(.master)
+        if isWrite {
+            slot.isWrite = true
+            writesInFlight += 1
+            lastWriteMicroseconds = proxy.loop.nowMicroseconds
+        }
+        if case .scan(let index, _) = merge, index < 0 {
+            return finish(slot, [], merge, error: "ERR invalid cursor")
+        }
+        guard !parts.isEmpty else { return finish(slot, [], merge, error: nil) }
+        var replies = [[UInt8]](repeating: [], count: parts.count)
+        var remaining = parts.count
+        for (index, part) in parts.enumerated() {
+            sendPart(part, attempt: 0) { [weak self] bytes in
+                guard let self, slot.session === self else { return }
+                replies[index] = bytes
+                remaining -= 1
+                if remaining == 0 { self.finish(slot, replies, merge, error: nil) }
+            }
+        }
+    }
+
+    /// One part on its shard's master; a redirection is followed (a few times), a shard with
+    /// no usable master answers an error in its place.
+    private func sendPart(_ part: Part, attempt: Int, _ done: @escaping ([UInt8]) -> Void) {
+        let target = part.group.master.sharedConnection(for: self)
+        guard target.isUsable else {
+            return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
+        }
+        target.select(db)
+        target.probe(request: RESPValue.array(part.arguments.map { .bulkString($0) }).encoded) { [weak self] bytes in
+            guard let self else { return }
+            if bytes.isEmpty {
+                return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
+            }
+            guard attempt < Self.redirectLimit, bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else {
+                return done(bytes)
+            }
+            var next = part
+            switch redirection.kind {
+            case .moved, .ask:
+                if redirection.kind == .moved { _ = self.proxy.moved(slot: redirection.slot, to: redirection.address) }
+                self.proxy.requestLayout()
+                next.group = self.proxy.group(forSlot: redirection.slot) ?? part.group
+                if redirection.kind == .ask, let node = self.proxy.group(at: redirection.address) { next.group = node }
+            case .tryAgain, .clusterDown:
+                break
+            }
+            self.proxy.after(0.02 * Double(1 << attempt)) { [weak self] in
+                guard let self else { return }
+                if redirection.kind == .ask {
+                    // ASKING must come right before the request, on the same connection.
+                    let connection = next.group.backends.first { $0.address == redirection.address }?.sharedConnection(for: self)
+                    if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
+                }
+                self.sendPart(next, attempt: attempt + 1, done)
+            }
+        }
+    }
+
+    /// The merged reply, in the client's protocol (the parts were sent on connections that
+    /// speak it).
+    private func finish(_ slot: Slot, _ replies: [[UInt8]], _ merge: Merge, error: String?) {
+        if slot.isWrite { writeAnswered(slot) }
+        slot.isWrite = false
+        encoder.clear()
+        encoder.protocolVersion = protocolVersion
+        if let error {
+            encoder.error(error)
+            return fill(slot, with: encoder.bytes, isError: true)
+        }
+        if let failed = replies.first(where: { $0.first == UInt8(ascii: "-") || $0.first == UInt8(ascii: "!") }) {
+            return fill(slot, with: failed, isError: true)
+        }
+        let values = replies.map { (try? RESPValue.decode($0))?.0 }
+        var bytes: [UInt8]
+        switch merge {
+        case .same:
+            bytes = replies.first ?? Array("+OK\r\n".utf8)
+        case .sum:
+            var total: Int64 = 0
+            for value in values { if case .integer(let n)? = value { total += n } }
+            encoder.integer(total)
+            bytes = encoder.bytes
+        case .values(let positions, let count):
+            var merged = [RESPValue](repeating: .bulkString(nil), count: count)
+            for (part, value) in zip(positions, values) {
+                guard let items = value?.list else { continue }
+                for (position, item) in zip(part, items) { merged[position] = item }
+            }
+            bytes = RESPValue.array(merged).encoded
+        case .concatenate:
+            bytes = RESPValue.array(values.flatMap { $0?.list ?? [] }).encoded
+        case .all:
+            var merged: [Int64]?
+            for value in values {
+                let flags = (value?.list ?? []).map { item -> Int64 in if case .integer(let n) = item { return n } else { return 0 } }
+                merged = merged.map { zip($0, flags).map { min($0, $1) } } ?? flags
+            }
+            bytes = RESPValue.array((merged ?? []).map { .integer($0) }).encoded
+        case .scan(let index, let count):
+            guard let first = values.first, let reply = first?.list, reply.count == 2, let text = reply[0].text, let cursor = UInt64(text) else {
+                bytes = replies.first ?? []
+                break
+            }
+            var next: UInt64 = 0
+            if cursor != 0 {
+                let (scaled, overflow) = cursor.multipliedReportingOverflow(by: UInt64(Self.scanShards))
+                guard !overflow else {
+                    encoder.error("ERR ambassador: the node's SCAN cursor \(cursor) is too large to carry the shard")
+                    return fill(slot, with: encoder.bytes, isError: true)
+                }
+                next = scaled + UInt64(index)
+            } else if index + 1 < count {
+                next = UInt64(index + 1)
+            }
+            bytes = RESPValue.array([.bulk(String(next)), reply[1]]).encoded
+        }
+        fill(slot, with: bytes, isError: false)
+    }
+}
