@@ -485,7 +485,7 @@ final class BackendConnection: ConnectionDelegate {
         } else {
             proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
         }
-        failInflight()
+        failInflight(sent: wasUp)
         failReason = nil
         backend.connectionDown(self, wasUp: wasUp)
         if let owner {
@@ -498,7 +498,7 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Every request still waiting here gets an error reply — or, for a read that may be retried,
     /// another backend.
-    private func failInflight() {
+    private func failInflight(sent: Bool = true) {
         let pending = inflight
         inflight.removeAll()
         answered &+= pending.count
@@ -510,6 +510,12 @@ final class BackendConnection: ConnectionDelegate {
                     continue
                 }
                 if slot.retriesLeft > 0, backend.group.retryRead(slot, after: backend) { continue }
+                // A cluster request kept for redirection that never reached Redis (the connection
+                // never came up), or that only reads: it waits for the shard's master instead.
+                if slot.redirectsLeft > 0, !sent || !slot.isWrite, failReason == nil {
+                    session.resendWhenMasterConfirmed(slot, from: backend)
+                    continue
+                }
                 proxy.stats.error(.backendLost)
                 let why = failReason.map { "reset (\($0))" } ?? "lost"
                 session.fail(slot, "ERR ambassador: connection to \(backend.role) \(backend.address) \(why) before it replied")

@@ -268,22 +268,30 @@ extension ClientSession {
         case .ask:
             proxy.requestLayout()
             if send(slot, again: redirection, from: backend) { return }
-        case .tryAgain, .clusterDown:
+        case .tryAgain, .clusterDown, .masterLost:
             break
         }
         guard slot.redirectsLeft > 0 else { return fail(slot, redirection.text) }
         retryLater(slot, redirection, from: backend, attempt: 0)
     }
 
+    /// A request lost with its connection but safe to send again (never sent, or a read): to
+    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent.
+    func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
+        let unsent = ClusterRedirection(kind: .masterLost, text: "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
+        retryLater(slot, unsent, from: backend, attempt: 0)
+    }
+
     /// The node is not (yet) a master here, or is reconnecting, or keys are being migrated, or a
     /// shard has no master: again after a pause, to wherever the layout then says.
     private func retryLater(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend, attempt: Int) {
         let deadline = slot.started + Int(proxy.config.failoverHold.seconds * 1_000_000)
-        let pause = redirection.kind == .clusterDown ? 0.1 : 0.02 * Double(1 << min(attempt, 4))
+        let waitsForMaster = redirection.kind == .clusterDown || redirection.kind == .masterLost
+        let pause = waitsForMaster ? 0.05 : 0.02 * Double(1 << min(attempt, 4))
         proxy.after(pause) { [weak self] in
             guard let self, slot.session === self else { return }
             if self.send(slot, again: redirection, from: backend) { return }
-            let waits = redirection.kind == .clusterDown || redirection.kind == .tryAgain || attempt < Self.redirectLimit
+            let waits = waitsForMaster || redirection.kind == .tryAgain || attempt < Self.redirectLimit
             guard waits && self.proxy.loop.nowMicroseconds < deadline else { return self.fail(slot, redirection.text) }
             self.retryLater(slot, redirection, from: backend, attempt: attempt + 1)
         }
@@ -301,6 +309,9 @@ extension ClientSession {
             if target == nil || target!.removed { target = proxy.group(forSlot: redirection.slot)?.master }
         case .tryAgain, .clusterDown:
             target = backend.removed ? backend.group.master : backend
+        case .masterLost:
+            guard backend.group.masterConfirmed else { return false }
+            target = backend.group.master
         }
         guard let target, !target.removed else { return false }
         let connection = target.sharedConnection(for: self)
@@ -313,13 +324,21 @@ extension ClientSession {
 
 /// A cluster's redirection of one request, read from its error reply.
 struct ClusterRedirection {
-    enum Kind { case moved, ask, tryAgain, clusterDown }
+    enum Kind {
+        case moved, ask, tryAgain, clusterDown
+        /// Not a reply: the connection went before the request reached Redis (or it only reads).
+        case masterLost
+    }
     var kind: Kind
     var slot: Int
     var address: Address
     /// The error as the node wrote it (without the leading '-' and CRLF): what the client gets
     /// if the redirections run out.
     var text: String
+
+    init(kind: Kind, text: String) {
+        (self.kind, slot, address, self.text) = (kind, -1, Address(host: "", port: 0), text)
+    }
 
     /// `-MOVED 3999 127.0.0.1:6381`, `-ASK 3999 127.0.0.1:6381`, `-TRYAGAIN …`; nil for any
     /// other error.

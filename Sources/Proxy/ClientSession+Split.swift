@@ -166,7 +166,7 @@ extension ClientSession {
                 self.proxy.requestLayout()
                 next.group = self.proxy.group(forSlot: redirection.slot) ?? part.group
                 if redirection.kind == .ask, let node = self.proxy.group(at: redirection.address) { next.group = node }
-            case .tryAgain, .clusterDown:
+            case .tryAgain, .clusterDown, .masterLost:
                 break
             }
             self.proxy.after(0.02 * Double(1 << attempt)) { [weak self] in
