@@ -14,6 +14,12 @@ server certificate for 127.0.0.1; the replicas replicate over TLS), and the endp
 direct TLS (redis-benchmark --tls), HAProxy originating TLS to the master (`ssl verify required`,
 one thread), and the ambassador originating TLS (`backend_tls`) with read_policy prefer-replica
 and master. The apps' side stays plaintext on loopback, as in a Pod. Needs haproxy and openssl.
+
+With --cluster: a Redis Cluster of three masters with a replica each (`redis-cli --cluster
+create`) next to the standalone master and replicas; GET and SET at -P 1 and -P 16 against
+`redis-benchmark --cluster` going direct, the ambassador with `discovery: cluster`, the
+standalone Redis and the ambassador in front of it: the cluster ambassador's throughput ÷
+direct cluster, and its CPU per request ÷ the standalone ambassador's (goal: within 15 %).
 """
 import argparse, csv, io, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -61,8 +67,14 @@ class TLSPort(int):
     CA = None
 
 
+class ClusterPort(int):
+    """A node of a Redis Cluster: redis-benchmark runs with --cluster."""
+
+
 def target(address):
     """redis-benchmark's option for an endpoint."""
+    if isinstance(address, ClusterPort):
+        return ["--cluster", "-p", str(address)]
     if isinstance(address, TLSPort):
         return ["-p", str(address), "--tls", "--cacert", TLSPort.CA]
     return ["-s", address] if isinstance(address, str) else ["-p", str(address)]
@@ -167,6 +179,27 @@ class Cluster:
             p.wait()
 
 
+class RedisCluster(Cluster):
+    """Three masters with a replica each, joined by `redis-cli --cluster create`."""
+    def __init__(self, workdir):
+        self.procs = []
+        self.workdir = workdir
+        self.tls = None
+        self.tls_ports = {}
+        self.nodes = [self.redis("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                                 "--cluster-config-file", "nodes.conf") for _ in range(6)]
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.nodes],
+                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            infos = [subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True, text=True).stdout
+                     for p in self.nodes]
+            if all("cluster_state:ok" in i and "cluster_known_nodes:6" in i for i in infos):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the cluster never reported cluster_state:ok")
+
+
 def start(cmd, port, **kw):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=pinned(PROXY_CPUS), **kw)
@@ -233,6 +266,7 @@ def main():
     ap.add_argument("--proxy-cpus", help="CPU list (e.g. 0-1) for twemproxy and the ambassadors")
     ap.add_argument("--workers", help="the ambassadors' `workers` (default: the config default, auto)")
     ap.add_argument("--tls", action="store_true", help="TLS to the servers: direct TLS, HAProxy and the ambassador")
+    ap.add_argument("--cluster", action="store_true", help="a Redis Cluster: direct (--cluster) against the ambassador")
     args = ap.parse_args()
     global REDIS_CPUS, PROXY_CPUS
     REDIS_CPUS = cpu_set(args.redis_cpus) if args.redis_cpus else None
@@ -247,6 +281,8 @@ def main():
     try:
         if tls:
             return run_tls(args, cluster, workdir, procs, scale)
+        if args.cluster:
+            return run_cluster(args, cluster, workdir, procs, scale)
         tw_port = free_port()
         tw_conf = os.path.join(workdir, "nutcracker.yml")
         with open(tw_conf, "w") as f:
@@ -278,7 +314,7 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name="direct"):
+def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name="direct", only=None):
     """Every workload on every endpoint (`direct`, by default the master's port, then
     `extra_direct`, then the proxies in `procs`), `args.rounds` interleaved rounds: results by
     (workload, endpoint name)."""
@@ -299,6 +335,8 @@ def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name=
         ("SET 64KiB", lambda port: bench(port, "set", 50, 1, n(10_000), 65536, keyspace=1000)),
         ("GET 64KiB", lambda port: bench(port, "get", 50, 1, n(10_000), 65536, keyspace=1000)),
     ]
+    if only:
+        workloads = [w for w in workloads if w[0] in only]
     requests = {"SET -P1": n(100_000), "GET -P1": n(100_000), "SET -P16": n(1_000_000),
                 "GET -P16": n(1_000_000), "90/10 GET/SET": n(100_000), "GET c=1000": n(100_000),
                 "SET 64KiB": n(10_000), "GET 64KiB": n(10_000)}
@@ -399,6 +437,45 @@ def run_tls(args, cluster, workdir, procs, scale):
     print_idle(idle)
 
 
+def run_cluster(args, cluster, workdir, procs, scale):
+    """The cluster rows: redis-benchmark --cluster direct, the ambassador in front of the cluster,
+    and the standalone direct and ambassador rows of the same run for the CPU comparison."""
+    redis_cluster = RedisCluster(workdir)
+    procs_extra = []
+    try:
+        for name, topology in (
+                ("ambassador", f"master: 127.0.0.1:{cluster.master}\nreplicas:\n"
+                               + "".join(f"  - 127.0.0.1:{r}\n" for r in cluster.replicas)),
+                ("ambassador-cluster", f"discovery: cluster\ncluster_nodes:\n  - 127.0.0.1:{redis_cluster.nodes[0]}\n")):
+            port = free_port()
+            conf = os.path.join(workdir, f"{name}.yaml")
+            with open(conf, "w") as f:
+                f.write(f"listen: 127.0.0.1:{port}\n{topology}log_level: warning\n"
+                        + (f"workers: {args.workers}\n" if args.workers else ""))
+            procs[name] = (start([args.ambassador, "--config", conf], port), port)
+        # The cluster's keys: through the ambassador (plain names, spread over the slots) and
+        # as redis-benchmark --cluster names them (hash-tagged per node).
+        cluster_port = procs["ambassador-cluster"][1]
+        for extra in (["-p", str(cluster_port)], ["--cluster", "-p", str(redis_cluster.nodes[0])]):
+            subprocess.run(["redis-benchmark", *extra, "-t", "set", "-n", "300000", "-r", "100000", "-d", "100",
+                            "-P", "16", "-c", "8", "-q"], capture_output=True, timeout=600, preexec_fn=pinned(REDIS_CPUS))
+        only = ("SET -P1", "GET -P1", "SET -P16", "GET -P16")
+        results, workloads, idle, endpoints = measure(
+            args, cluster, procs, scale, [("direct-cluster", None, ClusterPort(redis_cluster.nodes[0]))], only=only)
+        print("\nA Redis Cluster (3 masters × 1 replica) and the standalone master + 2 replicas, same run.")
+        report(args, results, workloads, endpoints, reference="ambassador", ambassadors=("ambassador-cluster",))
+        print_ratios("Cluster (ambassador-cluster ÷ direct-cluster: throughput; CPU ÷ the standalone ambassador's below)",
+                     results, workloads, (("ambassador-cluster", "direct-cluster"),))
+        print("\nCPU per request, ambassador-cluster ÷ ambassador (goal ≤ 1.15):")
+        for wname, _ in workloads:
+            a, b = results.get((wname, "ambassador-cluster")), results.get((wname, "ambassador"))
+            if a and b:
+                ratio = statistics.median(r["cpu_us"] for r in a) / statistics.median(r["cpu_us"] for r in b)
+                print(f"  {wname:<15} {ratio:.2f}×")
+    finally:
+        redis_cluster.stop()
+
+
 def print_ratios(title, results, workloads, pairs):
     """Per workload, each (endpoint, baseline) pair's throughput ratio and, for a proxy, CPU ratio."""
     print("\n" + title)
@@ -409,7 +486,7 @@ def print_ratios(title, results, workloads, pairs):
             if not e or not b:
                 continue
             cell = f"{ename} {statistics.median(r['rps'] for r in e) / statistics.median(r['rps'] for r in b):.2f}×"
-            if e[0]["cpu_us"] is not None:
+            if e[0]["cpu_us"] is not None and b[0]["cpu_us"] is not None:
                 cell += f", CPU {statistics.median(r['cpu_us'] for r in e) / statistics.median(r['cpu_us'] for r in b):.2f}×"
             cells.append(cell)
         print(f"  {wname:<15} " + " | ".join(cells))

@@ -6,6 +6,9 @@
 # --redis-cpus 2-7 --proxy-cpus 0-1 --workers 2) so a proxy's CPU is not taken from Redis.
 #   Scripts/bench.sh --tls [--rounds N]: the TLS rows instead: direct TLS (redis-benchmark --tls),
 #   HAProxy originating TLS to the master, and the ambassador originating TLS (backend_tls).
+#   Scripts/bench.sh --cluster [--rounds N]: a Redis Cluster (3 masters x 1 replica): redis-benchmark
+#   --cluster direct against the ambassador (discovery: cluster), CPU per request against the
+#   standalone ambassador of the same run.
 # Needs: redis-server, redis-tools (redis-benchmark), nutcracker (twemproxy), python3; with --tls,
 # haproxy and openssl.
 set -euo pipefail

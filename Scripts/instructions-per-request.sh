@@ -5,6 +5,7 @@
 # is repeatable for the same binary and inputs whatever else the machine does. Not a test.
 #   Scripts/instructions-per-request.sh [N] [BINARY]   (default 20000, this checkout's release build)
 #   Extra ambassador flags (e.g. --read-policy master) go in AMBASSADOR_FLAGS.
+#   CLUSTER=1: a Redis Cluster of three masters with a replica each instead (discovery: cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -18,18 +19,39 @@ work=$(mktemp -d)
 # valgrind 3.19 cannot read Swift 6's DWARF: count on a copy without debug info.
 objcopy --strip-debug "$BINARY" "$work/redis-ambassador"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# KEEP=dir: the callgrind outputs are copied there (for callgrind_annotate).
+trap 'kill "${pids[@]}" 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$work"/cg.*.out "$KEEP"/ 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 MP=$(port); R1=$(port); R2=$(port)
 redis-server --port "$MP" --bind 127.0.0.1 --save '' --dir "$work" --daemonize no >/dev/null & pids+=($!)
 redis-server --port "$R1" --bind 127.0.0.1 --save '' --dir "$work" --dbfilename r1.rdb --replicaof 127.0.0.1 "$MP" >/dev/null & pids+=($!)
 redis-server --port "$R2" --bind 127.0.0.1 --save '' --dir "$work" --dbfilename r2.rdb --replicaof 127.0.0.1 "$MP" >/dev/null & pids+=($!)
+if [ "${CLUSTER:-}" = 1 ]; then
+  nodes=()
+  for i in 1 2 3 4 5 6; do
+    p=$(port); mkdir -p "$work/node$i"
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --dir "$work/node$i" --cluster-enabled yes \
+      --cluster-port "$(port)" >/dev/null & pids+=($!)
+    nodes+=("127.0.0.1:$p")
+  done
+  sleep 1
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  for _ in $(seq 100); do
+    redis-cli -p "${nodes[0]#*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.2
+  done
+  seed=${nodes[0]}
+fi
 sleep 1
 instructions_for() {  # requests → total instructions over the whole run
   local n=$1 ap; ap=$(port)
+  local arguments=(--listen 127.0.0.1:"$ap" --master 127.0.0.1:"$MP" --replica 127.0.0.1:"$R1" --replica 127.0.0.1:"$R2")
+  if [ -n "${seed:-}" ]; then
+    printf 'listen: 127.0.0.1:%s\ndiscovery: cluster\ncluster_nodes: [%s]\n' "$ap" "$seed" > "$work/cluster.yaml"
+    arguments=(--config "$work/cluster.yaml")
+  fi
   # shellcheck disable=SC2086
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.$n.out" "$work/redis-ambassador" \
-    --listen 127.0.0.1:"$ap" --master 127.0.0.1:"$MP" --replica 127.0.0.1:"$R1" --replica 127.0.0.1:"$R2" \
+    "${arguments[@]}" \
     ${AMBASSADOR_FLAGS:-} 2> "$work/cg.$n.log" &
   local pid=$!
   for _ in $(seq 300); do redis-cli -p "$ap" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -12,6 +12,22 @@ extension ClientSession {
     static let redirectLimit = 5
 
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
+        let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
+        // The common case first: one key, argument 1, hashed by the parser; a plain read or
+        // write of a shard that has a master. No reference is taken that the send does not need.
+        if keys.isFirstArgumentOnly, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout,
+           let index = proxy.slotMap.shard(of: Int(frame.firstArgumentSlot)) {
+            switch command.kind {
+            case .read:
+                return forwardRead(frame, verb: command.verb, proxy.groups[index])
+            case .write, .unknown:
+                let target = proxy.groups[index]
+                guard target.masterConfirmed else { return holdForMaster(frame, target) }
+                return forward(frame, to: target.master, write: true)
+            default:
+                break
+            }
+        }
         var target = proxy.primary!
         var crossSlot = false
         var keyless = true
@@ -22,10 +38,9 @@ extension ClientSession {
                let owner = proxy.group(forSlot: slot) {
                 target = owner
             }
-        } else if let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
-                  info.firstKey > 0 || info.flags.contains(.movableKeys) {
+        } else if keys.hasKeys {
             keyless = false
-            switch info.slot(SessionArguments(session: self, frame: frame)) {
+            switch keys.slot(SessionArguments(session: self, frame: frame)) {
             case .none:
                 break
             case .crossSlot:
@@ -123,9 +138,9 @@ extension ClientSession {
     /// shard: -CROSSSLOT, and the transaction is flagged (EXEC answers EXECABORT), as a cluster
     /// node refuses a command of a transaction it cannot run. True when refused.
     func refusedInClusterTransaction(_ frame: RequestFrame, on target: BackendConnection) -> Bool {
-        guard let info = proxy.table.info(name: frame.name, firstArgument: frame.firstArgument),
-              info.firstKey > 0 || info.flags.contains(.movableKeys),
-              case .slot(let slot) = info.slot(SessionArguments(session: self, frame: frame)),
+        guard case let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument,
+                                                  argumentCount: frame.argumentCount), keys.hasKeys,
+              case .slot(let slot) = keys.slot(SessionArguments(session: self, frame: frame)),
               let owner = proxy.group(forSlot: slot), owner !== target.backend.group else { return false }
         input.drop(frame.length, from: connection)
         target.inject(["GET"], label: "transaction flag", expectingError: true)
@@ -232,6 +247,7 @@ extension ClientSession {
     /// The hash slot of argument `index`, read in place (copied only when it spans chunks of
     /// the input buffer).
     func keySlot(_ index: Int, of frame: RequestFrame) -> Int {
+        if index == 1 && frame.firstArgumentSlot >= 0 { return Int(frame.firstArgumentSlot) }
         let range = parser.arguments[index]
         if frame.isInline {
             return HashSlot.of(Array(parser.inlineBytes[range.offset..<range.offset + range.count]))
@@ -246,7 +262,13 @@ extension ClientSession {
 
     /// Keeps a request's bytes: a shard that answers -MOVED or -ASK gets it sent again elsewhere.
     func keepForRedirect(_ frame: RequestFrame, _ slot: Slot) {
-        connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
+        if frameBytesValid && frameBytes.count == frame.length {
+            // The parser's copy: handed over, the slot's empty buffer taking its place.
+            swap(&slot.retryRequest, &frameBytes)
+            frameBytesValid = false
+        } else {
+            connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
+        }
         slot.redirectsLeft = Self.redirectLimit
     }
 

@@ -124,6 +124,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The loop's time when the current command was dispatched (read once per command: the
     /// clock read is a libevent call).
     private var dispatchNow = 0
+    /// discovery: cluster — the bytes of the frame last parsed, when it lay whole in one chunk
+    /// (`frameBytesValid`): a request keeps them for a redirection (see `keepForRedirect`).
+    let keepsFrames: Bool
+    var frameBytes = SavedBytes()
+    var frameBytesValid = false
     /// Where the binding `sharedConnection(to:)` used last sits in `bindings` (saves `send` a search).
     private var lastBinding = 0
 
@@ -228,6 +233,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         self.connection = connection
         self.id = id
         parser = RequestParser(limits: proxy.limits)
+        parser.hashesFirstArgument = proxy.clustered
+        keepsFrames = proxy.clustered
         authenticated = !proxy.config.requiresClientAuth
         createdAt = proxy.loop.nowMicroseconds
         lastCommandAt = createdAt
@@ -259,7 +266,15 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             let frame: RequestFrame?
             do throws(ProtocolError) {
                 frame = try connection.nextFrame(from: pendingBytes + parser.position) { chunk, index throws(ProtocolError) in
-                    try parser.parse(chunk, from: &index)
+                    let start = index
+                    let parsed = try parser.parse(chunk, from: &index)
+                    if keepsFrames, let parsed {
+                        // A cluster request keeps its bytes for a redirection: copied here, while
+                        // they are in hand, when the frame lay whole in this chunk.
+                        frameBytesValid = index - start == parsed.length
+                        if frameBytesValid { frameBytes.set(chunk.extracting(start..<index)) }
+                    }
+                    return parsed
                 }
             } catch {
                 flushPending()
@@ -508,7 +523,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// Sends a request to the master (or a backend chosen for it) on this session's shared connection.
     /// With health checks, a master whose connection is down may be failing over: the command
     /// waits for it (up to `failover_hold`) instead of failing at once.
-    private func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false, urgent: Bool = false) {
+    func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false, urgent: Bool = false) {
         let target = sharedConnection(to: backend, urgent: urgent, large: frame.length >= Backend.largeRequest)
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
@@ -565,7 +580,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         flushPending()
     }
 
-    private func forwardRead(_ frame: RequestFrame, verb: Verb, _ group: ReplicationGroup) {
+    func forwardRead(_ frame: RequestFrame, verb: Verb, _ group: ReplicationGroup) {
         if proxy.tracksKeys {
             readKeyFloor = group.keyWrites.floor(tracker: group.tracker, keyVisitor(frame))
         }
@@ -608,9 +623,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard target.isUsable else { return forward(frame, to: backend) }
         let slot = enqueue(.replica)
         // Keep the request: if the replica goes away before replying, the read is retried.
-        connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
+        if proxy.clustered {
+            keepForRedirect(frame, slot)
+        } else {
+            connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
+        }
         slot.retriesLeft = 2
-        if proxy.clustered { slot.redirectsLeft = ClientSession.redirectLimit }
         slot.isEvalshaRO = verb == .evalshaRO
         send(frame, to: target, slot: slot)
     }

@@ -41,7 +41,7 @@ final class Slot {
     let reply = ByteBuffer()
     /// A read sent to a replica keeps its request bytes, so it can be retried elsewhere if the
     /// replica's connection dies before replying.
-    let retryRequest = SavedBytes()
+    var retryRequest = SavedBytes()
     var retriesLeft = 0
     var probe: (([UInt8]) -> Void)?
     /// What an injected request was, for the log if it fails.

@@ -12,6 +12,9 @@ public struct RequestFrame: Sendable, Equatable {
     public var firstArgument: ShortBytes
     /// An inline command (`PING\r\n`): its arguments are unescaped into `RequestParser.inlineBytes`.
     public var isInline: Bool
+    /// With `RequestParser.hashesFirstArgument`: argument 1's Redis Cluster hash slot, all its
+    /// bytes (case kept), when the frame was read in one piece; -1 otherwise.
+    public var firstArgumentSlot: Int32 = -1
 
     public init(length: Int, argumentCount: Int, name: ShortBytes, firstArgument: ShortBytes, isInline: Bool) {
         self.length = length
@@ -59,6 +62,9 @@ public struct RequestParser: Sendable {
     /// Unescaped inline arguments of the frame most recently returned (when it was inline).
     public private(set) var inlineBytes: [UInt8] = []
 
+    /// Redis Cluster routing: hash argument 1 while it is in hand (see
+    /// `RequestFrame.firstArgumentSlot`), which spares the router a second pass over the input.
+    public var hashesFirstArgument = false
     private var state = State.frameStart
     /// Bytes of the current frame consumed so far.
     public private(set) var position = 0
@@ -213,6 +219,7 @@ public struct RequestParser: Sendable {
         guard let count = Self.header(bytes, &i, end), count > 0, count <= limits.maxMultibulkCount else { return nil }
         rangeCount = 0
         var name = ShortBytes(), firstArgument = ShortBytes()
+        var firstSlot: Int32 = -1
         for argument in 0..<count {
             guard i < end, bytes[i] == UInt8(ascii: "$") else { return nil }
             i += 1
@@ -223,12 +230,15 @@ public struct RequestParser: Sendable {
                 name = ShortBytes(bytes, from: i, count: length)
             } else if argument == 1 {
                 firstArgument = ShortBytes(bytes, from: i, count: length)
+                if hashesFirstArgument { firstSlot = Int32(HashSlot.of(bytes.extracting(i..<i + length))) }
             }
             i += length + 2  // Redis skips the two bytes after the payload unchecked
         }
         defer { start = i }
-        return RequestFrame(length: i - start, argumentCount: count, name: name, firstArgument: firstArgument,
-                            isInline: false)
+        var frame = RequestFrame(length: i - start, argumentCount: count, name: name, firstArgument: firstArgument,
+                                 isInline: false)
+        frame.firstArgumentSlot = firstSlot
+        return frame
     }
 
     /// Reads 1 to 18 digits (no leading zero unless alone) and the '\r' after them, then skips the

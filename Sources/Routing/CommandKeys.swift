@@ -31,15 +31,60 @@ enum MovableKeys: Sendable {
     }
 }
 
+/// Where a command's keys are, as a trivially copyable value (`CommandTable` keeps one per
+/// entry: finding a command's keys on the per-command path takes no reference counts).
+public struct KeyRule: Sendable {
+    /// The legacy positions (see `CommandInfo.firstKey`); 0: none.
+    let firstKey: Int32
+    let lastKey: Int32
+    let keyStep: Int32
+    let movableKeys: MovableKeys?
+
+    /// The command may have keys.
+    public var hasKeys: Bool { firstKey > 0 || movableKeys != nil }
+    /// Its one key is argument 1 (GET, SET, HGET, INCR …).
+    public var isFirstArgumentOnly: Bool { firstKey == 1 && lastKey == 1 && movableKeys == nil }
+
+    init(_ info: CommandInfo) {
+        firstKey = Int32(info.firstKey)
+        lastKey = Int32(info.lastKey)
+        keyStep = Int32(info.keyStep)
+        movableKeys = info.movableKeys
+    }
+
+    /// No key.
+    static let none = KeyRule()
+    private init() {
+        (firstKey, lastKey, keyStep, movableKeys) = (0, 0, 0, nil)
+    }
+}
+
 extension CommandInfo {
+    /// See `KeyRule.visitKeys`.
+    public func visitKeys(_ arguments: some CommandArguments, _ visit: (Int) -> Void) {
+        KeyRule(self).visitKeys(arguments, visit)
+    }
+
+    public var keyRule: KeyRule { KeyRule(self) }
+}
+
+extension KeyRule {
     /// Calls `visit` with the argument index of each of the command's keys, in Redis's order.
     /// Arguments that would make the command fail (a numkeys out of range, XREAD without
     /// STREAMS) yield no key, as in Redis, which then reports the error itself. A movable-keys
     /// command this code does not know (a newer Redis) gives its table positions.
+    @inline(__always)
     public func visitKeys(_ arguments: some CommandArguments, _ visit: (Int) -> Void) {
         switch movableKeys {
         case nil:
-            for index in keyIndexes(argumentCount: arguments.count) where index < arguments.count { visit(index) }
+            guard firstKey > 0, keyStep > 0 else { return }
+            let count = arguments.count
+            let last = lastKey < 0 ? count + Int(lastKey) : min(Int(lastKey), count - 1)
+            var index = Int(firstKey)
+            while index <= last && index < count {
+                visit(index)
+                index += Int(keyStep)
+            }
         case .numbered(let store, let number, let first)?:
             Self.numberedKeys(store: store, number: number, first: first, arguments, visit)
         case .sort?:

@@ -18,6 +18,8 @@ public final class CommandTable: Sendable {
         var subcommandCount: Int32
         /// Index into `infos`.
         var info: Int32
+        /// Where its keys are (Redis Cluster routing).
+        var keys: KeyRule
     }
 
     /// How a command is classified: fixed, or decided by its arguments.
@@ -42,7 +44,8 @@ public final class CommandTable: Sendable {
         for command in commands {
             infos.append(command)
             entries.append(Entry(key: command.key, rule: Self.rule(for: command), verb: Verb(command: command.name), subcommandStart: 0,
-                                 subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1)))
+                                 subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1),
+                                 keys: command.keyRule))
         }
         topLevelCount = entries.count
         for index in 0..<commands.count where !commands[index].subcommands.isEmpty {
@@ -50,7 +53,7 @@ public final class CommandTable: Sendable {
             for sub in commands[index].subcommands {
                 infos.append(sub)
                 entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), verb: Verb(command: sub.name), subcommandStart: 0,
-                                     subcommandCount: 0, info: Int32(infos.count - 1)))
+                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule))
             }
         }
         var size = 16
@@ -84,6 +87,15 @@ public final class CommandTable: Sendable {
     public func adding(_ extra: [CommandInfo]) -> CommandTable {
         let names = Set(extra.map(\.name))
         return CommandTable(commands: Array(infos[0..<topLevelCount]).filter { !names.contains($0.name) } + extra)
+    }
+
+    /// Where the keys of the command named `name` (subcommand `firstArgument`) are; `.none`
+    /// for an unknown command. One lookup, no reference counts.
+    @inline(__always)
+    public func keyRule(name: ShortBytes, firstArgument: ShortBytes, argumentCount: Int) -> KeyRule {
+        guard var index = find(name) else { return .none }
+        if argumentCount > 1, let sub = findSubcommand(firstArgument, of: index) { index = sub }
+        return entries[index].keys
     }
 
     /// The entry index of the command called `name` (lower-cased by the parser), or nil.

@@ -18,8 +18,14 @@ public protocol SlotArguments: CommandArguments {
 }
 
 extension CommandInfo {
+    /// See `KeyRule.slot`.
+    public func slot(_ arguments: some SlotArguments) -> CommandSlot { keyRule.slot(arguments) }
+}
+
+extension KeyRule {
     /// The slot every key of the command hashes to, as a cluster node checks it
     /// (`getNodeByQuery`): the keys `visitKeys` finds, each hashed in full.
+    @inline(__always)
     public func slot(_ arguments: some SlotArguments) -> CommandSlot {
         var result = CommandSlot.none
         visitKeys(arguments) { index in

@@ -120,6 +120,13 @@ import TestSupport
         Thread.sleep(forTimeInterval: 0.2)
         #expect(try client.command(["RPUSH", "queue:7", "job"]) == .integer(1))
         #expect(try blocked.readReply() == .array([.bulk("queue:7"), .bulk("job")]))
+        // Shard channels live on their slot's shard: SSUBSCRIBE and SPUBLISH meet there.
+        let subscriber = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try subscriber.command(["SSUBSCRIBE", "news:7"]) == .array([.bulk("ssubscribe"), .bulk("news:7"), .integer(1)]))
+        #expect(try client.command(["SPUBLISH", "news:7", "hello"]) == .integer(1))
+        #expect(try subscriber.readReply() == .array([.bulk("smessage"), .bulk("news:7"), .bulk("hello")]))
+        #expect(try Self.owner(of: "news:7", in: cluster).client().command(["PUBSUB", "SHARDNUMSUB", "news:7"])
+                == .array([.bulk("news:7"), .integer(1)]))
     }
 
     /// A slot moves while the ambassador's table still names the old owner: -ASK during the
