@@ -80,6 +80,27 @@ import Testing
         #expect(env.contains { $0["value"] as? String == "redis://\(listen.host):\(listen.port)" })
     }
 
+    /// The cluster variant replaces the same ConfigMap: same name, listen, admin port and
+    /// Secret path as the Deployment expects, and a valid `discovery: cluster` config.
+    @Test func clusterConfigMapIsADropInReplacement() throws {
+        let standalone = try Self.load("configmap.yaml")
+        let cluster = try Self.load("configmap-cluster.yaml")
+        #expect((cluster["metadata"] as? [String: Any])?["name"] as? String
+                == (standalone["metadata"] as? [String: Any])?["name"] as? String)
+        func config(_ map: [String: Any]) throws -> AmbassadorConfig {
+            let embedded = try #require((map["data"] as? [String: Any])?["ambassador.yaml"] as? String)
+            let staged = FileManager.default.temporaryDirectory.appendingPathComponent("k8s-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: staged, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: staged) }
+            try "secret".write(to: staged.appendingPathComponent("password"), atomically: true, encoding: .utf8)
+            return try ConfigLoader.parse(embedded.replacingOccurrences(of: "/etc/redis-ambassador/secret", with: staged.path))
+        }
+        let (plain, sharded) = (try config(standalone), try config(cluster))
+        #expect(sharded.discovery.isCluster)
+        #expect(sharded.listen == plain.listen && sharded.adminListen == plain.adminListen)
+        #expect(sharded.password == "secret" && sharded.shutdownTimeout == plain.shutdownTimeout)
+    }
+
     @Test func dockerfileBuildsStaticAndRunsSlim() throws {
         let text = try String(contentsOf: Self.directory.appendingPathComponent("Dockerfile"), encoding: .utf8)
         // The build stage runs the sidecar build, which links the Swift runtime, libstdc++,
