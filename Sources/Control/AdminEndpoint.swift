@@ -23,6 +23,18 @@ struct AdminEndpoint {
             return HTTPResponse(status: 200, text: "ok\n")
         case (.get, "/readyz"), (.head, "/readyz"):
             if supervisor.isStopping { return HTTPResponse(status: 503, text: "shutting down\n") }
+            if let shards = supervisor.clusterShards {
+                // A cluster: every shard needs a confirmed, reachable master.
+                let missing = shards.filter { shard in
+                    !(shard.topology.master.map { supervisor.metrics.isUp($0.description, role: "master") } ?? false)
+                }
+                if shards.isEmpty { return HTTPResponse(status: 503, text: "no slot layout from the cluster yet\n") }
+                guard missing.isEmpty else {
+                    let lines = missing.map { "shard \(TopologyView.slotText($0.slots)): no reachable master (\($0.layoutMaster) in the layout)\n" }
+                    return HTTPResponse(status: 503, text: lines.joined() + supervisor.downReasons.map { "\($0)\n" }.joined())
+                }
+                return HTTPResponse(status: 200, text: "ok: \(shards.count) shard(s), each master reachable\n")
+            }
             guard let master = supervisor.confirmedMaster else {
                 let reasons = supervisor.downReasons
                 return HTTPResponse(status: 503, text: "no node confirmed as master\n" + reasons.map { "\($0)\n" }.joined())
@@ -154,14 +166,22 @@ struct TopologyView: Encodable {
         }
     }
 
+    /// discovery: cluster — each shard: its slots, its confirmed master, its replicas.
+    struct Shard: Encodable {
+        var slots: String
+        var master: String
+        var replicas: [Replica]
+    }
+
     var master: String
     /// nil until the first check has answered.
     var replicas: [Replica]?
     var sentinelMaster: String?
     var nodes: [Node]?
+    var shards: [Shard]?
 
     enum CodingKeys: String, CodingKey {
-        case master, replicas, nodes
+        case master, replicas, nodes, shards
         case sentinelMaster = "sentinel_master"
     }
 }
@@ -175,5 +195,13 @@ extension RedactedValue: Encodable {
         case .list(let items): try container.encode(items)
         case .object(let members): try container.encode(members)
         }
+    }
+}
+
+extension TopologyView {
+    /// `0-5460,5462` for the ranges.
+    static func slotText(_ ranges: [ClosedRange<Int>]) -> String {
+        ranges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
+            .joined(separator: ",")
     }
 }

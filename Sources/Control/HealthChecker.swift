@@ -390,19 +390,28 @@ final class HealthChecker {
     /// For /config.
     func view() -> TopologyView {
         guard let topology else { return TopologyView(master: "unknown (first check pending)") }
-        return TopologyView(
-            master: topology.master?.description ?? "none confirmed",
-            replicas: topology.replicas.map { state in
+        func replicaViews(_ topology: Topology) -> [TopologyView.Replica] {
+            topology.replicas.map { state in
                 TopologyView.Replica(address: state.address.description, eligible: state.eligible, up: state.up,
                                      weight: state.weight,
                                      lagMilliseconds: state.lag.isFinite ? Int((state.lag * 1000).rounded()) : nil,
                                      reason: state.reason.isEmpty ? nil : state.reason)
-            },
+            }
+        }
+        var view = TopologyView(
+            master: topology.master?.description ?? "none confirmed",
+            replicas: replicaViews(topology),
             sentinelMaster: sentinels.master?.description ?? "",
             nodes: nodes.values.sorted { $0.address.description < $1.address.description }.map { node in
                 TopologyView.Node(address: node.address.description, up: node.report.up, role: node.report.roleName,
                                   busy: node.report.busy, consecutiveFailures: node.failures, lastError: node.report.lastError)
             })
+        view.shards = topology.shards?.map { shard in
+            TopologyView.Shard(slots: TopologyView.slotText(shard.slots),
+                               master: shard.topology.master?.description ?? "none confirmed (\(shard.layoutMaster) in the layout)",
+                               replicas: replicaViews(shard.topology))
+        }
+        return view
     }
 }
 

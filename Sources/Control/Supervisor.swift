@@ -290,6 +290,12 @@ public final class Supervisor {
 
     /// The master the health checks confirmed (nil: none yet, or a failover).
     var confirmedMaster: Address? { checker?.topology?.master }
+    /// discovery: cluster — the shards of the latest snapshot (empty before the layout); nil
+    /// otherwise.
+    var clusterShards: [Topology.Shard]? {
+        guard config.discovery.isCluster else { return nil }
+        return checker?.topology?.shards ?? []
+    }
     /// Why the nodes that are down failed their last check.
     var downReasons: [String] { checker?.downReasons ?? [] }
 

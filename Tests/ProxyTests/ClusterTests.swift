@@ -63,6 +63,18 @@ import TestSupport
             return try replicas.allSatisfy { try commandCalls($0, "get") > 20 }
         })
         for replica in replicas { #expect(try commandCalls(replica, "readonly") >= 1) }
+        // /config shows every shard; /readyz wants a reachable master in each.
+        let shards = (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
+        #expect(shards.count == 3)
+        #expect(Set(shards.compactMap { $0["master"] as? String }) == Set(masters.map { "127.0.0.1:\($0.port)" }))
+        #expect(shards.allSatisfy { ($0["replicas"] as? [[String: Any]])?.first?["eligible"] as? Bool == true })
+        let ready = try HTTPProbe.request(port: ambassador.adminPort, path: "/readyz")
+        #expect(ready.status == 200 && ready.body.contains("3 shard(s)"))
+        masters[2].kill9()
+        #expect(try eventually(5) {
+            let probe = try HTTPProbe.request(port: ambassador.adminPort, path: "/readyz")
+            return probe.status == 503 && probe.body.contains("no reachable master")
+        })
     }
 
     @Test func crossSlotSelectAndHashTagsAnswerAsAClusterNode() throws {
