@@ -309,8 +309,26 @@ final class BackendConnection: ConnectionDelegate {
 
     // MARK: reading
 
+    /// A relayed connection whose stream waits while the ambassador fetches one reply from
+    /// another shard (see `ClientSession.takeRelayedRedirection`): nothing more is delivered.
+    private(set) var relayHeld = false
+
+    func holdRelay() {
+        relayHeld = true
+        connection?.pauseReading()
+    }
+
+    /// The stream goes on: what arrived meanwhile is delivered, then reading resumes.
+    func releaseRelay() {
+        guard relayHeld else { return }
+        relayHeld = false
+        guard let connection else { return }
+        connection.resumeReading()
+        connectionDidRead(connection)
+    }
+
     func connectionDidRead(_ connection: Connection) {
-        while connection.inputCount > pendingReplyBytes + scanner.consumed {
+        while !relayHeld && connection.inputCount > pendingReplyBytes + scanner.consumed {
             let frame: ReplyFrame?
             do throws(ProtocolError) {
                 frame = try connection.nextFrame(from: pendingReplyBytes + scanner.consumed) { chunk, index throws(ProtocolError) in

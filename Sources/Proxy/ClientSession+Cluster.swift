@@ -244,6 +244,76 @@ extension ClientSession {
         return String(digits.prefix(40))
     }
 
+    /// A relaying session (subscribed, tracking …) keeps its dedicated connection on the shard
+    /// where it began; a command whose keys live on another shard still goes there (its -MOVED
+    /// marks its place in the stream) and is remembered, to be sent to its owner then.
+    func noteForeignRelayedCommand(_ frame: RequestFrame, on target: BackendConnection) {
+        let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
+        guard keys.hasKeys, case .slot(let slot) = keys.slot(SessionArguments(session: self, frame: frame)),
+              let owner = proxy.group(forSlot: slot), owner !== target.backend.group, relayForeign.count < 1024 else { return }
+        var bytes: [UInt8] = []
+        connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
+        relayForeign.append((slot, bytes))
+    }
+
+    /// A -MOVED or -ASK in a relayed stream for a command remembered above: the stream waits,
+    /// the command runs on its owner, its reply takes the redirection's place, and the stream
+    /// goes on. A RESP2 session still subscribed gets the error a node gives a subscriber
+    /// instead (one node would own the key and refuse it in that context). False: not one.
+    func takeRelayedRedirection(_ frame: ReplyFrame, from backend: Connection, on relay: BackendConnection) -> Bool {
+        guard frame.length < 512, let redirection = ClusterRedirection(BackendConnection.copy(backend, frame.length)),
+              redirection.kind == .moved || redirection.kind == .ask else { return false }
+        // Entries the node served after all (the table was stale) got no redirection: skipped.
+        guard let index = relayForeign.firstIndex(where: { $0.slot == redirection.slot }) else { return false }
+        let entry = relayForeign[index]
+        relayForeign.removeFirst(index + 1)
+        backend.discardInput(frame.length)
+        if redirection.kind == .moved { _ = proxy.moved(slot: redirection.slot, to: redirection.address) }
+        if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) {
+            let name = proxy.table.info(name: ShortBytes(bytes: Self.commandName(entry.bytes)), firstArgument: ShortBytes())?.name
+                ?? String(decoding: Self.commandName(entry.bytes), as: UTF8.self).lowercased()
+            encoder.clear()
+            encoder.error("ERR Can't execute '\(name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+            connection.write(encoder.bytes)
+            return true
+        }
+        relay.holdRelay()
+        let group = proxy.group(forSlot: redirection.slot) ?? proxy.primary!
+        let node = redirection.kind == .ask
+            ? (proxy.group(at: redirection.address)?.backends.first { $0.address == redirection.address } ?? group.master!)
+            : group.master!
+        let target = node.sharedConnection(for: self)
+        guard target.isUsable else {
+            encoder.clear()
+            encoder.error("ERR ambassador: master \(node.address) is unavailable")
+            connection.write(encoder.bytes)
+            relay.releaseRelay()
+            return true
+        }
+        if redirection.kind == .ask { target.inject(["ASKING"], label: "ASKING") }
+        target.probe(request: entry.bytes) { [weak self, weak relay] reply in
+            guard let self, self.connection.isOpen else { return }
+            if reply.isEmpty {
+                self.encoder.clear()
+                self.encoder.error("ERR ambassador: connection to master \(node.address) lost before it replied")
+                self.connection.write(self.encoder.bytes)
+            } else {
+                self.connection.write(reply)
+            }
+            relay?.releaseRelay()
+        }
+        return true
+    }
+
+    /// The command name of an encoded request (`*N\r\n$len\r\nname…`).
+    static func commandName(_ request: [UInt8]) -> ArraySlice<UInt8> {
+        guard let first = request.firstIndex(of: UInt8(ascii: "\n")), first + 1 < request.count,
+              let second = request[(first + 1)...].firstIndex(of: UInt8(ascii: "\n")),
+              let length = Int(String(decoding: request[(first + 2)..<second].dropLast(), as: UTF8.self)),
+              second + 1 + length <= request.count else { return [] }
+        return request[(second + 1)..<(second + 1 + length)]
+    }
+
     /// The hash slot of argument `index`, read in place (copied only when it spans chunks of
     /// the input buffer).
     func keySlot(_ index: Int, of frame: RequestFrame) -> Int {

@@ -110,6 +110,8 @@ extension ClientSession {
         }
         if pin.isRelaying {
             proxy.stats.command(.pinned, .relayed)
+            // Only a subscriber's: a tracking session's reads must stay where its invalidations come from.
+            if proxy.clustered && pin.state == .pubsub { noteForeignRelayedCommand(frame, on: target) }
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
@@ -250,6 +252,7 @@ extension ClientSession {
 
     /// A frame from the relayed connection: straight to the client, in arrival order.
     func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
+        if !relayForeign.isEmpty, frame.isError, takeRelayedRedirection(frame, from: backend, on: owner) { return }
         if frame.length == 8 && frame.type == UInt8(ascii: "+") {
             // "+RESET": the session sent RESET; the connection is clean again (and logged out).
             let bytes = BackendConnection.copy(backend, 8)

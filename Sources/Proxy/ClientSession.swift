@@ -63,6 +63,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The dedicated master connection, while the session's state needs one.
     var pinned: BackendConnection? { pin.connection }
     var inMulti = false
+    /// discovery: cluster — commands a relaying session sent on its dedicated connection whose
+    /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
+    /// place in the relayed stream (see `takeRelayedRedirection`).
+    var relayForeign: [(slot: Int, bytes: [UInt8])] = []
     /// discovery: cluster — MULTI was answered here and waits for the transaction's first
     /// command, whose keys choose the shard (see `queueInDeferredTransaction`).
     var deferredMulti = false
@@ -831,6 +835,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         channels = []
         patterns = []
         shardChannels = []
+        relayForeign = []
         tracking = false
         trackingRedirect = -1
         user = "default"

@@ -431,4 +431,77 @@ import TestSupport
         #expect(served >= 5461 + 2000)
         print("resharding: 2000 slots in \(String(format: "%.1f", took)) s under 20 clients, \(commands.load(ordering: .relaxed)) commands, \(all.count) errors, \(written.count) keys checked, \(lost) lost")
     }
+
+    /// The transparency scripts (every data type, scripts, transactions, pub/sub, blocking pops,
+    /// errors, CLIENT REPLY, RESP3 tracking, connection commands) through the ambassador in front
+    /// of a cluster, compared with one standalone Redis: the same bytes, except where a cluster
+    /// answers differently by design — -CROSSSLOT for keys of two slots, and SELECT.
+    @Test func transparencyScriptsMatchOneRedisButForClusterRules() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster, extra: "read_policy: master\n")
+        defer { ambassador.stop() }
+        let viaAmbassador = try BlockingClient(port: ambassador.port, timeout: 10)
+        let direct = try single.client()
+        var compared = 0
+        // Known gap (in the README): CLIENT REPLY OFF/SKIP is a property of one connection; the
+        // session's later commands stay on it, on the first shard, and a key of another shard
+        // gets that node's -MOVED (or, under OFF, is silently not run).
+        let knownGaps: Set<String> = ["client reply"]
+        for (name, steps) in Integration.TransparencyTests.scripts {
+            for client in [viaAmbassador, direct] {
+                _ = try client.command(["FLUSHALL"])
+                _ = try client.command(["SCRIPT", "FLUSH"])
+            }
+            let expected = try run(steps, port: single.port)
+            let got = try run(steps, port: ambassador.port)
+            var differences: [String] = []
+            var diverged = false
+            for (index, (a, b)) in zip(expected, got).enumerated() where a != b {
+                // By design: keys of two slots in one command (and what follows from it in the
+                // script: the data it did not write), and SELECT n (n ≠ 0).
+                diverged = diverged || b.hasPrefix("-CROSSSLOT") || b.hasPrefix("other: -CROSSSLOT")
+                    || b.hasPrefix("-ERR SELECT is not allowed in cluster mode")
+                if !diverged { differences.append("\(name), reply \(index): direct \(a.debugDescription) ambassador \(b.debugDescription)") }
+            }
+            if knownGaps.contains(name) {
+                withKnownIssue("\(name): a relaying session's keyed commands stay on the first shard") {
+                    #expect(differences.isEmpty, "\(differences)")
+                }
+            } else {
+                #expect(got.count == expected.count, "\(name)")
+                #expect(differences.isEmpty, "\(differences)")
+            }
+            compared += expected.count
+        }
+        #expect(compared > 100)
+    }
+
+    /// A subscriber's connection stays on the first shard; its commands for keys elsewhere
+    /// still answer as one Redis: in RESP2 the subscriber error while subscribed and the value
+    /// after, in RESP3 the value at once, each in its place among the messages.
+    @Test(arguments: [2, 3])
+    func subscribersCommandsForOtherShardsAnswerInPlace(protocolVersion: Int) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        // Keys on the last shard (the subscriber's connection is on the first).
+        let far = (0..<1000).map { "far:\($0)" }.filter { HashSlot.of($0) > 12_000 }.prefix(2)
+        let (a, b) = (far.first!, far.last!)
+        for port in [single.port, ambassador.port] { _ = try BlockingClient(port: port).command(["SET", a, "va"]) }
+        let steps: [Step] = [
+            .sendUncompared(["HELLO", String(protocolVersion)]),
+            .send(["SUBSCRIBE", "news"]), .send(["GET", a]), .other(["PUBLISH", "news", "one"]), .read,
+            .send(["PING"]), .send(["SET", b, "vb"]), .other(["PUBLISH", "news", "two"]), .read,
+            .send(["UNSUBSCRIBE", "news"]), .send(["GET", a]), .send(["GET", b]), .send(["INCR", a]),
+        ]
+        let expected = try run(steps, port: single.port)
+        let got = try run(steps, port: ambassador.port)
+        #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
+    }
 }
