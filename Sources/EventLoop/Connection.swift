@@ -124,7 +124,9 @@ public final class Connection {
         let connection = Connection(loop: loop, fd: fd)
         if let tls {
             guard let session = tls.makeSession(fd: fd, host: endpoint.host) else {
-                _ = Glibc.close(fd)
+                // Closed once, here: an idle connection's deinit would close the descriptor
+                // again, by then perhaps another thread's.
+                connection.close()
                 throw SocketError(.tls, detail: "cannot start TLS: \(TLSContext.lastError())")
             }
             connection.tls = session

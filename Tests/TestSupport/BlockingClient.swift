@@ -55,8 +55,11 @@ public final class BlockingClient {
             }
         }
         if rc != 0 {
+            // Not closed here: the initializer throws with the client whole, so its deinit
+            // closes the descriptor. Closing it here too closed whatever another thread had
+            // opened under the same number meanwhile — Foundation's watch on a child process,
+            // whose early EOF then hung the test run in a blocking waitpid.
             let why = String(cString: strerror(errno))
-            close(fd)
             throw ClientError.io("connect to \(name): \(why)")
         }
     }
