@@ -53,6 +53,12 @@ extension ClientSession {
                 target = owner
             }
         }
+        if command.verb == .wait, keyless, !deferredMulti, let written = lastWriteConnection?.backend.group,
+           proxy.groups.contains(where: { $0 === written }) {
+            // WAIT / WAITAOF count the replicas of the node the session's writes went to: the
+            // shard of its last write (one node cannot speak for another's replicas).
+            target = written
+        }
         if deferredMulti { return queueInDeferredTransaction(frame, command, target) }
         if command.verb == .multi {
             // The transaction's shard is that of its first keyed command: MULTI waits for it.

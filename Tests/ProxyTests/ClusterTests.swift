@@ -63,11 +63,27 @@ import TestSupport
             return try replicas.allSatisfy { try commandCalls($0, "get") > 20 }
         })
         for replica in replicas { #expect(try commandCalls(replica, "readonly") >= 1) }
+        // WAIT counts the replicas of the shard the session wrote to: with that shard's replica
+        // stopped, none acknowledges (the first shard's would have).
+        let far = (0..<1000).map { "wait:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        let farMaster = try Self.owner(of: far, in: cluster)
+        let farReplica = try replicas.first { try $0.info("replication").contains("master_port:\(farMaster.port)") }!
+        let waiter = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try waiter.command(["SET", far, "1"]) == .simple("OK"))
+        #expect(try waiter.command(["WAIT", "1", "2000"]) == .integer(1))
+        farReplica.signal(SIGSTOP)
+        #expect(try waiter.command(["SET", far, "2"]) == .simple("OK"))
+        #expect(try waiter.command(["WAIT", "1", "300"]) == .integer(0))
+        farReplica.signal(SIGCONT)
+        #expect(try waiter.command(["WAIT", "1", "2000"]) == .integer(1))
         // /config shows every shard; /readyz wants a reachable master in each.
-        let shards = (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
-        #expect(shards.count == 3)
-        #expect(Set(shards.compactMap { $0["master"] as? String }) == Set(masters.map { "127.0.0.1:\($0.port)" }))
-        #expect(shards.allSatisfy { ($0["replicas"] as? [[String: Any]])?.first?["eligible"] as? Bool == true })
+        func shards() throws -> [[String: Any]] {
+            (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
+        }
+        #expect(try shards().count == 3)
+        #expect(Set(try shards().compactMap { $0["master"] as? String }) == Set(masters.map { "127.0.0.1:\($0.port)" }))
+        // (The stopped replica is back in the rotation after its next good check.)
+        #expect(try eventually(5) { try shards().allSatisfy { ($0["replicas"] as? [[String: Any]])?.first?["eligible"] as? Bool == true } })
         let ready = try HTTPProbe.request(port: ambassador.adminPort, path: "/readyz")
         #expect(ready.status == 200 && ready.body.contains("3 shard(s)"))
         masters[2].kill9()
