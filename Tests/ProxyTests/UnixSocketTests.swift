@@ -148,7 +148,10 @@ extension Integration {
         #expect(Self.mode(path)?.permissions == 0o600)
         var workers = Set<String>()
         var clients: [BlockingClient] = []
-        for _ in 0..<64 where workers.count < 2 {
+        // Both workers' loops wake for each connection and the first to accept takes it: under
+        // load one may win many in a row, so keep trying (pausing between) for a while.
+        for attempt in 0..<400 where workers.count < 2 {
+            if attempt >= 32 { Thread.sleep(forTimeInterval: 0.005) }
             let client = try BlockingClient(unixPath: path)
             clients.append(client)
             let info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
