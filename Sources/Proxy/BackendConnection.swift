@@ -372,6 +372,12 @@ final class BackendConnection: ConnectionDelegate {
         session.checkOutputCap()
     }
 
+    /// Drops the reply at the front of the input (after the pending run).
+    func discardReply(_ length: Int) {
+        flushReplies()
+        connection?.discardInput(length)
+    }
+
     /// Moves the reply at the front of the input (after the pending run) into `buffer`.
     func moveReply(_ length: Int, to buffer: ByteBuffer) {
         flushReplies()

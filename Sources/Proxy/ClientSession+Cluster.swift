@@ -11,6 +11,46 @@ extension ClientSession {
     /// Redirections followed per request before the client gets the last one's error.
     static let redirectLimit = 5
 
+    /// A new command was read: whether its reply is silenced (CLIENT REPLY), decided once
+    /// (a held command keeps it: nothing else is read while it waits).
+    func beginCommand() {
+        switch replyMode {
+        case .on: silentCommand = false
+        case .off: silentCommand = true
+        case .skip:
+            silentCommand = true
+            replyMode = .on
+        }
+    }
+
+    /// CLIENT REPLY ON|OFF|SKIP, kept by the session (see `replyMode`). True when answered.
+    private func clientReply(_ frame: RequestFrame) -> Bool {
+        guard frame.name == Self.clientName, frame.firstArgument == Self.replyName, frame.argumentCount == 3 else { return false }
+        let mode = SessionArguments(session: self, frame: frame).shortArgument(2)
+        input.drop(frame.length, from: connection)
+        proxy.stats.answered(.local, .ok, microseconds: 0)
+        if mode == Self.onName {
+            replyMode = .on
+            silentCommand = false
+            encoder.clear()
+            encoder.simpleString("OK")
+            answer(encoder.bytes)
+        } else if mode == Self.offName {
+            replyMode = .off
+        } else if mode == Self.skipName {
+            if replyMode != .off { replyMode = .skip }
+        } else {
+            answerError("ERR syntax error")
+        }
+        return true
+    }
+
+    static let clientName = ShortBytes("client")
+    static let replyName = ShortBytes("reply")
+    static let onName = ShortBytes("on")
+    static let offName = ShortBytes("off")
+    static let skipName = ShortBytes("skip")
+
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
         let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
         // The common case first: one key, argument 1, hashed by the parser; a plain read or
@@ -85,7 +125,7 @@ extension ClientSession {
             proxy.stats.answered(.local, .error, microseconds: 0)
             return answerError(Self.crossSlotError)
         }
-        if answeredAsOneNode(frame) { return }
+        if answeredAsOneNode(frame) || clientReply(frame) { return }
         perform(CommandRouter.route(command, ShardContext(session: self, group: target)), frame, command, in: target)
     }
 

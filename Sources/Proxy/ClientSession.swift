@@ -67,6 +67,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
     var relayForeign: [(slot: Int, bytes: [UInt8])] = []
+    /// discovery: cluster — CLIENT REPLY, kept here (the session's commands run on many
+    /// connections): OFF silences every reply, SKIP the next command's; `silentCommand` is
+    /// whether the command being dispatched gets none (decided when it is read: see
+    /// `beginCommand`).
+    var replyMode = ReplyMode.on
+    var silentCommand = false
     /// discovery: cluster — MULTI was answered here and waits for the transaction's first
     /// command, whose keys choose the shard (see `queueInDeferredTransaction`).
     var deferredMulti = false
@@ -285,6 +291,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
                 return protocolError(error)
             }
             guard let frame else { break }
+            if keepsFrames { beginCommand() }
             dispatch(frame)
         }
         flushPending()
@@ -641,6 +648,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     func enqueue(_ route: Route) -> Slot {
         let slot = proxy.slots.take()
         slot.session = self
+        if silentCommand { slot.silent = true }
         slot.route = route
         slot.started = dispatchNow
         replies.append(slot)
@@ -662,6 +670,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         proxy.stats.answered(slot.route, isError ? .error : .ok,
                              microseconds: proxy.loop.nowMicroseconds &- slot.started)
         if slot.isWrite { writeAnswered(slot) }
+        if slot.silent {
+            // CLIENT REPLY OFF / SKIP (cluster): Redis ran it; the client gets nothing.
+            backend.discardReply(length)
+            slot.ready = true
+            if replies.isHead(slot) { flushReady() }
+            return
+        }
         if replies.isHead(slot) {
             replies.removeHead(into: proxy.slots)
             backend.deferReply(length, for: self)
@@ -699,7 +714,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)
-        ReplyQueue.fill(slot, with: encoder.bytes)
+        ReplyQueue.fill(slot, with: slot.silent ? [] : encoder.bytes)
         if replies.isHead(slot) { flushReady() }
     }
 
@@ -725,7 +740,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// A reply the ambassador composed or fetched for `slot`: counted, then written in its turn.
     func fill(_ slot: Slot, with bytes: [UInt8], isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok, microseconds: proxy.loop.nowMicroseconds &- slot.started)
-        ReplyQueue.fill(slot, with: bytes)
+        ReplyQueue.fill(slot, with: slot.silent ? [] : bytes)
         if replies.isHead(slot) { flushReady() }
     }
 
@@ -794,6 +809,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
     func answer(_ bytes: [UInt8]) {
+        if silentCommand { return }  // CLIENT REPLY OFF / SKIP (cluster)
         if replies.isEmpty {
             connection.write(bytes)
         } else {
@@ -829,6 +845,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         name = nil
         inMulti = false
         deferredMulti = false
+        replyMode = .on
+        silentCommand = false
         watching = false
         relayAfterExec = nil
         queued = 0
@@ -947,4 +965,11 @@ struct SessionArguments: CommandArguments {
 
 extension SessionArguments: SlotArguments {
     func slot(ofArgument index: Int) -> Int { session.keySlot(index, of: frame) }
+}
+
+/// CLIENT REPLY's state, kept by a cluster session.
+enum ReplyMode {
+    case on, off
+    /// The next command's reply is dropped, then on again.
+    case skip
 }

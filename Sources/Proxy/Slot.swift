@@ -36,6 +36,8 @@ final class Slot {
     /// discovery: cluster — -MOVED / -ASK / -TRYAGAIN replies still followed for this request
     /// (its bytes are in `retryRequest`).
     var redirectsLeft = 0
+    /// CLIENT REPLY OFF / SKIP (cluster): the reply is read and dropped, never written.
+    var silent = false
     /// The reply is complete (in `reply`, or answered locally into it).
     var ready = false
     let reply = ByteBuffer()
@@ -60,6 +62,7 @@ final class Slot {
         retryRequest.removeAll()
         retriesLeft = 0
         redirectsLeft = 0
+        silent = false
         isWrite = false
         isEvalshaRO = false
         isBlocking = false
