@@ -16,6 +16,12 @@ import TestSupport
         }, readyTimeout: 20)
     }
 
+    /// The shards' masters the ambassador has confirmed (its /config).
+    static func shardMasters(_ ambassador: ConfigMapAmbassador) throws -> [String] {
+        let shards = (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
+        return shards.compactMap { $0["master"] as? String }
+    }
+
     /// A direct client to the master that serves `key`'s slot now.
     static func owner(of key: String, in cluster: RedisClusterNodes) throws -> RedisServer {
         let slot = HashSlot.of(key)
@@ -145,7 +151,8 @@ import TestSupport
         // A blocking command waits on its key's shard, and is woken by a push there.
         let blocked = try BlockingClient(port: ambassador.port, timeout: 10)
         try blocked.send(BlockingClient.encode(["BLPOP", "queue:7", "5"]))
-        Thread.sleep(forTimeInterval: 0.2)
+        let queueOwner = try Self.owner(of: "queue:7", in: cluster)
+        #expect(try eventually(5) { try queueOwner.info("clients").contains("blocked_clients:1") })
         #expect(try client.command(["RPUSH", "queue:7", "job"]) == .integer(1))
         #expect(try blocked.readReply() == .array([.bulk("queue:7"), .bulk("job")]))
         // Shard channels live on their slot's shard: SSUBSCRIBE and SPUBLISH meet there.
@@ -244,66 +251,43 @@ import TestSupport
         defer { cluster.stop() }
         let ambassador = try Self.start(cluster, extra: "failover_hold: 15s\n")
         defer { ambassador.stop() }
-        let stop = Atomic<Bool>(false)
-        let failures = Mutex<[String]>([])
-        let acknowledged = Mutex<[String: String]>([:])
-        let commands = Atomic<Int>(0)
-        let finished = DispatchGroup()
-        let port = ambassador.port
-        for clientIndex in 0..<20 {
-            finished.enter()
-            Thread {
-                defer { finished.leave() }
-                do {
-                    let client = try BlockingClient(port: port, timeout: 30)
-                    var n = 0
-                    while !stop.load(ordering: .relaxed) {
-                        let key = "c\(clientIndex):\(n % 200)"
-                        let value = "v\(n)"
-                        let set = try client.command(["SET", key, value])
-                        let get = try client.command(["GET", key])
-                        commands.add(2, ordering: .relaxed)
-                        if set != .simple("OK") || get != .bulk(value) {
-                            failures.withLock { $0.append("\(key): SET → \(set.text ?? "\(set)"), GET → \(get.text ?? "\(get)")") }
-                        } else {
-                            acknowledged.withLock { $0[key] = value }
-                        }
-                        n += 1
-                    }
-                } catch {
-                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
-                }
-            }.start()
+        let load = ClientLoad(port: ambassador.port) { client, index, n in
+            let key = "c\(index):\(n % 200)"
+            let value = "v\(n)"
+            let set = try client.command(["SET", key, value])
+            let get = try client.command(["GET", key])
+            let ok = set == .simple("OK") && get == .bulk(value)
+            return (2, ok ? nil : "\(key): SET → \(set.text ?? "\(set)"), GET → \(get.text ?? "\(get)")", key, value)
         }
-        Thread.sleep(forTimeInterval: 1)
+        #expect(load.ran(2000))
         let victim = try Self.owner(of: "c0:0", in: cluster)
         let replica = try cluster.nodes.first { node in
             try node !== victim && node.info("replication").contains("master_port:\(victim.port)")
         }!
         #expect(try replica.client().command(["CLUSTER", "FAILOVER"]) == .simple("OK"))
         #expect(try eventually(10) { try replica.info("replication").contains("role:master") })
-        Thread.sleep(forTimeInterval: 1.5)
-        let graceful = failures.withLock { $0 }
+        #expect(try eventually(10) { try Self.shardMasters(ambassador).contains("127.0.0.1:\(replica.port)") })
+        #expect(load.ran(2000))
+        let graceful = load.failures.withLock { $0 }
         #expect(graceful.isEmpty, "errors during CLUSTER FAILOVER: \(graceful.prefix(5))")
         // Now the promoted node dies: its replica (the old master) takes over after node-timeout.
         // The commands in flight at the kill fail (one per client at most: a write may or may not
         // have run, so none is sent twice); the rest wait for the promotion.
         replica.kill9()
         #expect(try eventually(20) { try victim.info("replication").contains("role:master") })
-        Thread.sleep(forTimeInterval: 0.5)
-        let atKill = failures.withLock { $0 }
-        Thread.sleep(forTimeInterval: 1.5)
-        stop.store(true, ordering: .relaxed)
-        finished.wait()
-        let all = failures.withLock { $0 }
+        #expect(try eventually(10) { try Self.shardMasters(ambassador).contains("127.0.0.1:\(victim.port)") })
+        let atKill = load.failures.withLock { $0 }
+        #expect(load.ran(2000))
+        load.finish()
+        let all = load.failures.withLock { $0 }
         #expect(atKill.count <= 20 && atKill.allSatisfy { $0.contains("lost before it replied") },
                 "errors at the kill: \(atKill.count), first: \(atKill.prefix(5))")
         #expect(all.count == atKill.count, "errors after the promotion: \(all.dropFirst(atKill.count).prefix(5))")
-        #expect(commands.load(ordering: .relaxed) > 2000)
-        print("shard failovers: \(commands.load(ordering: .relaxed)) commands from 20 clients, \(atKill.count) error(s) at the kill, none after")
+        #expect(load.commands.load(ordering: .relaxed) > 2000)
+        print("shard failovers: \(load.commands.load(ordering: .relaxed)) commands from 20 clients, \(atKill.count) error(s) at the kill, none after")
         // Every acknowledged write is on the shard that now owns the key.
         let reader = try BlockingClient(port: ambassador.port, timeout: 10)
-        for (key, value) in acknowledged.withLock({ $0 }) {
+        for (key, value) in load.acknowledged.withLock({ $0 }) {
             #expect(try reader.command(["GET", key]) == .bulk(value), "\(key)")
         }
     }
@@ -383,38 +367,15 @@ import TestSupport
         defer { cluster.stop() }
         let ambassador = try Self.start(cluster)
         defer { ambassador.stop() }
-        let stop = Atomic<Bool>(false)
-        let failures = Mutex<[String]>([])
-        let acknowledged = Mutex<[String: String]>([:])
-        let commands = Atomic<Int>(0)
-        let finished = DispatchGroup()
-        let port = ambassador.port
-        for clientIndex in 0..<20 {
-            finished.enter()
-            Thread {
-                defer { finished.leave() }
-                do {
-                    let client = try BlockingClient(port: port, timeout: 30)
-                    var n = 0
-                    while !stop.load(ordering: .relaxed) {
-                        let key = "r\(clientIndex):\(n % 500)"
-                        let value = "v\(n)"
-                        let replies = try client.pipeline([["SET", key, value], ["GET", key], ["INCR", "count:\(clientIndex)"]])
-                        commands.add(3, ordering: .relaxed)
-                        if replies[0] != RESPValue.simple("OK").encoded || replies[1] != RESPValue.bulk(value).encoded
-                            || replies[2] != RESPValue.integer(Int64(n + 1)).encoded {
-                            failures.withLock { $0.append("\(key): \(replies.map { text($0) })") }
-                        } else {
-                            acknowledged.withLock { $0[key] = value }
-                        }
-                        n += 1
-                    }
-                } catch {
-                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
-                }
-            }.start()
+        let load = ClientLoad(port: ambassador.port) { client, index, n in
+            let key = "r\(index):\(n % 500)"
+            let value = "v\(n)"
+            let replies = try client.pipeline([["SET", key, value], ["GET", key], ["INCR", "count:\(index)"]])
+            let ok = replies[0] == RESPValue.simple("OK").encoded && replies[1] == RESPValue.bulk(value).encoded
+                && replies[2] == RESPValue.integer(Int64(n + 1)).encoded
+            return (3, ok ? nil : "\(key): \(replies.map { text($0) })", key, value)
         }
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(load.ran(1000))
         let masters = try cluster.masters()
         let from = try masters[0].client().command(["CLUSTER", "MYID"]).text ?? ""
         let to = try masters[1].client().command(["CLUSTER", "MYID"]).text ?? ""
@@ -425,12 +386,11 @@ import TestSupport
         ])
         let took = Date().timeIntervalSince(started)
         #expect(reshard.status == 0, "\(reshard.output.suffix(500))")
-        Thread.sleep(forTimeInterval: 0.5)
-        stop.store(true, ordering: .relaxed)
-        finished.wait()
-        let all = failures.withLock { $0 }
+        #expect(load.ran(1000))
+        load.finish()
+        let all = load.failures.withLock { $0 }
         #expect(all.isEmpty, "errors: \(all.count), first: \(all.prefix(5))")
-        let written = acknowledged.withLock { $0 }
+        let written = load.acknowledged.withLock { $0 }
         let reader = try BlockingClient(port: ambassador.port, timeout: 10)
         var lost = 0
         for (key, value) in written where try reader.command(["GET", key]) != .bulk(value) { lost += 1 }
@@ -445,7 +405,7 @@ import TestSupport
             served += Int(high - low + 1)
         }
         #expect(served >= 5461 + 2000)
-        print("resharding: 2000 slots in \(String(format: "%.1f", took)) s under 20 clients, \(commands.load(ordering: .relaxed)) commands, \(all.count) errors, \(written.count) keys checked, \(lost) lost")
+        print("resharding: 2000 slots in \(String(format: "%.1f", took)) s under 20 clients, \(load.commands.load(ordering: .relaxed)) commands, \(all.count) errors, \(written.count) keys checked, \(lost) lost")
     }
 
     /// The transparency scripts (every data type, scripts, transactions, pub/sub, blocking pops,
@@ -543,5 +503,53 @@ import TestSupport
         // ON's OK, GET, DBSIZE, the syntax error, ON's OK, MGET, EXISTS.
         #expect(expected.count == 7)
         #expect(try replies(ambassador.port) == expected)
+    }
+}
+
+/// 20 clients through the ambassador, each a thread running rounds (`round(client, index, n)`:
+/// the commands it sent, a failure or nil, the key and value it wrote) until `finish()`. A test
+/// waits for progress (`ran`) rather than for time.
+final class ClientLoad: @unchecked Sendable {
+    typealias Round = @Sendable (BlockingClient, _ index: Int, _ n: Int) throws -> (commands: Int, failure: String?, key: String, value: String)
+    let failures = Mutex<[String]>([])
+    let acknowledged = Mutex<[String: String]>([:])
+    let commands = Atomic<Int>(0)
+    private let stop = Atomic<Bool>(false)
+    private let finished = DispatchGroup()
+
+    init(port: UInt16, clients: Int = 20, round: @escaping Round) {
+        for index in 0..<clients {
+            finished.enter()
+            Thread { [self] in
+                defer { finished.leave() }
+                do {
+                    let client = try BlockingClient(port: port, timeout: 30)
+                    var n = 0
+                    while !stop.load(ordering: .relaxed) {
+                        let result = try round(client, index, n)
+                        commands.add(result.commands, ordering: .relaxed)
+                        if let failure = result.failure {
+                            failures.withLock { $0.append(failure) }
+                        } else {
+                            acknowledged.withLock { $0[result.key] = result.value }
+                        }
+                        n += 1
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(index): \(error)") }
+                }
+            }.start()
+        }
+    }
+
+    /// Waits until `more` commands have run from now on (false after `timeout` seconds).
+    func ran(_ more: Int, timeout: Double = 30) -> Bool {
+        let target = commands.load(ordering: .relaxed) + more
+        return eventually(timeout) { commands.load(ordering: .relaxed) >= target }
+    }
+
+    func finish() {
+        stop.store(true, ordering: .relaxed)
+        finished.wait()
     }
 }

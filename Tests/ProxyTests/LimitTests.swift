@@ -297,15 +297,20 @@ extension Integration {
             try #require(sidecar.answers(on: listen), "log:\n\(sidecar.logText)")
         }
         master.kill9()
-        // The outage itself (not a wait for something to happen): five seconds is past the time
-        // the backoff takes to reach reconnect_max (2 s) from reconnect_interval (250 ms).
-        Thread.sleep(forTimeInterval: 5)
+        // The outage lasts until every sidecar's backoff has reached reconnect_max (2 s) from
+        // reconnect_interval (250 ms): past four failed attempts in a row (250, 500, 1,000 ms,
+        // then the cap), each logged.
+        let failedAttempts = { (sidecar: AmbassadorProcess) in
+            sidecar.logText.components(separatedBy: "cannot connect to master").count - 1
+        }
+        #expect(eventually(20, every: 0.1) { sidecars.allSatisfy { failedAttempts($0) >= 5 } })
         // The master "restarts": something accepts on its port again (and drops each connection,
         // so every sidecar goes on retrying), and notes when each attempt arrives.
         let recorder = try AcceptRecorder(port: port)
         defer { recorder.stop() }
         let start = Date().timeIntervalSince1970
-        Thread.sleep(forTimeInterval: 2.5)  // the observation window
+        // The observation window is 2.5 s: it is over once an attempt arrives after it.
+        #expect(eventually(10, every: 0.05) { recorder.times.contains { $0 - start >= 2.5 } })
         let offsets = recorder.times.map { $0 - start }.filter { $0 < 2.5 }
         var buckets = [Int](repeating: 0, count: 25)
         for offset in offsets { buckets[min(24, Int(offset * 10))] += 1 }

@@ -250,6 +250,7 @@ extension Integration {
                 if let error, errors.count < 20 { errors.append(error) }
             }
             var stopped: Bool { lock.lock(); defer { lock.unlock() }; return stop }
+            func commands(plus more: Int) -> Int { lock.lock(); defer { lock.unlock() }; return commands + more }
         }
         let tally = Tally()
         let group = DispatchGroup()
@@ -287,16 +288,28 @@ extension Integration {
                 }
             }
         }
-        Thread.sleep(forTimeInterval: 1)
+        /// Waits until the 50 clients have run `more` commands from now on.
+        func ran(_ more: Int) {
+            let target = tally.commands(plus: more)
+            _ = eventually(20) { tally.commands(plus: 0) >= target }
+        }
+        ran(1000)
         // 1. A new password: Redis accepts both, the file changes, then the old one goes.
         for admin in admins { _ = try admin.command(["ACL", "SETUSER", "app1", ">pw2"]) }
         let authsBefore = try nodes.map { try commandCalls($0, "auth") }.reduce(0, +)
         try publish("password", "pw2\n")
         #expect(eventually(10) { ambassador.logText.contains("backend credentials changed") }, "\(ambassador.logText)")
-        Thread.sleep(forTimeInterval: 0.5)
+        // Before the old password goes, the open connections log in again with the new one
+        // (each once it has nothing in flight): as many reauthentications as the log announced.
+        let announced = ambassador.logText.components(separatedBy: "backend credentials changed: ").last
+            .flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
+        _ = eventually(10) {
+            let metrics = (try? HTTPProbe.request(port: adminPort, path: "/metrics").body) ?? ""
+            return Int(metricSamples(metrics)["redis_ambassador_backend_reauthentications_total"] ?? 0) >= announced
+        }
         for admin in admins { _ = try admin.command(["ACL", "SETUSER", "app1", "<pw1"]) }
         let authsAfter = try nodes.map { try commandCalls($0, "auth") }.reduce(0, +)
-        Thread.sleep(forTimeInterval: 1)
+        ran(1000)
         // 2. A new user, and the old one deleted: Redis closes whatever is still logged in as app1.
         for admin in admins {
             _ = try admin.command(["ACL", "SETUSER", "app2", "on", ">pw3", "~*", "&*", "+@all"])
@@ -309,7 +322,7 @@ extension Integration {
         }
         #expect(eventually(10) { clientsAsOldUser() == 0 }, "still logged in as app1: \(clientsAsOldUser())")
         for admin in admins { _ = try admin.command(["ACL", "DELUSER", "app1"]) }
-        Thread.sleep(forTimeInterval: 1)
+        ran(1000)
         tally.lock.lock(); tally.stop = true; tally.lock.unlock()
         group.wait()
         let metrics = try HTTPProbe.request(port: adminPort, path: "/metrics").body

@@ -149,13 +149,14 @@ extension Integration {
         var workers = Set<String>()
         var clients: [BlockingClient] = []
         // Both workers' loops wake for each connection and the first to accept takes it: under
-        // load one may win many in a row, so keep trying (pausing between) for a while.
-        for attempt in 0..<400 where workers.count < 2 {
-            if attempt >= 32 { Thread.sleep(forTimeInterval: 0.005) }
+        // load one may win many in a row, so keep connecting until both have (up to 400).
+        _ = try eventually(10, every: 0.005) {
+            guard clients.count < 400 else { return true }
             let client = try BlockingClient(unixPath: path)
             clients.append(client)
             let info = try client.command(["AMBASSADOR", "INFO"]).text ?? ""
             workers.formUnion(info.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("worker:") }.map(String.init))
+            return workers.count == 2
         }
         #expect(workers.count == 2, "both workers accept on the one socket: \(workers)")
         #expect(eventually(5) { (try? BlockingClient(port: ambassador.port, timeout: 1)) == nil }, "TCP closed")

@@ -36,9 +36,7 @@ public final class RedisClusterNodes: @unchecked Sendable {
             try create.run()
             // redis-cli waits for the join for ever: a node that cannot reach another's bus
             // would hang the test run.
-            let deadline = Date().addingTimeInterval(30)
-            while create.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if create.isRunning {
+            if !eventually(30, every: 0.05, { !create.isRunning }) {
                 create.terminate()
                 create.waitUntilExit()
                 throw RedisServerError.didNotStart("redis-cli --cluster create did not finish within 30 s")
