@@ -276,6 +276,8 @@ import TestSupport
         replica.kill9()
         #expect(try eventually(20) { try victim.info("replication").contains("role:master") })
         #expect(try eventually(10) { try Self.shardMasters(ambassador).contains("127.0.0.1:\(victim.port)") })
+        // Every client's round that spanned the kill has ended (its error, if any, is in).
+        #expect(load.everyClientRan())
         let atKill = load.failures.withLock { $0 }
         #expect(load.ran(2000))
         load.finish()
@@ -514,10 +516,13 @@ final class ClientLoad: @unchecked Sendable {
     let failures = Mutex<[String]>([])
     let acknowledged = Mutex<[String: String]>([:])
     let commands = Atomic<Int>(0)
+    /// Rounds each client has finished.
+    private let rounds: Mutex<[Int]>
     private let stop = Atomic<Bool>(false)
     private let finished = DispatchGroup()
 
     init(port: UInt16, clients: Int = 20, round: @escaping Round) {
+        rounds = Mutex(Array(repeating: 0, count: clients))
         for index in 0..<clients {
             finished.enter()
             Thread { [self] in
@@ -534,6 +539,7 @@ final class ClientLoad: @unchecked Sendable {
                             acknowledged.withLock { $0[result.key] = result.value }
                         }
                         n += 1
+                        rounds.withLock { $0[index] += 1 }
                     }
                 } catch {
                     failures.withLock { $0.append("client \(index): \(error)") }
@@ -546,6 +552,12 @@ final class ClientLoad: @unchecked Sendable {
     func ran(_ more: Int, timeout: Double = 30) -> Bool {
         let target = commands.load(ordering: .relaxed) + more
         return eventually(timeout) { commands.load(ordering: .relaxed) >= target }
+    }
+
+    /// Waits until every client has finished a round it began after this call.
+    func everyClientRan(timeout: Double = 30) -> Bool {
+        let start = rounds.withLock { $0 }
+        return eventually(timeout) { rounds.withLock { now in zip(now, start).allSatisfy { $0 > $1 + 1 } } }
     }
 
     func finish() {
