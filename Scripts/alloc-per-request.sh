@@ -19,29 +19,13 @@ MP=$(port); R1=$(port); R2=$(port)
 redis-server --port "$MP" --save '' --dir "$work" --daemonize no >/dev/null &
 redis-server --port "$R1" --save '' --dir "$work" --dbfilename r1.rdb --replicaof 127.0.0.1 "$MP" >/dev/null &
 redis-server --port "$R2" --save '' --dir "$work" --dbfilename r2.rdb --replicaof 127.0.0.1 "$MP" >/dev/null &
-if [ "${CLUSTER:-}" = 1 ]; then
-  nodes=()
-  for i in 1 2 3 4 5 6; do
-    p=$(port); mkdir -p "$work/node$i"
-    redis-server --port "$p" --bind 127.0.0.1 --save '' --dir "$work/node$i" --cluster-enabled yes \
-      --cluster-port "$(port)" >/dev/null &
-    nodes+=("127.0.0.1:$p")
-  done
-  sleep 1
-  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  for _ in $(seq 100); do
-    redis-cli -p "${nodes[0]#*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.2
-  done
-  seed=${nodes[0]}
-fi
+# shellcheck source=Scripts/cluster-nodes.sh
+. Scripts/cluster-nodes.sh
+if [ "${CLUSTER:-}" = 1 ]; then start_cluster_nodes; fi
 sleep 1
 blocks_for() {  # requests → total heap blocks allocated over the whole run
   local n=$1 ap; ap=$(port)
-  local arguments=(--listen 127.0.0.1:"$ap" --master 127.0.0.1:"$MP" --replica 127.0.0.1:"$R1" --replica 127.0.0.1:"$R2")
-  if [ -n "${seed:-}" ]; then
-    printf 'listen: 127.0.0.1:%s\ndiscovery: cluster\ncluster_nodes: [%s]\n' "$ap" "$seed" > "$work/cluster.yaml"
-    arguments=(--config "$work/cluster.yaml")
-  fi
+  local arguments; ambassador_arguments "$ap"
   valgrind --tool=dhat --dhat-out-file=/dev/null "$work/redis-ambassador" "${arguments[@]}" \
     2> "$work/dhat.$n.log" &
   local pid=$!

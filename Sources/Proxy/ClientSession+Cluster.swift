@@ -25,19 +25,19 @@ extension ClientSession {
 
     /// CLIENT REPLY ON|OFF|SKIP, kept by the session (see `replyMode`). True when answered.
     private func clientReply(_ frame: RequestFrame) -> Bool {
-        guard frame.name == Self.clientName, frame.firstArgument == Self.replyName, frame.argumentCount == 3 else { return false }
+        guard frame.name == Words.clientName, frame.firstArgument == Words.replyName, frame.argumentCount == 3 else { return false }
         let mode = SessionArguments(session: self, frame: frame).shortArgument(2)
         input.drop(frame.length, from: connection)
         proxy.stats.answered(.local, .ok, microseconds: 0)
-        if mode == Self.onName {
+        if mode == Words.onName {
             replyMode = .on
             silentCommand = false
             encoder.clear()
             encoder.simpleString("OK")
             answer(encoder.bytes)
-        } else if mode == Self.offName {
+        } else if mode == Words.offName {
             replyMode = .off
-        } else if mode == Self.skipName {
+        } else if mode == Words.skipName {
             if replyMode != .off { replyMode = .skip }
         } else {
             answerError("ERR syntax error")
@@ -45,11 +45,6 @@ extension ClientSession {
         return true
     }
 
-    static let clientName = ShortBytes("client")
-    static let replyName = ShortBytes("reply")
-    static let onName = ShortBytes("on")
-    static let offName = ShortBytes("off")
-    static let skipName = ShortBytes("skip")
 
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
         let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
@@ -71,8 +66,8 @@ extension ClientSession {
         var target = proxy.primary!
         var crossSlot = false
         var keyless = true
-        if frame.name == Self.clusterName, frame.argumentCount >= 3,
-           frame.firstArgument == Self.countKeysInSlot || frame.firstArgument == Self.getKeysInSlot {
+        if frame.name == Words.clusterName, frame.argumentCount >= 3,
+           frame.firstArgument == Words.countKeysInSlot || frame.firstArgument == Words.getKeysInSlot {
             // About one slot: its owner answers.
             if let slot = Int(String(decoding: argumentBytes(2, of: frame), as: UTF8.self)), slot >= 0, slot < HashSlot.count,
                let owner = proxy.group(forSlot: slot) {
@@ -184,10 +179,7 @@ extension ClientSession {
     /// shard: -CROSSSLOT, and the transaction is flagged (EXEC answers EXECABORT), as a cluster
     /// node refuses a command of a transaction it cannot run. True when refused.
     func refusedInClusterTransaction(_ frame: RequestFrame, on target: BackendConnection) -> Bool {
-        guard case let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument,
-                                                  argumentCount: frame.argumentCount), keys.hasKeys,
-              case .slot(let slot) = keys.slot(SessionArguments(session: self, frame: frame)),
-              let owner = proxy.group(forSlot: slot), owner !== target.backend.group else { return false }
+        guard case .slot(let slot) = keySlot(of: frame), let owner = proxy.group(forSlot: slot), owner !== target.backend.group else { return false }
         input.drop(frame.length, from: connection)
         target.inject(["GET"], label: "transaction flag", expectingError: true)
         proxy.stats.answered(.local, .error, microseconds: 0)
@@ -195,19 +187,13 @@ extension ClientSession {
         return true
     }
 
-    static let clusterName = ShortBytes("cluster")
-    static let countKeysInSlot = ShortBytes("countkeysinslot")
-    static let getKeysInSlot = ShortBytes("getkeysinslot")
-    static let readOnly = ShortBytes("readonly")
-    static let readWrite = ShortBytes("readwrite")
-    static let asking = ShortBytes("asking")
 
     /// What a cluster-aware client asks of the node it talks to, answered for the ambassador as
     /// one node that owns every slot (CLUSTER SLOTS, SHARDS, NODES, INFO, MYID): such a client
     /// then sends everything here, as a plain one does. READONLY, READWRITE and ASKING are
     /// accepted (reads are spread and redirections followed here anyway).
     private func answeredAsOneNode(_ frame: RequestFrame) -> Bool {
-        if frame.argumentCount == 1 && (frame.name == Self.readOnly || frame.name == Self.readWrite || frame.name == Self.asking) {
+        if frame.argumentCount == 1 && (frame.name == Words.readOnly || frame.name == Words.readWrite || frame.name == Words.asking) {
             input.drop(frame.length, from: connection)
             proxy.stats.answered(.local, .ok, microseconds: 0)
             encoder.clear()
@@ -215,7 +201,7 @@ extension ClientSession {
             answer(encoder.bytes)
             return true
         }
-        guard frame.name == Self.clusterName, frame.argumentCount == 2 else { return false }
+        guard frame.name == Words.clusterName, frame.argumentCount == 2 else { return false }
         let (host, port) = ownAddress()
         let id = Self.nodeID(host: host, port: port, salt: 0)
         encoder.clear()
@@ -294,12 +280,11 @@ extension ClientSession {
     /// where it began; a command whose keys live on another shard still goes there (its -MOVED
     /// marks its place in the stream) and is remembered, to be sent to its owner then.
     func noteForeignRelayedCommand(_ frame: RequestFrame, on target: BackendConnection) {
-        let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
-        guard keys.hasKeys, case .slot(let slot) = keys.slot(SessionArguments(session: self, frame: frame)),
-              let owner = proxy.group(forSlot: slot), owner !== target.backend.group, relayForeign.count < 1024 else { return }
+        guard case .slot(let slot) = keySlot(of: frame), let owner = proxy.group(forSlot: slot),
+              owner !== target.backend.group, relayForeign.count < 1024 else { return }
         var bytes: [UInt8] = []
         connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
-        relayForeign.append((slot, bytes))
+        relayForeign.append((slot, frame.name, frame.firstArgument, bytes))
     }
 
     /// A -MOVED or -ASK in a relayed stream for a command remembered above: the stream waits,
@@ -316,8 +301,7 @@ extension ClientSession {
         backend.discardInput(frame.length)
         if redirection.kind == .moved { _ = proxy.moved(slot: redirection.slot, to: redirection.address) }
         if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) {
-            let name = proxy.table.info(name: ShortBytes(bytes: Self.commandName(entry.bytes)), firstArgument: ShortBytes())?.name
-                ?? String(decoding: Self.commandName(entry.bytes), as: UTF8.self).lowercased()
+            let name = proxy.table.info(name: entry.name, firstArgument: entry.firstArgument)?.name ?? entry.name.description
             encoder.clear()
             encoder.error("ERR Can't execute '\(name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
             connection.write(encoder.bytes)
@@ -326,7 +310,7 @@ extension ClientSession {
         relay.holdRelay()
         let group = proxy.group(forSlot: redirection.slot) ?? proxy.primary!
         let node = redirection.kind == .ask
-            ? (proxy.group(at: redirection.address)?.backends.first { $0.address == redirection.address } ?? group.master!)
+            ? (proxy.backend(at: redirection.address) ?? group.master!)
             : group.master!
         let target = node.sharedConnection(for: self)
         guard target.isUsable else {
@@ -351,13 +335,10 @@ extension ClientSession {
         return true
     }
 
-    /// The command name of an encoded request (`*N\r\n$len\r\nname…`).
-    static func commandName(_ request: [UInt8]) -> ArraySlice<UInt8> {
-        guard let first = request.firstIndex(of: UInt8(ascii: "\n")), first + 1 < request.count,
-              let second = request[(first + 1)...].firstIndex(of: UInt8(ascii: "\n")),
-              let length = Int(String(decoding: request[(first + 2)..<second].dropLast(), as: UTF8.self)),
-              second + 1 + length <= request.count else { return [] }
-        return request[(second + 1)..<(second + 1 + length)]
+    /// Where the command's keys hash (`.none` for a keyless or unknown command).
+    func keySlot(of frame: RequestFrame) -> CommandSlot {
+        let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
+        return keys.hasKeys ? keys.slot(SessionArguments(session: self, frame: frame)) : .none
     }
 
     /// The hash slot of argument `index`, read in place (copied only when it spans chunks of
@@ -443,7 +424,7 @@ extension ClientSession {
         case .moved, .ask:
             // The node named (a master of a group, or one known as a replica that was just
             // promoted: the cluster says it serves the slot); else the slot's master by the table.
-            target = proxy.group(at: redirection.address)?.backends.first { $0.address == redirection.address }
+            target = proxy.backend(at: redirection.address)
             if target == nil || target!.removed { target = proxy.group(forSlot: redirection.slot)?.master }
         case .tryAgain, .clusterDown:
             target = backend.removed ? backend.group.master : backend
@@ -522,4 +503,19 @@ extension String {
     fileprivate func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }
+}
+
+/// The command and argument names the cluster session looks for, packed once.
+private enum Words {
+    static let clusterName = ShortBytes("cluster")
+    static let countKeysInSlot = ShortBytes("countkeysinslot")
+    static let getKeysInSlot = ShortBytes("getkeysinslot")
+    static let readOnly = ShortBytes("readonly")
+    static let readWrite = ShortBytes("readwrite")
+    static let asking = ShortBytes("asking")
+    static let clientName = ShortBytes("client")
+    static let replyName = ShortBytes("reply")
+    static let onName = ShortBytes("on")
+    static let offName = ShortBytes("off")
+    static let skipName = ShortBytes("skip")
 }

@@ -173,7 +173,7 @@ extension ClientSession {
                 guard let self else { return }
                 if redirection.kind == .ask {
                     // ASKING must come right before the request, on the same connection.
-                    let connection = next.group.backends.first { $0.address == redirection.address }?.sharedConnection(for: self)
+                    let connection = self.proxy.backend(at: redirection.address)?.sharedConnection(for: self)
                     if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
                 }
                 self.sendPart(next, attempt: attempt + 1, done)

@@ -66,7 +66,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// discovery: cluster — commands a relaying session sent on its dedicated connection whose
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
-    var relayForeign: [(slot: Int, bytes: [UInt8])] = []
+    var relayForeign: [(slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8])] = []
     /// discovery: cluster — CLIENT REPLY, kept here (the session's commands run on many
     /// connections): OFF silences every reply, SKIP the next command's; `silentCommand` is
     /// whether the command being dispatched gets none (decided when it is read: see

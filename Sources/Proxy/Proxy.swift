@@ -502,6 +502,11 @@ public final class Proxy {
         timer.schedule(after: seconds)
     }
 
+    /// The backend at `address` in any group (a redirection's target).
+    func backend(at address: Address) -> Backend? {
+        group(at: address)?.backends.first { $0.address == address }
+    }
+
     /// The group whose node is at `address` (an -ASK target), its master or a replica.
     func group(at address: Address) -> ReplicationGroup? {
         groups.first { $0.master.address == address } ?? groups.first { $0.replicas.contains { $0.address == address } }
