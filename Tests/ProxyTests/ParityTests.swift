@@ -519,6 +519,9 @@ extension Integration {
         _ = try cluster.master.client().command(["SET", "rn:k", "v"])
         try cluster.sync()
         let client = try ambassador.client()
+        // The replica first takes reads at all (its first health check may come late on a busy
+        // machine): a known read lands on it.
+        #expect(eventually(10) { (try? client.command(["STRLEN", "rn:k"])) == .integer(1) && ((try? commandCalls(cluster.replicas[0], "strlen")) ?? 0) > 0 })
         for _ in 0..<50 { #expect(try client.command(["XGET", "rn:k"]) == .bulk("v")) }
         let onReplica = try commandCalls(cluster.replicas[0], "get")
         #expect(onReplica >= 45, "the replica served \(onReplica) of 50 renamed reads")
