@@ -103,8 +103,14 @@ final class BackendConnection: ConnectionDelegate {
     @inline(__always)
     func isStalled(before deadline: Int) -> Bool {
         guard let first = inflight.first else { return false }
-        return first.started <= deadline
+        // A WAIT in flight (`Slot.isBlocking`) holds the connection until it returns, which may
+        // be never (WAIT 3 0): the connection is stalled from the start, so no other session's
+        // request joins it in the `stall_threshold` before it would count as stalled.
+        return first.started <= deadline || answered < blockingThrough
     }
+
+    /// `expected` just after the last WAIT sent here on a shared connection (see `isStalled`).
+    private var blockingThrough = 0
 
     var proxy: Proxy { backend.proxy }
     var isUsable: Bool { state != .down && !backend.removed }
@@ -274,6 +280,7 @@ final class BackendConnection: ConnectionDelegate {
     func expect(_ slot: Slot) {
         inflight.append(slot)
         expected &+= 1
+        if slot.isBlocking { blockingThrough = expected }
     }
 
     /// Moves a run of client requests (the first `length` bytes of its input) to this connection.

@@ -238,6 +238,31 @@ extension Integration {
         #expect(try blocked.readReply() == .array([.bulk("never"), .bulk("x")]))
     }
 
+    /// A session's WAIT that never returns (WAIT 3 0 with two replicas) runs on the shared master
+    /// connection its writes went to; other sessions' commands sent right after it are not
+    /// queued behind it there, as no direct client waits for another's WAIT.
+    @Test func aWaitWithoutTimeoutHoldsNoOtherSession() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        let waiter = try ambassador.client()
+        try waiter.send(BlockingClient.encode(["SET", "wait:a", "1"]) + BlockingClient.encode(["WAIT", "3", "0"]))
+        #expect(try waiter.readReply() == .simple("OK"))
+        // Several sessions, so that some share the waiter's connection; each must be answered
+        // (a 2 s client timeout fails the test).
+        for index in 0..<8 {
+            let other = try ambassador.client(timeout: 2)
+            do {
+                #expect(try other.command(["SET", "wait:b\(index)", "1"]) == .simple("OK"))
+                #expect(try other.command(["INCR", "wait:n"]) == .integer(Int64(index + 1)))
+            } catch {
+                Issue.record("session \(index) waited behind another's WAIT: \(error)")
+            }
+        }
+        waiter.abort()
+    }
+
     /// A replica stopped during a read loop: reads move on, no error reaches the client.
     @Test func replicaStoppedDuringReadLoopCausesNoError() throws {
         let cluster = try Cluster()
