@@ -66,10 +66,21 @@ public final class SavedBytes {
         return Array(UnsafeRawBufferPointer(start: storage, count: count))
     }
 
+    /// Appends a copy of `bytes`.
+    public func append(_ bytes: Span<UInt8>) {
+        bytes.withUnsafeBytes { append($0) }
+    }
+
     fileprivate func append(_ chunk: UnsafeRawBufferPointer) {
         guard chunk.count > 0, let base = chunk.baseAddress else { return }
-        if count + chunk.count > capacity {
-            let grown = max(64, capacity * 2, count + chunk.count)
+        reserve(chunk.count).copyMemory(from: base, byteCount: chunk.count)
+        count += chunk.count
+    }
+
+    /// Room for `extra` more bytes: where they go (the caller fills them, then counts them).
+    fileprivate func reserve(_ extra: Int) -> UnsafeMutableRawPointer {
+        if count + extra > capacity {
+            let grown = max(64, capacity * 2, count + extra)
             let bigger = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
             if let storage {
                 bigger.copyMemory(from: storage, byteCount: count)
@@ -78,9 +89,10 @@ public final class SavedBytes {
             storage = bigger
             capacity = grown
         }
-        (storage! + count).copyMemory(from: base, byteCount: chunk.count)
-        count += chunk.count
+        return storage! + count
     }
+
+    fileprivate func added(_ extra: Int) { count += extra }
 
     fileprivate func withBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
         body(UnsafeRawBufferPointer(start: storage, count: count))
@@ -88,6 +100,16 @@ public final class SavedBytes {
 }
 
 extension Connection {
+    /// Moves the first `count` input bytes into `saved` (after what it holds): one copy, and
+    /// the input drained, in one libevent call.
+    public func removeInput(_ count: Int, into saved: SavedBytes) {
+        precondition(count >= 0 && count <= inputCount, "removeInput beyond the input")
+        guard count > 0 else { return }
+        let taken = evbuffer_remove(inputBuffer, saved.reserve(count), count)
+        saved.added(max(0, Int(taken)))
+        inputConsumed()
+    }
+
     /// Copies `count` input bytes starting `offset` bytes in into `saved` (after what it holds).
     public func copyInput(from offset: Int, count: Int, into saved: SavedBytes) {
         precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")

@@ -90,6 +90,8 @@ public final class Connection {
     private var pausedByOwner = false
     private var writeArmed = false
     private var dirty = false
+    /// See `cork()`.
+    public private(set) var corked = false
     private var selfRetain: Unmanaged<Connection>?
     /// The TLS session, when the connection speaks TLS.
     private var tls: TLSSession?
@@ -411,8 +413,35 @@ public final class Connection {
 
     private func outputAppended() {
         guard !dirty, isOpen || state == .closing else { return }
+        // Corked output waits for `flushCorked()`, unless it has grown past the cork's limit:
+        // what is held stays small, and a writer that waits for the output to drain never
+        // waits on a cork.
+        if corked && outputCount < Self.corkLimit { return }
         dirty = true
         loop.markDirty(self)
+    }
+
+    /// The most output a cork holds back.
+    static let corkLimit = 64 * 1024
+
+    /// Output appended from now on waits (up to `corkLimit` bytes) until `flushCorked()` or
+    /// `uncork()`: a session that owes a pipeline's replies from several backends sends them
+    /// in one write, as Redis sends a pipeline's replies, instead of one write per backend.
+    public func cork() { corked = true }
+
+    /// What is held is written at the end of this loop iteration, with anything appended
+    /// until then (bytes moved in later in the same callback go too); the cork stays.
+    public func flushCorked() {
+        guard !dirty, isOpen || state == .closing else { return }
+        dirty = true
+        loop.markDirty(self)
+    }
+
+    /// Output is written as it comes again, starting with what is held.
+    public func uncork() {
+        guard corked else { return }
+        corked = false
+        flushCorked()
     }
 
     /// Writes what the kernel takes now; arms EV_WRITE for the rest. Called by the loop's
@@ -654,6 +683,7 @@ public final class Connection {
     /// Closes the connection. With `flush` (the default) pending output is written first and
     /// nothing more is read; the delegate hears `connectionDidClose` when the socket is closed.
     public func close(flush: Bool = true) {
+        corked = false
         switch state {
         case .idle:
             state = .closed

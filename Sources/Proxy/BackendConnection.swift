@@ -385,10 +385,18 @@ final class BackendConnection: ConnectionDelegate {
         connection?.discardInput(length)
     }
 
-    /// Moves the reply at the front of the input (after the pending run) into `buffer`.
-    func moveReply(_ length: Int, to buffer: ByteBuffer) {
+    /// Takes the reply at the front of the input (after the pending run) into `slot`, where it
+    /// waits for its turn (see `Slot.shortReply`).
+    func moveReply(_ length: Int, to slot: Slot) {
         flushReplies()
-        connection?.moveInput(length, to: buffer)
+        slot.ready = true
+        guard let connection else { return }
+        if length <= Slot.shortReplyLimit {
+            connection.removeInput(length, into: slot.shortReply)
+        } else {
+            connection.moveInput(length, to: slot.reply)
+            slot.large = true
+        }
     }
 
     /// Whether replies may wait in a pending run: only on shared connections, whose slots are

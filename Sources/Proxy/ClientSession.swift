@@ -295,6 +295,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             dispatch(frame)
         }
         flushPending()
+        endBatch()
         applyBackPressure()
     }
 
@@ -375,6 +376,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         lastCommandAt = dispatchNow
         if let pinned {
             flushPending()
+            endBatch()
             return dispatchPinned(frame, on: pinned)
         }
         var command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
@@ -398,7 +400,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         // Only forwards join the pending run; everything else finds its frame at the input's front.
         switch command.kind {
         case .read, .write, .master, .unknown: break
-        default: flushPending()
+        default:
+            flushPending()
+            endBatch()
         }
         if proxy.clustered { return dispatchClustered(frame, command) }
         perform(CommandRouter.route(command, self), frame, command, in: group)
@@ -678,6 +682,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             return
         }
         if replies.isHead(slot) {
+            if slot.endsBatch { connection.flushCorked() }  // written at the iteration's end, run and all
             replies.removeHead(into: proxy.slots)
             backend.deferReply(length, for: self)
             // While the next reply is still awaited nothing else can be written to the client:
@@ -687,8 +692,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             backend.flushReplies()
             flushReady()
         } else {
-            backend.moveReply(length, to: slot.reply)
-            slot.ready = true
+            backend.moveReply(length, to: slot)
         }
     }
 
@@ -749,7 +753,23 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     func flushReady() {
         replies.flush(to: connection, pool: proxy.slots)
         checkOutputCap()
-        if replies.isEmpty { scheduleResume() }
+        if replies.isEmpty {
+            connection.uncork()
+            scheduleResume()
+        }
+    }
+
+    /// The replies owed so far form a batch: the client gets them in one write once all are in
+    /// (its connection is corked until then), as Redis writes the replies to what one read
+    /// brought after running it all. A pipeline whose commands go to several backends (cluster
+    /// shards, master and replicas) then costs the client one read, not one per backend.
+    /// A batch ends where a read from the socket was dispatched, and before any command that
+    /// may wait (blocking, a transaction, a subscription, one held for a master …), so the
+    /// replies before it are never held up by it.
+    func endBatch() {
+        guard let tail = replies.tail else { return }
+        tail.endsBatch = true
+        connection.cork()
     }
 
     /// `resume()` after the current callback (once, however many replies arrive in it): a
@@ -813,9 +833,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         if replies.isEmpty {
             connection.write(bytes)
         } else {
-            let slot = enqueue(.local)
-            slot.reply.append(bytes)
-            slot.ready = true
+            enqueue(.local).store(bytes)
         }
     }
 

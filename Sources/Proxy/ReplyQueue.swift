@@ -14,6 +14,7 @@ struct ReplyQueue {
     var isEmpty: Bool { slots.isEmpty }
     var count: Int { slots.count }
     var head: Slot? { slots.first }
+    var tail: Slot? { slots.last }
 
     @inline(__always)
     func isHead(_ slot: Slot) -> Bool { slots.first === slot }
@@ -28,14 +29,18 @@ struct ReplyQueue {
 
     /// `slot` has its reply: `bytes`, waiting in the slot for its turn.
     static func fill(_ slot: Slot, with bytes: [UInt8]) {
-        slot.reply.append(bytes)
-        slot.ready = true
+        slot.store(bytes)
     }
 
     /// Writes every ready reply from the head, in order, to `client`. Nothing else.
     mutating func flush(to client: Connection, pool: SlotPool) {
         while let head = slots.first, head.ready {
-            client.write(head.reply)
+            if head.large {
+                client.write(head.reply)
+            } else if head.shortReply.count > 0 {
+                client.write(head.shortReply)
+            }
+            if head.endsBatch { client.flushCorked() }
             slots.removeFirst()
             pool.give(head)
         }

@@ -238,6 +238,50 @@ extension Integration {
         #expect(try blocked.readReply() == .array([.bulk("never"), .bulk("x")]))
     }
 
+    /// A pipeline whose replies come from the master and from replicas reaches the client in one
+    /// write, as Redis answers what one read brought; and a command that waits (BLPOP, XREAD
+    /// BLOCK, WAIT) or a subscription never holds back the replies before it, as with Redis.
+    @Test func pipelineRepliesLeaveTogetherButNeverWaitForABlockedCommand() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        let keys = (0..<24).map { "pipe:\($0)" }
+        let admin = try cluster.master.client()
+        for key in keys { _ = try admin.command(["SET", key, String(repeating: "v", count: 40)]) }
+        try cluster.sync()
+        // Reads spread over both replicas (batches of reads, ambassador-wide) with writes between.
+        var pipeline: [UInt8] = []
+        for (index, key) in keys.enumerated() {
+            pipeline += BlockingClient.encode(index % 4 == 3 ? ["INCR", "pipe:n"] : ["GET", key])
+        }
+        let client = try ambassador.client()
+        var whole = 0
+        for _ in 0..<20 {
+            try client.send(pipeline)
+            let received = try client.receiveOnce()
+            if try received == keys.reduce(0, { total, _ in total + (try client.readRawReply()).count }) { whole += 1 }
+        }
+        #expect(whole == 20, "\(whole) of 20 pipelines came in one read")
+
+        for waiting in [["BLPOP", "pipe:list", "0"], ["XREAD", "BLOCK", "0", "STREAMS", "pipe:stream", "$"],
+                        ["WAIT", "3", "0"], ["SUBSCRIBE", "pipe:channel"]] {
+            for port in [cluster.master.port, ambassador.port] {
+                let waiter = try BlockingClient(port: port, timeout: 3)
+                try waiter.send(BlockingClient.encode(["GET", keys[0]]) + BlockingClient.encode(["INCR", "pipe:n"])
+                                + BlockingClient.encode(waiting))
+                let place = "\(waiting) on \(port == ambassador.port ? "the ambassador" : "Redis")"
+                do {
+                    #expect(try waiter.readReply() == .bulk(String(repeating: "v", count: 40)), "\(place)")
+                    if case .integer = try waiter.readReply() {} else { Issue.record("INCR before \(place)") }
+                } catch {
+                    Issue.record("the replies before \(place) were held back: \(error)")
+                }
+                waiter.abort()
+            }
+        }
+    }
+
     /// A session's WAIT that never returns (WAIT 3 0 with two replicas) runs on the shared master
     /// connection its writes went to; other sessions' commands sent right after it are not
     /// queued behind it there, as no direct client waits for another's WAIT.

@@ -474,6 +474,48 @@ import TestSupport
         #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
     }
 
+    /// A pipeline over keys of every shard reaches the client in one write, as one Redis answers
+    /// what one read brought (not one write per shard); a blocking command on one shard never
+    /// holds back the replies before it from the others.
+    @Test func pipelineAcrossShardsIsAnsweredInOneWrite() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 1)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let keys = (0..<30).map { "one-write:\($0)" }
+        #expect(Set(keys.map { HashSlot.of($0) * 3 / HashSlot.count }).count == 3)  // every third of the slots
+        var pipeline: [UInt8] = []
+        for (index, key) in keys.enumerated() {
+            pipeline += BlockingClient.encode(index % 3 == 0 ? ["SET", key, "value-\(index)"] : ["GET", keys[index - 1]])
+        }
+        func run(_ port: UInt16) throws -> (whole: Int, replies: [[UInt8]]) {
+            let client = try BlockingClient(port: port, timeout: 10)
+            var whole = 0
+            var replies: [[UInt8]] = []
+            for round in 0..<20 {
+                try client.send(pipeline)
+                let received = try client.receiveOnce()
+                let these = try keys.map { _ in try client.readRawReply() }
+                if received == these.reduce(0) { $0 + $1.count } { whole += 1 }
+                if round == 0 { replies = these }
+            }
+            return (whole, replies)
+        }
+        let direct = try run(single.port)
+        let through = try run(ambassador.port)
+        #expect(through.replies == direct.replies)
+        #expect(through.whole == 20, "\(through.whole) of 20 pipelines came in one read")
+
+        let waiter = try BlockingClient(port: ambassador.port, timeout: 3)
+        let third = { (key: String) in HashSlot.of(key) * 3 / HashSlot.count }
+        let list = (0..<100).map { "wait-list:\($0)" }.first { third($0) != third(keys[0]) }!
+        try waiter.send(BlockingClient.encode(["GET", keys[0]]) + BlockingClient.encode(["BLPOP", list, "0"]))
+        #expect(try waiter.readReply() == .bulk("value-0"))
+        waiter.abort()
+    }
+
     /// CLIENT REPLY OFF / SKIP / ON across shards, pipelined and not: the replies one Redis
     /// gives (none while off, none for the skipped command), and every silenced write ran.
     @Test func clientReplyAcrossShardsAnswersAsOneRedis() throws {

@@ -120,6 +120,14 @@ public final class BlockingClient {
         }
     }
 
+    /// Waits for bytes and takes what one `recv` gives (at most 64 KiB): how many bytes came.
+    /// They are read as replies afterwards.
+    public func receiveOnce() throws -> Int {
+        let before = buffer.count - head
+        try fill()
+        return buffer.count - head - before
+    }
+
     /// What was received and not yet read as replies (after `isClosedByPeer`, everything the
     /// server sent before closing).
     public var unread: [UInt8] { Array(buffer[head...]) }
