@@ -40,15 +40,28 @@ extension KeyRule {
     }
 }
 
-/// Which shard serves each of the 16,384 slots: a flat table (32 KiB), so a lookup is one
-/// load. Built from the ranges `CLUSTER SHARDS` or `CLUSTER SLOTS` give for each shard.
+/// Which shard serves each of the 16,384 slots. Built from the ranges `CLUSTER SHARDS` or
+/// `CLUSTER SLOTS` give for each shard.
+///
+/// A flat table (32 KiB) holds every slot's owner, and while the layout is a few runs of
+/// consecutive slots (one or a few ranges per shard, as `redis-cli --cluster create` and most
+/// reshardings leave it) a lookup scans the runs instead: a few bytes that stay in cache. A
+/// load from the table at a random key's slot missed the cache on most requests under load
+/// (perf: 95 % of the lookup's samples on that one load, as much time as the rest of a read's
+/// routing). A layout of many runs (slots moved one by one) is looked up in the table.
 public struct SlotMap: Sendable, Equatable {
     /// Shard index per slot; `unowned` for a slot no shard serves.
     private var owners: [UInt16]
     public static let unowned: UInt16 = .max
+    /// The table as runs: run `i` ends at slot `runEnds[i]` (ascending, the last one 16,383)
+    /// and is served by `runOwners[i]`. Empty when there are more than `maxRuns`.
+    private var runEnds: [UInt16] = []
+    private var runOwners: [UInt16] = []
+    static let maxRuns = 24
 
     public init() {
         owners = Array(repeating: Self.unowned, count: HashSlot.count)
+        makeRuns()
     }
 
     /// `ranges[i]`: the slot ranges of shard `i`. A slot listed twice goes to the later shard
@@ -60,21 +73,50 @@ public struct SlotMap: Sendable, Equatable {
                 for slot in range { owners[slot] = UInt16(shard) }
             }
         }
+        makeRuns()
     }
 
     /// The shard serving `slot`, nil when none does.
     @inline(__always)
     public func shard(of slot: Int) -> Int? {
-        let owner = owners[slot]
+        let owner: UInt16
+        if runEnds.isEmpty {
+            owner = owners[slot]
+        } else {
+            var run = 0
+            while Int(runEnds[run]) < slot { run += 1 }  // the last run ends at the last slot
+            owner = runOwners[run]
+        }
         return owner == Self.unowned ? nil : Int(owner)
     }
+
+    /// The runs of the table, if there are few enough (see `runEnds`).
+    private mutating func makeRuns() {
+        var ends: [UInt16] = []
+        var runOwners: [UInt16] = []
+        for slot in 0..<HashSlot.count where slot == HashSlot.count - 1 || owners[slot + 1] != owners[slot] {
+            if ends.count == Self.maxRuns {
+                ends.removeAll()
+                runOwners.removeAll()
+                break
+            }
+            ends.append(UInt16(slot))
+            runOwners.append(owners[slot])
+        }
+        runEnds = ends
+        self.runOwners = runOwners
+    }
+
+    /// How many runs a lookup scans (0: it reads the table).
+    public var runCount: Int { runEnds.count }
 
     /// Slots no shard serves.
     public var unservedCount: Int { owners.reduce(0) { $0 + ($1 == Self.unowned ? 1 : 0) } }
 
     /// A slot moved (a `-MOVED` reply names its new owner).
     public mutating func assign(_ slot: Int, to shard: Int) {
-        guard slot >= 0 && slot < HashSlot.count else { return }
+        guard slot >= 0 && slot < HashSlot.count, owners[slot] != UInt16(shard) else { return }
         owners[slot] = UInt16(shard)
+        makeRuns()
     }
 }

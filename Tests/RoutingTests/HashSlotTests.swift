@@ -66,6 +66,40 @@ import TestSupport
         #expect(SlotMap().unservedCount == HashSlot.count)
     }
 
+    /// The runs a lookup scans say what the table says, for layouts of few runs and of many
+    /// (random reshardings, slot by slot and in ranges), and across the switch between them.
+    @Test func runsAndTableAgree() {
+        var random = SystemRandomNumberGenerator()
+        for layout in 0..<40 {
+            let shards = Int.random(in: 1...6, using: &random)
+            var owner = [Int?](repeating: nil, count: HashSlot.count)
+            var ranges = [[ClosedRange<Int>]](repeating: [], count: shards)
+            var slot = Int.random(in: 0...2, using: &random) == 0 ? Int.random(in: 0..<100, using: &random) : 0
+            while slot < HashSlot.count {
+                let end = min(HashSlot.count - 1, slot + Int.random(in: 0...(layout % 2 == 0 ? 6000 : 900), using: &random))
+                if Int.random(in: 0..<10, using: &random) > 0 {  // a gap now and then: unserved slots
+                    let shard = Int.random(in: 0..<shards, using: &random)
+                    ranges[shard].append(slot...end)
+                    for s in slot...end { owner[s] = shard }
+                }
+                slot = end + 1
+            }
+            var map = SlotMap(ranges: ranges)
+            for _ in 0..<Int.random(in: 0...60, using: &random) {  // MOVED, one slot at a time
+                let moved = Int.random(in: 0..<HashSlot.count, using: &random)
+                let shard = Int.random(in: 0..<shards, using: &random)
+                map.assign(moved, to: shard)
+                owner[moved] = shard
+            }
+            for s in 0..<HashSlot.count where map.shard(of: s) != owner[s] {
+                Issue.record("layout \(layout) (\(map.runCount) runs): slot \(s) gave \(String(describing: map.shard(of: s))), not \(String(describing: owner[s]))")
+                break
+            }
+        }
+        #expect(SlotMap(ranges: [[0...5460], [5461...10922], [10923...16383]]).runCount == 3)
+        #expect(SlotMap(ranges: [Array(stride(from: 0, to: 16384, by: 2).map { $0...$0 }), []]).runCount == 0)
+    }
+
     @Test func commandSlotOfKeys() {
         struct Arguments: SlotArguments {
             let values: [String]
