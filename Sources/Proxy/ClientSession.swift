@@ -47,6 +47,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     private(set) var replies = ReplyQueue()
     /// A resume is due after the current callback (see `scheduleResume`).
     private var resumeScheduled = false
+    /// When the client's output was corked (loop µs), -1 when it is not (see `endBatch`).
+    private(set) var corkedAt = -1
+    /// In the proxy's list of corked sessions (see `Proxy.corkStarted`).
+    var inCorkList = false
     var db = 0
     var protocolVersion = 2
     var name: [UInt8]?
@@ -754,7 +758,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         replies.flush(to: connection, pool: proxy.slots)
         checkOutputCap()
         if replies.isEmpty {
-            connection.uncork()
+            if corkedAt >= 0 { releaseCork() }
             scheduleResume()
         }
     }
@@ -766,10 +770,20 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// A batch ends where a read from the socket was dispatched, and before any command that
     /// may wait (blocking, a transaction, a subscription, one held for a master …), so the
     /// replies before it are never held up by it.
+    /// A cork lasts at most `Proxy.corkLimit` (10 ms).
     func endBatch() {
         guard let tail = replies.tail else { return }
         tail.endsBatch = true
+        guard corkedAt < 0 else { return }
         connection.cork()
+        corkedAt = proxy.loop.nowMicroseconds
+        proxy.corkStarted(self)
+    }
+
+    /// Output flows again (nothing owed, or the cork lasted `Proxy.corkLimit`).
+    func releaseCork() {
+        corkedAt = -1
+        connection.uncork()
     }
 
     /// `resume()` after the current callback (once, however many replies arrive in it): a

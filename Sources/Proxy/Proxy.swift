@@ -489,6 +489,53 @@ public final class Proxy {
     }
     private var oneShots: [OneShot] = []
 
+    // MARK: corked sessions
+
+    /// Sessions that corked their client output (see `ClientSession.endBatch`), each once. A
+    /// cork lasts at most `corkLimit`: what a batch's quick replies wait for may itself wait
+    /// (a write held by CLIENT PAUSE, a long script), and Redis would have sent them meanwhile.
+    private var corked: [ClientSession] = []
+    private var corkTimer: Timer?
+    private var corkTimerArmed = false
+    static let corkLimit = 0.01
+
+    /// `session` corked its output now.
+    func corkStarted(_ session: ClientSession) {
+        if !session.inCorkList {
+            session.inCorkList = true
+            corked.append(session)
+        }
+        guard !corkTimerArmed else { return }
+        if corkTimer == nil { corkTimer = Timer(loop: loop) { [unowned self] in self.releaseCorks() } }
+        corkTimerArmed = true
+        corkTimer?.schedule(after: Self.corkLimit)
+    }
+
+    /// Uncorks the sessions corked `corkLimit` ago or earlier; the list keeps those corked since
+    /// (a session that uncorked and corked again counts from its new cork).
+    private func releaseCorks() {
+        corkTimerArmed = false
+        let limit = Int(Self.corkLimit * 1_000_000)
+        let now = loop.nowMicroseconds
+        var kept = 0
+        var oldest = now
+        for session in corked {
+            if session.corkedAt >= 0 && now - session.corkedAt >= limit { session.releaseCork() }
+            if session.corkedAt < 0 {
+                session.inCorkList = false
+                continue
+            }
+            oldest = min(oldest, session.corkedAt)
+            corked[kept] = session
+            kept += 1
+        }
+        corked.removeSubrange(kept...)
+        if kept > 0 {
+            corkTimerArmed = true
+            corkTimer?.schedule(after: Double(max(limit - (now - oldest), 100)) / 1_000_000)
+        }
+    }
+
     /// Runs `action` on this loop after `seconds`.
     func after(_ seconds: Double, _ action: @escaping () -> Void) {
         oneShots.removeAll { $0.fired }

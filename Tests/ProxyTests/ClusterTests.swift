@@ -506,7 +506,9 @@ import TestSupport
         let direct = try run(single.port)
         let through = try run(ambassador.port)
         #expect(through.replies == direct.replies)
-        #expect(through.whole == 20, "\(through.whole) of 20 pipelines came in one read")
+        // Without the cork about 6 of 20 do; a cork lasts 10 ms at most, which a very busy
+        // machine may exceed now and then.
+        #expect(through.whole >= 18, "\(through.whole) of 20 pipelines came in one read")
 
         let waiter = try BlockingClient(port: ambassador.port, timeout: 3)
         let third = { (key: String) in HashSlot.of(key) * 3 / HashSlot.count }
