@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -149,12 +150,19 @@ public final class RedisServer: @unchecked Sendable {
         throw RedisServerError.notInstalled(name)
     }
 
-    /// A loopback port nothing listens on right now.
+    /// A loopback port nothing listens on right now, and one this process has not been handed
+    /// before: two calls in a row (an ambassador's listen and admin ports) could otherwise get
+    /// the same just-closed port from the kernel, and the second bind then fails (seen in CI).
     public static func freePort() throws -> UInt16 {
-        let (fd, port) = try LoopbackListener.open()
-        close(fd)
-        return port
+        for _ in 0..<100 {
+            let (fd, port) = try LoopbackListener.open()
+            close(fd)
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw RedisServerError.didNotStart("no loopback port this process has not used yet")
     }
+
+    private static let handedOut = Mutex<Set<UInt16>>([])
 
     /// `process_id` from `INFO server` of whatever answers on `port`.
     static func serverProcessID(port: UInt16, password: String?) -> Int32? {
