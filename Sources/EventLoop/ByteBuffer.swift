@@ -57,7 +57,7 @@ public final class SavedBytes {
     /// Holds `bytes` (a copy) instead of what it held.
     public func set(_ bytes: Span<UInt8>) {
         count = 0
-        bytes.withUnsafeBytes { append($0) }
+        append(bytes)
     }
 
     /// The bytes, for a test or a log.

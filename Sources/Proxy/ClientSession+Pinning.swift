@@ -266,7 +266,7 @@ extension ClientSession {
                 return
             }
         }
-        if corkedAt >= 0 { releaseCork() }  // a relay's messages go as they come
+        releaseCork()  // a relay's messages go as they come
         backend.moveInput(frame.length, to: connection)
         // A subscriber (or MONITOR) that reads slower than messages come: stop reading its
         // dedicated connection, so the backlog stays in Redis, where its own

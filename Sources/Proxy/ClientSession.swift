@@ -758,7 +758,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         replies.flush(to: connection, pool: proxy.slots)
         checkOutputCap()
         if replies.isEmpty {
-            if corkedAt >= 0 { releaseCork() }
+            releaseCork()
             scheduleResume()
         }
     }
@@ -782,6 +782,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// Output flows again (nothing owed, or the cork lasted `Proxy.corkLimit`).
     func releaseCork() {
+        guard corkedAt >= 0 else { return }
         corkedAt = -1
         connection.uncork()
     }

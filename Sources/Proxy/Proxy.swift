@@ -520,7 +520,7 @@ public final class Proxy {
         var kept = 0
         var oldest = now
         for session in corked {
-            if session.corkedAt >= 0 && now - session.corkedAt >= limit { session.releaseCork() }
+            if now - session.corkedAt >= limit { session.releaseCork() }
             if session.corkedAt < 0 {
                 session.inCorkList = false
                 continue

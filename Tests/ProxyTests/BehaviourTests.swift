@@ -257,11 +257,7 @@ extension Integration {
         }
         let client = try ambassador.client()
         var whole = 0
-        for _ in 0..<20 {
-            try client.send(pipeline)
-            let received = try client.receiveOnce()
-            if try received == keys.reduce(0, { total, _ in total + (try client.readRawReply()).count }) { whole += 1 }
-        }
+        for _ in 0..<20 where try client.pipeline(pipeline, replies: keys.count).inOneRead { whole += 1 }
         #expect(whole >= 18, "\(whole) of 20 pipelines came in one read")
 
         for waiting in [["BLPOP", "pipe:list", "0"], ["XREAD", "BLOCK", "0", "STREAMS", "pipe:stream", "$"],

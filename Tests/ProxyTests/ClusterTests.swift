@@ -495,10 +495,8 @@ import TestSupport
             var whole = 0
             var replies: [[UInt8]] = []
             for round in 0..<20 {
-                try client.send(pipeline)
-                let received = try client.receiveOnce()
-                let these = try keys.map { _ in try client.readRawReply() }
-                if received == these.reduce(0) { $0 + $1.count } { whole += 1 }
+                let (inOneRead, these) = try client.pipeline(pipeline, replies: keys.count)
+                if inOneRead { whole += 1 }
                 if round == 0 { replies = these }
             }
             return (whole, replies)

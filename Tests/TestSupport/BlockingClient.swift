@@ -120,12 +120,15 @@ public final class BlockingClient {
         }
     }
 
-    /// Waits for bytes and takes what one `recv` gives (at most 64 KiB): how many bytes came.
-    /// They are read as replies afterwards.
-    public func receiveOnce() throws -> Int {
+    /// Sends `pipeline` and reads its `count` replies: their bytes, and whether the first
+    /// `recv` brought them all (the server answered the pipeline in one write).
+    public func pipeline(_ pipeline: [UInt8], replies count: Int) throws -> (inOneRead: Bool, replies: [[UInt8]]) {
+        try send(pipeline)
         let before = buffer.count - head
         try fill()
-        return buffer.count - head - before
+        let received = buffer.count - head - before
+        let replies = try (0..<count).map { _ in try readRawReply() }
+        return (received == replies.reduce(0) { $0 + $1.count }, replies)
     }
 
     /// What was received and not yet read as replies (after `isClosedByPeer`, everything the
