@@ -47,7 +47,7 @@ extension ClientSession {
 
 
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
-        let keys = proxy.table.keyRule(name: frame.name, firstArgument: frame.firstArgument, argumentCount: frame.argumentCount)
+        let keys = command.keys
         // The common case first: one key, argument 1, hashed by the parser; a plain read or
         // write of a shard that has a master. No reference is taken that the send does not need.
         if keys.isFirstArgumentOnly, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout,

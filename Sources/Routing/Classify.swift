@@ -94,14 +94,25 @@ public enum Verb: Hashable, Sendable {
     static let waitaof = ShortBytes("waitaof")
 }
 
-/// A command's class and verb, from one lookup.
+/// A command's class and verb, from one lookup, and where its keys are (Redis Cluster routing).
+/// Two commands are equal when their class and verb are.
 public struct Command: Hashable, Sendable {
     public var kind: CommandClass
     public var verb: Verb
+    /// Where its keys are: `.none` for an unknown command.
+    public var keys: KeyRule
 
-    public init(_ kind: CommandClass, _ verb: Verb = .none) {
+    public init(_ kind: CommandClass, _ verb: Verb = .none, keys: KeyRule = .none) {
         self.kind = kind
         self.verb = verb
+        self.keys = keys
+    }
+
+    public static func == (left: Command, right: Command) -> Bool { left.kind == right.kind && left.verb == right.verb }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(verb)
     }
 }
 
@@ -142,9 +153,10 @@ extension CommandTable {
         let entry = entries[index]
         switch entry.rule {
         case .fixed(let kind):
-            return Command(kind, entry.verb)
+            return Command(kind, entry.verb, keys: entry.keys)
         case .streamRead(let withoutBlock, let isGroup):
-            return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb)
+            return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb,
+                           keys: entry.keys)
         }
     }
 

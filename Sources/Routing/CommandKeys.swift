@@ -53,7 +53,7 @@ public struct KeyRule: Sendable {
     }
 
     /// No key.
-    static let none = KeyRule()
+    public static let none = KeyRule()
     private init() {
         (firstKey, lastKey, keyStep, movableKeys) = (0, 0, 0, nil)
     }

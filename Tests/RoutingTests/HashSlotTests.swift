@@ -19,6 +19,22 @@ import TestSupport
         #expect((0..<1000).allSatisfy { HashSlot.of("key:\($0)") < HashSlot.count })
     }
 
+    /// The word-at-a-time hash agrees with the byte-at-a-time reference for every length up to
+    /// 70 and a `{` or `}` in every position (each eight-byte word, the tail, tags across words).
+    @Test func wordStepsAgreeWithTheBytewiseReference() {
+        #expect(HashSlot.bytewise(Array("123456789".utf8)) == 0x31C3)
+        var random = SystemRandomNumberGenerator()
+        for length in 0...70 {
+            for _ in 0..<40 {
+                var key = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+                    .map { $0 == 0x7B || $0 == 0x7D ? 0x41 : $0 }
+                if length > 0 && Bool.random(using: &random) { key[Int.random(in: 0..<length, using: &random)] = 0x7B }
+                if length > 0 && Bool.random(using: &random) { key[Int.random(in: 0..<length, using: &random)] = 0x7D }
+                #expect(HashSlot.of(key) == HashSlot.bytewise(key), "\(key)")
+            }
+        }
+    }
+
     /// 3,000 keys — random bytes, braces in every position, empty and unclosed tags, binary — get
     /// the slot Redis gives them.
     @Test func matchesRedisClusterKeyslot() throws {
