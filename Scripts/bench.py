@@ -267,6 +267,7 @@ def main():
     ap.add_argument("--workers", help="the ambassadors' `workers` (default: the config default, auto)")
     ap.add_argument("--tls", action="store_true", help="TLS to the servers: direct TLS, HAProxy and the ambassador")
     ap.add_argument("--cluster", action="store_true", help="a Redis Cluster: direct (--cluster) against the ambassador")
+    ap.add_argument("--only", help="comma-separated workload names (e.g. 'SET 64KiB,GET 64KiB'): just those")
     args = ap.parse_args()
     global REDIS_CPUS, PROXY_CPUS
     REDIS_CPUS = cpu_set(args.redis_cpus) if args.redis_cpus else None
@@ -337,6 +338,8 @@ def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name=
     ]
     if only:
         workloads = [w for w in workloads if w[0] in only]
+    if args.only:
+        workloads = [w for w in workloads if w[0] in args.only.split(",")]
     requests = {"SET -P1": n(100_000), "GET -P1": n(100_000), "SET -P16": n(1_000_000),
                 "GET -P16": n(1_000_000), "90/10 GET/SET": n(100_000), "GET c=1000": n(100_000),
                 "SET 64KiB": n(10_000), "GET 64KiB": n(10_000)}
