@@ -48,3 +48,14 @@ i1=$(instructions_for "$N"); i2=$(instructions_for $((2 * N)))
 # redis-benchmark -t set,get sends N SETs and N GETs: 2N requests per run.
 python3 -c "i1,i2,n=$i1,$i2,$N; print(f'instructions: {i1:,} for {2*n} requests, {i2:,} for {4*n}; '
             f'{(i2-i1)/(2*n):,.0f} per request in steady state')"
+# The same for the worker thread alone (inclusive cost of its loop): the data path without the
+# main loop's health checks, whose work follows the wall clock (valgrind's slowness), not the
+# requests, and adds tens of instructions of noise per request to the whole-process figure.
+worker_for() {
+  callgrind_annotate --inclusive=yes --threshold=99.9 "$work/cg.$1.out" 2>/dev/null |
+    awk '!found && /EventLoopThread|ThreadC5Start/ && /C3runyyF|\.run\(\)/ {found = 1; gsub(",", "", $1); print $1}' || true
+}
+w1=$(worker_for "$N"); w2=$(worker_for $((2 * N)))
+if [ -n "$w1" ] && [ -n "$w2" ]; then
+  python3 -c "w1,w2,n=$w1,$w2,$N; print(f'worker thread: {(w2-w1)/(2*n):,.0f} per request in steady state')"
+fi

@@ -268,6 +268,11 @@ final class BackendConnection: ConnectionDelegate {
         expected &+= 1
     }
 
+    /// A request's bytes from a copy (its reply expected with `expect`).
+    func write(_ saved: SavedBytes) {
+        connection?.write(saved)
+    }
+
     /// Moves a client's request (the first `length` bytes of its input) to this connection;
     /// its reply, if it has a slot, is expected after those already in flight.
     func forward(from client: Connection, length: Int, slot: Slot?) {

@@ -47,10 +47,9 @@ extension ClientSession {
 
 
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
-        let keys = command.keys
         // The common case first: one key, argument 1, hashed by the parser; a plain read or
         // write of a shard that has a master. No reference is taken that the send does not need.
-        if keys.isFirstArgumentOnly, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout,
+        if command.keyIsFirstArgument, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout,
            let index = proxy.slotMap.shard(of: Int(frame.firstArgumentSlot)) {
             switch command.kind {
             case .read:
@@ -63,6 +62,7 @@ extension ClientSession {
                 break
             }
         }
+        let keys = proxy.table.keys(of: command)
         var target = proxy.primary!
         var crossSlot = false
         var keyless = true

@@ -313,7 +313,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// to the same connection, and the run moves first when they do not, or when a SELECT must
     /// be injected ahead of them.
     private func send(_ frame: RequestFrame, to target: BackendConnection, slot: Slot) {
-        input.append(frame.length, to: target, db: db, from: connection)
+        if keepsFrames && frame.length < Self.copySendLimit && slot.retryRequest.count == frame.length {
+            // The copy kept for a redirection goes out instead (see `InputRun`).
+            input.skip(frame.length, sendingTo: target, db: db, from: connection)
+            target.write(slot.retryRequest)
+        } else {
+            input.append(frame.length, to: target, db: db, from: connection)
+        }
         target.expect(slot)
         if lastBinding < bindings.count && bindings[lastBinding].connection === target {
             bindings[lastBinding].through = target.expected
@@ -324,6 +330,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             return
         }
     }
+
+    /// A cluster request shorter than this goes out from its redirection copy (one more small
+    /// copy) rather than moving from the input; a larger one moves, whole chains uncopied.
+    static let copySendLimit = 16 * 1024
 
     /// The shared connection for this session's next request to `backend`: where its earlier
     /// requests there still wait, else whichever the backend offers (its regular connection

@@ -94,18 +94,26 @@ public enum Verb: Hashable, Sendable {
     static let waitaof = ShortBytes("waitaof")
 }
 
-/// A command's class and verb, from one lookup, and where its keys are (Redis Cluster routing).
-/// Two commands are equal when their class and verb are.
+/// A command's class and verb, from one lookup, and which table entry it is (for its keys,
+/// `CommandTable.keys(of:)`). Two commands are equal when their class and verb are.
 public struct Command: Hashable, Sendable {
     public var kind: CommandClass
     public var verb: Verb
-    /// Where its keys are: `.none` for an unknown command.
-    public var keys: KeyRule
+    /// Its one key is argument 1 (GET, SET, HGET, INCR …): Redis Cluster's common case, known
+    /// without a look at `keys(of:)`.
+    public var keyIsFirstArgument: Bool
+    /// The table entry (-1: an unknown command).
+    var entry: Int32
 
-    public init(_ kind: CommandClass, _ verb: Verb = .none, keys: KeyRule = .none) {
+    public init(_ kind: CommandClass, _ verb: Verb = .none) {
+        self.init(kind, verb, entry: -1, keyIsFirstArgument: false)
+    }
+
+    init(_ kind: CommandClass, _ verb: Verb, entry: Int32, keyIsFirstArgument: Bool) {
         self.kind = kind
         self.verb = verb
-        self.keys = keys
+        self.entry = entry
+        self.keyIsFirstArgument = keyIsFirstArgument
     }
 
     public static func == (left: Command, right: Command) -> Bool { left.kind == right.kind && left.verb == right.verb }
@@ -153,10 +161,10 @@ extension CommandTable {
         let entry = entries[index]
         switch entry.rule {
         case .fixed(let kind):
-            return Command(kind, entry.verb, keys: entry.keys)
+            return Command(kind, entry.verb, entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keyIsFirstArgument)
         case .streamRead(let withoutBlock, let isGroup):
             return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb,
-                           keys: entry.keys)
+                           entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keyIsFirstArgument)
         }
     }
 

@@ -20,6 +20,8 @@ public final class CommandTable: Sendable {
         var info: Int32
         /// Where its keys are (Redis Cluster routing).
         var keys: KeyRule
+        /// `keys.isFirstArgumentOnly`, computed once.
+        var keyIsFirstArgument: Bool
     }
 
     /// How a command is classified: fixed, or decided by its arguments.
@@ -45,7 +47,7 @@ public final class CommandTable: Sendable {
             infos.append(command)
             entries.append(Entry(key: command.key, rule: Self.rule(for: command), verb: Verb(command: command.name), subcommandStart: 0,
                                  subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1),
-                                 keys: command.keyRule))
+                                 keys: command.keyRule, keyIsFirstArgument: command.keyRule.isFirstArgumentOnly))
         }
         topLevelCount = entries.count
         for index in 0..<commands.count where !commands[index].subcommands.isEmpty {
@@ -53,7 +55,8 @@ public final class CommandTable: Sendable {
             for sub in commands[index].subcommands {
                 infos.append(sub)
                 entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), verb: Verb(command: sub.name), subcommandStart: 0,
-                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule))
+                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule,
+                                     keyIsFirstArgument: sub.keyRule.isFirstArgumentOnly))
             }
         }
         var size = 16
@@ -87,6 +90,12 @@ public final class CommandTable: Sendable {
     public func adding(_ extra: [CommandInfo]) -> CommandTable {
         let names = Set(extra.map(\.name))
         return CommandTable(commands: Array(infos[0..<topLevelCount]).filter { !names.contains($0.name) } + extra)
+    }
+
+    /// Where the keys of `command` (classified by this table) are; `.none` for an unknown one.
+    @inline(__always)
+    public func keys(of command: Command) -> KeyRule {
+        command.entry >= 0 ? entries[Int(command.entry)].keys : .none
     }
 
     /// Where the keys of the command named `name` (subcommand `firstArgument`) are; `.none`
