@@ -99,6 +99,44 @@ public final class SavedBytes {
     }
 }
 
+/// Room reserved at the end of a connection's output for several small pieces at once (see
+/// `Connection.reserveOutput`): one libevent reservation and one commit instead of an
+/// `evbuffer_add` each. Nothing else may touch that output until it is committed.
+public struct OutputRoom {
+    fileprivate var base: UnsafeMutableRawPointer
+    fileprivate var capacity: Int
+    fileprivate var used = 0
+}
+
+extension Connection {
+    /// Contiguous room for `count` more output bytes; nil when the connection is closed (the
+    /// bytes would be dropped) or libevent cannot reserve it.
+    public func reserveOutput(_ count: Int) -> OutputRoom? {
+        guard isOpen, count > 0 else { return nil }
+        var extent = iovec()
+        guard evbuffer_reserve_space(outputBuffer, count, &extent, 1) == 1, let base = extent.iov_base,
+              extent.iov_len >= count else { return nil }
+        return OutputRoom(base: base, capacity: count)
+    }
+
+    /// Copies `saved`'s bytes into `room`, after what it holds.
+    public func copy(_ saved: SavedBytes, into room: inout OutputRoom) {
+        saved.withBytes { raw in
+            guard let source = raw.baseAddress, raw.count > 0 else { return }
+            precondition(room.used + raw.count <= room.capacity, "copy past the reserved output")
+            (room.base + room.used).copyMemory(from: source, byteCount: raw.count)
+            room.used += raw.count
+        }
+    }
+
+    /// Adds what was copied into `room` to the output.
+    public func commit(_ room: OutputRoom) {
+        var extent = iovec(iov_base: room.base, iov_len: room.used)
+        evbuffer_commit_space(outputBuffer, &extent, 1)
+        outputAppendedExternally()
+    }
+}
+
 extension Connection {
     /// Moves the first `count` input bytes into `saved` (after what it holds): one copy, and
     /// the input drained, in one libevent call.

@@ -32,9 +32,31 @@ struct ReplyQueue {
         slot.store(bytes)
     }
 
-    /// Writes every ready reply from the head, in order, to `client`. Nothing else.
+    /// Writes every ready reply from the head, in order, to `client`. Nothing else. Two or more
+    /// short replies in a row (a pipeline's, come back from several shards or nodes) are copied
+    /// into one reservation of the client's output rather than appended one by one.
     mutating func flush(to client: Connection, pool: SlotPool) {
         while let head = slots.first, head.ready {
+            if !head.large, slots.count > 1 {
+                var count = 0, total = 0
+                for slot in slots {
+                    guard slot.ready, !slot.large else { break }
+                    count += 1
+                    total += slot.shortReply.count
+                }
+                if count > 1, var room = client.reserveOutput(total) {
+                    var endsBatch = false
+                    for _ in 0..<count {
+                        let slot = slots.removeFirst()
+                        client.copy(slot.shortReply, into: &room)
+                        endsBatch = endsBatch || slot.endsBatch
+                        pool.give(slot)
+                    }
+                    client.commit(room)
+                    if endsBatch { client.flushCorked() }
+                    continue
+                }
+            }
             if head.large {
                 client.write(head.reply)
             } else if head.shortReply.count > 0 {
