@@ -62,6 +62,14 @@ extension ClientSession {
                 break
             }
         }
+        dispatchClusteredInGeneral(frame, command)
+    }
+
+    /// Everything but the common case: keys elsewhere than argument 1, keyless commands,
+    /// transactions, fan-outs and the cluster's own commands. (Apart, so the common case does
+    /// not pay this function's frame.)
+    @inline(never)
+    private func dispatchClusteredInGeneral(_ frame: RequestFrame, _ command: Command) {
         let keys = proxy.table.keys(of: command)
         var target = proxy.primary!
         var crossSlot = false
