@@ -257,15 +257,13 @@ final class BackendConnection: ConnectionDelegate {
 
     func write(_ bytes: [UInt8], slot: Slot) {
         connection?.write(bytes)
-        inflight.append(slot)
-        expected &+= 1
+        expect(slot)
     }
 
     /// A saved request (a read retried from another node).
     func write(_ saved: SavedBytes, slot: Slot) {
-        connection?.write(saved)
-        inflight.append(slot)
-        expected &+= 1
+        write(saved)
+        expect(slot)
     }
 
     /// A request's bytes from a copy (its reply expected with `expect`).

@@ -732,7 +732,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         proxy.stats.answered(slot.route, .error, microseconds: proxy.loop.nowMicroseconds &- slot.started)
         encoder.clear()
         encoder.error(message)
-        ReplyQueue.fill(slot, with: slot.silent ? [] : encoder.bytes)
+        slot.store(slot.silent ? [] : encoder.bytes)
         if replies.isHead(slot) { flushReady() }
     }
 
@@ -758,7 +758,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// A reply the ambassador composed or fetched for `slot`: counted, then written in its turn.
     func fill(_ slot: Slot, with bytes: [UInt8], isError: Bool) {
         proxy.stats.answered(slot.route, isError ? .error : .ok, microseconds: proxy.loop.nowMicroseconds &- slot.started)
-        ReplyQueue.fill(slot, with: slot.silent ? [] : bytes)
+        slot.store(slot.silent ? [] : bytes)
         if replies.isHead(slot) { flushReady() }
     }
 
@@ -780,7 +780,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// A batch ends where a read from the socket was dispatched, and before any command that
     /// may wait (blocking, a transaction, a subscription, one held for a master …), so the
     /// replies before it are never held up by it.
-    /// A cork lasts at most `Proxy.corkLimit` (10 ms).
+    /// A cork lasts at most `Proxy.corkDuration` (10 ms).
     func endBatch() {
         guard let tail = replies.tail else { return }
         tail.endsBatch = true
@@ -790,7 +790,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         proxy.corkStarted(self)
     }
 
-    /// Output flows again (nothing owed, or the cork lasted `Proxy.corkLimit`).
+    /// Output flows again (nothing owed, or the cork lasted `Proxy.corkDuration`).
     func releaseCork() {
         guard corkedAt >= 0 else { return }
         corkedAt = -1

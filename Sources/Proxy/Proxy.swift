@@ -492,12 +492,12 @@ public final class Proxy {
     // MARK: corked sessions
 
     /// Sessions that corked their client output (see `ClientSession.endBatch`), each once. A
-    /// cork lasts at most `corkLimit`: what a batch's quick replies wait for may itself wait
+    /// cork lasts at most `corkDuration`: what a batch's quick replies wait for may itself wait
     /// (a write held by CLIENT PAUSE, a long script), and Redis would have sent them meanwhile.
     private var corked: [ClientSession] = []
     private var corkTimer: Timer?
     private var corkTimerArmed = false
-    static let corkLimit = 0.01
+    static let corkDuration = 0.01
 
     /// `session` corked its output now.
     func corkStarted(_ session: ClientSession) {
@@ -508,14 +508,14 @@ public final class Proxy {
         guard !corkTimerArmed else { return }
         if corkTimer == nil { corkTimer = Timer(loop: loop) { [unowned self] in self.releaseCorks() } }
         corkTimerArmed = true
-        corkTimer?.schedule(after: Self.corkLimit)
+        corkTimer?.schedule(after: Self.corkDuration)
     }
 
-    /// Uncorks the sessions corked `corkLimit` ago or earlier; the list keeps those corked since
+    /// Uncorks the sessions corked `corkDuration` ago or earlier; the list keeps those corked since
     /// (a session that uncorked and corked again counts from its new cork).
     private func releaseCorks() {
         corkTimerArmed = false
-        let limit = Int(Self.corkLimit * 1_000_000)
+        let limit = Int(Self.corkDuration * 1_000_000)
         let now = loop.nowMicroseconds
         var kept = 0
         var oldest = now

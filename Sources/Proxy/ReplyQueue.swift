@@ -27,11 +27,6 @@ struct ReplyQueue {
         pool.give(slots.removeFirst())
     }
 
-    /// `slot` has its reply: `bytes`, waiting in the slot for its turn.
-    static func fill(_ slot: Slot, with bytes: [UInt8]) {
-        slot.store(bytes)
-    }
-
     /// Writes every ready reply from the head, in order, to `client`. Nothing else. Two or more
     /// short replies in a row (a pipeline's, come back from several shards or nodes) are copied
     /// into one reservation of the client's output rather than appended one by one.

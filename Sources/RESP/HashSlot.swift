@@ -62,18 +62,6 @@ public enum HashSlot {
         (crc << 8) ^ tables[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)]
     }
 
-    /// The reference: CRC16-XMODEM a byte at a time, as Redis's crc16.c computes it (for tests).
-    public static func bytewise(_ key: [UInt8]) -> Int {
-        var start = 0, end = key.count
-        if let open = key.firstIndex(of: UInt8(ascii: "{")),
-           let close = key[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1 {
-            (start, end) = (open + 1, close)
-        }
-        var crc: UInt16 = 0
-        for byte in key[start..<end] { crc = (crc << 8) ^ tables[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ byte)] }
-        return Int(crc) & (Self.count - 1)
-    }
-
     public static func of(_ key: [UInt8]) -> Int { of(key.span) }
 
     public static func of(_ key: String) -> Int {

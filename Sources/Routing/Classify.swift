@@ -161,10 +161,10 @@ extension CommandTable {
         let entry = entries[index]
         switch entry.rule {
         case .fixed(let kind):
-            return Command(kind, entry.verb, entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keyIsFirstArgument)
+            return Command(kind, entry.verb, entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
         case .streamRead(let withoutBlock, let isGroup):
             return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb,
-                           entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keyIsFirstArgument)
+                           entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
         }
     }
 

@@ -20,8 +20,6 @@ public final class CommandTable: Sendable {
         var info: Int32
         /// Where its keys are (Redis Cluster routing).
         var keys: KeyRule
-        /// `keys.isFirstArgumentOnly`, computed once.
-        var keyIsFirstArgument: Bool
     }
 
     /// How a command is classified: fixed, or decided by its arguments.
@@ -47,7 +45,7 @@ public final class CommandTable: Sendable {
             infos.append(command)
             entries.append(Entry(key: command.key, rule: Self.rule(for: command), verb: Verb(command: command.name), subcommandStart: 0,
                                  subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1),
-                                 keys: command.keyRule, keyIsFirstArgument: command.keyRule.isFirstArgumentOnly))
+                                 keys: command.keyRule))
         }
         topLevelCount = entries.count
         for index in 0..<commands.count where !commands[index].subcommands.isEmpty {
@@ -55,8 +53,7 @@ public final class CommandTable: Sendable {
             for sub in commands[index].subcommands {
                 infos.append(sub)
                 entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), verb: Verb(command: sub.name), subcommandStart: 0,
-                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule,
-                                     keyIsFirstArgument: sub.keyRule.isFirstArgumentOnly))
+                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule))
             }
         }
         var size = 16
