@@ -238,6 +238,71 @@ extension Integration {
         #expect(try blocked.readReply() == .array([.bulk("never"), .bulk("x")]))
     }
 
+    /// Twelve clients pipeline reads (replicas) and writes (the master) at once over shared
+    /// connections, so most replies arrive before their turn and wait. Replies of every size
+    /// around the point where a waiting reply is copied rather than moved (1,024 bytes), errors
+    /// among them, and pipelines deep enough that replies straddle the backends' reads: each
+    /// client gets exactly its own replies, in its order.
+    @Test func repliesArrivingOutOfTurnKeepEverySessionsOrder() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        // Shared values: bulk replies from 9 bytes up, dense around 1,024 (value length + 9
+        // to 11 bytes of framing).
+        let sizes = Array(0..<40).map { $0 * 53 } + Array(1000...1030) + [4_000, 20_000, 70_000]
+        let values = sizes.indices.map { String(repeating: Character(UnicodeScalar(UInt8(97 + $0 % 26))), count: sizes[$0]) }
+        let value = { @Sendable (i: Int) in values[i] }
+        _ = try cluster.master.client(timeout: 30).pipeline(sizes.indices.map { ["SET", "v:\($0)", value($0)] } + [["SET", "text", "abc"]])
+        try cluster.sync()
+        let failures = Mutex<[String]>([])
+        let finished = DispatchGroup()
+        let port = ambassador.port
+        for clientIndex in 0..<12 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                do {
+                    let client = try BlockingClient(port: port, timeout: 30)
+                    var counter: Int64 = 0
+                    for round in 0..<8 {
+                        var commands: [[String]] = [], expected: [RESPValue] = []
+                        for step in 0..<(150 + 40 * round) {
+                            let i = (step * 7 + clientIndex * 13 + round) % sizes.count
+                            switch step % 5 {
+                            case 0, 2:
+                                commands.append(["GET", "v:\(i)"]); expected.append(.bulk(value(i)))
+                            case 1:
+                                commands.append(["SET", "own:\(clientIndex):\(step)", value(i)]); expected.append(.simple("OK"))
+                            case 3:
+                                counter += 1
+                                commands.append(["INCR", "count:\(clientIndex)"]); expected.append(.integer(counter))
+                            default:
+                                // An error from a replica, between replies that wait.
+                                commands.append(["LLEN", "text"])
+                                expected.append(.error(Array("WRONGTYPE Operation against a key holding the wrong kind of value".utf8)))
+                            }
+                        }
+                        let replies = try client.pipeline(commands)
+                        for (index, (raw, want)) in zip(replies, expected).enumerated() {
+                            let got = try? RESPValue.decode(raw)?.0
+                            if got != want {
+                                failures.withLock { $0.append("client \(clientIndex) round \(round) reply \(index) \(commands[index]): \(text(raw).prefix(40))") }
+                                break
+                            }
+                        }
+                        if replies.count != expected.count { failures.withLock { $0.append("client \(clientIndex): \(replies.count) replies") } }
+                    }
+                } catch {
+                    failures.withLock { $0.append("client \(clientIndex): \(error)") }
+                }
+            }.start()
+        }
+        finished.wait()
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { Array($0.prefix(5)) })")
+        #expect(try commandCalls(cluster.replicas[0], "get") + commandCalls(cluster.replicas[1], "get") > 0)
+    }
+
     /// A pipeline whose replies come from the master and from replicas reaches the client in one
     /// write, as Redis answers what one read brought; and a command that waits (BLPOP, XREAD
     /// BLOCK, WAIT) or a subscription never holds back the replies before it, as with Redis.
