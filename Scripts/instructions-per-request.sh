@@ -6,9 +6,13 @@
 #   Scripts/instructions-per-request.sh [N] [BINARY]   (default 20000, this checkout's release build)
 #   Extra ambassador flags (e.g. --read-policy master) go in AMBASSADOR_FLAGS.
 #   CLUSTER=1: a Redis Cluster of three masters with a replica each instead (discovery: cluster).
+#   TESTS=get (or set): one command instead of SET+GET (each run then sends N requests, not 2N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
+TESTS=${TESTS:-set,get}
+# Requests per run, per N: redis-benchmark -t set,get sends N SETs and N GETs.
+PER=$(awk -F, '{print NF}' <<< "$TESTS")
 BINARY=${2:-}
 command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
 if [ -z "$BINARY" ]; then
@@ -40,14 +44,13 @@ instructions_for() {  # requests → total instructions over the whole run
   local pid=$!
   for _ in $(seq 300); do redis-cli -p "$ap" ping >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
-  redis-benchmark -p "$ap" -t set,get -n "$n" -P 16 -c 10 -r 1000 -d 100 -q >/dev/null 2>&1
+  redis-benchmark -p "$ap" -t "$TESTS" -n "$n" -P 16 -c 10 -r 1000 -d 100 -q >/dev/null 2>&1
   kill -TERM "$pid"; wait "$pid" || true
   grep -E '^(summary|totals):' "$work/cg.$n.out" | head -1 | awk '{print $2}'
 }
 i1=$(instructions_for "$N"); i2=$(instructions_for $((2 * N)))
-# redis-benchmark -t set,get sends N SETs and N GETs: 2N requests per run.
-python3 -c "i1,i2,n=$i1,$i2,$N; print(f'instructions: {i1:,} for {2*n} requests, {i2:,} for {4*n}; '
-            f'{(i2-i1)/(2*n):,.0f} per request in steady state')"
+python3 -c "i1,i2,n=$i1,$i2,$N*$PER; print(f'instructions: {i1:,} for {n} requests, {i2:,} for {2*n}; '
+            f'{(i2-i1)/n:,.0f} per request in steady state')"
 # The same for the worker thread alone (inclusive cost of its loop): the data path without the
 # main loop's health checks, whose work follows the wall clock (valgrind's slowness), not the
 # requests, and adds tens of instructions of noise per request to the whole-process figure.
@@ -57,5 +60,5 @@ worker_for() {
 }
 w1=$(worker_for "$N"); w2=$(worker_for $((2 * N)))
 if [ -n "$w1" ] && [ -n "$w2" ]; then
-  python3 -c "w1,w2,n=$w1,$w2,$N; print(f'worker thread: {(w2-w1)/(2*n):,.0f} per request in steady state')"
+  python3 -c "w1,w2,n=$w1,$w2,$N*$PER; print(f'worker thread: {(w2-w1)/n:,.0f} per request in steady state')"
 fi
