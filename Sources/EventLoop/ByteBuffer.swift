@@ -169,3 +169,100 @@ extension Connection {
         }
     }
 }
+
+/// A session's requests kept for a while — a cluster request's bytes, for a resend after a
+/// -MOVED — in one buffer, appended in order and let go in order (a FIFO of bytes: replies come
+/// back in request order). Positions are absolute and keep counting as the front is let go, so
+/// a request kept at `position` is found there however the bytes below it move.
+///
+/// One buffer written front to back, rather than a buffer per request handed from slot to slot:
+/// the bytes land where the last request's ended (memory just touched, or next to it), not in
+/// whichever pooled buffer a slot brought back from a request a round trip ago.
+public final class ByteLog {
+    private var storage: UnsafeMutableRawPointer?
+    @usableFromInline var capacity = 0
+    /// The absolute position of `storage[0]`.
+    @usableFromInline var base = 0
+    /// The oldest byte still kept, and the position after the newest.
+    public private(set) var start = 0
+    public internal(set) var end = 0
+
+    public init() {}
+    deinit { storage?.deallocate() }
+
+    /// Keeps a copy of `bytes` after the others; returns its position.
+    public func append(_ bytes: Span<UInt8>) -> Int {
+        let position = end
+        bytes.withUnsafeBytes { raw in
+            guard let source = raw.baseAddress, raw.count > 0 else { return }
+            if end - base + raw.count > capacity { makeRoom(raw.count) }
+            (storage! + (end - base)).copyMemory(from: source, byteCount: raw.count)
+            end += raw.count
+        }
+        return position
+    }
+
+    /// Lets go of everything before `position` (the oldest request still awaited).
+    public func release(upTo position: Int) {
+        start = max(start, min(position, end))
+        guard start == end else { return }
+        // Empty: the next request starts at the buffer's front; a buffer grown by a deep
+        // pipeline is let go.
+        base = end
+        if capacity > 256 * 1024 {
+            storage?.deallocate()
+            storage = nil
+            capacity = 0
+        }
+    }
+
+    /// Whether `count` more bytes fit without moving or growing the buffer (when they do not,
+    /// the owner lets go of what it can first: `release` need not run for every request).
+    @inlinable
+    public func fits(_ count: Int) -> Bool { end - base + count <= capacity }
+
+    /// Whether `count` bytes at `position` are still kept.
+    public func holds(_ position: Int, _ count: Int) -> Bool {
+        position >= start && position + count <= end
+    }
+
+    /// Room for `extra` more bytes: the kept ones move to the front, or to a larger buffer.
+    private func makeRoom(_ extra: Int) {
+        let kept = end - start
+        if kept + extra <= capacity / 2, let storage {
+            storage.copyMemory(from: storage + (start - base), byteCount: kept)  // memmove
+        } else {
+            let grown = max(1024, capacity * 2, (kept + extra) * 2)
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
+            if let storage {
+                bigger.copyMemory(from: storage + (start - base), byteCount: kept)
+                storage.deallocate()
+            }
+            storage = bigger
+            capacity = grown
+        }
+        base = start
+    }
+
+    /// The `count` bytes kept at `position`, for a test or a log.
+    @_spi(Testing) public func bytes(at position: Int, count: Int) -> [UInt8] {
+        withBytes(at: position, count: count) { Array($0) }
+    }
+
+    fileprivate func withBytes<T>(at position: Int, count: Int, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        precondition(holds(position, count), "ByteLog: bytes no longer kept")
+        return body(UnsafeRawBufferPointer(start: storage.map { $0 + (position - base) }, count: count))
+    }
+}
+
+extension Connection {
+    /// Appends a copy of `count` bytes kept in `log` at `position` to the output.
+    public func write(_ log: ByteLog, at position: Int, count: Int) {
+        guard isOpen else { return }
+        log.withBytes(at: position, count: count) { raw in
+            guard let base = raw.baseAddress, raw.count > 0 else { return }
+            _ = evbuffer_add(outputBuffer, base, raw.count)
+        }
+        outputAppendedExternally()
+    }
+}

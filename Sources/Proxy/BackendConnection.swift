@@ -260,15 +260,14 @@ final class BackendConnection: ConnectionDelegate {
         expect(slot)
     }
 
-    /// A saved request (a read retried from another node).
-    func write(_ saved: SavedBytes, slot: Slot) {
-        write(saved)
-        expect(slot)
-    }
-
     /// A request's bytes from a copy (its reply expected with `expect`).
     func write(_ saved: SavedBytes) {
         connection?.write(saved)
+    }
+
+    /// A request's bytes kept in a session's log (its reply expected with `expect`).
+    func write(_ log: ByteLog, at position: Int, count: Int) {
+        connection?.write(log, at: position, count: count)
     }
 
     /// Moves a client's request (the first `length` bytes of its input) to this connection;

@@ -367,10 +367,11 @@ extension ClientSession {
 
     /// Keeps a request's bytes: a shard that answers -MOVED or -ASK gets it sent again elsewhere.
     func keepForRedirect(_ frame: RequestFrame, _ slot: Slot) {
-        if frameBytesValid && frameBytes.count == frame.length {
-            // The parser's copy: handed over, the slot's empty buffer taking its place.
-            swap(&slot.retryRequest, &frameBytes)
-            frameBytesValid = false
+        if frameKept && requestLog.holds(frameAt, frame.length) {
+            // The parser's copy, in the session's log.
+            slot.keptAt = frameAt
+            slot.keptCount = frame.length
+            frameKept = false
         } else {
             connection.copyInput(from: pendingBytes, count: frame.length, into: slot.retryRequest)
         }
@@ -444,7 +445,7 @@ extension ClientSession {
         let connection = target.sharedConnection(for: self)
         guard connection.isUsable else { return false }
         if redirection.kind == .ask { connection.inject(["ASKING"], label: "ASKING") }
-        connection.write(slot.retryRequest, slot: slot)
+        resend(slot, to: connection)
         return true
     }
 }

@@ -138,11 +138,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The loop's time when the current command was dispatched (read once per command: the
     /// clock read is a libevent call).
     private var dispatchNow = 0
-    /// discovery: cluster — the bytes of the frame last parsed, when it lay whole in one chunk
-    /// (`frameBytesValid`): a request keeps them for a redirection (see `keepForRedirect`).
+    /// discovery: cluster — the frame last parsed is copied into `requestLog` (at `frameAt`)
+    /// when it lay whole in one chunk (`frameKept`): its request keeps it for a redirection
+    /// (see `keepForRedirect`).
     let keepsFrames: Bool
-    var frameBytes = SavedBytes()
-    var frameBytesValid = false
+    let requestLog = ByteLog()
+    var frameAt = 0
+    var frameKept = false
     /// Where the binding `sharedConnection(to:)` used last sits in `bindings` (saves `send` a search).
     private var lastBinding = 0
 
@@ -284,9 +286,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
                     let parsed = try parser.parse(chunk, from: &index)
                     if keepsFrames, let parsed {
                         // A cluster request keeps its bytes for a redirection: copied here, while
-                        // they are in hand, when the frame lay whole in this chunk.
-                        frameBytesValid = index - start == parsed.length
-                        if frameBytesValid { frameBytes.set(chunk.extracting(start..<index)) }
+                        // they are in hand, when the frame lay whole in this chunk. What answered
+                        // requests kept is let go when the log runs out of room.
+                        frameKept = index - start == parsed.length
+                        if !requestLog.fits(parsed.length) {
+                            requestLog.release(upTo: replies.head?.logMark ?? requestLog.end)
+                        }
+                        frameAt = frameKept ? requestLog.append(chunk.extracting(start..<index)) : requestLog.end
                     }
                     return parsed
                 }
@@ -313,8 +319,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// to the same connection, and the run moves first when they do not, or when a SELECT must
     /// be injected ahead of them.
     private func send(_ frame: RequestFrame, to target: BackendConnection, slot: Slot) {
-        if keepsFrames && frame.length < Self.copySendLimit && slot.retryRequest.count == frame.length {
+        if slot.keptAt >= 0 && frame.length < Self.copySendLimit {
             // The copy kept for a redirection goes out instead (see `InputRun`).
+            input.skip(frame.length, sendingTo: target, db: db, from: connection)
+            target.write(requestLog, at: slot.keptAt, count: slot.keptCount)
+        } else if keepsFrames && frame.length < Self.copySendLimit && slot.retryRequest.count == frame.length {
             input.skip(frame.length, sendingTo: target, db: db, from: connection)
             target.write(slot.retryRequest)
         } else {
@@ -662,6 +671,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         send(frame, to: target, slot: slot)
     }
 
+    /// Sends `slot`'s kept request again, to `target` (a redirection, a read retried elsewhere).
+    func resend(_ slot: Slot, to target: BackendConnection) {
+        if slot.keptAt >= 0 {
+            target.write(requestLog, at: slot.keptAt, count: slot.keptCount)
+        } else {
+            target.write(slot.retryRequest)
+        }
+        target.expect(slot)
+    }
+
     /// A new slot at the tail of the session's FIFO, timed from now.
     func enqueue(_ route: Route) -> Slot {
         let slot = proxy.slots.take()
@@ -669,6 +688,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         if silentCommand { slot.silent = true }
         slot.route = route
         slot.started = dispatchNow
+        slot.logMark = frameAt
         replies.append(slot)
         return slot
     }

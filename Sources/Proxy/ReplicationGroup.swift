@@ -232,7 +232,7 @@ final class ReplicationGroup {
         slot.retriesLeft -= 1
         target.select(session.db)
         proxy.logger.debug("retrying a read from \(failed.address) on \(backend.address)")
-        target.write(slot.retryRequest, slot: slot)
+        session.resend(slot, to: target)
         return true
     }
 }

@@ -66,7 +66,14 @@ final class Slot {
     }
     /// A read sent to a replica keeps its request bytes, so it can be retried elsewhere if the
     /// replica's connection dies before replying.
-    var retryRequest = SavedBytes()
+    let retryRequest = SavedBytes()
+    /// discovery: cluster — the request's bytes kept in its session's `requestLog` instead
+    /// (`keptCount` bytes at `keptAt`; -1: none).
+    var keptAt = -1
+    var keptCount = 0
+    /// The session's `requestLog` position when the slot was queued: nothing the slot (or any
+    /// after it) keeps lies before it.
+    var logMark = 0
     var retriesLeft = 0
     var probe: (([UInt8]) -> Void)?
     /// What an injected request was, for the log if it fails.
@@ -87,6 +94,7 @@ final class Slot {
         shortReply.removeAll()
         ready = false
         retryRequest.removeAll()
+        keptAt = -1
         retriesLeft = 0
         redirectsLeft = 0
         silent = false
