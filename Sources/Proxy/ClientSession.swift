@@ -788,6 +788,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         replies.flush(to: connection, pool: proxy.slots)
         checkOutputCap()
         if replies.isEmpty {
+            // Nothing awaited keeps a request in the log now (but a frame parsed and held, not
+            // yet sent, may): it starts over, and lets go of a buffer a burst made large.
+            if keepsFrames { requestLog.release(upTo: frameKept ? frameAt : requestLog.end) }
             releaseCork()
             scheduleResume()
         }

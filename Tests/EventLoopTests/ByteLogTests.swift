@@ -40,4 +40,20 @@ import Testing
         let next = log.append([1, 2, 3].span)
         #expect(next == expectedEnd && log.bytes(at: next, count: 3) == [1, 2, 3])
     }
+
+    /// A burst that grew the log past 256 KiB: emptied, the log lets go of its buffer (an idle
+    /// session does not hold a burst's memory); smaller buffers are kept for reuse.
+    @Test func anEmptiedLogLetsGoOfALargeBuffer() {
+        let log = ByteLog()
+        let chunk = [UInt8](repeating: 7, count: 64 * 1024)
+        var positions: [Int] = []
+        for _ in 0..<5 { positions.append(log.append(chunk.span)) }
+        #expect(log.bytes(at: positions[4], count: 3) == [7, 7, 7])
+        log.release(upTo: log.end)
+        #expect(!log.fits(1), "the large buffer is gone")
+        let small = log.append([1, 2].span)
+        #expect(log.bytes(at: small, count: 2) == [1, 2])
+        log.release(upTo: log.end)
+        #expect(log.fits(1000), "a small buffer stays for the next requests")
+    }
 }
