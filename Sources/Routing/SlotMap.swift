@@ -83,8 +83,12 @@ public struct SlotMap: Sendable, Equatable {
         if runEnds.isEmpty {
             owner = owners[slot]
         } else {
+            // The run holding `slot` is the count of runs ending before it (the last one ends
+            // at the last slot). Counted over all of them, without a branch per run: keys hash
+            // at random, so a loop that stopped at the run mispredicted its exit about every
+            // other lookup.
             var run = 0
-            while Int(runEnds[run]) < slot { run += 1 }  // the last run ends at the last slot
+            for end in runEnds { run &+= Int(bitPattern: UInt(bitPattern: Int(end) &- slot) >> 63) }  // end < slot
             owner = runOwners[run]
         }
         return owner == Self.unowned ? nil : Int(owner)
