@@ -185,7 +185,7 @@ public final class ByteLog {
     @usableFromInline var base = 0
     /// The oldest byte still kept, and the position after the newest.
     public private(set) var start = 0
-    public internal(set) var end = 0
+    public private(set) var end = 0
 
     public init() {}
     deinit { storage?.deallocate() }

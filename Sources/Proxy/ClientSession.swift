@@ -319,13 +319,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// to the same connection, and the run moves first when they do not, or when a SELECT must
     /// be injected ahead of them.
     private func send(_ frame: RequestFrame, to target: BackendConnection, slot: Slot) {
-        if slot.keptAt >= 0 && frame.length < Self.copySendLimit {
+        if frame.length < Self.copySendLimit && (slot.keptAt >= 0 || keepsFrames && slot.retryRequest.count == frame.length) {
             // The copy kept for a redirection goes out instead (see `InputRun`).
             input.skip(frame.length, sendingTo: target, db: db, from: connection)
-            target.write(requestLog, at: slot.keptAt, count: slot.keptCount)
-        } else if keepsFrames && frame.length < Self.copySendLimit && slot.retryRequest.count == frame.length {
-            input.skip(frame.length, sendingTo: target, db: db, from: connection)
-            target.write(slot.retryRequest)
+            writeKept(slot, to: target)
         } else {
             input.append(frame.length, to: target, db: db, from: connection)
         }
@@ -673,12 +670,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// Sends `slot`'s kept request again, to `target` (a redirection, a read retried elsewhere).
     func resend(_ slot: Slot, to target: BackendConnection) {
+        writeKept(slot, to: target)
+        target.expect(slot)
+    }
+
+    /// Writes the copy `slot` keeps of its request (in the log, else its own buffer) to `target`.
+    private func writeKept(_ slot: Slot, to target: BackendConnection) {
         if slot.keptAt >= 0 {
             target.write(requestLog, at: slot.keptAt, count: slot.keptCount)
         } else {
             target.write(slot.retryRequest)
         }
-        target.expect(slot)
     }
 
     /// A new slot at the tail of the session's FIFO, timed from now.
