@@ -337,28 +337,67 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     func connectionDidRead(_ connection: Connection) {
+        // Entered again from a delivery (a relay released on this connection): the loop below
+        // goes on with whatever is left, in order.
+        guard !reading else { return }
+        reading = true
+        defer { reading = false }
         while !relayHeld && connection.inputCount > pendingReplyBytes + scanner.consumed {
-            let frame: ReplyFrame?
-            do throws(ProtocolError) {
-                frame = try connection.nextFrame(from: pendingReplyBytes + scanner.consumed) { chunk, index throws(ProtocolError) in
-                    try scanner.scan(chunk, from: &index)
+            // Up to 16 complete replies from one look at the input (one evbuffer_peek, not one
+            // per reply), then delivered one by one.
+            var frames = InlineArray<16, ReplyFrame>(repeating: ReplyFrame(length: 0, type: 0))
+            var count = 0
+            var failure: ProtocolError?
+            connection.withInputChunks(from: pendingReplyBytes + scanner.consumed) { chunk in
+                var index = 0
+                do throws(ProtocolError) {
+                    while let frame = try scanner.scan(chunk, from: &index) {
+                        frames[count] = frame
+                        count += 1
+                        if count == frames.count { return false }
+                    }
+                } catch {
+                    failure = error
+                    return false
                 }
-            } catch {
+                return true
+            }
+            // The bytes from the next reply on: each delivery takes exactly its reply's bytes
+            // from the front (moved, dropped or added to the pending run).
+            var ahead = connection.inputCount - pendingReplyBytes
+            var delivered = 0, rescan = false
+            while delivered < count {
+                let frame = frames[delivered]
+                deliver(frame, from: connection)
+                if self.connection !== connection {  // closed while delivering
+                    flushReplies(from: connection)
+                    return
+                }
+                delivered += 1
+                ahead -= frame.length
+                if connection.inputCount - pendingReplyBytes != ahead || (relayHeld && delivered < count) {
+                    // The input changed otherwise, or the stream is held: what was scanned past
+                    // this reply is scanned again when reading goes on.
+                    scanner = ReplyScanner()
+                    rescan = true
+                    break
+                }
+            }
+            if rescan { continue }
+            if let failure {
                 flushReplies()
                 proxy.stats.error(.backendProtocol)
-                proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(error)); reconnecting")
+                proxy.logger.error("\(backend.role) \(backend.address) sent invalid RESP (\(failure)); reconnecting")
                 connection.close(flush: false)
                 return
             }
-            guard let frame else { break }
-            deliver(frame, from: connection)
-            if self.connection !== connection {  // closed while delivering
-                flushReplies(from: connection)
-                return
-            }
+            if count == 0 { break }
         }
         flushReplies()
     }
+
+    /// `connectionDidRead` is running (see there).
+    private var reading = false
 
     /// A session's reply, next in its order, joins the pending run (see `pendingSession`).
     func deferReply(_ length: Int, for session: ClientSession) {
