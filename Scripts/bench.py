@@ -19,7 +19,9 @@ With --cluster: a Redis Cluster of three masters with a replica each (`redis-cli
 create`) next to the standalone master and replicas; GET and SET at -P 1 and -P 16 against
 `redis-benchmark --cluster` going direct, the ambassador with `discovery: cluster`, the
 standalone Redis and the ambassador in front of it: the cluster ambassador's throughput ÷
-direct cluster, and its CPU per request ÷ the standalone ambassador's (goal: within 15 %).
+direct cluster, and its CPU per request ÷ the standalone ambassador's (goal: within 15 %),
+both against the usual master + 2 replicas and against the master + 3 replicas (a third
+replica joins for this run), as many read targets as the cluster's three shards have.
 """
 import argparse, csv, io, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -112,8 +114,8 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def replication_settled(master, timeout=15):
-    """Waits until both replicas have acknowledged the master's whole replication stream, so no
+def replication_settled(master, replicas=2, timeout=15):
+    """Waits until the `replicas` replicas have acknowledged the master's whole replication stream, so no
     run starts with the previous run's SETs still being applied (its CPU would land on the next
     endpoint). Replicas acknowledge once a second: this waits up to about a second per run."""
     deadline = time.time() + timeout
@@ -130,7 +132,7 @@ def replication_settled(master, timeout=15):
         offset = int(fields.get("master_repl_offset", "0"))
         acked = [int(v.split("offset=")[1].split(",")[0]) for k, v in fields.items()
                  if k.startswith("slave") and "offset=" in v]
-        if len(acked) == 2 and min(acked) >= offset:
+        if len(acked) == replicas and min(acked) >= offset:
             return
         time.sleep(0.05)
 
@@ -349,7 +351,7 @@ def measure(args, cluster, procs, scale, extra_direct, direct=None, direct_name=
             # Rotate the order each round so no endpoint always runs first.
             order = endpoints[rnd % len(endpoints):] + endpoints[:rnd % len(endpoints)]
             for ename, pid, port in order:
-                replication_settled(cluster.master)
+                replication_settled(cluster.master, len(cluster.replicas))
                 c0 = cpu_seconds(pid) if pid else 0
                 r = fn(port)
                 c1 = cpu_seconds(pid) if pid else 0
@@ -442,13 +444,19 @@ def run_tls(args, cluster, workdir, procs, scale):
 
 def run_cluster(args, cluster, workdir, procs, scale):
     """The cluster rows: redis-benchmark --cluster direct, the ambassador in front of the cluster,
-    and the standalone direct and ambassador rows of the same run for the CPU comparison."""
+    and the standalone direct and ambassador rows of the same run for the CPU comparison: the
+    ambassador in front of the master and two replicas (the other benches' topology) and
+    `ambassador-3r` in front of the master and three, as many read targets as the cluster has
+    shards (each shard's reads go to its replica), so the comparison holds the topology equal."""
     redis_cluster = RedisCluster(workdir)
-    procs_extra = []
+    two = list(cluster.replicas)
+    cluster.replicas.append(cluster.redis("--replicaof", "127.0.0.1", str(cluster.master)))
     try:
         for name, topology in (
                 ("ambassador", f"master: 127.0.0.1:{cluster.master}\nreplicas:\n"
-                               + "".join(f"  - 127.0.0.1:{r}\n" for r in cluster.replicas)),
+                               + "".join(f"  - 127.0.0.1:{r}\n" for r in two)),
+                ("ambassador-3r", f"master: 127.0.0.1:{cluster.master}\nreplicas:\n"
+                                  + "".join(f"  - 127.0.0.1:{r}\n" for r in cluster.replicas)),
                 ("ambassador-cluster", f"discovery: cluster\ncluster_nodes:\n  - 127.0.0.1:{redis_cluster.nodes[0]}\n")):
             port = free_port()
             conf = os.path.join(workdir, f"{name}.yaml")
@@ -465,16 +473,27 @@ def run_cluster(args, cluster, workdir, procs, scale):
         only = ("SET -P1", "GET -P1", "SET -P16", "GET -P16")
         results, workloads, idle, endpoints = measure(
             args, cluster, procs, scale, [("direct-cluster", None, ClusterPort(redis_cluster.nodes[0]))], only=only)
-        print("\nA Redis Cluster (3 masters × 1 replica) and the standalone master + 2 replicas, same run.")
-        report(args, results, workloads, endpoints, reference="ambassador", ambassadors=("ambassador-cluster",))
-        print_ratios("Cluster (ambassador-cluster ÷ direct-cluster: throughput; CPU ÷ the standalone ambassador's below)",
+        print("\nA Redis Cluster (3 masters × 1 replica) and the standalone master + 2 replicas (ambassador)")
+        print("or + 3 replicas (ambassador-3r), same run.")
+        report(args, results, workloads, endpoints, reference="ambassador",
+               ambassadors=("ambassador-3r", "ambassador-cluster"))
+        print_ratios("Cluster (ambassador-cluster ÷ direct-cluster: throughput)",
                      results, workloads, (("ambassador-cluster", "direct-cluster"),))
-        print("\nCPU per request, ambassador-cluster ÷ ambassador (goal ≤ 1.15):")
+        print("\nCPU per request, ambassador-cluster ÷ the standalone ambassador (goal ≤ 1.15); paired: the")
+        print("median over rounds of the ratio within a round")
+        print(f"  {'workload':<15} {'÷ 2 replicas':>14} {'paired':>7} {'÷ 3 replicas':>14} {'paired':>7}")
         for wname, _ in workloads:
-            a, b = results.get((wname, "ambassador-cluster")), results.get((wname, "ambassador"))
-            if a and b:
+            a = results.get((wname, "ambassador-cluster"))
+            cells = []
+            for base in ("ambassador", "ambassador-3r"):
+                b = results.get((wname, base))
+                if not a or not b:
+                    cells.append(f"{'-':>14} {'-':>7}")
+                    continue
                 ratio = statistics.median(r["cpu_us"] for r in a) / statistics.median(r["cpu_us"] for r in b)
-                print(f"  {wname:<15} {ratio:.2f}×")
+                paired = statistics.median(x["cpu_us"] / y["cpu_us"] for x, y in zip(a, b))
+                cells.append(f"{ratio:>13.2f}× {paired:>6.2f}×")
+            print(f"  {wname:<15} " + " ".join(cells))
     finally:
         redis_cluster.stop()
 
