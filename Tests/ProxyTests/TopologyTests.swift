@@ -434,6 +434,43 @@ extension Integration {
         #expect(String(decoding: text, as: UTF8.self).hasPrefix("NOSCRIPT"))
     }
 
+    /// The same in deep pipelines: a replica's -NOSCRIPT is taken out of the middle of a read
+    /// that brought many replies (more than one look at the input frames at once), the read is
+    /// retried on the master, and every reply still reaches the client in its place, values of
+    /// every size around it.
+    @Test func readsRetriedInTheMiddleOfDeepPipelinesKeepTheirPlace() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .preferReplica)
+        defer { ambassador.stop() }
+        // The values come from another session: this one has written nothing, so its reads
+        // may go to the replicas at once.
+        let writer = try ambassador.client(timeout: 20)
+        let sha = try #require(try writer.command(["SCRIPT", "LOAD", "return 42"]).text)
+        let values = (0..<200).map { String(repeating: Character(UnicodeScalar(UInt8(97 + $0 % 26))), count: ($0 * 389) % 5000) }
+        _ = try writer.pipeline(values.indices.map { ["SET", "deep:\($0)", values[$0]] })
+        try cluster.sync()
+        let client = try ambassador.client(timeout: 20)
+        var commands: [[String]] = []
+        var expected: [[UInt8]] = []
+        for round in 0..<6 {
+            for i in values.indices {
+                if (i + round) % 9 == 4 {
+                    commands.append(["EVALSHA_RO", sha, "0"])
+                    expected.append(Array(":42\r\n".utf8))
+                } else {
+                    commands.append(["GET", "deep:\(i)"])
+                    expected.append(Array("$\(values[i].utf8.count)\r\n\(values[i])\r\n".utf8))
+                }
+            }
+        }
+        let replies = try client.pipeline(commands)
+        let misplaced = zip(commands, zip(expected, replies)).enumerated().filter { $0.element.1.0 != $0.element.1.1 }
+        #expect(misplaced.isEmpty, "\(misplaced.count) of \(commands.count) replies wrong, first at \(misplaced.first.map { "\($0.offset): \($0.element.0)" } ?? "")")
+        #expect(try cluster.replicas.map { try commandCalls($0, "evalsha_ro") }.reduce(0, +) > 0, "replicas were tried first")
+        #expect(try commandCalls(cluster.master, "evalsha_ro") > 0, "and the master answered")
+    }
+
     /// command_timeout: a read stuck on a frozen replica is retried elsewhere after the timeout.
     @Test func commandTimeoutRetriesAReadStuckOnAFrozenReplica() throws {
         let cluster = try Cluster(replicas: 2)
