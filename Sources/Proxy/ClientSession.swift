@@ -117,6 +117,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     private struct Binding {
         let connection: BackendConnection
         var through: Int
+        /// The connection's and its backend's identities: the searches below compare these,
+        /// without taking a reference to the connection for each binding they pass.
+        let connectionID: ObjectIdentifier
+        let backendID: ObjectIdentifier
+
+        init(connection: BackendConnection, through: Int) {
+            self.connection = connection
+            self.through = through
+            connectionID = ObjectIdentifier(connection)
+            backendID = ObjectIdentifier(connection.backend)
+        }
     }
     private var bindings: [Binding] = []
     /// The shared master connection this session's last write went out on, and its generation
@@ -327,11 +338,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             input.append(frame.length, to: target, db: db, from: connection)
         }
         target.expect(slot)
-        if lastBinding < bindings.count && bindings[lastBinding].connection === target {
+        let id = ObjectIdentifier(target)
+        if lastBinding < bindings.count && bindings[lastBinding].connectionID == id {
             bindings[lastBinding].through = target.expected
             return
         }
-        for i in bindings.indices where bindings[i].connection === target {
+        for i in bindings.indices where bindings[i].connectionID == id {
             bindings[i].through = target.expected
             return
         }
@@ -346,9 +358,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// unless that one is stalled, or busy when the request is `large`).
     @inline(__always)
     private func sharedConnection(to backend: Backend, urgent: Bool = false, large: Bool = false) -> BackendConnection {
-        for i in bindings.indices {
+        let id = ObjectIdentifier(backend)
+        for i in bindings.indices where bindings[i].backendID == id {
             let bound = bindings[i].connection
-            guard bound.backend === backend else { continue }
             lastBinding = i
             if bound.answered < bindings[i].through { return bound }
             let chosen = backend.connection(for: self, urgent: urgent, large: large, now: dispatchNow)
@@ -606,7 +618,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         holdStarted = 0
         let slot = enqueue(.master)
         slot.isBlocking = true
-        for i in bindings.indices where bindings[i].connection.backend === target.backend {
+        for i in bindings.indices where bindings[i].backendID == ObjectIdentifier(target.backend) {
             bindings.remove(at: i)
             break
         }
