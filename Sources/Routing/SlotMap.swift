@@ -51,12 +51,12 @@ extension KeyRule {
 /// routing). A layout of many runs (slots moved one by one) is looked up in the table.
 public struct SlotMap: Sendable, Equatable {
     /// Shard index per slot; `unowned` for a slot no shard serves.
-    private var owners: [UInt16]
+    @usableFromInline private(set) var owners: [UInt16]
     public static let unowned: UInt16 = .max
     /// The table as runs: run `i` ends at slot `runEnds[i]` (ascending, the last one 16,383)
     /// and is served by `runOwners[i]`. Empty when there are more than `maxRuns`.
-    private var runEnds: [UInt16] = []
-    private var runOwners: [UInt16] = []
+    @usableFromInline private(set) var runEnds: [UInt16] = []
+    @usableFromInline private(set) var runOwners: [UInt16] = []
     static let maxRuns = 24
 
     public init() {
@@ -76,8 +76,9 @@ public struct SlotMap: Sendable, Equatable {
         makeRuns()
     }
 
-    /// The shard serving `slot`, nil when none does.
-    @inline(__always)
+    /// The shard serving `slot`, nil when none does. Inlinable: it runs for every keyed cluster
+    /// command, in another module.
+    @inlinable @inline(__always)
     public func shard(of slot: Int) -> Int? {
         let owner: UInt16
         if runEnds.isEmpty {
