@@ -54,12 +54,6 @@ public final class SavedBytes {
 
     public func removeAll() { count = 0 }
 
-    /// Holds `bytes` (a copy) instead of what it held.
-    public func set(_ bytes: Span<UInt8>) {
-        count = 0
-        append(bytes)
-    }
-
     /// The bytes, for a test or a log.
     public var bytes: [UInt8] {
         guard let storage, count > 0 else { return [] }

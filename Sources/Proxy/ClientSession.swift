@@ -618,7 +618,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         holdStarted = 0
         let slot = enqueue(.master)
         slot.isBlocking = true
-        for i in bindings.indices where bindings[i].backendID == ObjectIdentifier(target.backend) {
+        let id = ObjectIdentifier(target.backend)
+        for i in bindings.indices where bindings[i].backendID == id {
             bindings.remove(at: i)
             break
         }
