@@ -625,7 +625,10 @@ public final class Connection {
                     fail(SocketError(.write, detail: "out of memory gathering output"))
                     return false
                 }
-                switch tls.write(bytes, count: count) {
+                tls.moreFollows = plainOutputCount > count
+                let step = tls.write(bytes, count: count)
+                tls.moreFollows = false  // records OpenSSL writes elsewhere (handshake, alerts) go at once
+                switch step {
                 case .done(let written):
                     tls.pendingWrite = 0
                     evbuffer_drain(output, written)
@@ -645,6 +648,7 @@ public final class Connection {
                 if tls.pendingWrite > 0 { break }
             }
             guard sendCiphertext(tls) else { return false }
+            tls.push()
             // Go on only when every record went out and plaintext is left (the 256 KiB bound).
             if tls.ciphertextCount > 0 || plainOutputCount == 0 || tls.writeWantsRead || tls.pendingWrite > 0 { return true }
         }

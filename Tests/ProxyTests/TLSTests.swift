@@ -72,9 +72,14 @@ extension Integration {
         defer { ambassador.stop() }
         let admin = try cluster.master.client()
         try TransparencyTests.compareScripts(admin: admin, direct: cluster.master.port, proxied: ambassador.port)
-        // Values of 1 byte to 3 MB (a TLS record holds 16 KiB), written and read back in one pipeline.
+        // Values of 1 byte to 3 MB (a TLS record holds 16 KiB), written and read back in one pipeline,
+        // and each alone: a value's records but the last go out with MSG_MORE, so each write
+        // ending on any record size must still leave at once.
         let client = try ambassador.client(timeout: 20)
-        let sizes = [1, 16_383, 16_384, 16_385, 100_000, 3_000_000]
+        let sizes = [1, 16_383, 16_384, 16_385, 32_768, 65_536, 100_000, 3_000_000]
+        for size in sizes {
+            #expect(try client.command(["SET", "alone:\(size)", String(repeating: "a", count: size)]) == .simple("OK"), "\(size) bytes")
+        }
         let writes = sizes.map { ["SET", "big:\($0)", String(repeating: "x", count: $0)] }
         #expect(try client.pipeline(writes).allSatisfy { text($0) == "+OK\r\n" })
         _ = try client.command(["WAIT", "2", "5000"])
