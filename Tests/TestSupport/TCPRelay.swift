@@ -157,14 +157,22 @@ public final class AcceptRecorder: @unchecked Sendable {
                 let client = accept(fd, nil, nil)
                 if client < 0 { return }
                 let now = Date().timeIntervalSince1970
-                lock.withLock { accepted.append(now) }
+                // When the kernel completed the handshake, not when this thread got round to
+                // accepting: a thread scheduled late would otherwise stamp a queue of earlier
+                // connections with one instant. TCP_INFO says how long ago the last ACK came in
+                // (the handshake's, on a connection that has sent nothing).
+                var info = tcp_info()
+                var length = socklen_t(MemoryLayout<tcp_info>.size)
+                let ago = getsockopt(client, Int32(IPPROTO_TCP), Int32(TCP_INFO), &info, &length) == 0
+                    ? Double(info.tcpi_last_ack_recv) / 1000 : 0
+                lock.withLock { accepted.append(now - ago) }
                 close(client)
             }
         }.start()
     }
 
-    /// When each connection was accepted (seconds since 1970).
-    public var times: [Double] { lock.withLock { accepted } }
+    /// When each connection was established (seconds since 1970).
+    public var times: [Double] { lock.withLock { accepted.sorted() } }
 
     public func stop() {
         shutdown(fd, Int32(SHUT_RDWR))  // wakes the blocked accept
