@@ -69,7 +69,7 @@ extension ClientSession {
     /// transactions, fan-outs and the cluster's own commands. (Apart, so the common case does
     /// not pay this function's frame.)
     @inline(never)
-    private func dispatchClusteredInGeneral(_ frame: RequestFrame, _ command: Command) {
+    func dispatchClusteredInGeneral(_ frame: RequestFrame, _ command: Command) {
         let keys = proxy.table.keys(of: command)
         var target = proxy.primary!
         var crossSlot = false
@@ -195,6 +195,25 @@ extension ClientSession {
         return true
     }
 
+    /// A command no single shard answers as one Redis would: keys of several slots, a question
+    /// for every master (DBSIZE, KEYS, SCAN …), or one about the cluster that the ambassador
+    /// answers as one node.
+    func spansShards(_ frame: RequestFrame, _ command: Command) -> Bool {
+        let keys = proxy.table.keys(of: command)
+        if keys.hasKeys {
+            if case .crossSlot = keys.slot(SessionArguments(session: self, frame: frame)) { return true }
+            return false
+        }
+        if Self.fanOutNames.contains(frame.name) { return clusterParts(frame, crossSlot: false) != nil }
+        if frame.argumentCount == 1 && (frame.name == Words.readOnly || frame.name == Words.readWrite || frame.name == Words.asking) {
+            return true
+        }
+        return frame.name == Words.clusterName && frame.argumentCount == 2
+            && Self.oneNodeQuestions.contains(frame.firstArgument.description)
+    }
+
+    /// The CLUSTER subcommands `answeredAsOneNode` answers.
+    static let oneNodeQuestions: Set<String> = ["slots", "shards", "nodes", "info", "myid", "myshardid"]
 
     /// What a cluster-aware client asks of the node it talks to, answered for the ambassador as
     /// one node that owns every slot (CLUSTER SLOTS, SHARDS, NODES, INFO, MYID): such a client

@@ -55,6 +55,18 @@ extension ClientSession {
             return answerLocally(.reset, frame)
         }
         if proxy.clustered && inMulti && !pin.isRelaying && refusedInClusterTransaction(frame, on: target) { return }
+        if proxy.clustered && !inMulti && !pin.isRelaying && spansShards(frame, command) {
+            // Outside a transaction (pipelined after EXEC, behind a blocked BLPOP, while
+            // WATCHing), a command the pinned shard cannot answer for the whole keyspace runs as
+            // it would unpinned, after the replies owed: its node would refuse keys of other
+            // slots (-CROSSSLOT) and count only its own keys.
+            if !replies.isEmpty {
+                hold = .barrier(frame)
+                connection.pauseReading()
+                return
+            }
+            return dispatchClusteredInGeneral(frame, command)
+        }
         target.select(db)
         target.useProtocol(protocolVersion)
         if let rewrite = redirectRewrite(frame, verb: verb) {

@@ -407,9 +407,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         lastArgument = frame.firstArgument
         lastCommandAt = dispatchNow
         if let pinned {
-            flushPending()
-            endBatch()
-            return dispatchPinned(frame, on: pinned)
+            if proxy.clustered && pinned.inflight.isEmpty && !inMulti && !watching && !pin.isRelaying {
+                // A cluster session held a shard's master for a state now over (EXEC answered, a
+                // blocking command served) while this frame waited at a barrier: it lets go, so
+                // the frame is routed by its keys, as every one after it.
+                unpin()
+            } else {
+                flushPending()
+                endBatch()
+                return dispatchPinned(frame, on: pinned)
+            }
         }
         var command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         if case .unknown = command.kind {

@@ -564,6 +564,52 @@ import TestSupport
         #expect(through.count == direct.count)
     }
 
+    /// A session holds a shard's master while a transaction runs, while it WATCHes, and while a
+    /// blocking command waits. Commands pipelined behind EXEC, DISCARD or a BLPOP, and those sent
+    /// while watching, whose keys span slots or that ask every master (MSET, MGET, DEL, DBSIZE,
+    /// KEYS) get the replies one Redis gives, not that one node's -CROSSSLOT or its share of the
+    /// keys; the session's own write to a watched key still aborts its EXEC.
+    @Test func commandsAcrossShardsAfterATransactionAnswerAsOneRedis() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let spread = (0..<6).map { "tx-spread:\($0)" }  // no tag: several shards
+        let commands: [[String]] = [
+            ["MULTI"], ["INCR", "{tx}n"], ["EXEC"],
+            ["MSET"] + spread.flatMap { [$0, "v-\($0)"] }, ["MGET"] + spread, ["DBSIZE"], ["EXISTS"] + spread,
+            ["MULTI"], ["INCR", "{tx}n"], ["DISCARD"], ["DEL", spread[0], spread[1], spread[2]], ["MGET"] + spread,
+            ["RPUSH", "{tx}list", "a"], ["BLPOP", "{tx}list", "1"], ["MGET"] + spread, ["KEYS", "tx-spread:*"],
+            ["WATCH", "{tx}n"], ["MGET"] + spread, ["DBSIZE"], ["MULTI"], ["INCR", "{tx}n"], ["EXEC"],
+            ["WATCH", "{tx}n"], ["MSET", "{tx}n", "10", spread[5], "w"], ["MULTI"], ["INCR", "{tx}n"], ["EXEC"],
+            ["MGET", "{tx}n", spread[5], spread[4]], ["UNLINK"] + spread, ["DBSIZE"],
+        ]
+        // KEYS lists each master's keys in turn: compared as a set.
+        func shown(_ command: [String], _ reply: RESPValue) -> String {
+            guard command[0] == "KEYS", case .array(let keys?) = reply else { return "\(reply)" }
+            return "\(keys.compactMap(\.text).sorted())"
+        }
+        func replies(_ port: UInt16, pipelined: Bool) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            _ = try client.command(["FLUSHALL"])
+            if pipelined {
+                try client.send(commands.flatMap(BlockingClient.encode))
+                return try commands.map { shown($0, try client.readReply()) }
+            }
+            return try commands.map { shown($0, try client.command($0)) }
+        }
+        for pipelined in [true, false] {
+            let expected = try replies(single.port, pipelined: pipelined)
+            let through = try replies(ambassador.port, pipelined: pipelined)
+            #expect(through.count == expected.count)
+            for (index, (a, b)) in zip(expected, through).enumerated() where a != b {
+                Issue.record("\(pipelined ? "pipelined" : "one by one") \(commands[index]): direct \(a), ambassador \(b)")
+            }
+        }
+    }
+
     /// CLIENT REPLY OFF / SKIP / ON across shards, pipelined and not: the replies one Redis
     /// gives (none while off, none for the skipped command), and every silenced write ran.
     @Test func clientReplyAcrossShardsAnswersAsOneRedis() throws {
