@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Network soak (see Scripts/soak.sh): hostile clients against a running ambassador in front of a
-real master and replica, while one well-behaved client checks every reply it gets.
+real master and replica (with --cluster: a Redis Cluster of three masters with a replica each),
+while well-behaved clients check every reply they get.
 
 Hostile clients, each on a connection of its own, chosen at random over and over:
   garbage      random bytes, then close
@@ -14,13 +15,15 @@ Hostile clients, each on a connection of its own, chosen at random over and over
   random       random command names and arguments, read for a short while
 
 The well-behaved client runs SET/GET/INCR/MULTI/EXEC/LPUSH/LRANGE with values it can predict and
-counts every reply that is not the one a single Redis gives. At the end: requests, errors, the
+counts every reply that is not the one a single Redis gives. In front of a cluster its keys share
+a hash tag (so its transaction has one shard), and it also writes, reads and deletes three keys
+of other slots in one MSET / MGET / DEL each (split per shard and merged by the ambassador). At the end: requests, errors, the
 hostile connections and actions, and the ambassador's RSS before, at peak and after (once every
 hostile connection is closed and its count is back to the baseline).
 """
 import argparse, os, random, shutil, socket, struct, subprocess, sys, tempfile, threading, time, urllib.request
 
-from bench import free_port, rss_kib, wait_port
+from bench import RedisCluster, free_port, rss_kib, wait_port
 
 
 def rss_parts(pid):
@@ -92,14 +95,15 @@ class Stats:
             self.actions[name] = self.actions.get(name, 0) + 1
 
 
-def good_client(port, stop, stats, ident):
+def good_client(port, stop, stats, ident, cluster=False):
     """Runs commands whose replies it knows, on one connection, and counts every difference."""
     rng = random.Random(ident)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.settimeout(10)
     r = Reader(sock)
     counter = 0
-    key = f"soak:good:{ident}"
+    key = f"{{soak:good:{ident}}}" if cluster else f"soak:good:{ident}"
+    spread = [f"soak:spread:{ident}:{j}" for j in range(3)]  # no tag: three slots, most often three shards
     sock.sendall(encode("DEL", key, key + ":n", key + ":l"))
     r.reply()
     i = 0
@@ -118,6 +122,14 @@ def good_client(port, stop, stats, ident):
             (encode("LTRIM", key + ":l", 0, 9), b"+OK"),
             (encode("LINDEX", key + ":l", 0), value.encode()),
         ]
+        if cluster:
+            values = [f"{value}:{j}".encode() for j in range(3)]
+            steps += [
+                (encode("MSET", *[x for pair in zip(spread, values) for x in pair]), b"+OK"),
+                (encode("MGET", *spread), values),
+                (encode("EXISTS", *spread, spread[0]), b":4"),
+                (encode("DEL", *spread), b":3"),
+            ]
         counter += 2
         # Half the time pipelined, half one by one.
         try:
@@ -144,7 +156,9 @@ def good_client(port, stop, stats, ident):
 
 COMMANDS = [b"GET", b"SET", b"MGET", b"HSET", b"HGETALL", b"LPUSH", b"LRANGE", b"INCR", b"DEL", b"EXISTS",
             b"SCAN", b"PING", b"ECHO", b"CLIENT", b"SELECT", b"EVAL", b"WAIT", b"XADD", b"ZADD", b"SUBSCRIBE",
-            b"MULTI", b"EXEC", b"WATCH", b"HELLO", b"AUTH", b"RESET", b"INFO", b"TYPE", b"OBJECT", b"NOSUCH"]
+            b"MULTI", b"EXEC", b"WATCH", b"HELLO", b"AUTH", b"RESET", b"INFO", b"TYPE", b"OBJECT", b"NOSUCH",
+            b"MSET", b"UNLINK", b"TOUCH", b"KEYS", b"DBSIZE", b"SSUBSCRIBE", b"SPUBLISH", b"CLUSTER", b"READONLY",
+            b"ASKING", b"BLMOVE", b"SUNIONSTORE"]
 
 
 def random_command(rng):
@@ -207,7 +221,9 @@ def hostile(port, stop, stats, ident, held, actions=ACTIONS):
                 sock.sendall(rng.choice([encode("SUBSCRIBE", "soak:ch"), encode("MULTI") + encode("SET", "soak:m", "1"),
                                          encode("BLPOP", "soak:nothing", "0"), encode("MONITOR"),
                                          encode("WATCH", "soak:w") + encode("GET", "soak:w"),
-                                         encode("PSUBSCRIBE", "soak:*") + encode("PING")]))
+                                         encode("PSUBSCRIBE", "soak:*") + encode("PING"),
+                                         encode("SSUBSCRIBE", "soak:ch") + encode("PING"),
+                                         encode("MULTI") + encode("SET", "soak:a", "1") + encode("SET", "soak:b", "1")]))
                 sock.recv(4096)
             else:
                 sock.sendall(valid_pipeline(rng, rng.randrange(1, 30)))
@@ -247,22 +263,29 @@ def main():
     ap.add_argument("--hostile", type=int, default=8, help="hostile client threads")
     ap.add_argument("--good", type=int, default=2, help="well-behaved client threads")
     ap.add_argument("--actions", default=",".join(ACTIONS), help="the hostile actions to choose from")
+    ap.add_argument("--cluster", action="store_true", help="in front of a Redis Cluster (3 masters, 3 replicas)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ra-soak-")
     procs = []
     try:
-        master, replica, listen, admin = free_port(), free_port(), free_port(), free_port()
-        for port, extra in ((master, []), (replica, ["--replicaof", "127.0.0.1", str(master)])):
-            d = os.path.join(work, str(port))
-            os.mkdir(d)
-            procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                           "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log"), "--loglevel", "verbose", *extra],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_port(port)
+        listen, admin = free_port(), free_port()
+        if args.cluster:
+            cluster = RedisCluster(work)
+            procs.extend(cluster.procs)
+            backends = f"discovery: cluster\ncluster_nodes: [127.0.0.1:{cluster.nodes[0]}]\n"
+        else:
+            master, replica = free_port(), free_port()
+            for port, extra in ((master, []), (replica, ["--replicaof", "127.0.0.1", str(master)])):
+                d = os.path.join(work, str(port))
+                os.mkdir(d)
+                procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                               "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log"), "--loglevel", "verbose", *extra],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                wait_port(port)
+            backends = f"master: 127.0.0.1:{master}\nreplicas:\n  - 127.0.0.1:{replica}\n"
         conf = os.path.join(work, "ambassador.yaml")
         with open(conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{listen}\nmaster: 127.0.0.1:{master}\nreplicas:\n  - 127.0.0.1:{replica}\n"
-                    f"admin:\n  listen: 127.0.0.1:{admin}\nlog_level: warning\n")
+            f.write(f"listen: 127.0.0.1:{listen}\n{backends}admin:\n  listen: 127.0.0.1:{admin}\nlog_level: warning\n")
         log = open(os.path.join(work, "ambassador.log"), "w")
         ambassador = subprocess.Popen([args.ambassador, "--config", conf], stdout=subprocess.DEVNULL, stderr=log)
         procs.append(ambassador)
@@ -270,7 +293,7 @@ def main():
         # Warm up (the first connections grow the heap and the buffer pool), then the baseline.
         warm = threading.Event()
         warm_stats = Stats()
-        threads = [threading.Thread(target=good_client, args=(listen, warm, warm_stats, 100 + i)) for i in range(4)]
+        threads = [threading.Thread(target=good_client, args=(listen, warm, warm_stats, 100 + i, args.cluster)) for i in range(4)]
         [t.start() for t in threads]
         time.sleep(2)
         warm.set()
@@ -292,7 +315,7 @@ def main():
         settled = alive = True
         for number in range(args.rounds):
             stop, held = threading.Event(), ([], threading.Lock())
-            threads = [threading.Thread(target=good_client, args=(listen, stop, stats, number * 100 + i))
+            threads = [threading.Thread(target=good_client, args=(listen, stop, stats, number * 100 + i, args.cluster))
                        for i in range(args.good)]
             threads += [threading.Thread(target=hostile, args=(listen, stop, stats, number * 100 + i, held, actions))
                         for i in range(args.hostile)]
@@ -332,7 +355,8 @@ def main():
             fresh_ok = r.reply() == b"+OK" and r.reply() == b"1"
             s.close()
         hostile_total = sum(v for k, v in stats.actions.items() if k != "connect-failed")
-        print(f"soak: {args.seconds:.0f} s in {args.rounds} rounds, {args.hostile} hostile + {args.good} well-behaved client threads")
+        print(f"soak{' (cluster)' if args.cluster else ''}: {args.seconds:.0f} s in {args.rounds} rounds, "
+              f"{args.hostile} hostile + {args.good} well-behaved client threads")
         print(f"  well-behaved: {stats.good_requests} requests, {len(stats.good_errors)} wrong or failed replies")
         for e in stats.good_errors[:10]:
             print(f"    {e}")

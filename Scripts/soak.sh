@@ -7,7 +7,8 @@
 # connections that do not go away, or the process's own (anonymous) memory growing from round to
 # round or ending a round more than 4 MiB over the baseline (code pages a burst touched stay
 # mapped; they are reported apart).
-#   Scripts/soak.sh [SECONDS] [--rounds N] [--hostile N] [--good N]   (60 s, 3 rounds, 8, 2)
+#   Scripts/soak.sh [SECONDS] [--rounds N] [--hostile N] [--good N] [--cluster]   (60 s, 3 rounds, 8, 2)
+# --cluster: in front of a Redis Cluster (three masters with a replica each) instead.
 # AMBASSADOR=path runs that binary (default: the shipped build, Scripts/build-sidecar.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
