@@ -54,6 +54,16 @@ public final class SavedBytes {
 
     public func removeAll() { count = 0 }
 
+    /// Empties the buffer and gives back its storage if that is larger than `limit` bytes (a
+    /// pooled owner that once kept a large request should not hold its room while idle).
+    public func removeAll(keepingAtMost limit: Int) {
+        count = 0
+        guard capacity > limit else { return }
+        storage?.deallocate()
+        storage = nil
+        capacity = 0
+    }
+
     /// The bytes, for a test or a log.
     public var bytes: [UInt8] {
         guard let storage, count > 0 else { return [] }
