@@ -238,6 +238,15 @@ final class Backend {
         return connection.isUsable ? connection : nil
     }
 
+    /// Ends the WAIT that holds `blocked` (Redis id `id`) for a client that left: CLIENT UNBLOCK
+    /// on one of the ambassador's own shared connections that no WAIT holds, or a new overflow one.
+    func unblock(_ blocked: BackendConnection, id: Int64) {
+        let messenger = (shared + overflow).joined().first { $0 !== blocked && $0.isUsable && !$0.isStalled(before: Int.min) }
+            ?? openOverflow(at: overflowSet(db: blocked.db, protocolVersion: blocked.protocolVersion),
+                            protocolVersion: blocked.protocolVersion, db: blocked.db)
+        messenger?.inject(["CLIENT", "UNBLOCK", String(id)], label: "CLIENT UNBLOCK of a WAIT whose client left")
+    }
+
     /// Requests at least this long (a value of 16 KiB or more) count as `large`.
     static let largeRequest = 16 * 1024
     /// Most overflow connections large requests open (per database and RESP version), closed
@@ -289,14 +298,7 @@ final class Backend {
                                            loginIndex: loginIndex)
         connection.open()
         // Its Redis id, for CLIENT UNBLOCK and CLIENT TRACKING REDIRECT naming the app client.
-        connection.probe(request: Self.clientIDRequest) { [weak connection] bytes in
-            guard let connection else { return }
-            guard let (value, _) = try? RESPValue.decode(bytes), case .integer(let id) = value else {
-                connection.identityUnknown = true
-                return
-            }
-            connection.redisClientID = id
-        }
+        connection.identify()
         return connection
     }
 

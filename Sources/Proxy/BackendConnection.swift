@@ -277,6 +277,35 @@ final class BackendConnection: ConnectionDelegate {
         send(from: client, length: length)
     }
 
+    /// Asks Redis for this connection's id (CLIENT ID) unless it is known or asked already.
+    func identify() {
+        guard redisClientID == nil, !identityUnknown, !identifying else { return }
+        identifying = true
+        probe(request: Backend.clientIDRequest) { [weak self] bytes in
+            guard let self else { return }
+            identifying = false
+            guard let (value, _) = try? RESPValue.decode(bytes), case .integer(let id) = value else {
+                identityUnknown = true
+                return
+            }
+            redisClientID = id
+        }
+    }
+    private var identifying = false
+
+    /// A shared connection whose oldest request is a WAIT (or WAITAOF) whose client has left
+    /// holds every later request until that WAIT times out, which may be never (WAIT 3 0). A
+    /// direct Redis ends a client's WAIT when the client hangs up; here the ambassador asks it
+    /// to (CLIENT UNBLOCK, on another connection), once per such WAIT. Its reply is dropped.
+    func unblockAbandonedWait() {
+        guard !dedicated, answered < blockingThrough, let first = inflight.first, first.isBlocking,
+              first.kind == .client, first.session == nil, unblockedAt != answered, let id = redisClientID else { return }
+        unblockedAt = answered
+        backend.unblock(self, id: id)
+    }
+    /// `answered` when `unblockAbandonedWait` last asked (the WAIT then at the head).
+    private var unblockedAt = -1
+
     /// A request's reply will come on this connection, after those already expected; its bytes
     /// follow with `send(from:length:)`, before anything else is written here.
     func expect(_ slot: Slot) {
@@ -463,6 +492,7 @@ final class BackendConnection: ConnectionDelegate {
         }
         answered &+= 1
         failedAttempts = 0
+        if answered < blockingThrough { unblockAbandonedWait() }  // a WAIT behind: is it abandoned?
         switch slot.kind {
         case .client:
             if frame.isError, slot.redirectsLeft > 0, let session = slot.session,

@@ -385,6 +385,38 @@ extension Integration {
         waiter.abort()
     }
 
+    /// A client that hangs up during its WAIT: a direct Redis ends the WAIT with the client. The
+    /// shared master connection it ran on would otherwise stay blocked for good (WAIT 3 0 with
+    /// two replicas), a connection lost per such client; the ambassador ends it (CLIENT UNBLOCK),
+    /// and only that one: a WAIT whose client is still there goes on.
+    @Test func aWaitWhoseClientLeftIsEnded() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        func blockedInWait() throws -> Int {
+            let list = try admin.command(["CLIENT", "LIST"]).text ?? ""
+            return list.split(separator: "\n").filter { $0.contains("cmd=wait") && $0.contains("flags=b") }.count
+        }
+        let patient = try ambassador.client()
+        try patient.send(BlockingClient.encode(["SET", "wait:p", "1"]) + BlockingClient.encode(["WAIT", "3", "0"]))
+        #expect(try patient.readReply() == .simple("OK"))
+        #expect(eventually(2) { (try? blockedInWait()) == 1 })
+        for round in 0..<3 {
+            let waiter = try ambassador.client()
+            try waiter.send(BlockingClient.encode(["SET", "wait:a\(round)", "1"]) + BlockingClient.encode(["WAIT", "3", "0"]))
+            #expect(try waiter.readReply() == .simple("OK"))
+            #expect(eventually(2) { (try? blockedInWait()) == 2 }, "round \(round): the WAIT runs, beside the patient one")
+            waiter.abort()
+            #expect(eventually(2) { (try? blockedInWait()) == 1 }, "round \(round): the WAIT of the client that left ended, not the other")
+        }
+        patient.abort()
+        #expect(eventually(2) { (try? blockedInWait()) == 0 })
+        // The master connections are free again: writes from new sessions are answered.
+        #expect(try ambassador.client(timeout: 2).command(["SET", "wait:after", "1"]) == .simple("OK"))
+    }
+
     /// A replica stopped during a read loop: reads move on, no error reaches the client.
     @Test func replicaStoppedDuringReadLoopCausesNoError() throws {
         let cluster = try Cluster()
