@@ -289,6 +289,7 @@ final class BackendConnection: ConnectionDelegate {
                 return
             }
             redisClientID = id
+            unblockAbandonedWait()  // a WAIT sent after the question, whose client left meanwhile
         }
     }
     private var identifying = false
