@@ -137,6 +137,14 @@ final class BackendConnection: ConnectionDelegate {
         connection?.readChunkSize = Connection.largeReadChunkSize
         state = .connecting
         generation &+= 1
+        if !dedicated && (redisClientID != nil || identityUnknown) {
+            // A new connection has a new id (and a restarted server hands out old ones again):
+            // an UNBLOCK must never name a stale one.
+            redisClientID = nil
+            identityUnknown = false
+        }
+        identifying = false
+        unblockedAt = -1
         db = 0
         scanner = ReplyScanner()
         authStale = false
@@ -293,6 +301,15 @@ final class BackendConnection: ConnectionDelegate {
         }
     }
     private var identifying = false
+
+    /// The last WAIT sent here is still running and is not `session`'s: a request of that
+    /// session sent here now would wait for it.
+    @inline(__always)
+    func heldByWait(notOf session: ClientSession) -> Bool {
+        guard answered < blockingThrough else { return false }
+        let index = blockingThrough - answered - 1
+        return index < inflight.count && inflight[index].session !== session
+    }
 
     /// A shared connection whose oldest request is a WAIT (or WAITAOF) whose client has left
     /// holds every later request until that WAIT times out, which may be never (WAIT 3 0). A

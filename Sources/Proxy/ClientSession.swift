@@ -358,14 +358,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// The shared connection for this session's next request to `backend`: where its earlier
     /// requests there still wait, else whichever the backend offers (its regular connection
-    /// unless that one is stalled, or busy when the request is `large`).
+    /// unless that one is stalled, or busy when the request is `large`). nil: its earlier
+    /// requests wait where another session's WAIT now holds the connection after them, and the
+    /// request must not queue behind that WAIT (see `holdBehindWait`).
     @inline(__always)
-    private func sharedConnection(to backend: Backend, urgent: Bool = false, large: Bool = false) -> BackendConnection {
+    private func sharedConnection(to backend: Backend, urgent: Bool = false, large: Bool = false) -> BackendConnection? {
         let id = ObjectIdentifier(backend)
         for i in bindings.indices where bindings[i].backendID == id {
             let bound = bindings[i].connection
             lastBinding = i
-            if bound.answered < bindings[i].through { return bound }
+            if bound.answered < bindings[i].through { return bound.heldByWait(notOf: self) ? nil : bound }
             let chosen = backend.connection(for: self, urgent: urgent, large: large, now: dispatchNow)
             if chosen !== bound { bindings[i] = Binding(connection: chosen, through: 0) }
             return chosen
@@ -581,7 +583,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// With health checks, a master whose connection is down may be failing over: the command
     /// waits for it (up to `failover_hold`) instead of failing at once.
     func forward(_ frame: RequestFrame, to backend: Backend, write: Bool = false, urgent: Bool = false) {
-        let target = sharedConnection(to: backend, urgent: urgent, large: frame.length >= Backend.largeRequest)
+        guard let target = sharedConnection(to: backend, urgent: urgent, large: frame.length >= Backend.largeRequest) else {
+            return holdBehindWait(frame)
+        }
         let route: Route = backend.role == .master ? .master : .replica
         guard target.isUsable else {
             if route == .master && proxy.healthChecked { return holdForMaster(frame, backend.group) }
@@ -620,6 +624,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard let target = lastWriteConnection, !target.dedicated, target.backend === group.master, target.isOpen,
               target.generation == lastWriteGeneration else { return nil }
         return target
+    }
+
+    /// This session's earlier requests to a backend wait on a shared connection that another
+    /// session's WAIT holds next, which may be for as long as its timeout: a direct client
+    /// never waits for another's WAIT. The frame waits for every earlier reply (those there come
+    /// before the WAIT's), then goes to a connection no WAIT holds (see `Backend.connection`).
+    private func holdBehindWait(_ frame: RequestFrame) {
+        flushPending()
+        endBatch()
+        hold = .barrier(frame)
+        connection.pauseReading()
     }
 
     /// WAIT/WAITAOF on the connection of the session's writes (every earlier reply is in). The
@@ -683,7 +698,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             input.drop(frame.length, from: connection)
             return unavailable(.replica, "ERR ambassador: no replica is available for reads (read_policy: replica)")
         }
-        let target = sharedConnection(to: backend, large: frame.length >= Backend.largeRequest)
+        guard let target = sharedConnection(to: backend, large: frame.length >= Backend.largeRequest) else {
+            return holdBehindWait(frame)
+        }
         // The replica is up, but this session's connection to it may be reconnecting.
         guard target.isUsable else { return forward(frame, to: backend) }
         let slot = enqueue(.replica)

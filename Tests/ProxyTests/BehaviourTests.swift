@@ -417,6 +417,36 @@ extension Integration {
         #expect(try ambassador.client(timeout: 2).command(["SET", "wait:after", "1"]) == .simple("OK"))
     }
 
+    /// A session whose request is already on the shared master connection when another
+    /// session's WAIT (WAIT 3 0, two replicas: never satisfied) is sent there does not queue its
+    /// next request behind that WAIT: it waits for its own earlier reply, then goes to a
+    /// connection no WAIT holds, as no direct client waits for another's WAIT.
+    @Test func requestsBoundBeforeAnotherSessionsWaitDoNotQueueBehindIt() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        let waiter = try ambassador.client()
+        #expect(try waiter.command(["SET", "hol:w", "1"]) == .simple("OK"))  // its writes' connection
+        // A script that keeps Redis busy for 400 ms: the first request stays in flight on the
+        // (one) shared master connection while the WAIT, then the next request, are sent.
+        let busy = "local s = redis.call('TIME') while true do local t = redis.call('TIME') "
+            + "if (t[1] - s[1]) * 1000000 + (t[2] - s[2]) > 400000 then return 1 end end"
+        let bound = try ambassador.client(timeout: 3)
+        try bound.send(BlockingClient.encode(["EVAL", busy, "0"]))
+        Thread.sleep(forTimeInterval: 0.1)
+        try waiter.send(BlockingClient.encode(["WAIT", "3", "0"]))
+        Thread.sleep(forTimeInterval: 0.1)
+        try bound.send(BlockingClient.encode(["INCR", "hol:n"]))
+        #expect(try bound.readReply() == .integer(1))
+        do {
+            #expect(try bound.readReply() == .integer(1))
+        } catch {
+            Issue.record("INCR waited behind the other session's WAIT: \(error)")
+        }
+        waiter.abort()
+    }
+
     /// A replica stopped during a read loop: reads move on, no error reaches the client.
     @Test func replicaStoppedDuringReadLoopCausesNoError() throws {
         let cluster = try Cluster()
