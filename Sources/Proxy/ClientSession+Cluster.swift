@@ -198,21 +198,26 @@ extension ClientSession {
     /// A command no single shard answers as one Redis would: keys of several slots, a question
     /// for every master (DBSIZE, KEYS, SCAN …), or one about the cluster that the ambassador
     /// answers as one node.
-    func spansShards(_ frame: RequestFrame, _ command: Command) -> Bool {
-        let keys = proxy.table.keys(of: command)
-        if keys.hasKeys {
-            if case .crossSlot = keys.slot(SessionArguments(session: self, frame: frame)) { return true }
-            return false
+    func spansShards(_ frame: RequestFrame) -> Bool {
+        switch keySlot(of: frame) {
+        case .crossSlot: return true
+        case .slot: return false
+        case .none:
+            if Self.fanOutNames.contains(frame.name) { return clusterParts(frame, crossSlot: false) != nil }
+            return isOneNodeQuestion(frame)
         }
-        if Self.fanOutNames.contains(frame.name) { return clusterParts(frame, crossSlot: false) != nil }
-        if frame.argumentCount == 1 && (frame.name == Words.readOnly || frame.name == Words.readWrite || frame.name == Words.asking) {
-            return true
+    }
+
+    /// What `answeredAsOneNode` answers: READONLY, READWRITE, ASKING, and the CLUSTER
+    /// subcommands in `oneNodeQuestions`.
+    private func isOneNodeQuestion(_ frame: RequestFrame) -> Bool {
+        if frame.argumentCount == 1 {
+            return frame.name == Words.readOnly || frame.name == Words.readWrite || frame.name == Words.asking
         }
         return frame.name == Words.clusterName && frame.argumentCount == 2
             && Self.oneNodeQuestions.contains(frame.firstArgument.description)
     }
 
-    /// The CLUSTER subcommands `answeredAsOneNode` answers.
     static let oneNodeQuestions: Set<String> = ["slots", "shards", "nodes", "info", "myid", "myshardid"]
 
     /// What a cluster-aware client asks of the node it talks to, answered for the ambassador as
@@ -220,7 +225,8 @@ extension ClientSession {
     /// then sends everything here, as a plain one does. READONLY, READWRITE and ASKING are
     /// accepted (reads are spread and redirections followed here anyway).
     private func answeredAsOneNode(_ frame: RequestFrame) -> Bool {
-        if frame.argumentCount == 1 && (frame.name == Words.readOnly || frame.name == Words.readWrite || frame.name == Words.asking) {
+        guard isOneNodeQuestion(frame) else { return false }
+        if frame.argumentCount == 1 {
             input.drop(frame.length, from: connection)
             proxy.stats.answered(.local, .ok, microseconds: 0)
             encoder.clear()
@@ -228,7 +234,6 @@ extension ClientSession {
             answer(encoder.bytes)
             return true
         }
-        guard frame.name == Words.clusterName, frame.argumentCount == 2 else { return false }
         let (host, port) = ownAddress()
         let id = Self.nodeID(host: host, port: port, salt: 0)
         encoder.clear()
@@ -272,10 +277,8 @@ extension ClientSession {
             ].joined(separator: "\r\n") + "\r\n")
         case "myid":
             encoder.bulk(id)
-        case "myshardid":
+        default:  // "myshardid", the one `oneNodeQuestions` names besides those above
             encoder.bulk(Self.nodeID(host: host, port: port, salt: 1))
-        default:
-            return false
         }
         input.drop(frame.length, from: connection)
         proxy.stats.answered(.local, .ok, microseconds: 0)

@@ -55,7 +55,7 @@ extension ClientSession {
             return answerLocally(.reset, frame)
         }
         if proxy.clustered && inMulti && !pin.isRelaying && refusedInClusterTransaction(frame, on: target) { return }
-        if proxy.clustered && !inMulti && !pin.isRelaying && spansShards(frame, command) {
+        if proxy.clustered && !inMulti && !pin.isRelaying && spansShards(frame) {
             // Outside a transaction (pipelined after EXEC, behind a blocked BLPOP, while
             // WATCHing), a command the pinned shard cannot answer for the whole keyspace runs as
             // it would unpinned, after the replies owed: its node would refuse keys of other

@@ -229,9 +229,6 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var shardChannels: Set<[UInt8]> = []
     var queued = 0
     var trackingRedirect: Int64 = -1
-    /// The shared connections this session sent a WAIT on (a few at most: one per backend it
-    /// writes to), so its WAIT still in flight when it leaves can be ended.
-    var waitConnections: [BackendConnection] = []
     var tracking = false
     /// The state that pinned the session (a blocking command's session is "blocked" while it
     /// waits on the dedicated connection).
@@ -652,10 +649,6 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         // Its Redis id before the WAIT, so a WAIT left behind by a client that hangs up can be
         // ended (see `BackendConnection.unblockAbandonedWait`).
         target.identify()
-        if !waitConnections.contains(where: { $0 === target }) {
-            if waitConnections.count >= 8 { waitConnections.removeFirst() }
-            waitConnections.append(target)
-        }
         send(frame, to: target, slot: slot)
         flushPending()
     }
@@ -1004,9 +997,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     func connectionDidClose(_ connection: Connection, error: SocketError?) {
         // Replies still owed are read and dropped by the backend connections.
         replies.abandon(pool: proxy.slots)
-        // A WAIT of this session holding a shared connection ends, as a direct Redis ends it.
-        for target in waitConnections { target.unblockAbandonedWait() }
-        waitConnections.removeAll()
+        // A WAIT of this session holding a shared connection ends, as a direct Redis ends it
+        // (its connection stays among the bindings while the WAIT is in flight).
+        for binding in bindings { binding.connection.unblockAbandonedWait() }
         dropPinned()
         proxy.sessionClosed(self)
     }
