@@ -228,12 +228,17 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Writes a request the ambassador makes itself; its reply is dropped (errors are logged).
     func inject(_ arguments: [String], label: StaticString, expectingError: Bool = false) {
+        inject(request: Self.request(arguments), label: label, expectingError: expectingError)
+    }
+
+    /// The same with the request already encoded (an app's own request, replayed).
+    func inject(request: [UInt8], label: StaticString, expectingError: Bool = false) {
         let slot = proxy.slots.take()
         slot.kind = .injected
         slot.expectsError = expectingError
         slot.started = proxy.loop.nowMicroseconds
         slot.label = label
-        write(Self.request(arguments), slot: slot)
+        write(request, slot: slot)
     }
 
     /// Writes a request whose reply the ambassador reads itself.
@@ -495,8 +500,9 @@ final class BackendConnection: ConnectionDelegate {
         // Only a session's in-order replies wait in the pending run; anything else that reads
         // or drops input bytes finds its frame at the front.
         if frame.isError { flushReplies() }
-        // Requests queued before relaying began (an injected SELECT or HELLO) are answered first.
-        if relay, inflight.isEmpty, let owner {
+        // Requests queued before relaying began (an injected SELECT or HELLO) are answered first;
+        // a push (RESP3: an invalidation, a message) answers none of them and is relayed as it comes.
+        if relay, inflight.isEmpty || frame.type == UInt8(ascii: ">"), let owner {
             flushReplies()
             owner.relayed(frame, from: connection, backend: self)
             return

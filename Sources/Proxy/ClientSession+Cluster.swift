@@ -314,7 +314,7 @@ extension ClientSession {
               owner !== target.backend.group, relayForeign.count < 1024 else { return }
         var bytes: [UInt8] = []
         connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
-        relayForeign.append((slot, frame.name, frame.firstArgument, bytes))
+        relayForeign.append((slot, frame.name, frame.firstArgument, bytes, cachingRequest))
     }
 
     /// A -MOVED or -ASK in a relayed stream for a command remembered above: the stream waits,
@@ -337,6 +337,7 @@ extension ClientSession {
             connection.write(encoder.bytes)
             return true
         }
+        if tracksAcrossShards, runOnTrackingShard(entry, redirection, holding: relay) { return true }
         relay.holdRelay()
         let group = proxy.group(forSlot: redirection.slot) ?? proxy.primary!
         let node = redirection.kind == .ask

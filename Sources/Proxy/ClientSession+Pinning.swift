@@ -90,6 +90,8 @@ extension ClientSession {
             }
             // Sent in place of the app's bytes: the same command, naming Redis's id.
             trackState(frame, verb: verb)
+            // (Invalidations redirected to another client reach it from this node only.)
+            if proxy.clustered { dropTrackingShards() }
             input.drop(frame.length, from: connection)
             if inMulti {
                 target.write(bytes, slot: enqueue(.pinned))
@@ -122,8 +124,7 @@ extension ClientSession {
         }
         if pin.isRelaying {
             proxy.stats.command(.pinned, .relayed)
-            // Only a subscriber's: a tracking session's reads must stay where its invalidations come from.
-            if proxy.clustered && pin.state == .pubsub { noteForeignRelayedCommand(frame, on: target) }
+            if proxy.clustered { noteClusterRelayed(frame, verb: verb, on: target) }
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
@@ -154,6 +155,7 @@ extension ClientSession {
             }
             pin = .relaying(target, state)
             proxy.stats.command(.pinned, .relayed)
+            if proxy.clustered { noteClusterRelayed(frame, verb: verb, on: target) }
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
@@ -253,6 +255,7 @@ extension ClientSession {
     /// The pinned connection died. Waiting requests already got errors; a relayed session (a
     /// subscriber) is closed, as a direct Redis's restart would close it.
     func pinnedConnectionLost(_ connection: BackendConnection) {
+        if trackingShardLost(connection) { return }
         guard pinned === connection else { return }
         let wasRelay = pin.isRelaying
         pin = .shared
@@ -264,6 +267,7 @@ extension ClientSession {
 
     /// A frame from the relayed connection: straight to the client, in arrival order.
     func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
+        if owner !== pinned { return relayedFromShard(frame, from: backend, on: owner) }
         if !relayForeign.isEmpty, frame.isError, takeRelayedRedirection(frame, from: backend, on: owner) { return }
         if frame.length == 8 && frame.type == UInt8(ascii: "+") {
             // "+RESET": the session sent RESET; the connection is clean again (and logged out).

@@ -70,7 +70,21 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// discovery: cluster — commands a relaying session sent on its dedicated connection whose
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
-    var relayForeign: [(slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8])] = []
+    var relayForeign: [(slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8], caching: [UInt8]?)] = []
+    /// discovery: cluster — a session with CLIENT TRACKING on (its invalidations as RESP3 pushes
+    /// on its own connection): a dedicated connection of its own on every other shard's master,
+    /// tracking as its relayed one does, where its commands for that shard's keys run (Redis
+    /// remembers a key for the connection that read it, and tells that connection when it
+    /// changes). Keyed by the shard's group. See `ClientSession+Tracking.swift`.
+    var trackingShards: [ObjectIdentifier: BackendConnection] = [:]
+    /// The session's last CLIENT TRACKING request, as sent: replayed on a shard's connection
+    /// opened later.
+    var trackingRequest: [UInt8]?
+    /// The CLIENT CACHING request relayed just before, if the last one was: it applies to the
+    /// next command, which may run on another shard's connection.
+    var cachingRequest: [UInt8]?
+    /// The relayed connection waiting while another shard's tracking connection answers a command.
+    weak var heldForShard: BackendConnection?
     /// discovery: cluster — CLIENT REPLY, kept here (the session's commands run on many
     /// connections): OFF silences every reply, SKIP the next command's; `silentCommand` is
     /// whether the command being dispatched gets none (decided when it is read: see
@@ -277,6 +291,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// what its relayed connection sends.
     func connectionDidDrainOutput(_ connection: Connection) {
         if pin.isRelaying { pinned?.resumeReading() }
+        for shard in trackingShards.values { shard.resumeReading() }
         processInput()
     }
 
@@ -963,6 +978,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         patterns = []
         shardChannels = []
         relayForeign = []
+        dropTrackingShards()
         tracking = false
         trackingRedirect = -1
         user = "default"
@@ -1001,6 +1017,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         // (its connection stays among the bindings while the WAIT is in flight).
         for binding in bindings { binding.connection.unblockAbandonedWait() }
         dropPinned()
+        dropTrackingShards()
         proxy.sessionClosed(self)
     }
 }

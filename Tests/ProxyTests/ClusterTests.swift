@@ -474,6 +474,78 @@ import TestSupport
         #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
     }
 
+    /// CLIENT TRACKING (RESP3 pushes) in front of a cluster: keys read on every shard are
+    /// invalidated when another client changes them, in the same order against the replies as
+    /// one Redis sends them; OPTIN's CLIENT CACHING applies to the next command on whichever
+    /// shard it runs; BCAST covers every shard from the start; OFF ends it everywhere.
+    @Test(arguments: [[], ["OPTIN"], ["BCAST", "PREFIX", "tk:"]])
+    func clientTrackingInvalidatesKeysOfEveryShard(mode: [String]) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        // A key in each third of the slots: one per shard.
+        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
+            (0..<1000).lazy.map { "tk:\($0)" }.first { range ~= HashSlot.of($0) }!
+        }
+        let optIn = mode.first == "OPTIN", broadcast = mode.first == "BCAST"
+        let cache: [Step] = optIn ? [.send(["CLIENT", "CACHING", "yes"])] : []
+        // BCAST: every write of a key under the prefix is pushed, read or not.
+        let pushed: [Step] = broadcast ? [.read] : []
+        var steps: [Step] = [.sendUncompared(["HELLO", "3"]), .send(["CLIENT", "TRACKING", "ON"] + mode)]
+        for key in keys { steps += [.other(["SET", key, "one"])] + pushed }
+        for key in keys { steps += cache + [.send(["GET", key])] }
+        for key in keys { steps += [.other(["SET", key, "two"]), .read] + cache + [.send(["GET", key])] }
+        // Pipelined reads (OPTIN: each after its CLIENT CACHING yes), then each key changed in turn.
+        let pipeline = keys.flatMap { key in (optIn ? [Step.sendOnly(["CLIENT", "CACHING", "yes"])] : []) + [.sendOnly(["GET", key])] }
+        steps += pipeline + pipeline.map { _ in .read }
+        for key in keys.reversed() { steps += [.other(["SET", key, "three"]), .read] }
+        if optIn {
+            // Read without CLIENT CACHING yes: not tracked, no invalidation.
+            steps += [.send(["GET", keys[0]]), .other(["SET", keys[0], "four"]), .send(["PING", "untracked"])]
+        }
+        if broadcast {
+            // A key outside the prefix: nothing pushed.
+            steps += [.other(["SET", "other:key", "x"]), .send(["PING", "outside"])]
+        }
+        // The session's own write to a key of another shard, read (and so tracked) first.
+        steps += cache + [.send(["GET", keys[2]]), .send(["SET", keys[2], "mine"]), .read]
+        steps += [.send(["CLIENT", "TRACKING", "OFF"])]
+        steps += keys.map { .other(["SET", $0, "five"]) } + [.send(["PING", "end"])]
+        let expected = try run(steps, port: single.port)
+        let got = try run(steps, port: ambassador.port)
+        #expect(expected.contains { $0.contains("invalidate") })
+        #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
+    }
+
+    /// A tracking session's connection to another shard dies: its invalidations may be lost
+    /// with it, so the client is closed (as a direct Redis's restart closes it, and the app's
+    /// cache goes with the connection); a client that did not track keeps working.
+    @Test func aTrackingSessionLosingAShardsConnectionIsClosed() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let far = (0..<1000).lazy.map { "tl:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        let tracker = try BlockingClient(port: ambassador.port, timeout: 5)
+        let plain = try BlockingClient(port: ambassador.port, timeout: 5)
+        _ = try tracker.command(["HELLO", "3"])
+        #expect(try tracker.command(["CLIENT", "TRACKING", "ON"]) == .simple("OK"))
+        #expect(try plain.command(["SET", far, "v"]) == .simple("OK"))
+        #expect(try tracker.command(["GET", far]) == .bulk("v"))
+        // The owner's one tracking client is the session's connection there.
+        let owner = try Self.owner(of: far, in: cluster).client()
+        let list = try owner.command(["CLIENT", "LIST"]).text ?? ""
+        let tracking = list.split(whereSeparator: \.isNewline).filter { $0.contains(" flags=t") }
+        #expect(tracking.count == 1, "\(list)")
+        let id = tracking.first.flatMap { $0.split(separator: " ").first { $0.hasPrefix("id=") } }.map { String($0.dropFirst(3)) } ?? "0"
+        #expect(try owner.command(["CLIENT", "KILL", "ID", id]) == .integer(1))
+        #expect(tracker.isClosedByPeer())
+        #expect(try plain.command(["GET", far]) == .bulk("v"))
+    }
+
     /// A pipeline over keys of every shard reaches the client in one write, as one Redis answers
     /// what one read brought (not one write per shard); a blocking command on one shard never
     /// holds back the replies before it from the others.
