@@ -7,7 +7,8 @@ import Routing
 /// - split: MGET, MSET, DEL, UNLINK, EXISTS, TOUCH whose keys span slots go out as one
 ///   request per slot, and the replies are merged in key order;
 /// - fan-out: DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH/EXISTS, FUNCTION
-///   LOAD/FLUSH/DELETE go to every master; SCAN walks the masters in turn with one cursor.
+///   LOAD/FLUSH/DELETE, RANDOMKEY and INFO (when it shows the Keyspace section) go to every
+///   master; SCAN walks the masters in turn with one cursor.
 /// The parts run on the masters' shared connections; -MOVED, -ASK and -TRYAGAIN on a part are
 /// followed as for any request. The client's reply takes its turn in its queue.
 extension ClientSession {
@@ -26,6 +27,10 @@ extension ClientSession {
         case all
         /// SCAN on master `index` of `count`: the cursor carries the master's index.
         case scan(index: Int, count: Int)
+        /// RANDOMKEY: one of the masters' keys (nil only when every master is empty).
+        case random
+        /// INFO: the first master's, its Keyspace section the sum of every master's.
+        case info
     }
 
     /// One request of a split or fan-out, and where it goes.
@@ -38,7 +43,10 @@ extension ClientSession {
 
     /// The split or fan-out for this command, if it needs one (nil: route it as usual).
     static let splitNames: Set<ShortBytes> = Set(["mget", "exists", "del", "unlink", "touch", "mset"].map { ShortBytes($0) })
-    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan"].map { ShortBytes($0) })
+    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan", "randomkey", "info"].map { ShortBytes($0) })
+
+    /// INFO's sections that include Keyspace (none named: the default ones).
+    static let keyspaceSections: Set<String> = ["default", "all", "everything", "keyspace"]
 
     func clusterParts(_ frame: RequestFrame, crossSlot: Bool) -> (parts: [Part], merge: Merge, isWrite: Bool)? {
         guard proxy.hasLayout, (crossSlot ? Self.splitNames : Self.fanOutNames).contains(frame.name) else { return nil }
@@ -86,6 +94,14 @@ extension ClientSession {
         switch name {
         case "dbsize" where frame.argumentCount == 1:
             return (everyMaster(arguments()), .sum, false)
+        case "randomkey" where frame.argumentCount == 1:
+            return (everyMaster(arguments()), .random, false)
+        case "info":
+            // Only when the reply counts keys: the other sections are the node's own.
+            let all = arguments()
+            let sections = all.dropFirst().map { String(decoding: $0, as: UTF8.self).lowercased() }
+            guard sections.isEmpty || sections.contains(where: Self.keyspaceSections.contains) else { return nil }
+            return (everyMaster(all), .info, false)
         case "keys" where frame.argumentCount == 2:
             return (everyMaster(arguments()), .concatenate, false)
         case "flushall", "flushdb":
@@ -221,6 +237,11 @@ extension ClientSession {
                 merged = merged.map { zip($0, flags).map { min($0, $1) } } ?? flags
             }
             bytes = RESPValue.array((merged ?? []).map { .integer($0) }).encoded
+        case .random:
+            let found = replies.indices.filter { values[$0].map { $0 != .bulkString(nil) && $0 != .null } ?? false }
+            bytes = found.randomElement().map { replies[$0] } ?? replies.first ?? Array("$-1\r\n".utf8)
+        case .info:
+            bytes = Self.mergedInfo(values.map { $0 ?? .null }) ?? replies.first ?? []
         case .scan(let index, let count):
             guard let first = values.first, let reply = first?.list, reply.count == 2, let text = reply[0].text, let cursor = UInt64(text) else {
                 bytes = replies.first ?? []
@@ -240,5 +261,73 @@ extension ClientSession {
             bytes = RESPValue.array([.bulk(String(next)), reply[1]]).encoded
         }
         fill(slot, with: bytes, isError: false)
+    }
+
+    /// INFO's text from every master, as one Redis's: the first master's, with each `dbN:` line
+    /// of its Keyspace section summed over all (keys, expires…; avg_ttl weighted by expires).
+    /// nil when a reply is not INFO text.
+    static func mergedInfo(_ values: [RESPValue]) -> [UInt8]? {
+        guard let first = values.first else { return nil }
+        var texts: [String] = []
+        for value in values {
+            guard let text = value.text else { return nil }
+            texts.append(text)
+        }
+        var totals: [String: [(String, Int64)]] = [:]  // db → fields in order
+        var order: [String] = []
+        var ttlWeight: [String: (sum: Double, weight: Int64)] = [:]
+        for text in texts {
+            for line in keyspaceLines(text) {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let db = String(line[..<colon])
+                var fields: [(String, Int64)] = []
+                for pair in line[line.index(after: colon)...].split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2, let number = Int64(parts[1]) else { continue }
+                    fields.append((String(parts[0]), number))
+                }
+                let expires = fields.first { $0.0 == "expires" }?.1 ?? 0
+                if let ttl = fields.first(where: { $0.0 == "avg_ttl" })?.1 {
+                    let old = ttlWeight[db] ?? (0, 0)
+                    ttlWeight[db] = (old.sum + Double(ttl) * Double(expires), old.weight + expires)
+                }
+                if var known = totals[db] {
+                    for (name, number) in fields {
+                        if let i = known.firstIndex(where: { $0.0 == name }) { known[i].1 += number } else { known.append((name, number)) }
+                    }
+                    totals[db] = known
+                } else {
+                    totals[db] = fields
+                    order.append(db)
+                }
+            }
+        }
+        // dbN in numeric order, as Redis lists them.
+        order.sort { (Int($0.dropFirst(2)) ?? 0) < (Int($1.dropFirst(2)) ?? 0) }
+        let merged = order.map { db -> String in
+            let fields = totals[db]!.map { name, number -> String in
+                if name == "avg_ttl", let w = ttlWeight[db] {
+                    return "avg_ttl=\(w.weight > 0 ? Int64((w.sum / Double(w.weight)).rounded()) : 0)"
+                }
+                return "\(name)=\(number)"
+            }
+            return "\(db):" + fields.joined(separator: ",")
+        }
+        // The first text with its Keyspace lines replaced.
+        var lines = texts[0].split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
+        guard let header = lines.firstIndex(of: "# Keyspace") else { return nil }
+        var end = header + 1
+        while end < lines.count && lines[end].hasPrefix("db") { end += 1 }
+        lines.replaceSubrange((header + 1)..<end, with: merged)
+        let text = Array(lines.joined(separator: "\r\n").utf8)
+        if case .verbatim(let raw) = first { return RESPValue.verbatim(Array(raw.prefix(4)) + text).encoded }
+        return RESPValue.bulkString(text).encoded
+    }
+
+    /// The `dbN:…` lines of INFO's Keyspace section.
+    private static func keyspaceLines(_ text: String) -> [Substring] {
+        let lines = text.split(separator: "\r\n")
+        guard let header = lines.firstIndex(of: "# Keyspace") else { return [] }
+        return Array(lines[(header + 1)...].prefix { $0.hasPrefix("db") })
     }
 }

@@ -546,6 +546,58 @@ import TestSupport
         #expect(try plain.command(["GET", far]) == .bulk("v"))
     }
 
+    /// RANDOMKEY and INFO's Keyspace section speak for every shard, as one Redis holding all
+    /// the keys: a key of any shard (nil only when all are empty), and the keys and expires
+    /// counted over all masters (the other sections stay the first node's).
+    @Test(arguments: [2, 3])
+    func randomKeyAndInfoKeyspaceCoverEveryShard(protocolVersion: Int) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let direct = try single.client()
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        _ = try client.command(["HELLO", String(protocolVersion)])
+        _ = try direct.command(["HELLO", String(protocolVersion)])
+        func keyspace(_ client: BlockingClient, _ section: [String] = ["keyspace"]) throws -> [String] {
+            let text = try client.command(["INFO"] + section).text ?? ""
+            return text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("db") }.map { line in
+                // avg_ttl is an estimate each node makes by sampling: not compared.
+                line.split(separator: ",").filter { !$0.hasPrefix("avg_ttl") }.joined(separator: ",")
+            }
+        }
+        for c in [client, direct] { _ = try c.command(["FLUSHALL"]) }  // (the harness's __ready__ key)
+        #expect(try client.command(["RANDOMKEY"]) == direct.command(["RANDOMKEY"]))  // empty: nil
+        // One key, on the last shard (not the first, which answers keyless commands).
+        let far = (0..<1000).lazy.map { "rk:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        for c in [client, direct] { _ = try c.command(["SET", far, "v"]) }
+        for _ in 0..<5 { #expect(try client.command(["RANDOMKEY"]) == .bulk(far)) }
+        // Keys on every shard, some with a TTL.
+        let keys = (0..<60).map { "rk:\($0)" }
+        for c in [client, direct] {
+            for (i, key) in keys.enumerated() {
+                _ = try c.command(["SET", key, "v"] + (i % 4 == 0 ? ["EX", "1000"] : []))
+            }
+        }
+        var seen = Set<String>()
+        for _ in 0..<60 {
+            let key = try client.command(["RANDOMKEY"]).text ?? "nil"
+            #expect(keys.contains(key), "\(key)")
+            seen.insert(key)
+        }
+        #expect(Set(seen.map { HashSlot.of($0) / 5462 }).count == 3, "\(seen)")
+        #expect(try keyspace(client) == keyspace(direct))
+        #expect(try keyspace(client) == ["db0:keys=60,expires=15"])
+        for section in [[], ["default"], ["all"], ["everything"], ["server", "keyspace"]] {
+            #expect(try keyspace(client, section) == keyspace(direct, section), "\(section)")
+        }
+        // A section without Keyspace is the node's own, unchanged.
+        #expect(try keyspace(client, ["memory"]).isEmpty)
+        #expect(try client.command(["DBSIZE"]) == .integer(60))
+    }
+
     /// A pipeline over keys of every shard reaches the client in one write, as one Redis answers
     /// what one read brought (not one write per shard); a blocking command on one shard never
     /// holds back the replies before it from the others.
