@@ -337,7 +337,7 @@ extension ClientSession {
             connection.write(encoder.bytes)
             return true
         }
-        if tracksAcrossShards, runOnTrackingShard(entry, redirection, holding: relay) { return true }
+        if tracksAcrossShards, runOnShardConnection(entry, redirection, holding: relay) { return true }
         relay.holdRelay()
         let group = proxy.group(forSlot: redirection.slot) ?? proxy.primary!
         let node = redirection.kind == .ask

@@ -91,7 +91,7 @@ extension ClientSession {
             // Sent in place of the app's bytes: the same command, naming Redis's id.
             trackState(frame, verb: verb)
             // (Invalidations redirected to another client reach it from this node only.)
-            if proxy.clustered { dropTrackingShards() }
+            if proxy.clustered { stopTrackingOnShards() }
             input.drop(frame.length, from: connection)
             if inMulti {
                 target.write(bytes, slot: enqueue(.pinned))
@@ -255,7 +255,7 @@ extension ClientSession {
     /// The pinned connection died. Waiting requests already got errors; a relayed session (a
     /// subscriber) is closed, as a direct Redis's restart would close it.
     func pinnedConnectionLost(_ connection: BackendConnection) {
-        if trackingShardLost(connection) { return }
+        if shardConnectionLost(connection) { return }
         guard pinned === connection else { return }
         let wasRelay = pin.isRelaying
         pin = .shared

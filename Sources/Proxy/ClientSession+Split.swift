@@ -7,8 +7,8 @@ import Routing
 /// - split: MGET, MSET, DEL, UNLINK, EXISTS, TOUCH whose keys span slots go out as one
 ///   request per slot, and the replies are merged in key order;
 /// - fan-out: DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH/EXISTS, FUNCTION
-///   LOAD/FLUSH/DELETE, RANDOMKEY and INFO (when it shows the Keyspace section) go to every
-///   master; SCAN walks the masters in turn with one cursor.
+///   LOAD/FLUSH/DELETE, RANDOMKEY, INFO (when it shows the Keyspace section) and CONFIG
+///   SET/RESETSTAT/REWRITE go to every master; SCAN walks the masters in turn with one cursor.
 /// The parts run on the masters' shared connections; -MOVED, -ASK and -TRYAGAIN on a part are
 /// followed as for any request. The client's reply takes its turn in its queue.
 extension ClientSession {
@@ -43,7 +43,7 @@ extension ClientSession {
 
     /// The split or fan-out for this command, if it needs one (nil: route it as usual).
     static let splitNames: Set<ShortBytes> = Set(["mget", "exists", "del", "unlink", "touch", "mset"].map { ShortBytes($0) })
-    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan", "randomkey", "info"].map { ShortBytes($0) })
+    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan", "randomkey", "info", "config"].map { ShortBytes($0) })
 
     /// INFO's sections that include Keyspace (none named: the default ones).
     static let keyspaceSections: Set<String> = ["default", "all", "everything", "keyspace"]
@@ -106,9 +106,13 @@ extension ClientSession {
             return (everyMaster(arguments()), .concatenate, false)
         case "flushall", "flushdb":
             return (everyMaster(arguments()), .same, true)
-        case "script", "function":
+        case "script", "function", "config":
             let sub = frame.firstArgument.description
             switch (name, sub) {
+            case ("config", "set"), ("config", "resetstat"), ("config", "rewrite"):
+                // One Redis's settings are the whole keyspace's: notify-keyspace-events,
+                // maxmemory-policy … must hold on every shard (CONFIG GET asks the first).
+                return (everyMaster(arguments()), .same, false)
             case ("script", "load"), ("script", "flush"), ("function", "load"), ("function", "flush"), ("function", "delete"):
                 return (everyMaster(arguments()), .same, true)
             case ("script", "exists") where frame.argumentCount > 2:

@@ -71,12 +71,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
     var relayForeign: [(slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8], caching: [UInt8]?)] = []
-    /// discovery: cluster — a session with CLIENT TRACKING on (its invalidations as RESP3 pushes
-    /// on its own connection): a dedicated connection of its own on every other shard's master,
-    /// tracking as its relayed one does, where its commands for that shard's keys run (Redis
-    /// remembers a key for the connection that read it, and tells that connection when it
-    /// changes). Keyed by the shard's group. See `ClientSession+Tracking.swift`.
-    var trackingShards: [ObjectIdentifier: BackendConnection] = [:]
+    /// discovery: cluster — a relaying session's dedicated connections to the other shards'
+    /// masters, for what one node says only of its own keys: CLIENT TRACKING's invalidations
+    /// (its commands for that shard's keys run there) and keyspace notifications (its
+    /// subscriptions to them are made there too). Keyed by the shard's group. See
+    /// `ClientSession+ShardConnections.swift`.
+    var shardConnections: [ObjectIdentifier: BackendConnection] = [:]
+    /// The session's subscriptions that shard connections hold too (node-local channels, and
+    /// patterns that may match them).
+    var mirroredChannels: Set<[UInt8]> = []
+    var mirroredPatterns: Set<[UInt8]> = []
     /// The session's last CLIENT TRACKING request, as sent: replayed on a shard's connection
     /// opened later.
     var trackingRequest: [UInt8]?
@@ -291,7 +295,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// what its relayed connection sends.
     func connectionDidDrainOutput(_ connection: Connection) {
         if pin.isRelaying { pinned?.resumeReading() }
-        for shard in trackingShards.values { shard.resumeReading() }
+        for shard in shardConnections.values { shard.resumeReading() }
         processInput()
     }
 
@@ -978,7 +982,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         patterns = []
         shardChannels = []
         relayForeign = []
-        dropTrackingShards()
+        dropShardConnections()
         tracking = false
         trackingRedirect = -1
         user = "default"
@@ -1017,7 +1021,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         // (its connection stays among the bindings while the WAIT is in flight).
         for binding in bindings { binding.connection.unblockAbandonedWait() }
         dropPinned()
-        dropTrackingShards()
+        dropShardConnections()
         proxy.sessionClosed(self)
     }
 }

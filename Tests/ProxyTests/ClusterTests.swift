@@ -546,6 +546,49 @@ import TestSupport
         #expect(try plain.command(["GET", far]) == .bulk("v"))
     }
 
+    /// Keyspace notifications in front of a cluster: CONFIG SET reaches every master, and a
+    /// subscriber to `__keyevent@…` / `__keyspace@…` hears the events of keys on every shard
+    /// (each node publishes only its own), once each, as from one Redis; PUBLISH still reaches
+    /// it once.
+    @Test(arguments: [2, 3])
+    func keyspaceNotificationsComeFromEveryShard(protocolVersion: Int) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let single = try RedisServer()
+        defer { single.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
+            (0..<1000).lazy.map { "kn:\($0)" }.first { range ~= HashSlot.of($0) }!
+        }
+        var steps: [Step] = [
+            .sendUncompared(["HELLO", String(protocolVersion)]),
+            .other(["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+            .send(["PSUBSCRIBE", "__keyevent@0__:*"]), .send(["SUBSCRIBE", "__keyspace@0__:" + keys[2], "news"]), .read,
+        ]
+        for key in keys { steps += [.other(["SET", key, "v"]), .read] + (key == keys[2] ? [.read] : []) }
+        // The key with a keyspace subscriber too: its channel's message, then the event's.
+        steps += [.other(["INCR", keys[2] + "n"]), .read, .other(["APPEND", keys[2], "w"]), .read, .read]
+        steps += [.other(["PUBLISH", "news", "hello"]), .read]
+        // Expiry comes from the owner's own cycle.
+        steps += [.other(["SET", keys[1], "v", "PX", "20"]), .read, .read, .read]
+        steps += [.other(["DEL", keys[0]]), .read]
+        steps += [.send(["PUNSUBSCRIBE", "__keyevent@0__:*"]), .other(["DEL", keys[2]]), .read]
+        // (By name: without, the order of the confirmations is that of each server's hash table.)
+        steps += [.send(["UNSUBSCRIBE", "news", "__keyspace@0__:" + keys[2]]), .read]
+        steps += [.other(["SET", keys[0], "x"]), .other(["SET", keys[2], "x"])]
+        steps += [.send(["PING"])]
+        let expected = try run(steps, port: single.port)
+        let got = try run(steps, port: ambassador.port)
+        #expect(expected.filter { $0.contains("__keyevent@0__:set") }.count == 4)
+        #expect(expected.contains { $0.contains("__keyevent@0__:expired") })
+        #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
+        // Every master took the setting.
+        for node in try cluster.masters() {
+            #expect(try node.client().command(["CONFIG", "GET", "notify-keyspace-events"]).list?.last?.text == "AKE")
+        }
+    }
+
     /// RANDOMKEY and INFO's Keyspace section speak for every shard, as one Redis holding all
     /// the keys: a key of any shard (nil only when all are empty), and the keys and expires
     /// counted over all masters (the other sections stay the first node's).

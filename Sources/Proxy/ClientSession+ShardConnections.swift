@@ -1,0 +1,246 @@
+import EventLoop
+import RESP
+import Routing
+
+/// discovery: cluster — what one node says only of its own keys, for a session relaying on a
+/// dedicated connection of the first shard:
+/// - CLIENT TRACKING (RESP3 pushes). Redis remembers a key for the connection that read it and
+///   invalidates it there, so a read of a key on another shard must run on a tracking
+///   connection of that shard, or the app's cache would never hear that the key changed.
+/// - Keyspace notifications (`__keyspace@…`, `__keyevent@…`) and `__redis__:invalidate`: each
+///   node publishes them to its own subscribers only (unlike PUBLISH, which the cluster carries
+///   to every node).
+///
+/// So the session holds a dedicated connection to each other master (`shardConnections`),
+/// opened when tracking turns on or such a subscription is made, and told the same CLIENT
+/// TRACKING and those subscriptions. A tracking session's commands for keys there go the way a
+/// subscriber's do (that node's -MOVED marks their place in the relayed stream, see
+/// `takeRelayedRedirection`) but run on that connection. From these connections the client gets
+/// the invalidations, the node-local messages and those commands' replies, as they come; the
+/// subscription confirmations (and any message the relayed connection also gets) are dropped:
+/// the relayed connection holds every subscription and answers for it.
+///
+/// Order: a push read from a shard's connection after a reply there reaches the client after
+/// that reply (both are written as they are read, and the relayed stream waits meanwhile), so
+/// an invalidation never overtakes the read it invalidates.
+///
+/// Not covered: tracking with REDIRECT (RESP2) reaches the redirect target from the first shard
+/// only, so keys of other shards get that node's -MOVED.
+extension ClientSession {
+    /// Tracking as RESP3 pushes on the session's own connections, relayed (see above).
+    var tracksAcrossShards: Bool {
+        proxy.clustered && tracking && trackingRedirect < 0 && protocolVersion == 3 && pin.isRelaying
+    }
+
+    /// A command relayed on `target` (before its bytes go): one for keys of another shard is
+    /// remembered (a subscriber's, or a tracking session's); CLIENT TRACKING and subscriptions
+    /// to node-local channels are told to every shard's connection; CLIENT CACHING is kept for
+    /// the command after it.
+    func noteClusterRelayed(_ frame: RequestFrame, verb: Verb, on target: BackendConnection) {
+        if pin.state == .pubsub || tracksAcrossShards { noteForeignRelayedCommand(frame, on: target) }
+        switch verb {
+        case .clientTracking:
+            cachingRequest = nil
+            return mirrorTracking(frame, besides: target)
+        case .subscription(let set, let subscribe) where set != .shardChannels:
+            mirrorSubscription(frame, patterns: set == .patterns, subscribe: subscribe, besides: target)
+        default:
+            break
+        }
+        if frame.name == ShardWords.client && frame.firstArgument == ShardWords.caching && tracksAcrossShards {
+            var bytes: [UInt8] = []
+            connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
+            cachingRequest = bytes
+        } else {
+            cachingRequest = nil
+        }
+    }
+
+    /// CLIENT TRACKING ON|OFF … (not REDIRECT) sent on the relayed connection: the same on each
+    /// other shard's connection, opened now when tracking turns on (BCAST needs every shard from
+    /// the start; a read needs its shard's before it runs).
+    private func mirrorTracking(_ frame: RequestFrame, besides relay: BackendConnection) {
+        guard tracksAcrossShards || trackingRequest != nil else { return }
+        var bytes: [UInt8] = []
+        connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
+        let existing = shardConnections
+        trackingRequest = bytes
+        for group in proxy.groups where group !== relay.backend.group {
+            if let shard = existing[ObjectIdentifier(group)] {
+                shard.inject(request: bytes, label: "CLIENT TRACKING")
+            } else if tracksAcrossShards {
+                _ = shardConnection(for: group)
+            }
+        }
+    }
+
+    /// (P)SUBSCRIBE / (P)UNSUBSCRIBE sent on the relayed connection: the node-local channels
+    /// (and the patterns that may match one) on each other shard's connection too.
+    private func mirrorSubscription(_ frame: RequestFrame, patterns: Bool, subscribe: Bool, besides relay: BackendConnection) {
+        let names = (1..<max(frame.argumentCount, 1)).map { argumentBytes($0, of: frame) }
+        let command = argumentBytes(0, of: frame)
+        if subscribe {
+            let local = names.filter { patterns ? Self.mayMatchNodeLocal($0) : Self.isNodeLocal($0) }
+            guard !local.isEmpty else { return }
+            let existing = shardConnections
+            if patterns { mirroredPatterns.formUnion(local) } else { mirroredChannels.formUnion(local) }
+            let request = RESPValue.array(([command] + local).map { .bulkString($0) }).encoded
+            for group in proxy.groups where group !== relay.backend.group {
+                if let shard = existing[ObjectIdentifier(group)] {
+                    shard.rawWrite(request)
+                } else {
+                    _ = shardConnection(for: group)  // subscribes to them all
+                }
+            }
+        } else {
+            let held = patterns ? mirroredPatterns : mirroredChannels
+            let gone = names.isEmpty ? Array(held) : names.filter { held.contains($0) }
+            guard !gone.isEmpty else { return }
+            if patterns { mirroredPatterns.subtract(gone) } else { mirroredChannels.subtract(gone) }
+            let request = RESPValue.array(([command] + gone).map { .bulkString($0) }).encoded
+            for shard in shardConnections.values { shard.rawWrite(request) }
+        }
+    }
+
+    /// A channel only the node that owns the key publishes on.
+    static func isNodeLocal(_ channel: [UInt8]) -> Bool {
+        channel.starts(with: ShardWords.keyspace) || channel.starts(with: ShardWords.keyevent) || channel == ShardWords.invalidate
+    }
+
+    /// A pattern that may match a node-local channel (one that begins with a wildcard or `_`).
+    static func mayMatchNodeLocal(_ pattern: [UInt8]) -> Bool {
+        guard let first = pattern.first else { return false }
+        return [UInt8(ascii: "_"), UInt8(ascii: "*"), UInt8(ascii: "?"), UInt8(ascii: "["), UInt8(ascii: "\\")].contains(first)
+    }
+
+    /// The session's connection to `group`'s master, opened if it has none (and told CLIENT
+    /// TRACKING and the node-local subscriptions); nil when the master cannot be reached.
+    private func shardConnection(for group: ReplicationGroup) -> BackendConnection? {
+        let id = ObjectIdentifier(group)
+        if let shard = shardConnections[id] {
+            if shard.isUsable { return shard }
+            shardConnections[id] = nil
+            shard.close()
+        }
+        let shard = group.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        guard shard.isUsable else { return nil }
+        shard.owner = self
+        shard.relay = true
+        shard.select(db)
+        if tracking, let request = trackingRequest { shard.inject(request: request, label: "CLIENT TRACKING") }
+        for (names, command) in [(mirroredChannels, "SUBSCRIBE"), (mirroredPatterns, "PSUBSCRIBE")] where !names.isEmpty {
+            shard.rawWrite(RESPValue.array([.bulk(command)] + names.map { .bulkString($0) }).encoded)
+        }
+        shardConnections[id] = shard
+        return shard
+    }
+
+    /// Runs a relayed command that `redirection` sent elsewhere on the session's connection to
+    /// the shard it names, the relayed stream waiting for its reply. False: that shard is the
+    /// relayed one's (the caller runs it as for a subscriber).
+    func runOnShardConnection(_ entry: (slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8], caching: [UInt8]?),
+                              _ redirection: ClusterRedirection, holding relay: BackendConnection) -> Bool {
+        let named = redirection.kind == .ask ? proxy.backend(at: redirection.address)?.group : nil
+        guard let group = named ?? proxy.group(forSlot: redirection.slot), group !== relay.backend.group else { return false }
+        relay.holdRelay()
+        guard let shard = shardConnection(for: group) else {
+            encoder.clear()
+            encoder.error("ERR ambassador: master \(group.master.address) is unavailable")
+            connection.write(encoder.bytes)
+            relay.releaseRelay()
+            return true
+        }
+        if redirection.kind == .ask { shard.inject(["ASKING"], label: "ASKING") }
+        if let caching = entry.caching { shard.inject(request: caching, label: "CLIENT CACHING") }
+        heldForShard = relay
+        shard.rawWrite(entry.bytes)
+        return true
+    }
+
+    /// A frame from a shard's connection: an invalidation or a node-local message goes to the
+    /// client at once, other subscription traffic is dropped (see above), and anything else is
+    /// the reply to the command run there, after which the relayed stream goes on.
+    func relayedFromShard(_ frame: ReplyFrame, from backend: Connection, on shard: BackendConnection) {
+        guard shardConnections.values.contains(where: { $0 === shard }) else {
+            return backend.discardInput(frame.length)  // a connection this session let go of
+        }
+        // In RESP2 a shard connection only ever subscribes (tracking across shards is RESP3's):
+        // everything it sends is subscription traffic.
+        if frame.type == UInt8(ascii: ">") || protocolVersion == 2 {
+            guard Self.isForClient(BackendConnection.copy(backend, frame.length)) else {
+                return backend.discardInput(frame.length)
+            }
+            releaseCork()
+            backend.moveInput(frame.length, to: connection)
+        } else {
+            releaseCork()
+            backend.moveInput(frame.length, to: connection)
+            if let relay = heldForShard {
+                heldForShard = nil
+                relay.releaseRelay()
+            }
+        }
+        if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
+    }
+
+    /// Whether a push (or a RESP2 subscriber's array) from a shard's connection goes to the
+    /// client: an invalidation, or a message on a node-local channel.
+    static func isForClient(_ bytes: [UInt8]) -> Bool {
+        guard let (value, _) = try? RESPValue.decode(bytes) else { return false }
+        let items: [RESPValue]
+        switch value {
+        case .push(let list), .array(let list?): items = list
+        default: return false
+        }
+        guard let kind = items.first?.text?.lowercased() else { return false }
+        func channel(_ index: Int) -> [UInt8]? {
+            guard index < items.count, case .bulkString(let bytes?) = items[index] else { return nil }
+            return bytes
+        }
+        switch kind {
+        case "invalidate": return true
+        case "message": return channel(1).map(isNodeLocal) ?? false
+        case "pmessage": return channel(2).map(isNodeLocal) ?? false
+        default: return false
+        }
+    }
+
+    /// A shard connection was lost: invalidations or notifications from its shard may be lost
+    /// with it, so the client is closed, as a direct Redis's restart would close it (an app's
+    /// cache goes with the connection). False: not one of them.
+    func shardConnectionLost(_ lost: BackendConnection) -> Bool {
+        guard let entry = shardConnections.first(where: { $0.value === lost }) else { return false }
+        shardConnections[entry.key] = nil
+        proxy.logger.warning("client \(id): connection to \(lost.backend.address) for its tracking or notifications lost; closing the client")
+        connection.close()
+        return true
+    }
+
+    /// Tracking turned on with REDIRECT: the shard connections stop tracking (see above).
+    func stopTrackingOnShards() {
+        guard trackingRequest != nil else { return }
+        trackingRequest = nil
+        for shard in shardConnections.values { shard.inject(["CLIENT", "TRACKING", "OFF"], label: "CLIENT TRACKING") }
+    }
+
+    /// Closes the session's shard connections (the session ended, or RESET).
+    func dropShardConnections() {
+        let shards = shardConnections.values
+        shardConnections = [:]
+        mirroredChannels = []
+        mirroredPatterns = []
+        trackingRequest = nil
+        cachingRequest = nil
+        heldForShard = nil
+        for shard in shards { shard.close() }
+    }
+}
+
+/// The words a relaying session's commands and messages are matched against, packed once.
+private enum ShardWords {
+    static let client = ShortBytes("client")
+    static let caching = ShortBytes("caching")
+    static let keyspace = Array("__keyspace@".utf8)
+    static let keyevent = Array("__keyevent@".utf8)
+    static let invalidate = Array("__redis__:invalidate".utf8)
+}
