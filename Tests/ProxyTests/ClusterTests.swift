@@ -16,6 +16,29 @@ import TestSupport
         }, readyTimeout: 20)
     }
 
+    /// Three masters, the ambassador in front of them, and a single Redis to compare with.
+    struct BesideOneRedis {
+        let cluster: RedisClusterNodes
+        let single: RedisServer
+        let ambassador: ConfigMapAmbassador
+        func stop() {
+            ambassador.stop()
+            single.stop()
+            cluster.stop()
+        }
+    }
+
+    static func besideOneRedis(extra: String = "") throws -> BesideOneRedis {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        let single: RedisServer
+        do { single = try RedisServer() } catch { cluster.stop(); throw error }
+        do { return BesideOneRedis(cluster: cluster, single: single, ambassador: try start(cluster, extra: extra)) } catch {
+            single.stop()
+            cluster.stop()
+            throw error
+        }
+    }
+
     /// The shards' masters the ambassador has confirmed (its /config).
     static func shardMasters(_ ambassador: ConfigMapAmbassador) throws -> [String] {
         let shards = (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
@@ -299,12 +322,9 @@ import TestSupport
     /// answer is what one Redis holding the same data gives, in RESP2 and RESP3.
     @Test(arguments: [2, 3])
     func multiKeyAndKeylessCommandsAnswerAsOneRedis(protocolVersion: Int) throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let viaAmbassador = try BlockingClient(port: ambassador.port, timeout: 10)
         let direct = try single.client()
         _ = try viaAmbassador.command(["DEL", "__ready__"])
@@ -416,12 +436,9 @@ import TestSupport
     /// answers differently by design — -CROSSSLOT for keys of two slots, and SELECT. (It found
     /// two gaps, since closed: a subscriber's commands for other shards, and CLIENT REPLY.)
     @Test func transparencyScriptsMatchOneRedisButForClusterRules() throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster, extra: "read_policy: master\n")
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis(extra: "read_policy: master\n")
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let viaAmbassador = try BlockingClient(port: ambassador.port, timeout: 10)
         let direct = try single.client()
         var compared = 0
@@ -453,12 +470,9 @@ import TestSupport
     /// after, in RESP3 the value at once, each in its place among the messages.
     @Test(arguments: [2, 3])
     func subscribersCommandsForOtherShardsAnswerInPlace(protocolVersion: Int) throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         // Keys on the last shard (the subscriber's connection is on the first).
         let far = (0..<1000).map { "far:\($0)" }.filter { HashSlot.of($0) > 12_000 }.prefix(2)
         let (a, b) = (far.first!, far.last!)
@@ -480,12 +494,9 @@ import TestSupport
     /// shard it runs; BCAST covers every shard from the start; OFF ends it everywhere.
     @Test(arguments: [[], ["OPTIN"], ["BCAST", "PREFIX", "tk:"]])
     func clientTrackingInvalidatesKeysOfEveryShard(mode: [String]) throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         // A key in each third of the slots: one per shard.
         let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
             (0..<1000).lazy.map { "tk:\($0)" }.first { range ~= HashSlot.of($0) }!
@@ -552,12 +563,9 @@ import TestSupport
     /// it once.
     @Test(arguments: [2, 3])
     func keyspaceNotificationsComeFromEveryShard(protocolVersion: Int) throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
             (0..<1000).lazy.map { "kn:\($0)" }.first { range ~= HashSlot.of($0) }!
         }
@@ -594,12 +602,9 @@ import TestSupport
     /// counted over all masters (the other sections stay the first node's).
     @Test(arguments: [2, 3])
     func randomKeyAndInfoKeyspaceCoverEveryShard(protocolVersion: Int) throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let direct = try single.client()
         let client = try BlockingClient(port: ambassador.port, timeout: 10)
         _ = try client.command(["HELLO", String(protocolVersion)])
@@ -688,12 +693,9 @@ import TestSupport
     /// keys split over shards, refusals — to the same shards in turn: each key's commands
     /// run in the client's order, so every reply is the one a single Redis gives.
     @Test func pipelinesMixingCopiedMovedAndLocalCommandsKeepOrder() throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         var pipeline: [[String]] = []
         for i in 0..<240 {
             let key = "mix:\(i % 7)", other = "mix:\((i + 3) % 7)"
@@ -737,12 +739,9 @@ import TestSupport
     /// KEYS) get the replies one Redis gives, not that one node's -CROSSSLOT or its share of the
     /// keys; the session's own write to a watched key still aborts its EXEC.
     @Test func commandsAcrossShardsAfterATransactionAnswerAsOneRedis() throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let spread = (0..<6).map { "tx-spread:\($0)" }  // no tag: several shards
         let commands: [[String]] = [
             ["MULTI"], ["INCR", "{tx}n"], ["EXEC"],
@@ -780,12 +779,9 @@ import TestSupport
     /// CLIENT REPLY OFF / SKIP / ON across shards, pipelined and not: the replies one Redis
     /// gives (none while off, none for the skipped command), and every silenced write ran.
     @Test func clientReplyAcrossShardsAnswersAsOneRedis() throws {
-        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
-        defer { cluster.stop() }
-        let single = try RedisServer()
-        defer { single.stop() }
-        let ambassador = try Self.start(cluster)
-        defer { ambassador.stop() }
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         let keys = (0..<12).map { "cr:\($0)" }
         var commands: [[String]] = [["CLIENT", "REPLY", "OFF"]]
         commands += keys.map { ["SET", $0, "v-\($0)"] }
