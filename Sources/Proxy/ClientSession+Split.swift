@@ -7,8 +7,9 @@ import Routing
 /// - split: MGET, MSET, DEL, UNLINK, EXISTS, TOUCH whose keys span slots go out as one
 ///   request per slot, and the replies are merged in key order;
 /// - fan-out: DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH/EXISTS, FUNCTION
-///   LOAD/FLUSH/DELETE, RANDOMKEY, INFO (when it shows the Keyspace section) and CONFIG
-///   SET/RESETSTAT/REWRITE go to every master; SCAN walks the masters in turn with one cursor.
+///   LOAD/FLUSH/DELETE, RANDOMKEY, INFO (when it shows the Keyspace section), CONFIG
+///   SET/RESETSTAT/REWRITE and SCRIPT/FUNCTION KILL go to every master; SCAN walks the masters
+///   in turn with one cursor.
 /// The parts run on the masters' shared connections; -MOVED, -ASK and -TRYAGAIN on a part are
 /// followed as for any request. The client's reply takes its turn in its queue.
 extension ClientSession {
@@ -31,6 +32,9 @@ extension ClientSession {
         case random
         /// INFO: the first master's, its Keyspace section the sum of every master's.
         case info
+        /// SCRIPT KILL, FUNCTION KILL: OK where one master had a script to end; else the error
+        /// that says why not (UNKILLABLE before NOTBUSY).
+        case killed
     }
 
     /// One request of a split or fan-out, and where it goes.
@@ -39,6 +43,8 @@ extension ClientSession {
         var group: ReplicationGroup
         /// The slot of its keys (-1: keyless), for redirections.
         var slot: Int
+        /// SCRIPT KILL, FUNCTION KILL: on a connection with nothing in flight (not behind the script).
+        var urgent = false
     }
 
     /// The split or fan-out for this command, if it needs one (nil: route it as usual).
@@ -109,6 +115,14 @@ extension ClientSession {
         case "script", "function", "config":
             let sub = frame.firstArgument.description
             switch (name, sub) {
+            case ("script", "kill"), ("function", "kill"):
+                // The busy script may run on any shard.
+                let parts = everyMaster(arguments()).map { part in
+                    var part = part
+                    part.urgent = true
+                    return part
+                }
+                return (parts, .killed, false)
             case ("config", "set"), ("config", "resetstat"), ("config", "rewrite"):
                 // One Redis's settings are the whole keyspace's: notify-keyspace-events,
                 // maxmemory-policy … must hold on every shard (CONFIG GET asks the first).
@@ -166,7 +180,8 @@ extension ClientSession {
     /// One part on its shard's master; a redirection is followed (a few times), a shard with
     /// no usable master answers an error in its place.
     private func sendPart(_ part: Part, attempt: Int, _ done: @escaping ([UInt8]) -> Void) {
-        let target = part.group.master.sharedConnection(for: self)
+        // Not behind a busy script or a slow command (as any request's choice, `stall_threshold`).
+        let target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
         guard target.isUsable else {
             return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
         }
@@ -212,13 +227,19 @@ extension ClientSession {
             encoder.error(error)
             return fill(slot, with: encoder.bytes, isError: true)
         }
+        if case .killed = merge {
+            let ok = replies.first { $0.first == UInt8(ascii: "+") }
+            let notBusy = Array("-NOTBUSY".utf8)
+            let why = replies.first { $0.first == UInt8(ascii: "-") && !$0.starts(with: notBusy) }
+            return fill(slot, with: ok ?? why ?? replies.first ?? [], isError: ok == nil)
+        }
         if let failed = replies.first(where: { $0.first == UInt8(ascii: "-") || $0.first == UInt8(ascii: "!") }) {
             return fill(slot, with: failed, isError: true)
         }
         let values = replies.map { (try? RESPValue.decode($0))?.0 }
         var bytes: [UInt8]
         switch merge {
-        case .same:
+        case .same, .killed:
             bytes = replies.first ?? Array("+OK\r\n".utf8)
         case .sum:
             var total: Int64 = 0

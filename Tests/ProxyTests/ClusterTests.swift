@@ -597,6 +597,43 @@ import TestSupport
         }
     }
 
+    /// SCRIPT KILL and FUNCTION KILL reach the shard where the busy script runs (not only the
+    /// first), and answer as one Redis: OK when killed, UNKILLABLE for a script that wrote,
+    /// NOTBUSY when none runs. (busy-reply-threshold set low through the ambassador: CONFIG SET
+    /// reaches every master.)
+    @Test func scriptKillReachesTheShardRunningTheScript() throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let far = (0..<1000).lazy.map { "sk:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        func replies(_ port: UInt16) throws -> [String] {
+            let admin = try BlockingClient(port: port, timeout: 10)
+            let runner = try BlockingClient(port: port, timeout: 30)
+            var got: [String] = []
+            func shown(_ reply: RESPValue) -> String { String((reply.text ?? "\(reply)").prefix(40)) }
+            got.append(shown(try admin.command(["CONFIG", "SET", "busy-reply-threshold", "100"])))
+            got.append(shown(try admin.command(["SCRIPT", "KILL"])))
+            for script in ["local i = 0 while true do i = i + 1 end",
+                           "redis.call('set', KEYS[1], 'x') local i = 0 while i < 60000000 do i = i + 1 end return i"] {
+                try runner.send(BlockingClient.encode(["EVAL", script, "1", far]))
+                // Busy once the node answers others -BUSY. (Past the ambassador's stall_threshold,
+                // 50 ms, first: a request sent before it would share the script's connection and
+                // wait behind it.)
+                usleep(150_000)
+                #expect(eventually(10) { (try? admin.command(["GET", far]).text?.hasPrefix("BUSY")) ?? false })
+                got.append(shown(try admin.command(["FUNCTION", "KILL"])))
+                got.append(shown(try admin.command(["SCRIPT", "KILL"])))
+                got.append(shown(try runner.readReply()))
+            }
+            got.append(shown(try admin.command(["SCRIPT", "KILL"])))
+            _ = try admin.command(["CONFIG", "SET", "busy-reply-threshold", "5000"])
+            return got
+        }
+        let expected = try replies(setup.single.port)
+        #expect(expected.contains { $0.hasPrefix("ERR Script killed by user") })
+        #expect(expected.contains { $0.hasPrefix("UNKILLABLE") })
+        #expect(try replies(setup.ambassador.port) == expected)
+    }
+
     /// RANDOMKEY and INFO's Keyspace section speak for every shard, as one Redis holding all
     /// the keys: a key of any shard (nil only when all are empty), and the keys and expires
     /// counted over all masters (the other sections stay the first node's).
