@@ -102,7 +102,7 @@ extension ClientSession {
             // shard of its last write (one node cannot speak for another's replicas).
             target = written
         }
-        if deferredMulti { return queueInDeferredTransaction(frame, command, target) }
+        if deferredMulti { return queueInDeferredTransaction(frame, command, target, keyless: keyless) }
         if command.verb == .multi {
             // The transaction's shard is that of its first keyed command: MULTI waits for it.
             input.drop(frame.length, from: connection)
@@ -137,7 +137,7 @@ extension ClientSession {
     /// The first command after MULTI: the transaction starts on `group`'s master (a dedicated
     /// connection, MULTI sent ahead of the command), or, for EXEC, DISCARD and MULTI, ends or
     /// errs here, as Redis answers an empty transaction.
-    private func queueInDeferredTransaction(_ frame: RequestFrame, _ command: Command, _ group: ReplicationGroup) {
+    private func queueInDeferredTransaction(_ frame: RequestFrame, _ command: Command, _ group: ReplicationGroup, keyless: Bool) {
         switch command.verb {
         case .exec, .discard, .multi:
             input.drop(frame.length, from: connection)
@@ -180,7 +180,63 @@ extension ClientSession {
         deferredMulti = false
         inMulti = true
         queued = 0
+        // Keyless (PING …): the first shard for now; the first key decides (see `moveTransaction`).
+        keylessQueued = keyless ? [] : nil
         dispatchPinned(frame, on: dedicated)
+    }
+
+    /// A transaction begun on the first shard with keyless commands only: the first keyed
+    /// command decides its shard, as the first key does for any transaction. A keyless command
+    /// is remembered; a keyed one of another shard moves the transaction there, once the
+    /// replies owed are in: the old connection is closed (which discards its transaction), and
+    /// the new one gets MULTI and the keyless commands again (their QUEUED, or their queue-time
+    /// error that flags the transaction, already answered), then the command. True when the
+    /// frame was taken care of here.
+    func moveTransaction(_ frame: RequestFrame, _ verb: Verb, from target: BackendConnection) -> Bool {
+        switch verb {
+        case .exec, .discard, .multi, .watch: return false
+        default: break
+        }
+        let keys = keySlot(of: frame)
+        guard case .slot(let slot) = keys else {
+            if case .none = keys {
+                var bytes: [UInt8] = []
+                connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
+                keylessQueued?.append(bytes)
+            } else {
+                keylessQueued = nil  // keys of several slots: the node refuses it, the shard stays
+            }
+            return false
+        }
+        guard let owner = proxy.group(forSlot: slot), owner !== target.backend.group else {
+            keylessQueued = nil
+            return false
+        }
+        if !replies.isEmpty {
+            hold = .barrier(frame)  // the old connection's replies come first
+            connection.pauseReading()
+            return true
+        }
+        let again = keylessQueued ?? []
+        keylessQueued = nil
+        pin = .shared
+        target.close()
+        let dedicated = owner.master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+        guard dedicated.isUsable else {
+            input.drop(frame.length, from: connection)
+            inMulti = false
+            queued = 0
+            unavailable(.pinned, "ERR ambassador: master \(owner.master.address) is unavailable")
+            return true
+        }
+        dedicated.owner = self
+        pin = .pinned(dedicated, .transaction)
+        dedicated.select(db)
+        dedicated.useProtocol(protocolVersion)
+        dedicated.inject(["MULTI"], label: "MULTI")
+        for request in again { dedicated.inject(request: request, label: "transaction replay", expectingError: true) }
+        dispatchPinned(frame, on: dedicated)
+        return true
     }
 
     /// A command queued in a transaction pinned to `target`'s shard whose keys are in another

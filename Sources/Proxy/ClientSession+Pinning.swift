@@ -54,7 +54,10 @@ extension ClientSession {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.reset, frame)
         }
-        if proxy.clustered && inMulti && !pin.isRelaying && refusedInClusterTransaction(frame, on: target) { return }
+        if proxy.clustered && inMulti && !pin.isRelaying {
+            if keylessQueued != nil && moveTransaction(frame, verb, from: target) { return }
+            if refusedInClusterTransaction(frame, on: target) { return }
+        }
         if proxy.clustered && !inMulti && !pin.isRelaying && spansShards(frame) {
             // Outside a transaction (pipelined after EXEC, behind a blocked BLPOP, while
             // WATCHing), a command the pinned shard cannot answer for the whole keyspace runs as
@@ -116,7 +119,13 @@ extension ClientSession {
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }
+        var beginsTransaction = false
+        if case .multi = verb, !inMulti, !watching { beginsTransaction = true }
         trackState(frame, verb: verb)
+        // A cluster transaction begun here (pipelined after EXEC, behind a BLPOP) is on this
+        // shard for now: its first key decides, as for any (see `moveTransaction`). Not after
+        // WATCH: the watched key's shard holds it.
+        if proxy.clustered && beginsTransaction && !pin.isRelaying { keylessQueued = [] }
         if verb != .wait && (lastWriteConnection !== target || lastWriteGeneration != target.generation) {
             // Any command here may write (EXEC, EVAL, a blocking move): a later WAIT runs here.
             lastWriteConnection = target
@@ -208,6 +217,7 @@ extension ClientSession {
             queued = 0
         case .exec, .discard:
             inMulti = false
+            keylessQueued = nil
             watching = false
             relayAfterExec = nil
             queued = 0

@@ -98,6 +98,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// discovery: cluster — MULTI was answered here and waits for the transaction's first
     /// command, whose keys choose the shard (see `queueInDeferredTransaction`).
     var deferredMulti = false
+    /// discovery: cluster — a transaction started on the first shard for keyless commands (PING,
+    /// ECHO …) before any key named its shard: their requests, replayed on the shard of the first
+    /// keyed command if that is another (see `moveTransaction`). nil once a key decided.
+    var keylessQueued: [[UInt8]]?
     var watching = false
     /// A command that makes the connection stream (SUBSCRIBE, CLIENT TRACKING …) is queued in
     /// the transaction: it takes effect at EXEC, which therefore starts relaying.
@@ -973,6 +977,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         name = nil
         inMulti = false
         deferredMulti = false
+        keylessQueued = nil
         replyMode = .on
         silentCommand = false
         watching = false

@@ -597,6 +597,41 @@ import TestSupport
         }
     }
 
+    /// A transaction that begins with keyless commands (PING, ECHO, CLIENT SETNAME …) runs on
+    /// the shard of its first key, as one Redis runs it, pipelined or one command at a time;
+    /// a queue-time error among the keyless ones still aborts it.
+    @Test func transactionsBeginningWithKeylessCommandsRunOnTheirKeysShard() throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let keys = [6000..<10000, 12000..<16384].map { range in
+            (0..<1000).lazy.map { "tx:\($0)" }.first { range ~= HashSlot.of($0) }!
+        }
+        let transactions: [[[String]]] = [
+            [["PING"], ["ECHO", "x"], ["INCR", keys[0]], ["INCR", keys[0]], ["GET", keys[0]]],
+            [["PING"], ["SET", keys[1], "v"], ["APPEND", keys[1], "w"]],
+            [["PING"], ["NOSUCH"], ["INCR", keys[0]]],
+            [["PING"], ["GET"], ["INCR", keys[1]]],
+            [["PING"], ["ECHO", "only keyless"]],
+            [["PING", "first"], ["INCR", keys[1]], ["PING"], ["INCR", keys[1]]],
+        ]
+        let commands = transactions.flatMap { [["MULTI"]] + $0 + [["EXEC"]] } + [["MGET"] + keys]
+        func replies(_ port: UInt16, pipelined: Bool) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            _ = try client.command(["DEL"] + keys)
+            if pipelined {
+                try client.send(commands.flatMap(BlockingClient.encode))
+                return try commands.map { _ in String(decoding: try client.readReply().encoded, as: UTF8.self) }
+            }
+            return try commands.map { String(decoding: try client.command($0).encoded, as: UTF8.self) }
+        }
+        for pipelined in [false, true] {
+            let expected = try replies(setup.single.port, pipelined: pipelined)
+            #expect(expected.contains { $0.contains("EXECABORT") })
+            let got = try replies(setup.ambassador.port, pipelined: pipelined)
+            #expect(got == expected, "pipelined: \(pipelined) \(zip(expected, got).enumerated().filter { $0.1.0 != $0.1.1 })")
+        }
+    }
+
     /// SCRIPT KILL and FUNCTION KILL reach the shard where the busy script runs (not only the
     /// first), and answer as one Redis: OK when killed, UNKILLABLE for a script that wrote,
     /// NOTBUSY when none runs. (busy-reply-threshold set low through the ambassador: CONFIG SET
