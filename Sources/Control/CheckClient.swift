@@ -80,13 +80,31 @@ final class CheckClient: ConnectionDelegate {
     func reset(_ why: String) {
         guard let connection else { return }
         self.connection = nil
+        forgetAddress()
         connection.delegate = nil
         connection.close(flush: false)
         failAll(SocketError(.timeout, detail: why))
         onClose?()
     }
 
-    func connectionDidConnect(_ connection: Connection) { connected = true }
+    func connectionDidConnect(_ connection: Connection) {
+        connected = true
+        // Left out of the clients' MONITOR streams (see `OwnConnections`).
+        localAddress = connection.localAddress
+        OwnConnections.add(localAddress!)
+    }
+
+    /// This connection's address as Redis sees its client, while connected.
+    private var localAddress: String?
+
+    deinit {
+        if let localAddress { OwnConnections.remove(localAddress) }
+    }
+
+    private func forgetAddress() {
+        if let localAddress { OwnConnections.remove(localAddress) }
+        localAddress = nil
+    }
 
     func connectionDidRead(_ connection: Connection) {
         while connection.inputCount > 0 {
@@ -111,6 +129,7 @@ final class CheckClient: ConnectionDelegate {
     func connectionDidClose(_ connection: Connection, error: SocketError?) {
         guard self.connection === connection else { return }
         self.connection = nil
+        forgetAddress()
         failAll(error ?? SocketError(.closedByPeer, detail: "\(endpoint) closed the connection"))
         onClose?()
     }

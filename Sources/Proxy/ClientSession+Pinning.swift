@@ -292,6 +292,10 @@ extension ClientSession {
                 return
             }
         }
+        if pin.state == .monitor && isOwnMonitorLine(frame, from: backend) {
+            // The ambassador's own health checks and discovery are not the app's to see.
+            return backend.discardInput(frame.length)
+        }
         releaseCork()  // a relay's messages go as they come
         backend.moveInput(frame.length, to: connection)
         // A subscriber (or MONITOR) that reads slower than messages come: stop reading its

@@ -10,6 +10,7 @@ import Routing
 /// - Keyspace notifications (`__keyspace@…`, `__keyevent@…`) and `__redis__:invalidate`: each
 ///   node publishes them to its own subscribers only (unlike PUBLISH, which the cluster carries
 ///   to every node).
+/// - MONITOR: each node shows the commands it runs.
 ///
 /// So the session holds a dedicated connection to each other master (`shardConnections`),
 /// opened when tracking turns on or such a subscription is made, and told the same CLIENT
@@ -38,6 +39,15 @@ extension ClientSession {
     /// the command after it.
     func noteClusterRelayed(_ frame: RequestFrame, verb: Verb, on target: BackendConnection) {
         if pin.state == .pubsub || tracksAcrossShards { noteForeignRelayedCommand(frame, on: target) }
+        if pin.state == .monitor && !monitoringShards {
+            // Every node's commands: MONITOR on each other master too, the lines merged as they come.
+            monitoringShards = true
+            let request = RESPValue.array([.bulk("MONITOR")]).encoded
+            for group in proxy.groups where group !== target.backend.group {
+                shardConnection(for: group)?.rawWrite(request)
+            }
+            return
+        }
         switch verb {
         case .clientTracking:
             cachingRequest = nil
@@ -164,6 +174,15 @@ extension ClientSession {
         guard shardConnections.values.contains(where: { $0 === shard }) else {
             return backend.discardInput(frame.length)  // a connection this session let go of
         }
+        if monitoringShards {
+            // MONITOR's +OK (the relayed connection gave the client its own), and the lines of the
+            // ambassador's own control connections, are dropped; the other lines go as they come.
+            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
+            releaseCork()
+            backend.moveInput(frame.length, to: connection)
+            if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
+            return
+        }
         // In RESP2 a shard connection only ever subscribes (tracking across shards is RESP3's):
         // everything it sends is subscription traffic.
         if frame.type == UInt8(ascii: ">") || protocolVersion == 2 {
@@ -181,6 +200,18 @@ extension ClientSession {
             }
         }
         if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
+    }
+
+    /// A MONITOR line (`+<time> [<db> <address>] "command" …`) about a command one of the
+    /// ambassador's own control connections sent (see `OwnConnections`).
+    func isOwnMonitorLine(_ frame: ReplyFrame, from backend: Connection) -> Bool {
+        guard frame.type == UInt8(ascii: "+") else { return false }
+        var head: [UInt8] = []
+        backend.copyInput(from: 0, count: min(frame.length, 160), into: &head)
+        guard let open = head.firstIndex(of: UInt8(ascii: "[")),
+              let space = head[open...].firstIndex(of: UInt8(ascii: " ")),
+              let close = head[space...].firstIndex(of: UInt8(ascii: "]")) else { return false }
+        return OwnConnections.contains(String(decoding: head[(space + 1)..<close], as: UTF8.self))
     }
 
     /// Whether a push (or a RESP2 subscriber's array) from a shard's connection goes to the
@@ -227,6 +258,7 @@ extension ClientSession {
     func dropShardConnections() {
         let shards = shardConnections.values
         shardConnections = [:]
+        monitoringShards = false
         mirroredChannels = []
         mirroredPatterns = []
         trackingRequest = nil

@@ -8,8 +8,8 @@ import Routing
 ///   request per slot, and the replies are merged in key order;
 /// - fan-out: DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH/EXISTS, FUNCTION
 ///   LOAD/FLUSH/DELETE, RANDOMKEY, INFO (when it shows the Keyspace section), CONFIG
-///   SET/RESETSTAT/REWRITE and SCRIPT/FUNCTION KILL go to every master; SCAN walks the masters
-///   in turn with one cursor.
+///   SET/RESETSTAT/REWRITE, CLIENT PAUSE/UNPAUSE and SCRIPT/FUNCTION KILL go to every master;
+///   SCAN walks the masters in turn with one cursor.
 /// The parts run on the masters' shared connections; -MOVED, -ASK and -TRYAGAIN on a part are
 /// followed as for any request. The client's reply takes its turn in its queue.
 extension ClientSession {
@@ -49,7 +49,7 @@ extension ClientSession {
 
     /// The split or fan-out for this command, if it needs one (nil: route it as usual).
     static let splitNames: Set<ShortBytes> = Set(["mget", "exists", "del", "unlink", "touch", "mset"].map { ShortBytes($0) })
-    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan", "randomkey", "info", "config"].map { ShortBytes($0) })
+    static let fanOutNames: Set<ShortBytes> = Set(["dbsize", "keys", "flushall", "flushdb", "script", "function", "scan", "randomkey", "info", "config", "client"].map { ShortBytes($0) })
 
     /// INFO's sections that include Keyspace (none named: the default ones).
     static let keyspaceSections: Set<String> = ["default", "all", "everything", "keyspace"]
@@ -112,7 +112,7 @@ extension ClientSession {
             return (everyMaster(arguments()), .concatenate, false)
         case "flushall", "flushdb":
             return (everyMaster(arguments()), .same, true)
-        case "script", "function", "config":
+        case "script", "function", "config", "client":
             let sub = frame.firstArgument.description
             switch (name, sub) {
             case ("script", "kill"), ("function", "kill"):
@@ -123,7 +123,7 @@ extension ClientSession {
                     return part
                 }
                 return (parts, .killed, false)
-            case ("config", "set"), ("config", "resetstat"), ("config", "rewrite"):
+            case ("config", "set"), ("config", "resetstat"), ("config", "rewrite"), ("client", "pause"), ("client", "unpause"):
                 // One Redis's settings are the whole keyspace's: notify-keyspace-events,
                 // maxmemory-policy … must hold on every shard (CONFIG GET asks the first).
                 return (everyMaster(arguments()), .same, false)

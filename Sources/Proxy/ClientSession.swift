@@ -81,6 +81,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// patterns that may match them).
     var mirroredChannels: Set<[UInt8]> = []
     var mirroredPatterns: Set<[UInt8]> = []
+    /// MONITOR runs on every shard connection too.
+    var monitoringShards = false
     /// The session's last CLIENT TRACKING request, as sent: replayed on a shard's connection
     /// opened later.
     var trackingRequest: [UInt8]?

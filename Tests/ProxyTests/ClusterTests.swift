@@ -632,6 +632,33 @@ import TestSupport
         }
     }
 
+    /// MONITOR in front of a cluster shows the commands every shard runs (each node shows only
+    /// its own), the parts of a split command included, and none of the ambassador's checks.
+    @Test func monitorShowsEveryShardsCommands() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
+            (0..<1000).lazy.map { "mo:\($0)" }.first { range ~= HashSlot.of($0) }!
+        }
+        let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+        let app = try BlockingClient(port: ambassador.port)
+        for key in keys {
+            _ = try app.command(["SET", key, "v"])
+            usleep(150_000)  // health checks (every 100 ms) run meanwhile
+        }
+        _ = try app.command(["MGET"] + keys)
+        var lines: [String] = []
+        while lines.filter({ $0.contains("\"mget\"") || $0.contains("\"MGET\"") }).count < 3 {
+            lines.append(try monitor.readReply().text ?? "")
+        }
+        let commands = lines.map { $0.split(separator: "]", maxSplits: 1).last.map { $0.lowercased() } ?? $0 }
+        let expected = keys.map { " \"set\" \"\($0)\" \"v\"" } + keys.map { " \"mget\" \"\($0)\"" }
+        #expect(commands.sorted() == expected.sorted(), "\(lines)")
+    }
+
     /// SCRIPT KILL and FUNCTION KILL reach the shard where the busy script runs (not only the
     /// first), and answer as one Redis: OK when killed, UNKILLABLE for a script that wrote,
     /// NOTBUSY when none runs. (busy-reply-threshold set low through the ambassador: CONFIG SET

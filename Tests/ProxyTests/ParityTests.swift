@@ -316,6 +316,32 @@ extension Integration {
         #expect(try replicaGets() - readerBefore >= 95)
     }
 
+    /// MONITOR through the ambassador shows the apps' commands only, as a direct Redis with no
+    /// ambassador would: not the ambassador's own health checks (ROLE, INFO every 50 ms here),
+    /// which run on connections of their own.
+    @Test func monitorShowsTheAppsCommandsNotTheAmbassadorsChecks() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            // (read_policy master: MONITOR runs on the master and shows what the master runs.)
+            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, policy: "master",
+                             extra: "health_interval: 50ms\n")
+        }
+        defer { ambassador.stop() }
+        let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+        let app = try BlockingClient(port: ambassador.port)
+        for i in 0..<5 {
+            _ = try app.command(["SET", "mon:\(i)", "v"])
+            usleep(150_000)  // health checks run meanwhile (every 50 ms)
+        }
+        _ = try app.command(["GET", "mon:end"])
+        var lines: [String] = []
+        while !(lines.last?.hasSuffix("\"GET\" \"mon:end\"") ?? false) { lines.append(try monitor.readReply().text ?? "") }
+        let commands = lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
+        #expect(commands == (0..<5).map { " \"SET\" \"mon:\($0)\" \"v\"" } + [" \"GET\" \"mon:end\""], "\(lines)")
+    }
+
     /// Sessions in different databases share no connection, so the ambassador never injects a
     /// SELECT in front of an app's command: MONITOR and commandstats show what the apps sent
     /// (one SELECT per connection, when it opens). Commands across a SELECT keep their order
