@@ -77,6 +77,7 @@ final class Backend {
         guard !removed else { return nil }
         if let control, control.isUsable { return control }
         let connection = BackendConnection(backend: self, protocolVersion: 2, dedicated: true)
+        connection.isControl = true
         connection.open()
         control = connection
         return connection.isUsable ? connection : nil

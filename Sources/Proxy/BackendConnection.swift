@@ -63,6 +63,10 @@ final class BackendConnection: ConnectionDelegate {
     var db = 0
     /// The session this dedicated connection is pinned to.
     var owner: ClientSession?
+    /// A connection for the ambassador's own probes (`Backend.controlConnection`): its address is
+    /// among `OwnConnections` while it is up, so MONITOR leaves its commands out.
+    var isControl = false
+    private var ownAddress: String?
     /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
     var relay = false
     /// Replies at the front of the input that are next in `pendingSession`'s order: they move
@@ -203,6 +207,10 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     func connectionDidConnect(_ connection: Connection) {
+        if isControl {
+            ownAddress = connection.localAddress
+            OwnConnections.add(ownAddress!)
+        }
         state = .up
         counted = true
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
@@ -609,6 +617,7 @@ final class BackendConnection: ConnectionDelegate {
 
     func connectionDidClose(_ connection: Connection, error: SocketError?) {
         guard self.connection === connection else { return }
+        forgetOwnAddress()
         let wasUp = state == .up
         state = .down
         self.connection = nil
@@ -700,7 +709,13 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     /// Closes for good (a dedicated connection not worth pooling, or shutdown).
+    private func forgetOwnAddress() {
+        if let ownAddress { OwnConnections.remove(ownAddress) }
+        ownAddress = nil
+    }
+
     func close() {
+        forgetOwnAddress()
         uncount()
         reconnectTimer?.cancel()
         owner = nil

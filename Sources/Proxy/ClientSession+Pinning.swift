@@ -165,6 +165,7 @@ extension ClientSession {
             pin = .relaying(target, state)
             proxy.stats.command(.pinned, .relayed)
             if proxy.clustered { noteClusterRelayed(frame, verb: verb, on: target) }
+            if state == .monitor { monitorEverywhere(besides: target) }
             target.forward(from: connection, length: frame.length, slot: nil)
             return
         }

@@ -39,15 +39,6 @@ extension ClientSession {
     /// the command after it.
     func noteClusterRelayed(_ frame: RequestFrame, verb: Verb, on target: BackendConnection) {
         if pin.state == .pubsub || tracksAcrossShards { noteForeignRelayedCommand(frame, on: target) }
-        if pin.state == .monitor && !monitoringShards {
-            // Every node's commands: MONITOR on each other master too, the lines merged as they come.
-            monitoringShards = true
-            let request = RESPValue.array([.bulk("MONITOR")]).encoded
-            for group in proxy.groups where group !== target.backend.group {
-                shardConnection(for: group)?.rawWrite(request)
-            }
-            return
-        }
         switch verb {
         case .clientTracking:
             cachingRequest = nil
@@ -171,6 +162,15 @@ extension ClientSession {
     /// client at once, other subscription traffic is dropped (see above), and anything else is
     /// the reply to the command run there, after which the relayed stream goes on.
     func relayedFromShard(_ frame: ReplyFrame, from backend: Connection, on shard: BackendConnection) {
+        if replicaMonitors.contains(where: { $0 === shard }) {
+            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
+                return backend.discardInput(frame.length)
+            }
+            releaseCork()
+            backend.moveInput(frame.length, to: connection)
+            if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
+            return
+        }
         guard shardConnections.values.contains(where: { $0 === shard }) else {
             return backend.discardInput(frame.length)  // a connection this session let go of
         }
@@ -202,6 +202,31 @@ extension ClientSession {
         if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
     }
 
+    /// MONITOR began on the relayed connection (a master's): every node that runs the session's
+    /// commands shows them, so MONITOR runs on a connection to each other master (a cluster) and
+    /// to every replica too, the lines merged as they come. A replica's lines are kept for read
+    /// commands only: it also shows what replication brings (the master's writes, its PINGs).
+    func monitorEverywhere(besides relay: BackendConnection) {
+        guard !monitoringShards && replicaMonitors.isEmpty else { return }
+        let request = RESPValue.array([.bulk("MONITOR")]).encoded
+        if proxy.clustered {
+            monitoringShards = true
+            for group in proxy.groups where group !== relay.backend.group {
+                shardConnection(for: group)?.rawWrite(request)
+            }
+        }
+        for group in proxy.clustered ? proxy.groups : [self.group] {
+            for replica in group.replicas where replica !== relay.backend {
+                let monitor = replica.acquirePinned(protocolVersion: 2, loginIndex: loginIndex)
+                guard monitor.isUsable else { continue }
+                monitor.owner = self
+                monitor.relay = true
+                monitor.rawWrite(request)
+                replicaMonitors.append(monitor)
+            }
+        }
+    }
+
     /// A MONITOR line (`+<time> [<db> <address>] "command" …`) about a command one of the
     /// ambassador's own control connections sent (see `OwnConnections`).
     func isOwnMonitorLine(_ frame: ReplyFrame, from backend: Connection) -> Bool {
@@ -212,6 +237,18 @@ extension ClientSession {
               let space = head[open...].firstIndex(of: UInt8(ascii: " ")),
               let close = head[space...].firstIndex(of: UInt8(ascii: "]")) else { return false }
         return OwnConnections.contains(String(decoding: head[(space + 1)..<close], as: UTF8.self))
+    }
+
+    /// A replica's MONITOR line about a read command (what the ambassador sends replicas), not
+    /// one replication brought.
+    func isReadMonitorLine(_ frame: ReplyFrame, from backend: Connection) -> Bool {
+        var head: [UInt8] = []
+        backend.copyInput(from: 0, count: min(frame.length, 200), into: &head)
+        guard let close = head.firstIndex(of: UInt8(ascii: "]")),
+              let open = head[close...].firstIndex(of: UInt8(ascii: "\"")),
+              let end = head[(open + 1)...].firstIndex(of: UInt8(ascii: "\"")) else { return false }
+        let name = String(decoding: head[(open + 1)..<end], as: UTF8.self).lowercased()
+        return proxy.table.info(name)?.flags.contains(.readonly) ?? false
     }
 
     /// Whether a push (or a RESP2 subscriber's array) from a shard's connection goes to the
@@ -240,6 +277,10 @@ extension ClientSession {
     /// with it, so the client is closed, as a direct Redis's restart would close it (an app's
     /// cache goes with the connection). False: not one of them.
     func shardConnectionLost(_ lost: BackendConnection) -> Bool {
+        if let index = replicaMonitors.firstIndex(where: { $0 === lost }) {
+            replicaMonitors.remove(at: index)  // a replica gone: the master's lines go on
+            return true
+        }
         guard let entry = shardConnections.first(where: { $0.value === lost }) else { return false }
         shardConnections[entry.key] = nil
         proxy.logger.warning("client \(id): connection to \(lost.backend.address) for its tracking or notifications lost; closing the client")
@@ -259,6 +300,9 @@ extension ClientSession {
         let shards = shardConnections.values
         shardConnections = [:]
         monitoringShards = false
+        let monitors = replicaMonitors
+        replicaMonitors = []
+        for monitor in monitors { monitor.close() }
         mirroredChannels = []
         mirroredPatterns = []
         trackingRequest = nil

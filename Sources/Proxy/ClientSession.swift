@@ -1,3 +1,4 @@
+import Synchronization
 import DequeModule
 import EventLoop
 import RESP
@@ -58,6 +59,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// pinned sessions and the connection's relay flag in step (the one place that does).
     var pin: PinState = .shared {
         didSet {
+            let (wasMonitor, isMonitor) = (oldValue.state == .monitor, pin.state == .monitor)
+            if wasMonitor != isMonitor { Self.monitors.add(isMonitor ? 1 : -1, ordering: .relaxed) }
             let (old, new) = (oldValue.connection, pin.connection)
             if (old == nil) != (new == nil) { proxy.pinnedSessions += new == nil ? -1 : 1 }
             if let old, old !== new { old.relay = false }
@@ -83,6 +86,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var mirroredPatterns: Set<[UInt8]> = []
     /// MONITOR runs on every shard connection too.
     var monitoringShards = false
+    /// MONITOR on each replica too (reads served there), lines of read commands only.
+    var replicaMonitors: [BackendConnection] = []
+    /// Sessions in MONITOR, every worker's.
+    static let monitors = Atomic<Int>(0)
     /// The session's last CLIENT TRACKING request, as sent: replayed on a shard's connection
     /// opened later.
     var trackingRequest: [UInt8]?
@@ -484,6 +491,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             hold = .barrier(frame)
             connection.pauseReading()
         case .local(let local):
+            if (local == .ping || local == .echo) && Self.monitors.load(ordering: .relaxed) > 0 {
+                // Someone runs MONITOR: Redis answers these too, so they show there as direct.
+                return forward(frame, to: group.master)
+            }
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
         case .select:

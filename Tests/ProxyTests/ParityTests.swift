@@ -316,30 +316,37 @@ extension Integration {
         #expect(try replicaGets() - readerBefore >= 95)
     }
 
-    /// MONITOR through the ambassador shows the apps' commands only, as a direct Redis with no
-    /// ambassador would: not the ambassador's own health checks (ROLE, INFO every 50 ms here),
-    /// which run on connections of their own.
+    /// MONITOR through the ambassador shows the apps' commands as a direct Redis would: reads a
+    /// replica served too (not what replication brings it), PING and ECHO (Redis answers them
+    /// while someone monitors), and not the ambassador's own health checks (ROLE, INFO every
+    /// 50 ms here), which run on connections of their own.
     @Test func monitorShowsTheAppsCommandsNotTheAmbassadorsChecks() throws {
-        let cluster = try Cluster(replicas: 1)
+        let cluster = try Cluster(replicas: 2)
         defer { cluster.stop() }
         let ambassador = try ConfigMapAmbassador { port, admin in
-            // (read_policy master: MONITOR runs on the master and shows what the master runs.)
-            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, policy: "master",
-                             extra: "health_interval: 50ms\n")
+            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: "health_interval: 50ms\n")
         }
         defer { ambassador.stop() }
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
         let app = try BlockingClient(port: ambassador.port)
-        for i in 0..<5 {
+        let reader = try BlockingClient(port: ambassador.port)  // wrote nothing: reads go to replicas
+        var expected: [String] = []
+        for i in 0..<4 {
             _ = try app.command(["SET", "mon:\(i)", "v"])
-            usleep(150_000)  // health checks run meanwhile (every 50 ms)
+            usleep(150_000)  // health checks run meanwhile (every 50 ms), and replication
+            _ = try reader.command(["GET", "mon:\(i)"])  // a replica's
+            _ = try app.command(["PING"])
+            expected += [" \"SET\" \"mon:\(i)\" \"v\"", " \"GET\" \"mon:\(i)\"", " \"PING\""]
         }
-        _ = try app.command(["GET", "mon:end"])
+        _ = try app.command(["ECHO", "end"])
+        expected.append(" \"ECHO\" \"end\"")
         var lines: [String] = []
-        while !(lines.last?.hasSuffix("\"GET\" \"mon:end\"") ?? false) { lines.append(try monitor.readReply().text ?? "") }
+        while !(lines.last?.hasSuffix("\"ECHO\" \"end\"") ?? false) { lines.append(try monitor.readReply().text ?? "") }
         let commands = lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
-        #expect(commands == (0..<5).map { " \"SET\" \"mon:\($0)\" \"v\"" } + [" \"GET\" \"mon:end\""], "\(lines)")
+        #expect(commands == expected, "\(lines)")
+        // The replicas served the reads (the lines came from them).
+        #expect(try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +) >= 4)
     }
 
     /// Sessions in different databases share no connection, so the ambassador never injects a
