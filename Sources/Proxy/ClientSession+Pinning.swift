@@ -93,8 +93,8 @@ extension ClientSession {
             }
             // Sent in place of the app's bytes: the same command, naming Redis's id.
             trackState(frame, verb: verb)
-            // (Invalidations redirected to another client reach it from this node only.)
-            if proxy.clustered { stopTrackingOnShards() }
+            // Each other shard's connection redirects to the target's connection to that node.
+            if proxy.clustered { mirrorRedirectTracking(besides: target) }
             input.drop(frame.length, from: connection)
             if inMulti {
                 target.write(bytes, slot: enqueue(.pinned))
@@ -355,6 +355,22 @@ extension ClientSession {
             return dedicated.isUsable && !dedicated.identityUnknown ? .wait(dedicated) : missing
         }
         arguments[index + 1] = Array(String(backendID).utf8)
+        if proxy.clustered, let home = pinned?.backend.group {
+            // Every other shard's invalidations go to the target's connection to that node.
+            var requests: [ObjectIdentifier: [UInt8]] = [:]
+            for group in proxy.groups where group !== home {
+                guard let there = target.redirectTarget(on: group) else {
+                    return .failure("ERR ambassador: master \(group.master.address) is unavailable")
+                }
+                guard let id = there.redisClientID else {
+                    return there.isUsable && !there.identityUnknown ? .wait(there) : missing
+                }
+                var shardArguments = arguments
+                shardArguments[index + 1] = Array(String(id).utf8)
+                requests[ObjectIdentifier(group)] = RESPValue.array(shardArguments.map { .bulkString($0) }).encoded
+            }
+            redirectRequests = requests
+        }
         return .rewritten(RESPValue.array(arguments.map { .bulkString($0) }).encoded)
     }
 

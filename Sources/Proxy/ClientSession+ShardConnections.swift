@@ -25,12 +25,15 @@ import Routing
 /// that reply (both are written as they are read, and the relayed stream waits meanwhile), so
 /// an invalidation never overtakes the read it invalidates.
 ///
-/// Not covered: tracking with REDIRECT (RESP2) reaches the redirect target from the first shard
-/// only, so keys of other shards get that node's -MOVED.
+/// Tracking with REDIRECT (RESP2's way): each shard's connection redirects to the target
+/// session's connection to that node (subscribed to `__redis__:invalidate` there when the target
+/// is, as a node-local channel), so every node's invalidations reach the target client.
 extension ClientSession {
     /// Tracking as RESP3 pushes on the session's own connections, relayed (see above).
     var tracksAcrossShards: Bool {
-        proxy.clustered && tracking && trackingRedirect < 0 && protocolVersion == 3 && pin.isRelaying
+        guard proxy.clustered && tracking && pin.isRelaying else { return false }
+        // With REDIRECT, once every shard's target connection is known; without, RESP3's pushes.
+        return trackingRedirect >= 0 ? !redirectRequests.isEmpty : protocolVersion == 3
     }
 
     /// A command relayed on `target` (before its bytes go): one for keys of another shard is
@@ -61,11 +64,12 @@ extension ClientSession {
     /// other shard's connection, opened now when tracking turns on (BCAST needs every shard from
     /// the start; a read needs its shard's before it runs).
     private func mirrorTracking(_ frame: RequestFrame, besides relay: BackendConnection) {
-        guard tracksAcrossShards || trackingRequest != nil else { return }
+        guard tracksAcrossShards || trackingRequest != nil || !redirectRequests.isEmpty else { return }
         var bytes: [UInt8] = []
         connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
         let existing = shardConnections
         trackingRequest = bytes
+        redirectRequests = [:]
         for group in proxy.groups where group !== relay.backend.group {
             if let shard = existing[ObjectIdentifier(group)] {
                 shard.inject(request: bytes, label: "CLIENT TRACKING")
@@ -73,6 +77,28 @@ extension ClientSession {
                 _ = shardConnection(for: group)
             }
         }
+    }
+
+    /// CLIENT TRACKING … REDIRECT (rewritten for the relayed connection): on each other shard's
+    /// connection, naming the target's connection to that node (`redirectRequests`).
+    func mirrorRedirectTracking(besides relay: BackendConnection) {
+        trackingRequest = nil
+        let existing = shardConnections
+        for group in proxy.groups where group !== relay.backend.group {
+            let id = ObjectIdentifier(group)
+            guard let request = redirectRequests[id] else { continue }
+            if let shard = existing[id] {
+                shard.inject(request: request, label: "CLIENT TRACKING")
+            } else {
+                _ = shardConnection(for: group)
+            }
+        }
+    }
+
+    /// This session is another's REDIRECT target: its connection to `group`'s master, where
+    /// that node sends the invalidations (opened, with its subscriptions, if it has none).
+    func redirectTarget(on group: ReplicationGroup) -> BackendConnection? {
+        pinned.map { $0.backend.group === group } == true ? pinned : shardConnection(for: group)
     }
 
     /// (P)SUBSCRIBE / (P)UNSUBSCRIBE sent on the relayed connection: the node-local channels
@@ -88,6 +114,7 @@ extension ClientSession {
             let request = RESPValue.array(([command] + local).map { .bulkString($0) }).encoded
             for group in proxy.groups where group !== relay.backend.group {
                 if let shard = existing[ObjectIdentifier(group)] {
+                    subscribedShards.insert(ObjectIdentifier(shard))
                     shard.rawWrite(request)
                 } else {
                     _ = shardConnection(for: group)  // subscribes to them all
@@ -116,7 +143,7 @@ extension ClientSession {
 
     /// The session's connection to `group`'s master, opened if it has none (and told CLIENT
     /// TRACKING and the node-local subscriptions); nil when the master cannot be reached.
-    private func shardConnection(for group: ReplicationGroup) -> BackendConnection? {
+    func shardConnection(for group: ReplicationGroup) -> BackendConnection? {
         let id = ObjectIdentifier(group)
         if let shard = shardConnections[id] {
             if shard.isUsable { return shard }
@@ -128,8 +155,9 @@ extension ClientSession {
         shard.owner = self
         shard.relay = true
         shard.select(db)
-        if tracking, let request = trackingRequest { shard.inject(request: request, label: "CLIENT TRACKING") }
+        if tracking, let request = redirectRequests[id] ?? trackingRequest { shard.inject(request: request, label: "CLIENT TRACKING") }
         for (names, command) in [(mirroredChannels, "SUBSCRIBE"), (mirroredPatterns, "PSUBSCRIBE")] where !names.isEmpty {
+            subscribedShards.insert(ObjectIdentifier(shard))
             shard.rawWrite(RESPValue.array([.bulk(command)] + names.map { .bulkString($0) }).encoded)
         }
         shardConnections[id] = shard
@@ -183,10 +211,16 @@ extension ClientSession {
             if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
             return
         }
-        // In RESP2 a shard connection only ever subscribes (tracking across shards is RESP3's):
-        // everything it sends is subscription traffic.
-        if frame.type == UInt8(ascii: ">") || protocolVersion == 2 {
-            guard Self.isForClient(BackendConnection.copy(backend, frame.length)) else {
+        // A push; or, in RESP2 on a connection that subscribed, an array that is a message or a
+        // confirmation (a RESP2 subscriber runs no command there).
+        var subscription = frame.type == UInt8(ascii: ">")
+        var bytes: [UInt8] = []
+        if !subscription && protocolVersion == 2 && frame.type == UInt8(ascii: "*") && subscribedShards.contains(ObjectIdentifier(shard)) {
+            bytes = BackendConnection.copy(backend, frame.length)
+            subscription = Self.isPubSubFrame(bytes)
+        }
+        if subscription {
+            guard Self.isForClient(bytes.isEmpty ? BackendConnection.copy(backend, frame.length) : bytes) else {
                 return backend.discardInput(frame.length)
             }
             releaseCork()
@@ -251,6 +285,13 @@ extension ClientSession {
         return proxy.table.info(name)?.flags.contains(.readonly) ?? false
     }
 
+    /// A RESP2 array that is pub/sub traffic: a message or a (un)subscribe confirmation.
+    static func isPubSubFrame(_ bytes: [UInt8]) -> Bool {
+        guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value,
+              let kind = items.first?.text?.lowercased() else { return false }
+        return ["message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "pong"].contains(kind)
+    }
+
     /// Whether a push (or a RESP2 subscriber's array) from a shard's connection goes to the
     /// client: an invalidation, or a message on a node-local channel.
     static func isForClient(_ bytes: [UInt8]) -> Bool {
@@ -288,13 +329,6 @@ extension ClientSession {
         return true
     }
 
-    /// Tracking turned on with REDIRECT: the shard connections stop tracking (see above).
-    func stopTrackingOnShards() {
-        guard trackingRequest != nil else { return }
-        trackingRequest = nil
-        for shard in shardConnections.values { shard.inject(["CLIENT", "TRACKING", "OFF"], label: "CLIENT TRACKING") }
-    }
-
     /// Closes the session's shard connections (the session ended, or RESET).
     func dropShardConnections() {
         let shards = shardConnections.values
@@ -306,6 +340,8 @@ extension ClientSession {
         mirroredChannels = []
         mirroredPatterns = []
         trackingRequest = nil
+        redirectRequests = [:]
+        subscribedShards = []
         cachingRequest = nil
         heldForShard = nil
         for shard in shards { shard.close() }

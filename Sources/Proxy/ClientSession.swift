@@ -93,6 +93,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// The session's last CLIENT TRACKING request, as sent: replayed on a shard's connection
     /// opened later.
     var trackingRequest: [UInt8]?
+    /// CLIENT TRACKING … REDIRECT: the request for each other shard's connection, naming the
+    /// redirect target's connection to that node (see `redirectRewrite`).
+    var redirectRequests: [ObjectIdentifier: [UInt8]] = [:]
+    /// Shard connections this session ever subscribed on (their RESP2 arrays may be messages).
+    var subscribedShards: Set<ObjectIdentifier> = []
     /// The CLIENT CACHING request relayed just before, if the last one was: it applies to the
     /// next command, which may run on another shard's connection.
     var cachingRequest: [UInt8]?

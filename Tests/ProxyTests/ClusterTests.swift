@@ -531,6 +531,44 @@ import TestSupport
         #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
     }
 
+    /// CLIENT TRACKING … REDIRECT in front of a cluster (RESP2's way, the tracker in either
+    /// protocol): the target client, subscribed to `__redis__:invalidate`, hears about keys the
+    /// tracker read on every shard, as from one Redis; after OFF, nothing more.
+    @Test(arguments: [2, 3])
+    func trackingRedirectedToAnotherClientCoversEveryShard(protocolVersion: Int) throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
+            (0..<1000).lazy.map { "tr:\($0)" }.first { range ~= HashSlot.of($0) }!
+        }
+        func replies(_ port: UInt16) throws -> [String] {
+            let target = try BlockingClient(port: port, timeout: 5)
+            let tracker = try BlockingClient(port: port, timeout: 5)
+            let other = try BlockingClient(port: port, timeout: 5)
+            func shown(_ reply: RESPValue) -> String { String(decoding: reply.encoded, as: UTF8.self) }
+            var got: [String] = []
+            guard case .integer(let id) = try target.command(["CLIENT", "ID"]) else { return ["no id"] }
+            got.append(shown(try target.command(["SUBSCRIBE", "__redis__:invalidate"])))
+            _ = try tracker.command(["HELLO", String(protocolVersion)])
+            got.append(shown(try tracker.command(["CLIENT", "TRACKING", "ON", "REDIRECT", String(id)])))
+            for key in keys { _ = try other.command(["SET", key, "one"]) }
+            for key in keys { got.append(shown(try tracker.command(["GET", key]))) }
+            for key in keys {
+                _ = try other.command(["SET", key, "two"])
+                got.append(shown(try target.readReply()))
+                got.append(shown(try tracker.command(["GET", key])))
+            }
+            got.append(shown(try tracker.command(["CLIENT", "TRACKING", "OFF"])))
+            for key in keys { _ = try other.command(["SET", key, "three"]) }
+            got.append(shown(try target.command(["PING"])))  // nothing pushed before it
+            return got
+        }
+        let expected = try replies(setup.single.port)
+        #expect(expected.filter { $0.contains("__redis__:invalidate") }.count == 4)
+        let got = try replies(setup.ambassador.port)
+        #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
+    }
+
     /// A tracking session's connection to another shard dies: its invalidations may be lost
     /// with it, so the client is closed (as a direct Redis's restart closes it, and the app's
     /// cache goes with the connection); a client that did not track keeps working.
