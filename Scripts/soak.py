@@ -315,7 +315,9 @@ def main():
             shutil.copy(f"/proc/{ambassador.pid}/smaps", os.environ["SOAK_SMAPS"] + ".before")
         baseline_clients = admin_gauge(admin, "redis_ambassador_client_connections")
         # Backend connections open after each round (shared, pooled and dedicated ones): a session
-        # that leaked its dedicated connections would leave more after every round.
+        # that leaked its dedicated connections would leave more after every round (in CI's 10 s
+        # soak some 40 tracking or notification sessions a round, 2 connections each, in a
+        # cluster). The pools and overflow connections wobble by up to 9 from round to round.
         backends = []
 
         stats = Stats()
@@ -401,7 +403,7 @@ def main():
         live = [in_use(r[3]) for r in rounds]
         ok = alive and settled and fresh_ok and not stats.good_errors and not crashes and rounds \
             and live[-1] <= live[0] + 256 * 1024 and max(r[1] for r in rounds) <= baseline_anon + 4096 \
-            and backends[-1] <= backends[0] + 8
+            and backends[-1] <= backends[0] + 16
         print("  result: " + ("ok" if ok else "FAILED"))
         sys.exit(0 if ok else 1)
     finally:
