@@ -28,8 +28,10 @@ extension ClientSession {
         case all
         /// SCAN on master `index` of `count`: the cursor carries the master's index.
         case scan(index: Int, count: Int)
-        /// RANDOMKEY: one of the masters' keys (nil only when every master is empty).
-        case random
+        /// RANDOMKEY (the first `count` parts; then each master's DBSIZE): one of the masters'
+        /// keys, the master chosen in proportion to its keys, as one Redis picks among all of
+        /// them (nil only when every master is empty).
+        case random(count: Int)
         /// INFO: the first master's, its Keyspace section the sum of every master's.
         case info
         /// SCRIPT KILL, FUNCTION KILL: OK where one master had a script to end; else the error
@@ -101,7 +103,8 @@ extension ClientSession {
         case "dbsize" where frame.argumentCount == 1:
             return (everyMaster(arguments()), .sum, false)
         case "randomkey" where frame.argumentCount == 1:
-            return (everyMaster(arguments()), .random, false)
+            let masters = everyMaster(arguments())
+            return (masters + everyMaster([Array("DBSIZE".utf8)]), .random(count: masters.count), false)
         case "info":
             // Only when the reply counts keys: the other sections are the node's own.
             let all = arguments()
@@ -262,9 +265,20 @@ extension ClientSession {
                 merged = merged.map { zip($0, flags).map { min($0, $1) } } ?? flags
             }
             bytes = RESPValue.array((merged ?? []).map { .integer($0) }).encoded
-        case .random:
-            let found = replies.indices.filter { values[$0].map { $0 != .bulkString(nil) && $0 != .null } ?? false }
-            bytes = found.randomElement().map { replies[$0] } ?? replies.first ?? Array("$-1\r\n".utf8)
+        case .random(let count):
+            var weights: [(index: Int, keys: Int64)] = []
+            for index in 0..<min(count, replies.count) where values[index].map({ $0 != .bulkString(nil) && $0 != .null }) ?? false {
+                var keys: Int64 = 1
+                if index + count < values.count, case .integer(let n)? = values[index + count] { keys = max(n, 1) }
+                weights.append((index, keys))
+            }
+            var pick = Int64.random(in: 0..<max(weights.reduce(0) { $0 + $1.keys }, 1))
+            var chosen = weights.first?.index
+            for (index, keys) in weights {
+                if pick < keys { chosen = index; break }
+                pick -= keys
+            }
+            bytes = chosen.map { replies[$0] } ?? replies.first ?? Array("$-1\r\n".utf8)
         case .info:
             bytes = Self.mergedInfo(values.map { $0 ?? .null }) ?? replies.first ?? []
         case .scan(let index, let count):

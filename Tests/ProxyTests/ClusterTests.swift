@@ -781,6 +781,16 @@ import TestSupport
         // A section without Keyspace is the node's own, unchanged.
         #expect(try keyspace(client, ["memory"]).isEmpty)
         #expect(try client.command(["DBSIZE"]) == .integer(60))
+        // One key on the first shard, sixty on the last: as from one Redis, a key picked at random
+        // is the lone one about once in 61, not once in two.
+        _ = try client.command(["FLUSHALL"])
+        let near = (0..<1000).lazy.map { "rk:\($0)" }.first { HashSlot.of($0) < 5000 }!
+        _ = try client.command(["SET", near, "v"])
+        let many = (0..<5000).lazy.map { "rk:\($0)" }.filter { HashSlot.of($0) > 12_000 }.prefix(60)
+        for key in many { _ = try client.command(["SET", key, "v"]) }
+        var lone = 0
+        for _ in 0..<200 where try client.command(["RANDOMKEY"]) == .bulk(near) { lone += 1 }
+        #expect(lone < 30, "\(lone) of 200")
     }
 
     /// A pipeline over keys of every shard reaches the client in one write, as one Redis answers
