@@ -401,25 +401,28 @@ extension ClientSession {
             : group.master!
         let target = node.sharedConnection(for: self)
         guard target.isUsable else {
-            encoder.clear()
-            encoder.error("ERR ambassador: master \(node.address) is unavailable")
-            connection.write(encoder.bytes)
-            relay.releaseRelay()
+            foreignCommandFailed("ERR ambassador: master \(node.address) is unavailable", releasing: relay)
             return true
         }
         if redirection.kind == .ask { target.inject(["ASKING"], label: "ASKING") }
         target.probe(request: entry.bytes) { [weak self, weak relay] reply in
             guard let self, self.connection.isOpen else { return }
-            if reply.isEmpty {
-                self.encoder.clear()
-                self.encoder.error("ERR ambassador: connection to master \(node.address) lost before it replied")
-                self.connection.write(self.encoder.bytes)
-            } else {
-                self.connection.write(reply)
+            guard !reply.isEmpty else {
+                return self.foreignCommandFailed("ERR ambassador: connection to master \(node.address) lost before it replied", releasing: relay)
             }
+            self.connection.write(reply)
             relay?.releaseRelay()
         }
         return true
+    }
+
+    /// A relayed command run on another shard got no reply: the error takes its place in the
+    /// stream, which goes on.
+    func foreignCommandFailed(_ message: String, releasing relay: BackendConnection?) {
+        encoder.clear()
+        encoder.error(message)
+        connection.write(encoder.bytes)
+        relay?.releaseRelay()
     }
 
     /// Where the command's keys hash (`.none` for a keyless or unknown command).

@@ -297,6 +297,12 @@ extension ClientSession {
             // The ambassador's own health checks and discovery are not the app's to see.
             return backend.discardInput(frame.length)
         }
+        passRelayed(frame, from: backend)
+    }
+
+    /// A relayed frame (from the relayed connection or one of the session's shard connections)
+    /// to the client, as it comes.
+    func passRelayed(_ frame: ReplyFrame, from backend: Connection) {
         releaseCork()  // a relay's messages go as they come
         backend.moveInput(frame.length, to: connection)
         // A subscriber (or MONITOR) that reads slower than messages come: stop reading its

@@ -173,10 +173,7 @@ extension ClientSession {
         guard let group = named ?? proxy.group(forSlot: redirection.slot), group !== relay.backend.group else { return false }
         relay.holdRelay()
         guard let shard = shardConnection(for: group) else {
-            encoder.clear()
-            encoder.error("ERR ambassador: master \(group.master.address) is unavailable")
-            connection.write(encoder.bytes)
-            relay.releaseRelay()
+            foreignCommandFailed("ERR ambassador: master \(group.master.address) is unavailable", releasing: relay)
             return true
         }
         if redirection.kind == .ask { shard.inject(["ASKING"], label: "ASKING") }
@@ -194,10 +191,7 @@ extension ClientSession {
             if frame.length == 5 || isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
                 return backend.discardInput(frame.length)
             }
-            releaseCork()
-            backend.moveInput(frame.length, to: connection)
-            if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
-            return
+            return passRelayed(frame, from: backend)
         }
         guard shardConnections.values.contains(where: { $0 === shard }) else {
             return backend.discardInput(frame.length)  // a connection this session let go of
@@ -206,10 +200,7 @@ extension ClientSession {
             // MONITOR's +OK (the relayed connection gave the client its own), and the lines of the
             // ambassador's own control connections, are dropped; the other lines go as they come.
             if frame.length == 5 || isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
-            releaseCork()
-            backend.moveInput(frame.length, to: connection)
-            if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
-            return
+            return passRelayed(frame, from: backend)
         }
         // A push; or, in RESP2 on a connection that subscribed, an array that is a message or a
         // confirmation (a RESP2 subscriber runs no command there).
@@ -223,17 +214,13 @@ extension ClientSession {
             guard Self.isForClient(bytes.isEmpty ? BackendConnection.copy(backend, frame.length) : bytes) else {
                 return backend.discardInput(frame.length)
             }
-            releaseCork()
-            backend.moveInput(frame.length, to: connection)
-        } else {
-            releaseCork()
-            backend.moveInput(frame.length, to: connection)
-            if let relay = heldForShard {
-                heldForShard = nil
-                relay.releaseRelay()
-            }
+            return passRelayed(frame, from: backend)
         }
-        if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
+        passRelayed(frame, from: backend)
+        if let relay = heldForShard {
+            heldForShard = nil
+            relay.releaseRelay()
+        }
     }
 
     /// MONITOR began on the relayed connection (a master's): every node that runs the session's

@@ -39,6 +39,16 @@ import TestSupport
         }
     }
 
+    /// The first key `prefix:n` whose hash slot lies in `slots`.
+    static func key(_ prefix: String, in slots: Range<Int>) -> String {
+        (0..<1000).lazy.map { "\(prefix):\($0)" }.first { slots ~= HashSlot.of($0) }!
+    }
+
+    /// A key in each third of the slots: one per shard of a three-master cluster.
+    static func keyPerShard(_ prefix: String) -> [String] {
+        [0..<5000, 6000..<10000, 12000..<16384].map { key(prefix, in: $0) }
+    }
+
     /// The shards' masters the ambassador has confirmed (its /config).
     static func shardMasters(_ ambassador: ConfigMapAmbassador) throws -> [String] {
         let shards = (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
@@ -498,9 +508,7 @@ import TestSupport
         defer { setup.stop() }
         let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
         // A key in each third of the slots: one per shard.
-        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
-            (0..<1000).lazy.map { "tk:\($0)" }.first { range ~= HashSlot.of($0) }!
-        }
+        let keys = Self.keyPerShard("tk")
         let optIn = mode.first == "OPTIN", broadcast = mode.first == "BCAST"
         let cache: [Step] = optIn ? [.send(["CLIENT", "CACHING", "yes"])] : []
         // BCAST: every write of a key under the prefix is pushed, read or not.
@@ -538,9 +546,7 @@ import TestSupport
     func trackingRedirectedToAnotherClientCoversEveryShard(protocolVersion: Int) throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
-            (0..<1000).lazy.map { "tr:\($0)" }.first { range ~= HashSlot.of($0) }!
-        }
+        let keys = Self.keyPerShard("tr")
         func replies(_ port: UInt16) throws -> [String] {
             let target = try BlockingClient(port: port, timeout: 5)
             let tracker = try BlockingClient(port: port, timeout: 5)
@@ -577,7 +583,7 @@ import TestSupport
         defer { cluster.stop() }
         let ambassador = try Self.start(cluster)
         defer { ambassador.stop() }
-        let far = (0..<1000).lazy.map { "tl:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        let far = Self.key("tl", in: 12_000..<16_384)
         let tracker = try BlockingClient(port: ambassador.port, timeout: 5)
         let plain = try BlockingClient(port: ambassador.port, timeout: 5)
         _ = try tracker.command(["HELLO", "3"])
@@ -604,9 +610,7 @@ import TestSupport
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
         let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
-        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
-            (0..<1000).lazy.map { "kn:\($0)" }.first { range ~= HashSlot.of($0) }!
-        }
+        let keys = Self.keyPerShard("kn")
         var steps: [Step] = [
             .sendUncompared(["HELLO", String(protocolVersion)]),
             .other(["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
@@ -641,9 +645,7 @@ import TestSupport
     @Test func transactionsBeginningWithKeylessCommandsRunOnTheirKeysShard() throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let keys = [6000..<10000, 12000..<16384].map { range in
-            (0..<1000).lazy.map { "tx:\($0)" }.first { range ~= HashSlot.of($0) }!
-        }
+        let keys = [6000..<10000, 12000..<16384].map { Self.key("tx", in: $0) }
         let transactions: [[[String]]] = [
             [["PING"], ["ECHO", "x"], ["INCR", keys[0]], ["INCR", keys[0]], ["GET", keys[0]]],
             [["PING"], ["SET", keys[1], "v"], ["APPEND", keys[1], "w"]],
@@ -677,9 +679,7 @@ import TestSupport
         defer { cluster.stop() }
         let ambassador = try Self.start(cluster)
         defer { ambassador.stop() }
-        let keys = [0..<5000, 6000..<10000, 12000..<16384].map { range in
-            (0..<1000).lazy.map { "mo:\($0)" }.first { range ~= HashSlot.of($0) }!
-        }
+        let keys = Self.keyPerShard("mo")
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
         let app = try BlockingClient(port: ambassador.port)
@@ -704,7 +704,7 @@ import TestSupport
     @Test func scriptKillReachesTheShardRunningTheScript() throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let far = (0..<1000).lazy.map { "sk:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        let far = Self.key("sk", in: 12_000..<16_384)
         func replies(_ port: UInt16) throws -> [String] {
             let admin = try BlockingClient(port: port, timeout: 10)
             let runner = try BlockingClient(port: port, timeout: 30)
@@ -756,7 +756,7 @@ import TestSupport
         for c in [client, direct] { _ = try c.command(["FLUSHALL"]) }  // (the harness's __ready__ key)
         #expect(try client.command(["RANDOMKEY"]) == direct.command(["RANDOMKEY"]))  // empty: nil
         // One key, on the last shard (not the first, which answers keyless commands).
-        let far = (0..<1000).lazy.map { "rk:\($0)" }.first { HashSlot.of($0) > 12_000 }!
+        let far = Self.key("rk", in: 12_000..<16_384)
         for c in [client, direct] { _ = try c.command(["SET", far, "v"]) }
         for _ in 0..<5 { #expect(try client.command(["RANDOMKEY"]) == .bulk(far)) }
         // Keys on every shard, some with a TTL.
@@ -784,7 +784,7 @@ import TestSupport
         // One key on the first shard, sixty on the last: as from one Redis, a key picked at random
         // is the lone one about once in 61, not once in two.
         _ = try client.command(["FLUSHALL"])
-        let near = (0..<1000).lazy.map { "rk:\($0)" }.first { HashSlot.of($0) < 5000 }!
+        let near = Self.key("rk", in: 0..<5000)
         _ = try client.command(["SET", near, "v"])
         let many = (0..<5000).lazy.map { "rk:\($0)" }.filter { HashSlot.of($0) > 12_000 }.prefix(60)
         for key in many { _ = try client.command(["SET", key, "v"]) }
