@@ -279,6 +279,15 @@ final class Backend {
 
     var overflowCount: Int { overflow.reduce(0) { $0 + $1.count } }
 
+    /// Whether a shared connection here holds a request older than `deadline` (nothing allocated:
+    /// asked for commands the ambassador answers itself).
+    func hasStalledConnection(before deadline: Int) -> Bool {
+        for set in shared { for connection in set where connection.isStalled(before: deadline) { return true } }
+        for set in overflow { for connection in set where connection.isStalled(before: deadline) { return true } }
+        for sets in loginShared.values { for set in sets { for connection in set where connection.isStalled(before: deadline) { return true } } }
+        return false
+    }
+
     func stalledConnections(before deadline: Int) -> Int {
         allSets.reduce(0) { $0 + $1.filter { $0.isStalled(before: deadline) }.count }
     }

@@ -122,6 +122,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var relayAfterExec: StatefulKind?
     /// A command kept at the front of the input instead of dispatched, and what it waits for.
     var hold: Hold = .none
+    /// A command the ambassador answers itself, asked of a master that may be busy first (see
+    /// `gateWhileBusy`).
+    var busyCheck: BusyCheck = .none
     /// How the session ends: not yet, after the replies owed (QUIT, malformed input), or
     /// serving what it already read (shutdown).
     private var ending: Ending = .open
@@ -496,6 +499,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             hold = .barrier(frame)
             connection.pauseReading()
         case .local(let local):
+            if local.refusedWhileBusy, gateWhileBusy(frame, forwardable: local == .ping || local == .echo, group) { return }
             if (local == .ping || local == .echo) && Self.monitors.load(ordering: .relaxed) > 0 {
                 // Someone runs MONITOR: Redis answers these too, so they show there as direct.
                 return forward(frame, to: group.master)
@@ -503,6 +507,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
         case .select:
+            if gateWhileBusy(frame, forwardable: false, group) { return }
             // Each database has its own shared connections: commands sent before the switch
             // were done before any after it goes out on another connection (MOVE, SWAPDB,
             // FLUSHALL order across databases as on one direct connection).
@@ -924,7 +929,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard connection.isOpen else { return }
         if replies.isEmpty {
             if closeIfDrained() { return }
-            if case .barrier(let frame) = hold {
+            if case .barrier(let frame) = hold, !busyCheck.isWaiting {
                 hold = .none
                 dispatch(frame)
                 flushPending()

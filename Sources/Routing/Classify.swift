@@ -131,6 +131,16 @@ public enum LocalKind: Hashable, Sendable {
     case clientList, clientInfo, clientKill, clientUnblock
     /// The ambassador's own command (`AMBASSADOR INFO|CONFIG|RELOAD`).
     case ambassador
+
+    /// Whether a busy Redis (a script or function run past `busy-reply-threshold`) refuses it
+    /// with -BUSY: all but QUIT, AUTH and RESET, the table's `allow_busy` commands here (and the
+    /// ambassador's own command, which Redis never sees).
+    public var refusedWhileBusy: Bool {
+        switch self {
+        case .quit, .auth, .reset, .ambassador: false
+        default: true
+        }
+    }
 }
 
 /// The arguments of a request, as `classify` reads them: lower-cased, first 32 bytes each.

@@ -120,6 +120,40 @@ extension Integration {
         print("SCRIPT KILL through the ambassador under a busy script: \(Int(killLatency * 1000)) ms")
     }
 
+    /// What the ambassador answers itself (PING, ECHO, SELECT, the CLIENT commands about the
+    /// app's connection) a busy Redis refuses: Redis's own tests poll PING for -BUSY to know a
+    /// script runs. Through the ambassador they get the same -BUSY, the refused SETNAME and
+    /// SELECT leave the session as it was, and a PING pipelined behind the script's EVAL waits
+    /// for it as on a direct connection.
+    @Test func commandsTheAmbassadorAnswersMeetABusyScriptAsDirect() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.command(["CONFIG", "SET", "busy-reply-threshold", "200"])
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        func session(port: UInt16) throws -> [String] {
+            let runner = try BlockingClient(port: port, timeout: 10)
+            let other = try BlockingClient(port: port, timeout: 10)
+            _ = try other.command(["PING"])
+            try runner.send([["EVAL", Self.spin, "0"], ["PING"], ["CLIENT", "GETNAME"]].flatMap(BlockingClient.encode))
+            #expect(try eventually(5) { try other.command(["PING"]).text?.hasPrefix("BUSY") == true })
+            var replies = try [["PING"], ["PING", "hi"], ["ECHO", "x"], ["CLIENT", "ID"], ["CLIENT", "SETNAME", "named"],
+                               ["CLIENT", "GETNAME"], ["CLIENT", "INFO"],
+                               ["CLIENT", "LIST"], ["SELECT", "1"], ["SCRIPT", "KILL"]].map { text(try other.readRawReplyAfter($0)) }
+            replies += try (0..<3).map { _ in text(try runner.readRawReply()) }
+            replies += try [["CLIENT", "GETNAME"], ["SET", "busy:db", "\(port)"], ["PING"]].map { text(try other.readRawReplyAfter($0)) }
+            // The refused SELECT left the session in database 0.
+            replies.append(try admin.command(["GET", "busy:db"]).text ?? "nil")
+            replies[replies.count - 1] = replies.last == "\(port)" ? "in db 0" : "elsewhere: \(replies.last!)"
+            return replies
+        }
+        let direct = try session(port: cluster.master.port)
+        let proxied = try session(port: ambassador.port)
+        #expect(direct.prefix(9).allSatisfy { $0.hasPrefix("-BUSY") }, "direct: \(direct)")
+        #expect(proxied == direct)
+    }
+
     /// CLIENT PAUSE WRITE holds a session's write back; direct, other clients' reads go on. They
     /// must through the ambassador too: the shared connection the held write sits on is stalled,
     /// so the reads go out on another one.

@@ -168,4 +168,16 @@ import Testing
         let second = try #require(try parser.parse(bytes.span, from: &index))
         #expect(table.classify(second, arguments: ArgumentList(["get", "k"])) == .read)
     }
+    /// The commands the ambassador answers itself are refused by a busy Redis exactly when the
+    /// table lacks `allow_busy` for them (QUIT, AUTH, RESET have it; PING, ECHO, CLIENT ID … not).
+    @Test func localCommandsRefusedWhileBusyFollowTheTable() {
+        var seen = 0
+        for info in table.infos.flatMap({ [$0] + $0.subcommands }) {
+            let arguments = info.name.split(separator: "|").map(String.init)
+            guard case .local(let kind) = table.classify(arguments + ["x"]), kind != .ambassador else { continue }
+            seen += 1
+            #expect(kind.refusedWhileBusy == !info.flags.contains(.allowBusy), "\(info.name)")
+        }
+        #expect(seen >= 12)
+    }
 }
