@@ -142,14 +142,25 @@ extension ClientSession {
             if !inMulti {
                 // The session's name, id and login are the ambassador's, as when unpinned (the
                 // dedicated connection is a pooled one with its own); the answer keeps its turn.
+                if holdWhileNamePending(frame) { return }
                 proxy.stats.answered(.local, .ok, microseconds: 0)
                 return answerLocally(local, frame)
             }
             // Queued in MULTI, it runs on the dedicated connection at EXEC and changes who that
             // connection is: it is closed, not pooled, when the session lets go of it.
             target.reusable = false
+            if local == .clientSetName, frame.argumentCount == 3 {
+                // The last valid name queued is what EXEC sets (an invalid one fails there).
+                let candidate = argumentBytes(2, of: frame)
+                if setName(candidate, apply: false) == nil {
+                    nameQueued = true
+                    queuedNameClears = candidate.isEmpty
+                }
+            }
         } else if inMulti, case .stateful(.protocolVersion) = kind {
             target.reusable = false  // HELLO … AUTH/SETNAME queued in MULTI, likewise
+            nameQueued = true
+            queuedNameClears = false
         } else if inMulti, case .stateful(let state) = kind, Self.relays(state, verb) {
             // Queued, it takes effect at EXEC (see above); the connection is never pooled again.
             target.reusable = false
@@ -183,6 +194,44 @@ extension ClientSession {
             if proxy.clustered { slot.appGroup = target.backend.group }
         }
         target.forward(from: connection, length: frame.length, slot: slot)
+        if verb == .exec && nameQueued { learnNameAfterExec(on: target) }
+    }
+
+    /// A transaction queued CLIENT SETNAME (or HELLO … SETNAME): Redis ran it at EXEC, or not
+    /// (WATCH, a queue-time error). The dedicated connection (pinned with no name) is asked its
+    /// name right after: a name is the session's from now on; none means the transaction
+    /// cleared it (`CLIENT SETNAME ""` last) or did not run. What asks for the session's name
+    /// waits for the answer (`holdWhileNamePending`).
+    private func learnNameAfterExec(on target: BackendConnection) {
+        nameQueued = false
+        namePending = true
+        target.probe(["CLIENT", "GETNAME"]) { [weak self] bytes in
+            guard let self, self.namePending else { return }
+            self.namePending = false
+            // A bulk string (RESP2 and 3); nil ($-1, _) when none; empty when the connection
+            // was lost first (the name stays as it was).
+            if bytes.first == UInt8(ascii: "$"), let end = bytes.firstIndex(of: UInt8(ascii: "\n")),
+               let length = Int(String(decoding: bytes[1..<(end - 1)], as: UTF8.self)) {
+                if length > 0 && bytes.count >= end + 1 + length {
+                    self.name = Array(bytes[(end + 1)..<(end + 1 + length)])
+                } else if self.queuedNameClears {
+                    self.name = nil
+                }
+            } else if bytes.first == UInt8(ascii: "_"), self.queuedNameClears {
+                self.name = nil
+            }
+            self.scheduleResume()
+        }
+    }
+
+    /// A command about the session (CLIENT GETNAME, LIST, INFO …) waits while the name a
+    /// transaction may have set is asked for.
+    func holdWhileNamePending(_ frame: RequestFrame) -> Bool {
+        guard namePending else { return false }
+        flushPending()
+        hold = .barrier(frame)
+        connection.pauseReading()
+        return true
     }
 
     /// Local commands about the session itself rather than the command stream.
@@ -217,6 +266,7 @@ extension ClientSession {
             inMulti = true
             queued = 0
         case .exec, .discard:
+            if verb == .discard { nameQueued = false }
             inMulti = false
             keylessQueued = nil
             watching = false

@@ -125,6 +125,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// A command the ambassador answers itself, asked of a master that may be busy first (see
     /// `gateWhileBusy`).
     var busyCheck: BusyCheck = .none
+    /// A CLIENT SETNAME is queued in this session's transaction (see `learnNameAfterExec`).
+    var nameQueued = false
+    /// The last name queued is empty (it clears the name).
+    var queuedNameClears = false
+    /// The name a transaction may have set is being asked for.
+    var namePending = false
     /// How the session ends: not yet, after the replies owed (QUIT, malformed input), or
     /// serving what it already read (shutdown).
     private var ending: Ending = .open
@@ -500,6 +506,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             connection.pauseReading()
         case .local(let local):
             if local.refusedWhileBusy, gateWhileBusy(frame, forwardable: local == .ping || local == .echo, group) { return }
+            if Self.describesSession(local), holdWhileNamePending(frame) { return }
             if (local == .ping || local == .echo) && Self.monitors.load(ordering: .relaxed) > 0 {
                 // Someone runs MONITOR: Redis answers these too, so they show there as direct.
                 return forward(frame, to: group.master)
@@ -929,7 +936,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard connection.isOpen else { return }
         if replies.isEmpty {
             if closeIfDrained() { return }
-            if case .barrier(let frame) = hold, !busyCheck.isWaiting {
+            if case .barrier(let frame) = hold, !busyCheck.isWaiting, !namePending {
                 hold = .none
                 dispatch(frame)
                 flushPending()
@@ -998,6 +1005,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         db = 0
         protocolVersion = 2
         name = nil
+        nameQueued = false
         inMulti = false
         deferredMulti = false
         keylessQueued = nil

@@ -154,6 +154,36 @@ extension Integration {
         #expect(proxied == direct)
     }
 
+    /// CLIENT SETNAME queued in a transaction names the session when EXEC runs it, and only
+    /// then: not when WATCH aborts the transaction, DISCARD drops it or the name is invalid.
+    /// The name is read back at once (pipelined behind EXEC) and after, as on a direct
+    /// connection.
+    @Test func clientSetNameInATransactionNamesTheSessionAsDirect() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        func session(port: UInt16) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            let other = try BlockingClient(port: port, timeout: 10)
+            var replies = try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "first"], ["SET", "n:k", "1"], ["EXEC"],
+                                               ["CLIENT", "GETNAME"]]).map(text)
+            replies += try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "not valid"], ["EXEC"], ["CLIENT", "GETNAME"],
+                                            ["MULTI"], ["CLIENT", "SETNAME", "dropped"], ["DISCARD"], ["CLIENT", "GETNAME"]]).map(text)
+            // WATCH: another client's write aborts the transaction, and its rename with it.
+            replies += try [["WATCH", "n:k"], ["MULTI"], ["CLIENT", "SETNAME", "aborted"]].map { text(try client.readRawReplyAfter($0)) }
+            replies.append(text(try other.readRawReplyAfter(["SET", "n:k", "2"])))
+            replies += try [["EXEC"], ["CLIENT", "GETNAME"]].map { text(try client.readRawReplyAfter($0)) }
+            replies += try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", ""], ["EXEC"], ["CLIENT", "GETNAME"],
+                                            ["MULTI"], ["PING"], ["CLIENT", "SETNAME", "last"], ["EXEC"]]).map(text)
+            replies.append(text(try client.readRawReplyAfter(["CLIENT", "GETNAME"])))
+            return replies
+        }
+        let direct = try session(port: cluster.master.port)
+        #expect(direct.filter { $0 == "$5\r\nfirst\r\n" }.count == 4, "direct: \(direct)")
+        #expect(try session(port: ambassador.port) == direct)
+    }
+
     /// CLIENT PAUSE WRITE holds a session's write back; direct, other clients' reads go on. They
     /// must through the ambassador too: the shared connection the held write sits on is stalled,
     /// so the reads go out on another one.
