@@ -103,7 +103,7 @@ extension ClientSession {
             target = written
         }
         if deferredMulti { return queueInDeferredTransaction(frame, command, target, keyless: keyless) }
-        if command.verb == .multi {
+        if command.verb == .multi && frame.argumentCount == 1 {
             // The transaction's shard is that of its first keyed command: MULTI waits for it.
             input.drop(frame.length, from: connection)
             proxy.stats.answered(.local, .ok, microseconds: 0)
@@ -139,7 +139,9 @@ extension ClientSession {
     /// errs here, as Redis answers an empty transaction.
     private func queueInDeferredTransaction(_ frame: RequestFrame, _ command: Command, _ group: ReplicationGroup, keyless: Bool) {
         switch command.verb {
-        case .exec, .discard, .multi:
+        case .exec where frame.argumentCount == 1, .discard where frame.argumentCount == 1, .multi where frame.argumentCount == 1:
+            // (With other arguments Redis refuses them and flags the transaction: it begins
+            // below, and the refusal is Redis's.)
             input.drop(frame.length, from: connection)
             proxy.stats.answered(.local, command.verb == .multi ? .error : .ok, microseconds: 0)
             encoder.clear()

@@ -105,7 +105,7 @@ extension ClientSession {
             target.rawWrite(bytes)
             return
         }
-        if verb == .exec, inMulti, let state = relayAfterExec, !pin.isRelaying {
+        if verb == .exec, inMulti, frame.argumentCount == 1, let state = relayAfterExec, !pin.isRelaying {
             // The transaction subscribes (or turns tracking on …): after EXEC the connection is
             // in that mode, so EXEC's reply and what follows are relayed, as for SUBSCRIBE.
             if !replies.isEmpty {
@@ -120,7 +120,7 @@ extension ClientSession {
             return
         }
         var beginsTransaction = false
-        if case .multi = verb, !inMulti, !watching { beginsTransaction = true }
+        if case .multi = verb, !inMulti, !watching, frame.argumentCount == 1 { beginsTransaction = true }
         trackState(frame, verb: verb)
         // A cluster transaction begun here (pipelined after EXEC, behind a BLPOP) is on this
         // shard for now: its first key decides, as for any (see `moveTransaction`). Not after
@@ -262,10 +262,17 @@ extension ClientSession {
         switch verb {
         case .subscription(let set, let subscribe): trackSubscriptions(frame, set, subscribe: subscribe)
         case .clientTracking: trackTracking(frame)
+        // Only what Redis runs changes the state: with a wrong number of arguments MULTI,
+        // DISCARD, WATCH and UNWATCH are refused (inside MULTI, the transaction is flagged),
+        // and EXEC answers EXECABORT, which ends any transaction and unwatches; MULTI inside
+        // MULTI is refused; EXEC and DISCARD without MULTI are refused and keep the WATCHed
+        // keys watched (so the connection is not pooled with them).
         case .multi:
+            guard frame.argumentCount == 1, !inMulti else { break }
             inMulti = true
             queued = 0
         case .exec, .discard:
+            guard inMulti && frame.argumentCount == 1 || verb == .exec && frame.argumentCount != 1 else { break }
             if verb == .discard { nameQueued = false }
             inMulti = false
             keylessQueued = nil
@@ -273,9 +280,9 @@ extension ClientSession {
             relayAfterExec = nil
             queued = 0
         case .watch:
-            if !inMulti { watching = true }
+            if !inMulti && frame.argumentCount >= 2 { watching = true }
         case .unwatch:
-            if !inMulti { watching = false }
+            if !inMulti && frame.argumentCount == 1 { watching = false }
         case .select where frame.argumentCount == 2:
             // The session changed db on its pinned connection itself.
             if let db = SessionArguments(session: self, frame: frame).shortArgument(1).integerValue,

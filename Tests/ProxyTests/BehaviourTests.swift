@@ -220,6 +220,35 @@ extension Integration {
         #expect(try eventually(3) { try cluster.master.client().command(["CLIENT", "LIST"]).text?.contains("name=renamed") == false })
     }
 
+    /// EXEC or DISCARD without MULTI, and UNWATCH with an argument, are refused and leave the
+    /// WATCHed keys watched: the dedicated connection must not go back to the pool with them,
+    /// or another session's transaction there would abort (EXEC nil) when the key changes.
+    /// (EXEC with an argument answers EXECABORT, which unwatches.)
+    @Test func refusedTransactionCommandsDoNotLeaveAWatchOnAPooledConnection() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let other = try ambassador.client()
+        for refused in [["EXEC"], ["DISCARD"], ["UNWATCH", "x"], ["EXEC", "x"]] {
+            let watcher = try ambassador.client()
+            let replies = try watcher.pipeline([["WATCH", "w:k"], refused, ["PING"]]).map(text)
+            #expect(replies[0] == "+OK\r\n" && replies[1].hasPrefix("-") && replies[2] == "+PONG\r\n", "\(refused): \(replies)")
+            watcher.disconnect()
+            _ = try other.command(["PING"])
+            // Three transactions in a row, each after the watched key changed.
+            for round in 0..<3 {
+                #expect(try other.command(["SET", "w:k", "\(round)"]) == .simple("OK"))
+                let exec = try other.pipeline([["MULTI"], ["INCR", "w:n"], ["EXEC"]]).map(text)
+                #expect(exec[2].hasPrefix("*1\r\n:"), "after \(refused), round \(round): \(exec)")
+            }
+        }
+        // MULTI with an argument is refused: no transaction begins.
+        let client = try ambassador.client()
+        let replies = try client.pipeline([["MULTI", "x"], ["SET", "w:m", "1"], ["EXEC"]]).map(text)
+        #expect(replies == ["-ERR wrong number of arguments for 'multi' command\r\n", "+OK\r\n", "-ERR EXEC without MULTI\r\n"])
+    }
+
     /// A BLPOP waiting on one client does not delay anyone else.
     @Test func pendingBlockingPopDelaysNoOtherClient() throws {
         let cluster = try Cluster(replicas: 0)

@@ -654,7 +654,12 @@ import TestSupport
             [["PING"], ["ECHO", "only keyless"]],
             [["PING", "first"], ["INCR", keys[1]], ["PING"], ["INCR", keys[1]]],
         ]
-        let commands = transactions.flatMap { [["MULTI"]] + $0 + [["EXEC"]] } + [["MGET"] + keys]
+        // Refused with a wrong number of arguments: MULTI begins nothing, EXEC answers
+        // EXECABORT (ending the transaction), DISCARD and a nested MULTI flag it.
+        let refused: [[String]] = [["MULTI", "x"], ["INCR", keys[0]], ["EXEC"], ["MULTI"], ["EXEC", "x"], ["EXEC"],
+                                   ["MULTI"], ["INCR", keys[1]], ["DISCARD", "y"], ["EXEC"], ["MULTI"], ["MULTI", "x"],
+                                   ["PING"], ["EXEC"]]
+        let commands = transactions.flatMap { [["MULTI"]] + $0 + [["EXEC"]] } + refused + [["MGET"] + keys]
         func replies(_ port: UInt16, pipelined: Bool) throws -> [String] {
             let client = try BlockingClient(port: port, timeout: 10)
             _ = try client.command(["DEL"] + keys)
