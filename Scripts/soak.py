@@ -11,7 +11,7 @@ Hostile clients, each on a connection of its own, chosen at random over and over
   half-open    a partial command, then shutdown(SHUT_WR), reading what comes back
   stalled      a partial command left hanging (held open, closed later)
   no-reader    a large pipeline written without ever reading, then closed
-  stateful     SUBSCRIBE / MULTI / BLPOP / MONITOR / WATCH, abandoned midway
+  stateful     SUBSCRIBE / MULTI / BLPOP / MONITOR / WATCH / WAIT, abandoned midway
   random       random command names and arguments, read for a short while
 
 The well-behaved client runs SET/GET/INCR/MULTI/EXEC/LPUSH/LRANGE with values it can predict and
@@ -230,7 +230,11 @@ def hostile(port, stop, stats, ident, held, actions=ACTIONS):
                                          + encode("GET", "soak:t2") + encode("GET", "soak:t3"),
                                          encode("PSUBSCRIBE", "__keyevent@0__:*") + encode("PING"),
                                          encode("HELLO", "3") + encode("SUBSCRIBE", "__keyspace@0__:soak:a") + encode("GET", "soak:b"),
-                                         encode("MULTI") + encode("PING") + encode("SET", "soak:c", "1") + encode("EXEC")]))
+                                         encode("MULTI") + encode("PING") + encode("SET", "soak:c", "1") + encode("EXEC"),
+                                         # A WAIT that never ends, after a write; a refused EXEC
+                                         # (no MULTI) that leaves a WATCH on a dirtied key.
+                                         encode("SET", "soak:w", "1") + encode("WAIT", "3", "0"),
+                                         encode("WATCH", "soak:w") + encode("EXEC") + encode("SET", "soak:w", "2")]))
                 sock.recv(4096)
             else:
                 sock.sendall(valid_pipeline(rng, rng.randrange(1, 30)))
