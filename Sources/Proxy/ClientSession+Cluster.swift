@@ -134,6 +134,19 @@ extension ClientSession {
 
     static let crossSlotError = "CROSSSLOT Keys in request don't hash to the same slot"
 
+    /// A relayed command for keys of another shard, kept until the relayed node's -MOVED for it
+    /// comes back (see `takeRelayedRedirection`).
+    struct ForeignCommand {
+        var slot: Int
+        var name: ShortBytes
+        var firstArgument: ShortBytes
+        var bytes: [UInt8]
+        /// CLIENT CACHING sent just before it (it applies to this command, wherever it runs).
+        var caching: [UInt8]?
+        /// Sent inside MULTI: queued there (and refused), not run elsewhere.
+        var queued: Bool
+    }
+
     /// The first command after MULTI: the transaction starts on `group`'s master (a dedicated
     /// connection, MULTI sent ahead of the command), or, for EXEC, DISCARD and MULTI, ends or
     /// errs here, as Redis answers an empty transaction.
@@ -372,7 +385,8 @@ extension ClientSession {
               owner !== target.backend.group, relayForeign.count < 1024 else { return }
         var bytes: [UInt8] = []
         connection.copyInput(from: pendingBytes, count: frame.length, into: &bytes)
-        relayForeign.append((slot, frame.name, frame.firstArgument, bytes, cachingRequest))
+        relayForeign.append(ForeignCommand(slot: slot, name: frame.name, firstArgument: frame.firstArgument, bytes: bytes,
+                                           caching: cachingRequest, queued: inMulti))
     }
 
     /// A -MOVED or -ASK in a relayed stream for a command remembered above: the stream waits,
@@ -388,6 +402,15 @@ extension ClientSession {
         relayForeign.removeFirst(index + 1)
         backend.discardInput(frame.length)
         if redirection.kind == .moved { _ = proxy.moved(slot: redirection.slot, to: redirection.address) }
+        if entry.queued {
+            // In a transaction (on the relayed connection's shard), a key of another shard is
+            // refused as in any cluster transaction; EXEC then answers EXECABORT.
+            encoder.clear()
+            encoder.protocolVersion = protocolVersion
+            encoder.error(Self.crossSlotError)
+            connection.write(encoder.bytes)
+            return true
+        }
         if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) {
             let name = proxy.table.info(name: entry.name, firstArgument: entry.firstArgument)?.name ?? entry.name.description
             encoder.clear()

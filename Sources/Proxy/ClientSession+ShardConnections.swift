@@ -37,11 +37,12 @@ extension ClientSession {
     }
 
     /// A command relayed on `target` (before its bytes go): one for keys of another shard is
-    /// remembered (a subscriber's, or a tracking session's); CLIENT TRACKING and subscriptions
+    /// remembered (a subscriber's, or a tracking session's, also once tracking is off or was
+    /// refused: the session relays until RESET); CLIENT TRACKING and subscriptions
     /// to node-local channels are told to every shard's connection; CLIENT CACHING is kept for
     /// the command after it.
     func noteClusterRelayed(_ frame: RequestFrame, verb: Verb, on target: BackendConnection) {
-        if pin.state == .pubsub || tracksAcrossShards { noteForeignRelayedCommand(frame, on: target) }
+        if pin.state == .pubsub || pin.state == .clientState || tracksAcrossShards { noteForeignRelayedCommand(frame, on: target) }
         switch verb {
         case .clientTracking:
             cachingRequest = nil
@@ -167,7 +168,7 @@ extension ClientSession {
     /// Runs a relayed command that `redirection` sent elsewhere on the session's connection to
     /// the shard it names, the relayed stream waiting for its reply. False: that shard is the
     /// relayed one's (the caller runs it as for a subscriber).
-    func runOnShardConnection(_ entry: (slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8], caching: [UInt8]?),
+    func runOnShardConnection(_ entry: ForeignCommand,
                               _ redirection: ClusterRedirection, holding relay: BackendConnection) -> Bool {
         let named = redirection.kind == .ask ? proxy.backend(at: redirection.address)?.group : nil
         guard let group = named ?? proxy.group(forSlot: redirection.slot), group !== relay.backend.group else { return false }

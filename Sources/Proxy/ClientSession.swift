@@ -73,7 +73,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// discovery: cluster — commands a relaying session sent on its dedicated connection whose
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
-    var relayForeign: [(slot: Int, name: ShortBytes, firstArgument: ShortBytes, bytes: [UInt8], caching: [UInt8]?)] = []
+    var relayForeign: [ForeignCommand] = []
     /// discovery: cluster — a relaying session's dedicated connections to the other shards'
     /// masters, for what one node says only of its own keys: CLIENT TRACKING's invalidations
     /// (its commands for that shard's keys run there) and keyspace notifications (its

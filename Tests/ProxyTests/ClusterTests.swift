@@ -575,6 +575,35 @@ import TestSupport
         #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
     }
 
+    /// A session that turned tracking on relays on one node until RESET, also once tracking is
+    /// off again, refused (bad options), or useless (RESP2 without REDIRECT): its commands for
+    /// other shards' keys still reach them (not that node's -MOVED), as on one Redis. In its
+    /// transactions, a key of another shard is refused with CROSSSLOT.
+    @Test(arguments: [2, 3])
+    func aSessionThatTrackedStillReachesEveryShard(protocolVersion: Int) throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let keys = Self.keyPerShard("ts")
+        let steps: [[String]] = [["HELLO", String(protocolVersion)], ["CLIENT", "TRACKING", "ON"]] + keys.map { ["GET", $0] }
+            + [["CLIENT", "TRACKING", "OFF"]] + keys.flatMap { [["SET", $0, "v"], ["GET", $0]] }
+            + [["CLIENT", "TRACKING", "bogus"]] + keys.map { ["INCR", $0] } + [["MGET", keys[0]], ["EXISTS", keys[2]]]
+        func replies(_ port: UInt16) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            _ = try client.command(["DEL"] + keys)
+            var got = try steps.map { text(try client.readRawReplyAfter($0)) }
+            got[0] = got[0].contains("proto") ? "HELLO" : got[0]  // ids and mode differ
+            return got
+        }
+        let expected = try replies(setup.single.port)
+        #expect(expected.contains("$1\r\nv\r\n") && !expected.contains { $0.hasPrefix("-MOVED") })
+        #expect(try replies(setup.ambassador.port) == expected)
+        let client = try BlockingClient(port: setup.ambassador.port, timeout: 10)
+        _ = try client.command(["HELLO", String(protocolVersion)])
+        _ = try client.command(["CLIENT", "TRACKING", "ON"])
+        let transaction = try client.pipeline([["MULTI"], ["GET", keys[0]], ["GET", keys[2]], ["EXEC"]]).map(text)
+        #expect(transaction[2].hasPrefix("-CROSSSLOT") && transaction[3].hasPrefix("-EXECABORT"), "\(transaction)")
+    }
+
     /// A tracking session's connection to another shard dies: its invalidations may be lost
     /// with it, so the client is closed (as a direct Redis's restart closes it, and the app's
     /// cache goes with the connection); a client that did not track keeps working.
