@@ -318,6 +318,7 @@ final class Backend {
     /// (so no shared connection changes user); `reply` gets Redis's answer (empty: none came).
     func checkLogin(_ login: Login, reply: @escaping ([UInt8]) -> Void) {
         let connection = BackendConnection(backend: self, protocolVersion: 2, dedicated: true)
+        connection.isControl = true  // its AUTH shows on MONITOR as the session's (showOnMonitors)
         connection.open()
         guard connection.isUsable else { return reply([]) }
         connection.probe(login.authArguments) { [connection] bytes in

@@ -9,6 +9,7 @@ extension ClientSession {
     func answerLocally(_ kind: LocalKind, _ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         input.drop(frame.length, from: connection)
+        if kind != .ambassador { showOnMonitors(arguments) }
         encoder.clear()
         encoder.protocolVersion = protocolVersion
         switch kind {
@@ -83,6 +84,8 @@ extension ClientSession {
     func select(_ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         input.drop(frame.length, from: connection)
+        // Redis shows a command once it ran: SELECT in the db it chose (or the same, refused).
+        defer { showOnMonitors(arguments) }
         guard checkArity("select", arguments) else { return }
         guard let db = DecimalNumber.value(of: arguments[1]), db >= Int64(Int32.min), db <= Int64(Int32.max) else {
             return answerError("ERR value is not an integer or out of range")
@@ -100,6 +103,7 @@ extension ClientSession {
     func hello(_ frame: RequestFrame) {
         let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
         input.drop(frame.length, from: connection)
+        showOnMonitors(arguments)
         var version = protocolVersion
         if arguments.count >= 2 {
             guard let requested = DecimalNumber.value(of: arguments[1]), requested >= Int64(Int32.min), requested <= Int64(Int32.max) else {

@@ -392,6 +392,11 @@ public final class Proxy {
     }
     var allSessions: [ClientSession] { Array(sessions.values) }
 
+    /// This worker's sessions running MONITOR (asked only while someone monitors).
+    var monitoringSessions: [ClientSession] {
+        sessions.values.filter { $0.pinnedState == .monitor && $0.connection.isOpen }
+    }
+
     func session(id: Int64) -> ClientSession? { sessions[id] }
 
     // MARK: topology

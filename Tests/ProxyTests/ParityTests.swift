@@ -413,6 +413,42 @@ extension Integration {
         #expect(try cluster.replicas.map { try commandCalls($0, "get") }.reduce(0, +) >= 4)
     }
 
+    /// What the ambassador answers itself shows on MONITOR as Redis shows it: SELECT (in the db
+    /// it chose), AUTH and HELLO's AUTH pair redacted, CLIENT SETNAME with its bytes escaped,
+    /// RESET, QUIT; not what Redis refuses before running (a wrong number of arguments) nor
+    /// admin commands (CLIENT LIST). Line for line, after the address, as direct; the lines of
+    /// the ambassador's own login checks (AUTH passed through) are not among them.
+    @Test func monitorShowsWhatTheAmbassadorAnswersAsRedisWould() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let commands: [[String]] = [["SELECT", "1"], ["SET", "m:k", "1"], ["SELECT", "0"], ["AUTH", "x"], ["AUTH", "u", "p"],
+                                    ["HELLO", "3", "AUTH", "u", "p", "SETNAME", "n"], ["HELLO", "2", "SETNAME", "a\"b"],
+                                    ["CLIENT", "SETNAME", "t\u{1}\\"], ["CLIENT", "GETNAME"], ["CLIENT", "ID"], ["CLIENT", "INFO"],
+                                    ["CLIENT", "LIST"], ["SELECT"], ["ECHO", "e"], ["RESET"], ["PING", "last"], ["QUIT"]]
+        func lines(port: UInt16) throws -> [String] {
+            // The ambassador's connections for db 1 open first (the SELECT each sends when it
+            // opens shows on MONITOR: not what this test is about).
+            _ = try BlockingClient(port: port).pipeline([["SELECT", "1"], ["SET", "m:warm", "1"]])
+            let monitor = try BlockingClient(port: port, timeout: 10)
+            #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+            let app = try BlockingClient(port: port, timeout: 10)
+            for command in commands { _ = try app.readRawReplyAfter(command) }
+            var lines: [String] = []
+            while !(lines.last?.hasSuffix("\"QUIT\"") ?? false) {
+                let line = try monitor.readReply().text ?? ""
+                // Direct, the master also shows the health checks of the ambassador beside it.
+                if !line.hasSuffix("\"ROLE\"") && !line.hasSuffix("\"INFO\" \"replication\"") { lines.append(line) }
+            }
+            return lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
+        }
+        let direct = try lines(port: cluster.master.port)
+        #expect(direct.contains(" \"AUTH\" \"(redacted)\" \"(redacted)\"") && direct.contains(" \"SELECT\" \"1\""), "\(direct)")
+        let proxied = try lines(port: ambassador.port)
+        #expect(proxied == direct, "\(proxied) against \(direct)")
+    }
+
     /// Sessions in different databases share no connection, so the ambassador never injects a
     /// SELECT in front of an app's command: MONITOR and commandstats show what the apps sent
     /// (one SELECT per connection, when it opens). Commands across a SELECT keep their order
