@@ -267,6 +267,7 @@ def main():
     ap.add_argument("--redis-cpus", help="CPU list (e.g. 2-7) for the Redis processes and redis-benchmark")
     ap.add_argument("--proxy-cpus", help="CPU list (e.g. 0-1) for twemproxy and the ambassadors")
     ap.add_argument("--workers", help="the ambassadors' `workers` (default: the config default, auto)")
+    ap.add_argument("--loop-pause", help="the ambassadors' `loop_pause` (e.g. 20us; default: off)")
     ap.add_argument("--tls", action="store_true", help="TLS to the servers: direct TLS, HAProxy and the ambassador")
     ap.add_argument("--cluster", action="store_true", help="a Redis Cluster: direct (--cluster) against the ambassador")
     ap.add_argument("--only", help="comma-separated workload names (e.g. 'SET 64KiB,GET 64KiB'): just those")
@@ -302,7 +303,8 @@ def main():
                 f.write(f"listen: {listen}\nmaster: 127.0.0.1:{cluster.master}\nreplicas:\n"
                         f"  - 127.0.0.1:{cluster.replicas[0]}\n  - 127.0.0.1:{cluster.replicas[1]}\n"
                         f"read_policy: {policy}\nlog_level: warning\n"
-                        + (f"workers: {args.workers}\n" if args.workers else ""))
+                        + (f"workers: {args.workers}\n" if args.workers else "")
+                        + (f"loop_pause: {args.loop_pause}\n" if args.loop_pause else ""))
             procs[name] = (start([args.ambassador, "--config", conf], port), port)
         results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [("direct-unix", None, cluster.master_socket)])
         report(args, results, workloads, endpoints, reference="twemproxy", ambassadors=("ambassador", "ambassador-master"))
@@ -430,7 +432,8 @@ def run_tls(args, cluster, workdir, procs, scale):
         with open(conf, "w") as f:
             f.write(f"listen: 127.0.0.1:{port}\nmaster: 127.0.0.1:{master}\nreplicas:\n{replicas}"
                     f"{tls}read_policy: {policy}\nlog_level: warning\n"
-                    + (f"workers: {args.workers}\n" if args.workers else ""))
+                    + (f"workers: {args.workers}\n" if args.workers else "")
+                        + (f"loop_pause: {args.loop_pause}\n" if args.loop_pause else ""))
         procs[name] = (start([args.ambassador, "--config", conf], port), port)
     results, workloads, idle, endpoints = measure(args, cluster, procs, scale, [("direct", None, cluster.master)],
                                                   direct=master_tls, direct_name="direct-tls")
@@ -462,7 +465,8 @@ def run_cluster(args, cluster, workdir, procs, scale):
             conf = os.path.join(workdir, f"{name}.yaml")
             with open(conf, "w") as f:
                 f.write(f"listen: 127.0.0.1:{port}\n{topology}log_level: warning\n"
-                        + (f"workers: {args.workers}\n" if args.workers else ""))
+                        + (f"workers: {args.workers}\n" if args.workers else "")
+                        + (f"loop_pause: {args.loop_pause}\n" if args.loop_pause else ""))
             procs[name] = (start([args.ambassador, "--config", conf], port), port)
         # The cluster's keys: through the ambassador (plain names, spread over the slots) and
         # as redis-benchmark --cluster names them (hash-tagged per node).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test; CI does not run it): redis-benchmark against a direct Redis, twemproxy and
 # the ambassador in one interleaved run, with ratios to direct and each proxy's CPU per request.
-#   Scripts/bench.sh [--rounds N] [--quick] [--redis-cpus LIST --proxy-cpus LIST] [--workers N]
+#   Scripts/bench.sh [--rounds N] [--quick] [--redis-cpus LIST --proxy-cpus LIST] [--workers N] [--loop-pause 20us]
 # With more cores than this 2-core box, pin Redis + redis-benchmark and the proxies apart (e.g.
 # --redis-cpus 2-7 --proxy-cpus 0-1 --workers 2) so a proxy's CPU is not taken from Redis.
 #   Scripts/bench.sh --tls [--rounds N]: the TLS rows instead: direct TLS (redis-benchmark --tls),

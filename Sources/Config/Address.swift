@@ -58,6 +58,7 @@ public struct Duration: Hashable, Sendable, Comparable, CustomStringConvertible 
     public static func < (a: Duration, b: Duration) -> Bool { a.seconds < b.seconds }
 
     public var description: String {
+        if seconds > 0 && seconds < 0.001 { return "\(Int((seconds * 1_000_000).rounded()))us" }
         if seconds < 1 { return "\(Int((seconds * 1000).rounded()))ms" }
         return seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
     }

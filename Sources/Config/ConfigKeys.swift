@@ -207,6 +207,14 @@ public struct ConfigKey: Sendable {
               }, show: { .string($0.description) }),
         duration("command_timeout", \.commandTimeout, expects: "a duration (0s: off)"),
         duration("stall_threshold", \.stallThreshold, expects: "a duration (50ms; 0s: never)"),
+        field("loop_pause", \.loopPause, expects: "a duration up to 1ms (0s: off)",
+              parse: { (node, _) throws(ConfigError) in
+                  let value = try ConfigLoader.duration("loop_pause", node)
+                  if AmbassadorConfig.maxLoopPause < value {
+                      throw ConfigError(key: "loop_pause", line: node.line, "must be at most \(AmbassadorConfig.maxLoopPause)")
+                  }
+                  return value
+              }, show: { .string($0.description) }),
         choice("read_policy", \.readPolicy),
         field("username", \.username, expects: "a string",
               parse: { (node, _) throws(ConfigError) in try ConfigLoader.string("username", node) },

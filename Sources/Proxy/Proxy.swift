@@ -79,6 +79,7 @@ public final class Proxy {
         // Session ids stay unique across workers (CLIENT ID, HELLO): the worker in the high bits.
         nextSessionID = Int64(worker) << 40 | 1
         stallMicroseconds = Self.microseconds(config.stallThreshold)
+        loop.pauseMicroseconds = UInt32(max(Self.microseconds(config.loopPause), 0))
         commandRules = CommandRulesIndex(config)
         noteReadYourWrites()
         primary = ReplicationGroup(proxy: self, master: config.master, replicas: config.replicas)
@@ -282,6 +283,7 @@ public final class Proxy {
         if new.commandTimeout != old.commandTimeout { scheduleTimeoutChecks() }
         if new.clientIdleTimeout != old.clientIdleTimeout { scheduleIdleChecks() }
         stallMicroseconds = Self.microseconds(new.stallThreshold)
+        loop.pauseMicroseconds = UInt32(max(Self.microseconds(new.loopPause), 0))
         commandRules = CommandRulesIndex(new)
         noteReadYourWrites()
         groups.forEach { $0.configureRouter() }

@@ -57,6 +57,22 @@ import Testing
         }
     }
 
+    /// loop_pause: off unless set, a duration up to 1ms.
+    @Test func loopPause() throws {
+        let plain = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n")
+        #expect(plain.loopPause == Duration(seconds: 0))
+        let set = try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\nloop_pause: 20us\n")
+        #expect(abs(set.loopPause.seconds - 0.00002) < 1e-12 && set.loopPause.description == "20us")
+        for text in ["loop_pause: 2ms\n", "loop_pause: often\n", "loop_pause: -1ms\n"] {
+            #expect {
+                try ConfigLoader.parse("listen: 127.0.0.1:6380\nmaster: 127.0.0.1:6379\n" + text)
+            } throws: { error in
+                guard let error = error as? ConfigError else { return false }
+                return error.key == "loop_pause" && error.line == 3
+            }
+        }
+    }
+
     @Test func topologyKeys() throws {
         let config = try ConfigLoader.parse("""
             listen: 127.0.0.1:6380
@@ -292,7 +308,7 @@ import Testing
             "health_interval": "health_interval: 1s", "health_failures": "health_failures: 5",
             "max_replica_lag": "max_replica_lag: 0s", "balance": "balance: round-robin",
             "read_your_writes": "read_your_writes: off", "command_timeout": "command_timeout: 1s",
-            "stall_threshold": "stall_threshold: 0s", "read_policy": "read_policy: master",
+            "stall_threshold": "stall_threshold: 0s", "loop_pause": "loop_pause: 20us", "read_policy": "read_policy: master",
             "username": "username: app", "backend_connections": "backend_connections: 2",
             "pinned_pool_size": "pinned_pool_size: 1", "connect_timeout": "connect_timeout: 1s",
             "reconnect_interval": "reconnect_interval: 1s", "workers": "workers: 3", "log_level": "log_level: debug",

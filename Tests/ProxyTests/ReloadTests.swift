@@ -133,6 +133,35 @@ extension Integration {
         }
     }
 
+    /// loop_pause (a wait between the worker's passes): every reply still comes, in order, for
+    /// pipelines and single requests from several clients, and a reload turns it off live.
+    @Test func loopPauseKeepsEveryReplyAndReloadsLive() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        var yaml: (String) -> String = { _ in "" }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            yaml = { extra in Self.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: extra) }
+            return yaml("loop_pause: 200us\n")
+        }
+        defer { ambassador.stop() }
+        #expect(try (ambassador.configView()["config"] as? [String: Any])?["loop_pause"] as? String == "200us")
+        func traffic() throws {
+            let clients = try (0..<4).map { _ in try BlockingClient(port: ambassador.port, timeout: 10) }
+            for (index, client) in clients.enumerated() {
+                let commands = (0..<200).flatMap { [["SET", "lp:\(index):\($0)", "\($0)"], ["GET", "lp:\(index):\($0)"]] }
+                let replies = try client.pipeline(commands).map(text)
+                #expect(replies == (0..<200).flatMap { ["+OK\r\n", "$\(String($0).utf8.count)\r\n\($0)\r\n"] })
+                if case .integer = try client.command(["INCR", "lp:n"]) {} else { Issue.record("INCR: not an integer") }
+            }
+        }
+        try traffic()
+        let generation = try ambassador.generation()
+        try ambassador.publish(yaml("loop_pause: 0s\n"))
+        #expect(try eventually(5) { try ambassador.generation() > generation })
+        #expect(try (ambassador.configView()["config"] as? [String: Any])?["loop_pause"] as? String == "0ms")
+        try traffic()
+    }
+
     /// Two pipelining clients send 50,000+ mixed commands while the config is reloaded 20 times
     /// (replicas added and removed, read policy switched), by symlink swap, SIGHUP and POST /reload
     /// in turn. No error reply, no dropped connection, every reply what a direct Redis gives.
