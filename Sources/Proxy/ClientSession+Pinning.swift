@@ -54,6 +54,15 @@ extension ClientSession {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.reset, frame)
         }
+        if case .stateful(.protocolVersion) = command.kind, !inMulti, !pin.isRelaying {
+            // HELLO outside MULTI is the session's, as when unpinned: the ambassador answers it
+            // (its AUTH or SETNAME refused, nothing changes), and the pinned connection follows
+            // the session's protocol before its next command (`useProtocol`). Sent to Redis it
+            // would switch the session even when Redis refused it, and name the pooled
+            // connection's id.
+            proxy.stats.answered(.local, .ok, microseconds: 0)
+            return hello(frame)
+        }
         if proxy.clustered && inMulti && !pin.isRelaying {
             if keylessQueued != nil && moveTransaction(frame, verb, from: target) { return }
             if refusedInClusterTransaction(frame, on: target) { return }

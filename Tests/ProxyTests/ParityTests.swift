@@ -184,6 +184,36 @@ extension Integration {
         #expect(try session(port: ambassador.port) == direct)
     }
 
+    /// HELLO from a pinned session (here: WATCHing) that Redis refuses (a wrong password, a bad
+    /// name) leaves its protocol as it was; one it accepts switches it, the dedicated connection
+    /// too; and the id it answers is the session's (CLIENT ID's), as unpinned.
+    @Test func helloWhilePinnedChangesTheProtocolOnlyWhenAccepted() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let commands: [[String]] = [["WATCH", "hp:k"], ["HELLO", "3", "AUTH", "someone", "wrong"], ["GET", "hp:k"],
+                                    ["HGETALL", "hp:h"], ["HELLO", "3", "SETNAME", "bad name"], ["GET", "hp:k"], ["UNWATCH"],
+                                    ["HGETALL", "hp:h"], ["WATCH", "hp:k"], ["HELLO", "3"], ["GET", "hp:k"], ["HGETALL", "hp:h"],
+                                    ["MULTI"], ["GET", "hp:k"], ["EXEC"], ["HELLO", "2", "SETNAME", "named"], ["CLIENT", "GETNAME"],
+                                    ["HGETALL", "hp:h"], ["UNWATCH"], ["GET", "hp:k"]]
+        func replies(port: UInt16) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 10)
+            let id = try client.command(["CLIENT", "ID"])
+            return try commands.map { command in
+                let reply = text(try client.readRawReplyAfter(command))
+                // HELLO's id is the client's: checked against CLIENT ID, then masked.
+                guard command[0] == "HELLO", reply.hasPrefix("%") || reply.hasPrefix("*") else { return reply }
+                let idField = "$2\r\nid\r\n\(String(decoding: id.encoded, as: UTF8.self))"
+                return reply.contains(idField) ? reply.replacingOccurrences(of: idField, with: "$2\r\nid\r\n:ID\r\n") : "wrong id: \(reply)"
+            }
+        }
+        let direct = try replies(port: cluster.master.port)
+        #expect(direct.contains("_\r\n") && direct.contains("$-1\r\n"), "direct: \(direct)")
+        let proxied = try replies(port: ambassador.port)
+        #expect(proxied == direct, "\(zip(direct, proxied).filter { $0 != $1 })")
+    }
+
     /// CLIENT PAUSE WRITE holds a session's write back; direct, other clients' reads go on. They
     /// must through the ambassador too: the shared connection the held write sits on is stalled,
     /// so the reads go out on another one.
