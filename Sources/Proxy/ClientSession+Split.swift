@@ -168,6 +168,9 @@ extension ClientSession {
             return finish(slot, [], merge, error: "ERR invalid cursor")
         }
         guard !parts.isEmpty else { return finish(slot, [], merge, error: nil) }
+        if case .scan(let index, let count) = merge, parts.count == 1 {
+            return scan(from: index, of: count, parts[0], wanted: Self.scanCount(parts[0].arguments), found: [], into: slot)
+        }
         var replies = [[UInt8]](repeating: [], count: parts.count)
         var remaining = parts.count
         for (index, part) in parts.enumerated() {
@@ -178,6 +181,40 @@ extension ClientSession {
                 if remaining == 0 { self.finish(slot, replies, merge, error: nil) }
             }
         }
+    }
+
+    /// SCAN on master `index` of `count`. A master whose walk ends (cursor 0) before COUNT keys
+    /// (10 unless given) were found in this call hands over to the next master in the same
+    /// call, as one Redis holding few keys answers them all at once with cursor 0.
+    private func scan(from index: Int, of count: Int, _ part: Part, wanted: Int, found: [RESPValue], into slot: Slot) {
+        sendPart(part, attempt: 0) { [weak self] bytes in
+            guard let self, slot.session === self else { return }
+            guard let (value, _) = try? RESPValue.decode(bytes), let reply = value.list, reply.count == 2,
+                  let cursor = reply[0].text, let keys = reply[1].list else {
+                return self.finish(slot, [bytes], .scan(index: index, count: count), error: nil)
+            }
+            let all = found + keys
+            if cursor == "0", index + 1 < count, index + 1 < self.proxy.groups.count, all.count < wanted {
+                var next = part
+                next.group = self.proxy.groups[index + 1]
+                next.arguments[1] = Array("0".utf8)
+                return self.scan(from: index + 1, of: count, next, wanted: wanted, found: all, into: slot)
+            }
+            self.finish(slot, [RESPValue.array([reply[0], .array(all)]).encoded], .scan(index: index, count: count), error: nil)
+        }
+    }
+
+    /// SCAN's COUNT option (10 when absent or not a positive number).
+    static func scanCount(_ arguments: [[UInt8]]) -> Int {
+        var index = 2
+        while index + 1 < arguments.count {
+            if String(decoding: arguments[index], as: UTF8.self).lowercased() == "count",
+               let count = Int(String(decoding: arguments[index + 1], as: UTF8.self)), count > 0 {
+                return count
+            }
+            index += 2
+        }
+        return 10
     }
 
     /// One part on its shard's master; a redirection is followed (a few times), a shard with

@@ -575,6 +575,42 @@ import TestSupport
         #expect(got == expected, "\(zip(expected, got).filter { $0 != $1 })")
     }
 
+    /// SCAN of a small keyspace answers every key in one call with cursor 0, as one Redis
+    /// holding them does (client tests assert exactly that), though the keys are on three
+    /// masters: a master whose walk ends before COUNT keys were found hands over to the next in
+    /// the same call. MATCH and TYPE apply on each; a long walk still covers every key once.
+    @Test func scanOfAFewKeysAnswersInOneCallAsOneRedis() throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let direct = try setup.single.client()
+        let client = try BlockingClient(port: setup.ambassador.port, timeout: 10)
+        func scan(_ c: BlockingClient, _ arguments: [String]) throws -> (String, [String]) {
+            let reply = try c.command(["SCAN"] + arguments).list ?? []
+            return (reply.first?.text ?? "?", (reply.last?.list ?? []).compactMap(\.text).sorted())
+        }
+        let few = Self.keyPerShard("sc")
+        for c in [client, direct] {
+            _ = try c.command(["FLUSHALL"])
+            _ = try c.command(["MSET"] + few.flatMap { [$0, "v"] })
+        }
+        for arguments in [["0"], ["0", "MATCH", few[2]], ["0", "TYPE", "hash"], ["0", "COUNT", "100", "TYPE", "string"]] {
+            let expected = try scan(direct, arguments)
+            #expect(expected.0 == "0")
+            #expect(try scan(client, arguments) == expected, "\(arguments)")
+        }
+        let many = (0..<60).map { "sc:many:\($0)" }
+        for c in [client, direct] { _ = try c.command(["MSET"] + many.flatMap { [$0, "v"] }) }
+        #expect(try scan(client, ["0", "COUNT", "1000"]) == scan(direct, ["0", "COUNT", "1000"]))
+        var seen: [String] = []
+        var cursor = "0"
+        repeat {
+            let (next, keys) = try scan(client, [cursor, "COUNT", "5"])
+            seen += keys
+            cursor = next
+        } while cursor != "0" && seen.count < 1000
+        #expect(seen.sorted() == (few + many).sorted())
+    }
+
     /// A session that turned tracking on relays on one node until RESET, also once tracking is
     /// off again, refused (bad options), or useless (RESP2 without REDIRECT): its commands for
     /// other shards' keys still reach them (not that node's -MOVED), as on one Redis. In its
