@@ -256,7 +256,7 @@ def memory_fields(port):
     s.sendall(encode("AMBASSADOR", "INFO"))
     text = Reader(s).reply().decode()
     s.close()
-    keys = ("heap_in_use_bytes", "heap_free_bytes", "pooled_slots", "learned_commands")
+    keys = ("heap_in_use_bytes", "heap_free_bytes", "pooled_slots", "learned_commands", "skipped_reply_bytes")
     return " ".join(l for l in text.splitlines() if l.startswith(keys))
 
 

@@ -261,6 +261,7 @@ public final class Connection {
         if state == .handshaking { return timedOut ? handshakeTimedOut() : continueHandshake() }
         guard state == .open else { return }
         if tls != nil { return handleReadableTLS() }
+        if skipping > 0 && !skipArrivingInput() { return }
         var readSomething = false
         var ending: SocketError?? = nil  // .some(nil): EOF; .some(error): a read error
         var rounds = 0
@@ -317,6 +318,44 @@ public final class Connection {
         }
         updateReading()
     }
+
+    /// The next `count` bytes to arrive are not wanted (the rest of a reply nobody will read):
+    /// they are dropped in the kernel as they come (`recv` with `MSG_TRUNC`: no copy into the
+    /// input), before anything after them is read. Only with nothing left in the input, and not
+    /// under TLS (whose records must be decrypted whole).
+    public func skipArriving(_ count: Int) {
+        guard count > 0, tls == nil, inputCount == 0 else { return }
+        skipping = count
+    }
+
+    /// Bytes `skipArriving` still drops.
+    public private(set) var skipping = 0
+
+    /// Drops what arrived of the skipped bytes. False: the socket has no more for now, it ended
+    /// or failed (the connection is then torn down).
+    private func skipArrivingInput() -> Bool {
+        while skipping > 0 {
+            let want = min(skipping, Self.skipChunk)
+            let got = recv(fd, loop.scratch, want, Int32(MSG_TRUNC) | Int32(MSG_DONTWAIT))
+            if got > 0 {
+                skipping -= got
+                if outbound { loop.backendBytesIn &+= got } else { loop.clientBytesIn &+= got }
+                continue
+            }
+            if got == 0 {
+                teardown(error: nil)
+                return false
+            }
+            let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return false }
+            teardown(error: SocketError(.read, code: e, detail: "read: \(Socket.errnoText(e))"))
+            return false
+        }
+        return true
+    }
+
+    /// Most bytes dropped per `recv` while skipping (the loop's scratch buffer, never written).
+    static let skipChunk = EventLoop.scratchSize
 
     /// Calls `body` with each contiguous chunk of input from byte `offset` on, in order, until it
     /// returns false or `end` bytes (default: all) are covered; the last chunk may reach past

@@ -29,6 +29,9 @@ public final class EventLoop {
     public var context: AnyObject?
     /// Scratch vectors for reads and peeks, reused by every connection of this loop.
     let iovecs: UnsafeMutablePointer<iovec>
+    /// Room `recv(MSG_TRUNC)` is given when skipping input (the kernel writes nothing there).
+    let scratch: UnsafeMutableRawPointer
+    static let scratchSize = 64 * 1024
     static let iovecCapacity = 16
     /// Running totals of bytes read and written on this loop, for metrics: app connections
     /// (accepted) and backends (connected out).
@@ -80,6 +83,7 @@ public final class EventLoop {
         }
         mailbox = Mailbox(fd: fd)
         iovecs = .allocate(capacity: Self.iovecCapacity)
+        scratch = .allocate(byteCount: Self.scratchSize, alignment: 16)
         dirty.reserveCapacity(64)
         deferred.reserveCapacity(64)
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -99,6 +103,7 @@ public final class EventLoop {
         if let flushEvent { event_free(flushEvent) }
         mailbox.close()
         iovecs.deallocate()
+        scratch.deallocate()
         event_base_free(base)
     }
 

@@ -451,10 +451,49 @@ final class BackendConnection: ConnectionDelegate {
                 connection.close(flush: false)
                 return
             }
-            if count == 0 { break }
+            if count == 0 {
+                skipAbandonedReply(connection)
+                break
+            }
         }
         flushReplies()
     }
+
+    /// The reply at the front, still arriving, is a large bulk string whose client has left:
+    /// the rest of it is dropped as it comes (`Connection.skipArriving`: no copy, no buffering)
+    /// instead of read whole and then dropped. A client that pipelines GETs of a large value
+    /// and hangs up would otherwise leave the ambassador copying every byte of every reply, and
+    /// everyone behind them on this shared connection waiting (a direct Redis drops a client's
+    /// output when it hangs up; here the requests have already gone out).
+    private func skipAbandonedReply(_ connection: Connection) {
+        guard batchesReplies, pendingReplyBytes == 0, !connection.isTLS, connection.skipping == 0,
+              let slot = inflight.first, slot.kind == .client, slot.session == nil,
+              connection.inputStarts(with: Self.bulkMarker) else { return }
+        var head: [UInt8] = []
+        connection.copyInput(from: 0, count: min(connection.inputCount, 24), into: &head)
+        guard let end = head.firstIndex(of: UInt8(ascii: "\r")), end + 1 < head.count, head[end + 1] == UInt8(ascii: "\n"),
+              let length = Int(String(decoding: head[1..<end], as: UTF8.self)), length >= 0 else { return }
+        let remaining = end + 2 + length + 2 - connection.inputCount
+        guard remaining >= Self.skipThreshold else { return }
+        inflight.removeFirst()
+        answered &+= 1
+        failedAttempts = 0
+        proxy.skippedReplyBytes &+= remaining
+        scanner = ReplyScanner()
+        connection.discardInput(connection.inputCount)
+        connection.skipArriving(remaining)
+        proxy.slots.give(slot)
+        if answered < blockingThrough { unblockAbandonedWait() }
+        if backend.removed, inflight.isEmpty {
+            close()
+            backend.checkDrained()
+        }
+    }
+
+    static let bulkMarker = Array("$".utf8)
+    /// Replies this much short of whole, or more, are skipped rather than read (see
+    /// `skipAbandonedReply`).
+    static let skipThreshold = 16 * 1024
 
     /// `connectionDidRead` is running (see there).
     private var reading = false

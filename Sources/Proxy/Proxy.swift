@@ -617,6 +617,10 @@ public final class Proxy {
         return allBackends.reduce(0) { $0 + $1.stalledConnections(before: deadline) }
     }
 
+    /// Bytes of replies whose clients had left, dropped as they arrived without being read
+    /// (see `BackendConnection.skipAbandonedReply`).
+    var skippedReplyBytes = 0
+
     /// `AMBASSADOR INFO`.
     func infoText() -> String {
         var lines = ["# ambassador", "worker:\(worker)", "master_confirmed:\(primary.masterConfirmed ? 1 : 0)", "clients:\(sessions.count)", "accepted_connections:\(acceptedConnections)",
@@ -628,6 +632,7 @@ public final class Proxy {
         lines.append("heap_free_bytes:\(heap.free)")
         lines.append("pooled_slots:\(slots.count)")
         lines.append("learned_commands:\(learnedCommands.count)")
+        lines.append("skipped_reply_bytes:\(skippedReplyBytes)")
         for (index, replica) in primary.replicas.enumerated() {
             lines.append("replica\(index):\(replica.address),\(replica.isUp ? "up" : "down"),\(replica.servesReads ? "eligible" : "ineligible")")
         }

@@ -249,6 +249,42 @@ extension Integration {
         #expect(replies == ["-ERR wrong number of arguments for 'multi' command\r\n", "+OK\r\n", "-ERR EXEC without MULTI\r\n"])
     }
 
+    /// A client pipelines GETs of a large value and hangs up without reading: the replies still
+    /// come (Redis ran the GETs), and the ambassador drops what has not arrived of each unread,
+    /// in the kernel (AMBASSADOR INFO counts it). Other clients on the same shared connection
+    /// get every reply, in order, byte for byte, while and after the stream is skipped.
+    @Test func largeRepliesAClientLeftBehindAreSkippedAndTheStreamStaysInStep() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        let big = String(repeating: "b", count: 1 << 20)
+        let admin = try ambassador.client()
+        #expect(try admin.command(["SET", "skip:big", big]) == .simple("OK"))
+        func skipped() throws -> Int {
+            let text = try admin.command(["AMBASSADOR", "INFO"]).text ?? ""
+            return text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("skipped_reply_bytes:") }
+                .flatMap { Int($0.dropFirst("skipped_reply_bytes:".count)) } ?? -1
+        }
+        let other = try BlockingClient(port: ambassador.port, timeout: 10)
+        for round in 0..<5 {
+            let leaver = try BlockingClient(port: ambassador.port, timeout: 10)
+            try leaver.send((0..<20).flatMap { _ in BlockingClient.encode(["GET", "skip:big"]) })
+            usleep(20_000)
+            leaver.abort()
+            // Same connection (one shared connection to the master): the other client's
+            // pipeline comes behind the abandoned replies, including a large reply of its own.
+            let commands = (0..<50).flatMap { i in [["SET", "skip:\(round):\(i)", "\(i)"], ["GET", "skip:\(round):\(i)"]] }
+                + [["GET", "skip:big"], ["PING"]]
+            let replies = try other.pipeline(commands).map(text)
+            let expected = (0..<50).flatMap { i in ["+OK\r\n", "$\(String(i).utf8.count)\r\n\(i)\r\n"] }
+                + ["$\(big.utf8.count)\r\n\(big)\r\n", "+PONG\r\n"]
+            #expect(replies == expected, "round \(round)")
+        }
+        #expect(try eventually(5) { try skipped() > 1 << 20 })
+        #expect(try other.command(["GET", "skip:big"]) == .bulk(big))
+    }
+
     /// A BLPOP waiting on one client does not delay anyone else.
     @Test func pendingBlockingPopDelaysNoOtherClient() throws {
         let cluster = try Cluster(replicas: 0)
