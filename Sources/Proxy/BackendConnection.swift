@@ -475,19 +475,13 @@ final class BackendConnection: ConnectionDelegate {
               let length = Int(String(decoding: head[1..<end], as: UTF8.self)), length >= 0 else { return }
         let remaining = end + 2 + length + 2 - connection.inputCount
         guard remaining >= Self.skipThreshold else { return }
-        inflight.removeFirst()
-        answered &+= 1
-        failedAttempts = 0
+        _ = takeAnswered()
         proxy.skippedReplyBytes &+= remaining
         scanner = ReplyScanner()
         connection.discardInput(connection.inputCount)
         connection.skipArriving(remaining)
         proxy.slots.give(slot)
-        if answered < blockingThrough { unblockAbandonedWait() }
-        if backend.removed, inflight.isEmpty {
-            close()
-            backend.checkDrained()
-        }
+        closeIfRetiredAndDrained()
     }
 
     static let bulkMarker = Array("$".utf8)
@@ -554,16 +548,13 @@ final class BackendConnection: ConnectionDelegate {
             owner.relayed(frame, from: connection, backend: self)
             return
         }
-        guard let slot = inflight.popFirst() else {
+        guard let slot = takeAnswered() else {
             flushReplies()
             // Nothing asked for this (a push frame on a shared connection): drop it.
             proxy.logger.debug("unrequested reply from \(backend.address) dropped")
             connection.discardInput(frame.length)
             return
         }
-        answered &+= 1
-        failedAttempts = 0
-        if answered < blockingThrough { unblockAbandonedWait() }  // a WAIT behind: is it abandoned?
         switch slot.kind {
         case .client:
             if frame.isError, slot.redirectsLeft > 0, let session = slot.session,
@@ -606,11 +597,25 @@ final class BackendConnection: ConnectionDelegate {
             if authStale { owner.pinnedConnectionMayReauthenticate(self) }
             owner.pinnedConnectionIdle(self)
         }
-        if backend.removed, !dedicated, inflight.isEmpty {
-            flushReplies()
-            close()
-            backend.checkDrained()
-        }
+        closeIfRetiredAndDrained()
+    }
+
+    /// The oldest request here is answered: its slot leaves the queue.
+    @inline(__always)
+    private func takeAnswered() -> Slot? {
+        guard let slot = inflight.popFirst() else { return nil }
+        answered &+= 1
+        failedAttempts = 0
+        if answered < blockingThrough { unblockAbandonedWait() }  // a WAIT behind: is it abandoned?
+        return slot
+    }
+
+    /// A shared connection of a backend that left the config closes once nothing is owed on it.
+    private func closeIfRetiredAndDrained() {
+        guard backend.removed, !dedicated, inflight.isEmpty else { return }
+        flushReplies()
+        close()
+        backend.checkDrained()
     }
 
     /// Whether a replica's error reply means "try elsewhere"; LOADING and MASTERDOWN also take

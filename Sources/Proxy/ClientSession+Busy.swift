@@ -11,14 +11,13 @@ import Routing
 extension ClientSession {
     /// Whether `frame`, a command the ambassador would answer itself, went to Redis instead
     /// (`forwardable`: PING, ECHO, answered by Redis as by the ambassador) or waits for a PING
-    /// of the busy master (the others, which read or change the session's own state: Redis's
-    /// error, or the ambassador's answer once Redis answers PONG). False: answer it now.
+    /// of the busy master, held meanwhile (the others, which read or change the session's own
+    /// state: Redis's error, or the ambassador's answer once Redis answers PONG). False:
+    /// answer it now.
     func gateWhileBusy(_ frame: RequestFrame, forwardable: Bool, _ group: ReplicationGroup) -> Bool {
         switch busyCheck {
         case .none:
             break
-        case .waiting:
-            return true  // not dispatched while waiting (see `resume`)
         case .passed:
             busyCheck = .none
             return false
@@ -35,21 +34,20 @@ extension ClientSession {
             return true
         }
         flushPending()
-        hold = .barrier(frame)
+        hold = .probe(frame)
         connection.pauseReading()
         let target = busy.connection(for: self, urgent: true, now: proxy.loop.nowMicroseconds)
         guard target.isUsable else {
             busyCheck = .passed
-            scheduleResume()
+            probeAnswered()
             return true
         }
-        busyCheck = .waiting
         target.probe(request: Self.pingRequest) { [weak self] bytes in
-            guard let self, self.busyCheck.isWaiting else { return }
+            guard let self, case .probe = self.hold else { return }
             // Lost before it answered (empty): the master is not busy, it is gone; the
             // ambassador answers as it would have.
             self.busyCheck = bytes.first == UInt8(ascii: "-") ? .refused(bytes) : .passed
-            self.scheduleResume()
+            self.probeAnswered()
         }
         return true
     }
@@ -71,15 +69,8 @@ extension ClientSession {
 /// See `ClientSession.gateWhileBusy`.
 enum BusyCheck {
     case none
-    /// A PING to the busy master is out; the command waits (held as a barrier).
-    case waiting
     /// Redis answered PONG: the held command is answered by the ambassador.
     case passed
     /// Redis refused the PING: the held command gets its error.
     case refused([UInt8])
-
-    var isWaiting: Bool {
-        if case .waiting = self { return true }
-        return false
-    }
 }

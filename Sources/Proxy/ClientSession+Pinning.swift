@@ -217,19 +217,14 @@ extension ClientSession {
         target.probe(["CLIENT", "GETNAME"]) { [weak self] bytes in
             guard let self, self.namePending else { return }
             self.namePending = false
-            // A bulk string (RESP2 and 3); nil ($-1, _) when none; empty when the connection
-            // was lost first (the name stays as it was).
-            if bytes.first == UInt8(ascii: "$"), let end = bytes.firstIndex(of: UInt8(ascii: "\n")),
-               let length = Int(String(decoding: bytes[1..<(end - 1)], as: UTF8.self)) {
-                if length > 0 && bytes.count >= end + 1 + length {
-                    self.name = Array(bytes[(end + 1)..<(end + 1 + length)])
-                } else if self.queuedNameClears {
-                    self.name = nil
-                }
-            } else if bytes.first == UInt8(ascii: "_"), self.queuedNameClears {
-                self.name = nil
+            // A name, or none ($-1, _); nothing when the connection was lost first (the name
+            // stays as it was).
+            switch (try? RESPValue.decode(bytes))?.0 {
+            case .bulkString(let name?) where !name.isEmpty: self.name = name
+            case .bulkString(nil), .null: if self.queuedNameClears { self.name = nil }
+            default: break
             }
-            self.scheduleResume()
+            self.probeAnswered()
         }
     }
 
@@ -238,7 +233,7 @@ extension ClientSession {
     func holdWhileNamePending(_ frame: RequestFrame) -> Bool {
         guard namePending else { return false }
         flushPending()
-        hold = .barrier(frame)
+        hold = .probe(frame)
         connection.pauseReading()
         return true
     }

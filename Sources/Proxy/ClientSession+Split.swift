@@ -190,17 +190,31 @@ extension ClientSession {
         sendPart(part, attempt: 0) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             guard let (value, _) = try? RESPValue.decode(bytes), let reply = value.list, reply.count == 2,
-                  let cursor = reply[0].text, let keys = reply[1].list else {
+                  let text = reply[0].text, let cursor = UInt64(text), let keys = reply[1].list else {
+                // An error (or anything else) is the client's reply as it came.
                 return self.finish(slot, [bytes], .scan(index: index, count: count), error: nil)
             }
             let all = found + keys
-            if cursor == "0", index + 1 < count, index + 1 < self.proxy.groups.count, all.count < wanted {
+            if cursor == 0, index + 1 < count, index + 1 < self.proxy.groups.count, all.count < wanted {
                 var next = part
                 next.group = self.proxy.groups[index + 1]
                 next.arguments[1] = Array("0".utf8)
                 return self.scan(from: index + 1, of: count, next, wanted: wanted, found: all, into: slot)
             }
-            self.finish(slot, [RESPValue.array([reply[0], .array(all)]).encoded], .scan(index: index, count: count), error: nil)
+            // The client's cursor: the master's own × scanShards + the master's index; 0 at the
+            // end of the last master's walk.
+            var nextCursor: UInt64 = 0
+            if cursor != 0 {
+                let (scaled, overflow) = cursor.multipliedReportingOverflow(by: UInt64(Self.scanShards))
+                guard !overflow else {
+                    return self.finish(slot, [], .scan(index: index, count: count),
+                                       error: "ERR ambassador: the node's SCAN cursor \(cursor) is too large to carry the shard")
+                }
+                nextCursor = scaled + UInt64(index)
+            } else if index + 1 < count {
+                nextCursor = UInt64(index + 1)
+            }
+            self.finish(slot, [RESPValue.array([.bulk(String(nextCursor)), .array(all)]).encoded], .scan(index: index, count: count), error: nil)
         }
     }
 
@@ -279,7 +293,7 @@ extension ClientSession {
         let values = replies.map { (try? RESPValue.decode($0))?.0 }
         var bytes: [UInt8]
         switch merge {
-        case .same, .killed:
+        case .same, .killed, .scan:
             bytes = replies.first ?? Array("+OK\r\n".utf8)
         case .sum:
             var total: Int64 = 0
@@ -318,23 +332,6 @@ extension ClientSession {
             bytes = chosen.map { replies[$0] } ?? replies.first ?? Array("$-1\r\n".utf8)
         case .info:
             bytes = Self.mergedInfo(values.map { $0 ?? .null }) ?? replies.first ?? []
-        case .scan(let index, let count):
-            guard let first = values.first, let reply = first?.list, reply.count == 2, let text = reply[0].text, let cursor = UInt64(text) else {
-                bytes = replies.first ?? []
-                break
-            }
-            var next: UInt64 = 0
-            if cursor != 0 {
-                let (scaled, overflow) = cursor.multipliedReportingOverflow(by: UInt64(Self.scanShards))
-                guard !overflow else {
-                    encoder.error("ERR ambassador: the node's SCAN cursor \(cursor) is too large to carry the shard")
-                    return fill(slot, with: encoder.bytes, isError: true)
-                }
-                next = scaled + UInt64(index)
-            } else if index + 1 < count {
-                next = UInt64(index + 1)
-            }
-            bytes = RESPValue.array([.bulk(String(next)), reply[1]]).encoded
         }
         fill(slot, with: bytes, isError: false)
     }

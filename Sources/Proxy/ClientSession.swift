@@ -609,6 +609,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         group.waitForMaster(self)
     }
 
+    /// The answer a `.probe` hold waited for is in: the command waits like any barrier now.
+    func probeAnswered() {
+        if case .probe(let frame) = hold { hold = .barrier(frame) }
+        scheduleResume()
+    }
+
     func masterAvailable() {
         guard case .master(let frame) = hold else { return }
         // Now it waits like any barrier: for the replies before it, then resume() sends it.
@@ -936,7 +942,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard connection.isOpen else { return }
         if replies.isEmpty {
             if closeIfDrained() { return }
-            if case .barrier(let frame) = hold, !busyCheck.isWaiting, !namePending {
+            if case .barrier(let frame) = hold {
                 hold = .none
                 dispatch(frame)
                 flushPending()
@@ -1071,6 +1077,9 @@ enum Hold {
     /// Until a node is confirmed master, up to failover_hold (`masterAvailable` /
     /// `masterUnavailable`).
     case master(RequestFrame)
+    /// Until the answer to a question the ambassador asked Redis for it (a busy master's PING,
+    /// the name a transaction set): then it waits like a barrier (`probeAnswered`).
+    case probe(RequestFrame)
 
     var isHolding: Bool {
         if case .none = self { return false }
