@@ -109,48 +109,58 @@ extension ClientSession {
         var id: Int64?, address: String?, localAddress: String?, user: String?, type: String?, maxAge: Int64?
         var skipMe = true
         var index = 2
-        while index + 1 < arguments.count {
+        // The first argument Redis would refuse (it parses in order and stops there); a USER
+        // before it is looked up first, as Redis looks it up while parsing.
+        var refusal: String?
+        parsing: while index + 1 < arguments.count {
             let option = String(decoding: arguments[index], as: UTF8.self).lowercased()
             let value = String(decoding: arguments[index + 1], as: UTF8.self)
             switch option {
             case "id":
                 guard let number = DecimalNumber.value(of: arguments[index + 1]), number > 0 else {
-                    return answerError("ERR client-id should be greater than 0")
+                    refusal = "ERR client-id should be greater than 0"
+                    break parsing
                 }
                 id = number
             case "addr": address = value
             case "laddr": localAddress = value
-            case "user": user = value
+            case "user":
+                if user == nil { user = value }
             case "type":
                 let lower = value.lowercased()
                 guard ["normal", "master", "replica", "slave", "pubsub"].contains(lower) else {
-                    return answerError("ERR Unknown client type '\(value)'")
+                    refusal = "ERR Unknown client type '\(value)'"
+                    break parsing
                 }
                 type = lower
             case "skipme":
                 switch value.lowercased() {
                 case "yes": skipMe = true
                 case "no": skipMe = false
-                default: return answerError("ERR syntax error")
+                default:
+                    refusal = "ERR syntax error"
+                    break parsing
                 }
-            case "maxage":
+            case "maxage" where proxy.masterIsAtLeast(7, 4):
                 guard let number = DecimalNumber.value(of: arguments[index + 1]) else {
-                    return answerError("ERR value is not an integer or out of range")
+                    refusal = "ERR value is not an integer or out of range"
+                    break parsing
                 }
                 maxAge = number
             default:
-                return answerError("ERR syntax error")
+                // MAXAGE before Redis 7.4 too: an unknown filter.
+                refusal = "ERR syntax error"
+                break parsing
             }
             index += 2
         }
-        guard index == arguments.count else { return answerError("ERR syntax error") }
-        let now = proxy.loop.nowMicroseconds
-        let targets = sessions.filter { session in
+        if refusal == nil && index != arguments.count { refusal = "ERR syntax error" }
+        let filter = { [unowned self] (session: ClientSession) -> Bool in
             if let id, session.id != id { return false }
             if let address, session.connection.peerAddress != address { return false }
             if let localAddress, session.connection.localAddress != localAddress { return false }
             if let user, session.user != user { return false }
-            if let maxAge, maxAge > 0, Int64((now - session.createdAt) / 1_000_000) <= maxAge { return false }
+            if let maxAge, maxAge > 0, Int64((self.proxy.loop.nowMicroseconds - session.createdAt) / 1_000_000) <= maxAge { return false }
             switch type {
             case "master", "replica", "slave": return false
             case "pubsub": if session.channels.isEmpty && session.patterns.isEmpty && session.shardChannels.isEmpty { return false }
@@ -159,9 +169,34 @@ extension ClientSession {
             }
             return !(skipMe && session === self)
         }
+        guard let user else {
+            if let refusal { return answerError(refusal) }
+            return killMatching(filter, into: nil)
+        }
+        // Redis refuses a user it does not know: the master is asked (ACL GETUSER answers nil for
+        // one it does not have); the answer, and the kill, come in this request's turn.
+        let slot = enqueue(.master)
+        askMaster(["ACL", "GETUSER", user], for: slot) { session, bytes in
+            if Self.nilReplies.contains(where: { bytes.starts(with: $0) }) {
+                return session.fail(slot, "ERR No such user '\(user)'")
+            }
+            if let refusal { return session.fail(slot, refusal) }
+            session.killMatching(filter, into: slot)
+        }
+    }
+
+    private static let nilReplies = [Array("$-1\r\n".utf8), Array("*-1\r\n".utf8), Array("_\r\n".utf8)]
+
+    /// Kills the sessions `filter` picks and answers how many (into `slot` when the answer waited).
+    private func killMatching(_ filter: (ClientSession) -> Bool, into slot: Slot?) {
+        let targets = proxy.allSessions.filter(filter)
         encoder.clear()
         encoder.integer(Int64(targets.count))
-        answer(encoder.bytes)
+        if let slot {
+            fill(slot, with: encoder.bytes, isError: false)
+        } else {
+            answer(encoder.bytes)
+        }
         targets.forEach(kill)
     }
 

@@ -592,8 +592,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         guard rules.refuses(fullName: fullName, categories: info?.aclCategories ?? []) else { return nil }
         proxy.stats.error(.commandDenied)
         // Redis 7.2 names the user; 7.0 and 7.1 say "this user".
-        let parts = proxy.masterVersion.split(separator: ".").compactMap { Int($0) }
-        let namesUser = parts.count >= 2 && (parts[0], parts[1]) >= (7, 2)
+        let namesUser = proxy.masterIsAtLeast(7, 2)
         return "NOPERM \(namesUser ? "User \(user)" : "this user") has no permissions to run the '\(fullName)' command"
     }
 
@@ -866,6 +865,14 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// The same, for a slot already in the FIFO.
     func askMaster(_ arguments: [String], into slot: Slot) {
+        askMaster(arguments, for: slot) { session, bytes in
+            session.fill(slot, with: bytes, isError: bytes.first == UInt8(ascii: "-"))
+        }
+    }
+
+    /// Sends `arguments` to the master for `slot`'s request; `handler` gets the reply while the
+    /// session is still waiting for it (a lost master or connection fails the slot instead).
+    func askMaster(_ arguments: [String], for slot: Slot, _ handler: @escaping (ClientSession, [UInt8]) -> Void) {
         let target = group.master.connection(for: self, urgent: true, now: dispatchNow)
         guard target.isUsable else {
             return fail(slot, "ERR ambassador: master \(group.master.address) is unavailable")
@@ -873,7 +880,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         target.probe(arguments) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             if bytes.isEmpty { return self.fail(slot, "ERR ambassador: connection to master lost before it replied") }
-            self.fill(slot, with: bytes, isError: bytes.first == UInt8(ascii: "-"))
+            handler(self, bytes)
         }
     }
 

@@ -41,6 +41,12 @@ public final class Proxy {
     private var nextSessionID: Int64 = 1
     /// Learned from the master: what HELLO reports, and the range SELECT accepts.
     private(set) var masterVersion = "7.0.0"
+
+    /// Whether the master's Redis is `major.minor` or later (what it refuses, the ambassador refuses).
+    func masterIsAtLeast(_ major: Int, _ minor: Int) -> Bool {
+        let parts = masterVersion.split(separator: ".").compactMap { Int($0) }
+        return parts.count >= 2 && (parts[0], parts[1]) >= (major, minor)
+    }
     private(set) var databases = 16
     var pinnedSessions = 0 {
         didSet { stats.pinnedDelta &+= pinnedSessions - oldValue }

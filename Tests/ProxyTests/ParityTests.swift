@@ -618,6 +618,47 @@ extension Integration {
         }
     }
 
+    /// CLIENT KILL's filters are checked as Redis checks them, in order: the first bad one is
+    /// refused, a USER filter names a user the master knows ("No such user" otherwise, even
+    /// ahead of a later bad filter), and MAXAGE is a filter only from Redis 7.4 on. A known
+    /// user's sessions are the ones killed.
+    @Test func clientKillRefusesWhatRedisRefuses() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().command(["ACL", "SETUSER", "carol", "on", ">cpw", "~*", "+@all"])
+        let version = (try cluster.master.client().command(["INFO", "server"]).text ?? "")
+            .split(separator: "\r\n").first { $0.hasPrefix("redis_version:") } ?? ""
+        let steps: [[String]] = [
+            ["CLIENT", "KILL", "USER", "nobody"], ["CLIENT", "KILL", "USER", "nobody", "ID", "0"],
+            ["CLIENT", "KILL", "ID", "0", "USER", "nobody"], ["CLIENT", "KILL", "USER", "carol", "TYPE", "bogus"],
+            ["CLIENT", "KILL", "ID", "-1"], ["CLIENT", "KILL", "ID", "x"], ["CLIENT", "KILL", "TYPE", "bogus"],
+            ["CLIENT", "KILL", "SKIPME", "maybe"], ["CLIENT", "KILL", "ID", "5", "extra"], ["CLIENT", "KILL", "BOGUS", "1"],
+            ["CLIENT", "KILL", "MAXAGE", "100000"], ["CLIENT", "KILL", "127.0.0.1:1"],
+            ["CLIENT", "KILL", "USER", "carol", "ID", "987654"],
+        ]
+        func replies(_ port: UInt16) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 5)
+            return try steps.map { text(try client.readRawReplyAfter($0)) }
+        }
+        let direct = try replies(cluster.master.port)
+        #expect(direct[0] == "-ERR No such user 'nobody'\r\n", "\(direct[0])")
+        #expect(direct[10].hasPrefix(version.hasPrefix("redis_version:7.0") ? "-ERR syntax error" : ":"), "\(direct[10])")
+        #expect(try replies(ambassador.port) == direct)
+
+        // carol's session is killed, not the caller's or the default user's.
+        let carol = try BlockingClient(port: ambassador.port, timeout: 5)
+        #expect(try carol.command(["AUTH", "carol", "cpw"]) == .simple("OK"))
+        let other = try BlockingClient(port: ambassador.port, timeout: 5)
+        #expect(try other.command(["PING"]) == .simple("PONG"))
+        let killer = try BlockingClient(port: ambassador.port, timeout: 5)
+        #expect(try killer.command(["CLIENT", "KILL", "USER", "carol"]) == .integer(1))
+        #expect(carol.isClosedByPeer())
+        #expect(try other.command(["PING"]) == .simple("PONG"))
+        #expect(try killer.command(["CLIENT", "KILL", "USER", "carol"]) == .integer(0))
+    }
+
     /// With no credentials of its own the ambassador passes the app's AUTH through: Redis
     /// checks it, and the session's commands then run as that ACL user, so two apps keep their
     /// own permissions; a password set at run time works as direct. Same bytes as direct.
