@@ -90,6 +90,8 @@ public final class Connection {
     private var pausedByOwner = false
     private var writeArmed = false
     private var dirty = false
+    /// How many more output bytes may be sent before `openGate()`; nil: no gate (see `gateOutput`).
+    private var gate: Int?
     /// See `cork()`.
     public private(set) var corked = false
     private var selfRetain: Unmanaged<Connection>?
@@ -460,6 +462,23 @@ public final class Connection {
         loop.markDirty(self)
     }
 
+    /// Output past the first `count` bytes waits until `openGate()`: nothing after them reaches
+    /// the socket before then, and a close before then drops it. (A backend connection logging
+    /// in as an app's user sends its AUTH alone: what follows must never run as another user.)
+    public func gateOutput(after count: Int) {
+        gate = count
+    }
+
+    /// What waited behind the gate is written at the end of this loop iteration.
+    public func openGate() {
+        guard gate != nil else { return }
+        gate = nil
+        if outputCount > 0 { flushCorked() }
+    }
+
+    /// Output bytes that may be sent now (all, or what the gate lets through).
+    private var sendableCount: Int { gate.map { max(0, min($0, plainOutputCount)) } ?? plainOutputCount }
+
     /// The most output a cork holds back.
     static let corkLimit = 64 * 1024
 
@@ -494,7 +513,7 @@ public final class Connection {
             guard send(output, countingBytes: true) else { return }
         }
         // A TLS write that waits for a read is retried by the read, not by EV_WRITE.
-        let pending = tls.map { $0.ciphertextCount > 0 || (plainOutputCount > 0 && !$0.writeWantsRead) } ?? (plainOutputCount > 0)
+        let pending = tls.map { $0.ciphertextCount > 0 || (sendableCount > 0 && !$0.writeWantsRead) } ?? (sendableCount > 0)
         let drainedAfterWaiting = writeArmed && !pending
         if pending != writeArmed {
             writeArmed = pending
@@ -653,13 +672,13 @@ public final class Connection {
     /// wait, and sends the records with one `writev` per round. False when the connection failed.
     private func writeTLS(_ tls: TLSSession) -> Bool {
         while true {
-            while plainOutputCount > 0, !tls.writeWantsRead, tls.ciphertextCount < 256 * 1024 {
+            while sendableCount > 0, !tls.writeWantsRead, tls.ciphertextCount < 256 * 1024 {
                 // A large first block (a value moved from another connection) is encrypted in place;
                 // small ones (many replies) are pulled up into one record first. OpenSSL's rule: a
                 // write that must be retried is retried with the same bytes.
                 let contiguous = evbuffer_get_contiguous_space(output)
                 let count = tls.pendingWrite > 0 ? tls.pendingWrite
-                    : min(contiguous >= 4096 ? contiguous : plainOutputCount, 16 * 1024)
+                    : min(contiguous >= 4096 ? contiguous : plainOutputCount, 16 * 1024, sendableCount)
                 guard let bytes = evbuffer_pullup(output, count) else {
                     fail(SocketError(.write, detail: "out of memory gathering output"))
                     return false
@@ -671,6 +690,7 @@ public final class Connection {
                 case .done(let written):
                     tls.pendingWrite = 0
                     evbuffer_drain(output, written)
+                    if let left = gate { gate = left - written }
                     if outbound { loop.backendBytesOut &+= written } else { loop.clientBytesOut &+= written }
                 case .wantWrite:  // not from the evbuffer BIO, which takes everything
                     tls.pendingWrite = count
@@ -689,7 +709,7 @@ public final class Connection {
             guard sendCiphertext(tls) else { return false }
             tls.push()
             // Go on only when every record went out and plaintext is left (the 256 KiB bound).
-            if tls.ciphertextCount > 0 || plainOutputCount == 0 || tls.writeWantsRead || tls.pendingWrite > 0 { return true }
+            if tls.ciphertextCount > 0 || sendableCount == 0 || tls.writeWantsRead || tls.pendingWrite > 0 { return true }
         }
     }
 
@@ -704,8 +724,11 @@ public final class Connection {
     /// byte counters (TLS counts the plaintext it encrypts instead).
     @inline(__always)
     private func send(_ buffer: OpaquePointer, countingBytes: Bool) -> Bool {
+        // The gate holds back the plaintext output (`countingBytes`), not TLS records.
+        let gated = countingBytes && gate != nil
         while evbuffer_get_length(buffer) > 0 {
-            let written = evbuffer_write_atmost(buffer, fd, -1)
+            if gated && gate! <= 0 { return true }
+            let written = evbuffer_write_atmost(buffer, fd, gated ? gate! : -1)
             if written < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { return true }
@@ -714,6 +737,7 @@ public final class Connection {
                 return false
             }
             if written == 0 { return true }
+            if gated { gate! -= Int(written) }
             if countingBytes {
                 if outbound { loop.backendBytesOut &+= Int(written) } else { loop.clientBytesOut &+= Int(written) }
             }
@@ -727,6 +751,8 @@ public final class Connection {
     /// nothing more is read; the delegate hears `connectionDidClose` when the socket is closed.
     public func close(flush: Bool = true) {
         corked = false
+        // Output held behind a gate that never opened is dropped, never sent.
+        let flush = flush && gate == nil
         switch state {
         case .idle:
             state = .closed

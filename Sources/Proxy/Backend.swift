@@ -34,6 +34,20 @@ final class Backend {
     private var allSets: [[BackendConnection]] { shared + overflow + loginShared.values.flatMap { $0 } }
     /// Set when the backend left the config: no reconnects.
     var removed = false
+
+    /// App logins this node refused (`Proxy.loginIndex` → loop µs until which it is passed over
+    /// for their reads). See `BackendConnection.loginAnswered`.
+    private var refusedLogins: [Int: Int] = [:]
+
+    func refuseLogin(_ index: Int, until: Int) { refusedLogins[index] = until }
+
+    /// Whether this node refused `index`'s login a short while ago.
+    func refusesLogin(_ index: Int, now: Int) -> Bool {
+        guard let until = refusedLogins[index] else { return false }
+        if until > now { return true }
+        refusedLogins[index] = nil
+        return false
+    }
     /// From the health checker (true without one): may take reads.
     var eligible = true
     /// Answered -LOADING or -MASTERDOWN at this time (seconds): no reads until a later check.

@@ -153,7 +153,12 @@ final class BackendConnection: ConnectionDelegate {
         scanner = ReplyScanner()
         authStale = false
         if let login = proxy.login(at: loginIndex) {
-            inject(login.authArguments, label: "AUTH")
+            // The app's own login: nothing after its AUTH is sent until Redis accepts it, so no
+            // request of the app's ever runs as another user (the node may not know the user:
+            // ACL users are not replicated).
+            let user = login.user ?? "default"
+            probe(login.authArguments) { [weak self] reply in self?.loginAnswered(reply, user: user) }
+            if let connection { connection.gateOutput(after: connection.outputCount) }
         } else if let auth = Self.ownAuth(config) {
             inject(auth, label: "AUTH")
         }
@@ -219,10 +224,39 @@ final class BackendConnection: ConnectionDelegate {
         backend.connectionUp(self)
     }
 
+    /// Redis answered the AUTH of the app's login: what waited behind it goes out, or, when
+    /// refused, never does. The connection closes; its reads go to another node (this one is
+    /// passed over for this login for `loginRetry`), anything else fails with the refusal.
+    private func loginAnswered(_ reply: [UInt8], user: String) {
+        guard let connection, !reply.isEmpty else { return }  // empty: the connection was lost
+        if reply.first == UInt8(ascii: "+") {
+            loginRefused = false
+            return connection.openGate()
+        }
+        let text = String(decoding: reply.dropFirst().prefix { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+        proxy.logger.warning("\(backend.role) \(backend.address) refused user \(user)'s login (\(text)); its reads go to other nodes for \(Int(Self.loginRetry))s")
+        proxy.stats.error(.backendLoginRefused)
+        backend.refuseLogin(loginIndex, until: proxy.loop.nowMicroseconds + Int(Self.loginRetry * 1_000_000))
+        loginRefused = true
+        failReason = "\(backend.role) refused user \(user)'s login: \(text)"
+        connection.close(flush: false)
+    }
+
+    /// How long a node that refused an app's login is passed over for its reads, and when the
+    /// connection tries the login again.
+    static let loginRetry = 10.0
+
+    /// The last AUTH of this connection's app login was refused (see `loginAnswered`).
+    private var loginRefused = false
+
     private func scheduleReconnect() {
         guard isRegularShared, !backend.removed else { return }
         let timer = reconnectTimer ?? Timer(loop: proxy.loop) { [unowned self] in self.open() }
         reconnectTimer = timer
+        if loginRefused {
+            loginRefused = false
+            return timer.schedule(after: Self.loginRetry)
+        }
         timer.schedule(after: Backoff.delay(attempt: failedAttempts, base: proxy.config.reconnectInterval.seconds,
                                            cap: proxy.config.reconnectMax.seconds))
         failedAttempts += 1

@@ -30,9 +30,11 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
     case idleTimeout
     /// A command refused by the `commands` rules (-NOPERM).
     case commandDenied
+    /// A node refused the AUTH of an app's login (the user or password unknown there).
+    case backendLoginRefused
     var label: String {
         ["client_protocol", "backend_unavailable", "backend_lost", "backend_protocol", "max_clients", "idle_timeout",
-         "command_denied"][rawValue]
+         "command_denied", "backend_login_refused"][rawValue]
     }
 }
 

@@ -712,6 +712,46 @@ extension Integration {
         #expect(results[1].filter { $0.hasPrefix("-NOPERM") }.count == 4, "\(results[1])")
     }
 
+    /// ACL users are per node: a user made on the master alone is unknown to its replica. A
+    /// session logged in as that user must never read there as another user (the replica's
+    /// default user would read keys the user may not). Its requests wait behind the replica's
+    /// AUTH; refused, they go to the master, the app sees direct's replies, and the replica is
+    /// tried again for that login later: once it knows the user, it serves the reads again.
+    @Test func aLoginAReplicaDoesNotKnowNeverReadsThereAsAnotherUser() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        let admin = try cluster.master.client()
+        _ = try admin.command(["SET", "secret", "s"])
+        _ = try admin.command(["SET", "cache:1", "c"])
+        try cluster.sync()
+        let plain = try ambassador.client()
+        // The replica takes reads before the user logs in (its first health check may come late).
+        #expect(eventually(10) { (try? plain.command(["STRLEN", "cache:1"])) == .integer(1) && ((try? commandCalls(cluster.replicas[0], "strlen")) ?? 0) > 0 })
+        _ = try admin.command(["ACL", "SETUSER", "dora", "on", ">dpw", "~cache:*", "+get", "+strlen", "+mget", "+set"])
+        let steps: [[String]] = [["AUTH", "dora", "dpw"], ["GET", "secret"], ["GET", "cache:1"], ["STRLEN", "secret"],
+                                 ["MGET", "cache:1", "secret"], ["GET", "cache:1"], ["SET", "secret", "x"], ["GET", "secret"]]
+        func replies(_ port: UInt16, pipelined: Bool) throws -> [String] {
+            let client = try BlockingClient(port: port, timeout: 5)
+            if pipelined { return try client.pipeline(steps).map(text) }
+            return try steps.map { text(try client.readRawReplyAfter($0)) }
+        }
+        let direct = try replies(cluster.master.port, pipelined: false)
+        #expect(direct[1].hasPrefix("-NOPERM"), "\(direct)")
+        #expect(try replies(ambassador.port, pipelined: true) == direct)
+        #expect(try replies(ambassador.port, pipelined: false) == direct)
+        #expect(try admin.command(["GET", "secret"]) == .bulk("s"))
+
+        // The replica learns the user: within the retry window, dora's reads go back to it.
+        _ = try cluster.replicas[0].client().command(["ACL", "SETUSER", "dora", "on", ">dpw", "~cache:*", "+get", "+strlen", "+mget", "+set"])
+        let dora = try ambassador.client()
+        #expect(try dora.command(["AUTH", "dora", "dpw"]) == .simple("OK"))
+        let before = try commandCalls(cluster.replicas[0], "strlen")
+        #expect(eventually(20, every: 0.2) { (try? dora.command(["STRLEN", "cache:1"])) == .integer(1) && ((try? commandCalls(cluster.replicas[0], "strlen")) ?? 0) > before })
+        #expect(text(try dora.readRawReplyAfter(["GET", "secret"])) == direct[1])
+    }
+
     /// A command the table does not know — here GET renamed with rename-command, as a module's
     /// command would be — is classified from the master's COMMAND INFO after its first use: the
     /// renamed read-only command then goes to the replicas. Unknown names still get Redis's error.
