@@ -152,6 +152,7 @@ final class BackendConnection: ConnectionDelegate {
         db = 0
         scanner = ReplyScanner()
         authStale = false
+        unsentOwnCommands = []
         if let login = proxy.login(at: loginIndex) {
             // The app's own login: nothing after its AUTH is sent until Redis accepts it, so no
             // request of the app's ever runs as another user (the node may not know the user:
@@ -218,6 +219,11 @@ final class BackendConnection: ConnectionDelegate {
         }
         state = .up
         counted = true
+        if !unsentOwnCommands.isEmpty {
+            let now = proxy.loop.nowMicroseconds
+            for rendered in unsentOwnCommands { OwnCommands.add(connection.localAddress, rendered, now: now) }
+            unsentOwnCommands = []
+        }
         proxy.stats.metrics.backendConnection(backend.address.description, role: backend.role.rawValue,
                                               open: 1, up: isRegularShared ? 1 : 0)
         proxy.logger.info("connected to \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : "")\(connection.isTLS ? " over \(connection.tlsSummary)" : "")")
@@ -270,8 +276,26 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Writes a request the ambassador makes itself; its reply is dropped (errors are logged).
     func inject(_ arguments: [String], label: StaticString, expectingError: Bool = false) {
+        noteOwnCommand(arguments)
         inject(request: Self.request(arguments), label: label, expectingError: expectingError)
     }
+
+    /// A command of the ambassador's own on this connection: MONITOR leaves its line out
+    /// (see `OwnCommands`), once the connection's address is known.
+    func noteOwnCommand(_ arguments: [String]) {
+        guard !isControl, ClientSession.monitors.load(ordering: .relaxed) > 0 else { return }
+        let bytes = arguments.map { Array($0.utf8) }
+        let rendered = ClientSession.monitorArguments(
+            bytes, redacting: ClientSession.redacted(arguments.first?.lowercased() ?? "", bytes))
+        if state == .up, let connection {
+            OwnCommands.add(connection.localAddress, rendered, now: proxy.loop.nowMicroseconds)
+        } else {
+            unsentOwnCommands.append(rendered)
+        }
+    }
+
+    /// Own commands queued before the connection was up (its address unknown then).
+    private var unsentOwnCommands: [[UInt8]] = []
 
     /// The same with the request already encoded (an app's own request, replayed).
     func inject(request: [UInt8], label: StaticString, expectingError: Bool = false) {
@@ -285,6 +309,7 @@ final class BackendConnection: ConnectionDelegate {
 
     /// Writes a request whose reply the ambassador reads itself.
     func probe(_ arguments: [String], _ handler: @escaping ([UInt8]) -> Void) {
+        noteOwnCommand(arguments)
         probe(request: Self.request(arguments), handler)
     }
 
@@ -336,6 +361,7 @@ final class BackendConnection: ConnectionDelegate {
     func identify() {
         guard redisClientID == nil, !identityUnknown, !identifying else { return }
         identifying = true
+        noteOwnCommand(["CLIENT", "ID"])
         probe(request: Backend.clientIDRequest) { [weak self] bytes in
             guard let self else { return }
             identifying = false

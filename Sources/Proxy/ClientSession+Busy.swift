@@ -42,6 +42,7 @@ extension ClientSession {
             probeAnswered()
             return true
         }
+        target.noteOwnCommand(["PING"])
         target.probe(request: Self.pingRequest) { [weak self] bytes in
             guard let self, case .probe = self.hold else { return }
             // Lost before it answered (empty): the master is not busy, it is gone; the

@@ -53,6 +53,14 @@ extension ClientSession {
         let fraction = String(microseconds % 1_000_000)
         line += Array((String(repeating: "0", count: 6 - fraction.utf8.count) + fraction).utf8)
         line += Array(" [\(db) \(client)] ".utf8)
+        line += monitorArguments(arguments, redacting: redacted)
+        line += Array("\r\n".utf8)
+        return line
+    }
+
+    /// A MONITOR line's arguments: `"name" "arg" …`, quoted and escaped as Redis does.
+    static func monitorArguments(_ arguments: [[UInt8]], redacting redacted: Set<Int>) -> [UInt8] {
+        var line: [UInt8] = []
         let hex = Array("0123456789abcdef".utf8)
         for (index, argument) in arguments.enumerated() {
             if index > 0 { line.append(UInt8(ascii: " ")) }
@@ -71,7 +79,6 @@ extension ClientSession {
             }
             line.append(UInt8(ascii: "\""))
         }
-        line += Array("\r\n".utf8)
         return line
     }
 }

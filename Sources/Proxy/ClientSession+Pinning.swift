@@ -140,6 +140,9 @@ extension ClientSession {
             lastWriteConnection = target
             lastWriteGeneration = target.generation
         }
+        if pin.isRelaying, !inMulti, case .local(let local) = command.kind, answerInRelayedStream(local, frame, on: target) {
+            return
+        }
         if pin.isRelaying {
             proxy.stats.command(.pinned, .relayed)
             if proxy.clustered { noteClusterRelayed(frame, verb: verb, on: target) }
@@ -340,6 +343,8 @@ extension ClientSession {
     /// A frame from the relayed connection: straight to the client, in arrival order.
     func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
         if owner !== pinned { return relayedFromShard(frame, from: backend, on: owner) }
+        if !relayMarkers.isEmpty, frame.length == Self.markerReplyLength, frame.type == UInt8(ascii: "$"),
+           takeRelayMarker(frame, from: backend) { return }
         if !relayForeign.isEmpty, frame.isError, takeRelayedRedirection(frame, from: backend, on: owner) { return }
         if frame.length == 8 && frame.type == UInt8(ascii: "+") {
             // "+RESET": the session sent RESET; the connection is clean again (and logged out).
@@ -359,6 +364,60 @@ extension ClientSession {
             return backend.discardInput(frame.length)
         }
         passRelayed(frame, from: backend)
+    }
+
+    /// A command about the session (CLIENT ID, GETNAME, SETNAME, INFO, LIST, KILL, SETINFO)
+    /// while it relays (subscribed in RESP3, tracking, MONITOR): the ambassador answers it, as
+    /// when it does not relay; sent on, the dedicated connection would answer for itself (its
+    /// Redis id, which no other session's CLIENT KILL, UNBLOCK or TRACKING REDIRECT knows).
+    /// The answer takes its place in the relayed stream: an ECHO of a marker goes in its stead,
+    /// and the marker's reply is replaced by the answer. A RESP2 subscriber is left to Redis,
+    /// which refuses these commands in that context; so is a CLIENT KILL by USER (asked of the
+    /// master first) and CLIENT UNBLOCK. False: not answered here.
+    func answerInRelayedStream(_ local: LocalKind, _ frame: RequestFrame, on target: BackendConnection) -> Bool {
+        switch local {
+        case .clientID, .clientGetName, .clientSetName, .clientInfo, .clientList, .clientSetInfo:
+            break
+        case .clientKill:
+            let filtersByUser = frame.argumentCount > 3 && (2..<frame.argumentCount).contains {
+                argumentBytes($0, of: frame).lazy.map { $0 | 0x20 }.elementsEqual("user".utf8)
+            }
+            if filtersByUser { return false }
+        default:
+            return false
+        }
+        if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) { return false }
+        capturedAnswer = []
+        proxy.stats.answered(.local, .ok, microseconds: 0)
+        answerLocally(local, frame)
+        let answer = capturedAnswer ?? []
+        capturedAnswer = nil
+        relayMarkerCount &+= 1
+        let digits = String(relayMarkerCount, radix: 16)
+        let marker = Array((Self.markerPrefix + String(repeating: "0", count: 16 - digits.count) + digits).utf8)
+        relayMarkers.append((marker, answer))
+        target.rawWrite(BackendConnection.request(["ECHO", String(decoding: marker, as: UTF8.self)]))
+        return true
+    }
+
+    /// Markers are this prefix and 16 hex digits: 40 bytes, a 47-byte bulk string reply.
+    static let markerPrefix = "redis-ambassador:marker:"
+    static let markerReplyLength = 47
+
+    /// The reply to a marker's ECHO: the answer it stands for goes to the client instead. A
+    /// marker whose reply never came (CLIENT REPLY OFF or SKIP) is dropped with the ones before
+    /// it. False: an app's own reply of that length.
+    private func takeRelayMarker(_ frame: ReplyFrame, from backend: Connection) -> Bool {
+        let bytes = BackendConnection.copy(backend, frame.length)
+        guard bytes.starts(with: Array("$40\r\n".utf8)) else { return false }
+        let marker = bytes[5..<45]
+        guard let index = relayMarkers.firstIndex(where: { $0.marker.elementsEqual(marker) }) else { return false }
+        let answer = relayMarkers[index].answer
+        relayMarkers.removeFirst(index + 1)
+        backend.discardInput(frame.length)
+        releaseCork()
+        if !answer.isEmpty { connection.write(answer) }
+        return true
     }
 
     /// A relayed frame (from the relayed connection or one of the session's shard connections)

@@ -258,8 +258,18 @@ extension ClientSession {
         guard let open = head.firstIndex(of: UInt8(ascii: "[")),
               let space = head[open...].firstIndex(of: UInt8(ascii: " ")),
               let close = head[space...].firstIndex(of: UInt8(ascii: "]")) else { return false }
-        return OwnConnections.contains(String(decoding: head[(space + 1)..<close], as: UTF8.self))
+        let address = String(decoding: head[(space + 1)..<close], as: UTF8.self)
+        if OwnConnections.contains(address) { return true }
+        // A command the ambassador sent on a connection of the app's (see `OwnCommands`).
+        if frame.length <= head.count, close + 2 < frame.length - 2, !OwnCommands.isEmpty,
+           OwnCommands.contains(address, head[(close + 2)..<(frame.length - 2)], now: proxy.loop.nowMicroseconds) {
+            return true
+        }
+        // A relaying session's marker (see `answerInRelayedStream`): the ambassador's, not the app's.
+        return head[close...].starts(with: Self.markerLinePrefix)
     }
+
+    static let markerLinePrefix = Array("] \"ECHO\" \"\(markerPrefix)".utf8)
 
     /// A replica's MONITOR line about a read command (what the ambassador sends replicas), not
     /// one replication brought.

@@ -74,6 +74,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
     var relayForeign: [ForeignCommand] = []
+    /// Answers the ambassador owes in a relayed stream, each behind the ECHO of its marker
+    /// (see `answerInRelayedStream`).
+    var relayMarkers: [(marker: [UInt8], answer: [UInt8])] = []
+    var relayMarkerCount: UInt64 = 0
+    /// While set, `answer` collects the bytes here instead of writing them.
+    var capturedAnswer: [UInt8]?
     /// discovery: cluster — a relaying session's dedicated connections to the other shards'
     /// masters, for what one node says only of its own keys: CLIENT TRACKING's invalidations
     /// (its commands for that shard's keys run there) and keyspace notifications (its
@@ -986,6 +992,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// A reply the ambassador makes: written now if nothing is owed before it, else queued.
     func answer(_ bytes: [UInt8]) {
+        if capturedAnswer != nil { return capturedAnswer! += bytes }
         if silentCommand { return }  // CLIENT REPLY OFF / SKIP (cluster)
         if replies.isEmpty {
             connection.write(bytes)
@@ -1031,6 +1038,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         patterns = []
         shardChannels = []
         relayForeign = []
+        relayMarkers = []
         dropShardConnections()
         tracking = false
         trackingRedirect = -1

@@ -479,6 +479,97 @@ extension Integration {
         #expect(proxied == direct, "\(proxied) against \(direct)")
     }
 
+    /// MONITOR shows none of what the ambassador sends Redis on its own: a new connection's
+    /// SELECT, HELLO and CLIENT ID (here: connections for db 9 opened while a client monitors,
+    /// for shared commands, a BLPOP, a transaction and a RESP3 subscriber), nor the marker that
+    /// keeps a relaying session's CLIENT ID in place. Line for line, after the address, as direct.
+    @Test func monitorLeavesOutWhatTheAmbassadorSendsOnItsOwn() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        func lines(port: UInt16) throws -> [String] {
+            let monitor = try BlockingClient(port: port, timeout: 10)
+            #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
+            let app = try BlockingClient(port: port, timeout: 10)
+            let blocked = try BlockingClient(port: port, timeout: 10)
+            let subscriber = try BlockingClient(port: port, timeout: 10)
+            for client in [app, blocked] { _ = try client.command(["SELECT", "9"]) }
+            _ = try app.command(["SET", "mon:a", "1"])
+            try blocked.send(BlockingClient.encode(["BLPOP", "mon:list", "0"]))
+            #expect(eventually(5) { ((try? cluster.master.info("clients")) ?? "").contains("blocked_clients:1") })
+            _ = try app.command(["LPUSH", "mon:list", "x"])
+            _ = try blocked.readReply()
+            _ = try app.pipeline([["MULTI"], ["SET", "mon:b", "2"], ["EXEC"]])
+            _ = try subscriber.command(["HELLO", "3"])
+            _ = try subscriber.readRawReplyAfter(["SUBSCRIBE", "mon:ch"])
+            _ = try subscriber.readRawReplyAfter(["CLIENT", "ID"])
+            _ = try subscriber.readRawReplyAfter(["PING", "last"])
+            var lines: [String] = []
+            while !(lines.last?.hasSuffix("\"PING\" \"last\"") ?? false) {
+                let line = try monitor.readReply().text ?? ""
+                // Direct, the master also shows the ambassador's health checks; both show the
+                // test's own polls of INFO clients.
+                if !line.hasSuffix("\"ROLE\"") && !line.contains("\"INFO\"") { lines.append(line) }
+            }
+            return lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
+        }
+        let direct = try lines(port: cluster.master.port)
+        #expect(direct.contains(" \"BLPOP\" \"mon:list\" \"0\"") && direct.contains(" \"CLIENT\" \"ID\""), "\(direct)")
+        let proxied = try lines(port: ambassador.port)
+        #expect(proxied == direct, "\(proxied) against \(direct)")
+    }
+
+    /// A session that relays its dedicated connection (subscribed in RESP3, tracking, MONITOR)
+    /// is still itself to the CLIENT commands: CLIENT ID is its id (which CLIENT TRACKING
+    /// REDIRECT, CLIENT KILL and CLIENT LIST know), SETNAME names it, GETNAME and INFO describe
+    /// it, each answer in its place among the relayed replies, and not at all after CLIENT REPLY
+    /// OFF. redis-py's test_client_tracking does TRACKING ON, OFF, CLIENT ID, then REDIRECT to
+    /// that id. A RESP2 subscriber gets Redis's refusal. Same bytes as direct, ids aside.
+    @Test func aRelayingSessionIsStillItselfToTheClientCommands() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        func replies(_ port: UInt16) throws -> [String] {
+            var out: [String] = []
+            let tracker = try BlockingClient(port: port, timeout: 5)
+            guard case .integer(let id) = try tracker.command(["CLIENT", "ID"]) else { return ["no id"] }
+            out.append(text(try tracker.readRawReplyAfter(["CLIENT", "TRACKING", "ON"])))
+            out.append(text(try tracker.readRawReplyAfter(["CLIENT", "TRACKING", "OFF"])))
+            out.append("same id: \(try tracker.command(["CLIENT", "ID"]) == .integer(id))")
+            out.append(text(try tracker.readRawReplyAfter(["CLIENT", "TRACKING", "ON", "REDIRECT", String(id)])))
+            out.append(text(try tracker.readRawReplyAfter(["CLIENT", "SETNAME", "tracked"])))
+            let other = try BlockingClient(port: port, timeout: 5)
+            let listed = try other.command(["CLIENT", "LIST", "ID", String(id)]).text ?? ""
+            out.append("listed: \(listed.contains(" name=tracked ") && listed.contains(" redir=\(id) "))")
+
+            let subscriber = try BlockingClient(port: port, timeout: 5)
+            _ = try subscriber.command(["HELLO", "3"])
+            guard case .integer(let subscriberID) = try subscriber.command(["CLIENT", "ID"]) else { return ["no id"] }
+            out.append(text(try subscriber.readRawReplyAfter(["SUBSCRIBE", "rel:ch"])))
+            out += try subscriber.pipeline([["CLIENT", "SETNAME", "sub"], ["CLIENT", "ID"], ["PING"], ["CLIENT", "GETNAME"], ["ECHO", "e"]])
+                .map { text($0).replacingOccurrences(of: ":\(subscriberID)\r\n", with: ":ID\r\n") }
+            _ = try other.command(["PUBLISH", "rel:ch", "m"])
+            out.append(text(try subscriber.readRawReply()))
+            let info = try subscriber.command(["CLIENT", "INFO"]).text ?? ""
+            out.append("info: \(info.hasPrefix("id=\(subscriberID) ") && info.contains(" name=sub ") && info.contains(" sub=1 "))")
+            try subscriber.send(BlockingClient.encode(["CLIENT", "REPLY", "OFF"]) + BlockingClient.encode(["CLIENT", "ID"]))
+            out.append(text(try subscriber.readRawReplyAfter(["CLIENT", "REPLY", "ON"])))
+            out.append(text(try subscriber.readRawReplyAfter(["CLIENT", "GETNAME"])))
+            #expect(try other.command(["CLIENT", "KILL", "ID", String(subscriberID)]) == .integer(1))
+            out.append("killed: \(subscriber.isClosedByPeer())")
+
+            let resp2 = try BlockingClient(port: port, timeout: 5)
+            out.append(text(try resp2.readRawReplyAfter(["SUBSCRIBE", "rel:ch"])))
+            out.append(text(try resp2.readRawReplyAfter(["CLIENT", "ID"])))
+            return out
+        }
+        let direct = try replies(cluster.master.port)
+        #expect(direct.contains("same id: true") && direct.contains("info: true") && direct.contains("killed: true"), "\(direct)")
+        #expect(try replies(ambassador.port) == direct)
+    }
+
     /// Sessions in different databases share no connection, so the ambassador never injects a
     /// SELECT in front of an app's command: MONITOR and commandstats show what the apps sent
     /// (one SELECT per connection, when it opens). Commands across a SELECT keep their order
