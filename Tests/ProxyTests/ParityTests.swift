@@ -458,25 +458,28 @@ extension Integration {
                                     ["CLIENT", "SETNAME", "t\u{1}\\"], ["CLIENT", "GETNAME"], ["CLIENT", "ID"], ["CLIENT", "INFO"],
                                     ["CLIENT", "LIST"], ["SELECT"], ["ECHO", "e"], ["RESET"], ["PING", "last"], ["QUIT"]]
         func lines(port: UInt16) throws -> [String] {
-            // The ambassador's connections for db 1 open first (the SELECT each sends when it
-            // opens shows on MONITOR: not what this test is about).
-            _ = try BlockingClient(port: port).pipeline([["SELECT", "1"], ["SET", "m:warm", "1"]])
             let monitor = try BlockingClient(port: port, timeout: 10)
             #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
             let app = try BlockingClient(port: port, timeout: 10)
             for command in commands { _ = try app.readRawReplyAfter(command) }
-            var lines: [String] = []
-            while !(lines.last?.hasSuffix("\"QUIT\"") ?? false) {
-                let line = try monitor.readReply().text ?? ""
-                // Direct, the master also shows the health checks of the ambassador beside it.
-                if !line.hasSuffix("\"ROLE\"") && !line.hasSuffix("\"INFO\" \"replication\"") { lines.append(line) }
-            }
-            return lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
+            return try monitorLines(monitor, through: "\"QUIT\"")
         }
         let direct = try lines(port: cluster.master.port)
         #expect(direct.contains(" \"AUTH\" \"(redacted)\" \"(redacted)\"") && direct.contains(" \"SELECT\" \"1\""), "\(direct)")
         let proxied = try lines(port: ambassador.port)
         #expect(proxied == direct, "\(proxied) against \(direct)")
+    }
+
+    /// A MONITOR stream's lines after the address, up to the one ending in `last`. Direct, the
+    /// master also shows the health checks of the ambassador beside it, and a test's own polls of
+    /// INFO show either way: INFO and ROLE lines are left out.
+    func monitorLines(_ monitor: BlockingClient, through last: String) throws -> [String] {
+        var lines: [String] = []
+        while !(lines.last?.hasSuffix(last) ?? false) {
+            let line = try monitor.readReply().text ?? ""
+            if !line.hasSuffix("\"ROLE\"") && !line.contains("] \"INFO\"") { lines.append(line) }
+        }
+        return lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
     }
 
     /// MONITOR shows none of what the ambassador sends Redis on its own: a new connection's
@@ -505,14 +508,7 @@ extension Integration {
             _ = try subscriber.readRawReplyAfter(["SUBSCRIBE", "mon:ch"])
             _ = try subscriber.readRawReplyAfter(["CLIENT", "ID"])
             _ = try subscriber.readRawReplyAfter(["PING", "last"])
-            var lines: [String] = []
-            while !(lines.last?.hasSuffix("\"PING\" \"last\"") ?? false) {
-                let line = try monitor.readReply().text ?? ""
-                // Direct, the master also shows the ambassador's health checks; both show the
-                // test's own polls of INFO clients.
-                if !line.hasSuffix("\"ROLE\"") && !line.contains("\"INFO\"") { lines.append(line) }
-            }
-            return lines.map { $0.split(separator: "]", maxSplits: 1).last.map(String.init) ?? $0 }
+            return try monitorLines(monitor, through: "\"PING\" \"last\"")
         }
         let direct = try lines(port: cluster.master.port)
         #expect(direct.contains(" \"BLPOP\" \"mon:list\" \"0\"") && direct.contains(" \"CLIENT\" \"ID\""), "\(direct)")
