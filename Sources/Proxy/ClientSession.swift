@@ -80,6 +80,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var relayMarkerCount: UInt64 = 0
     /// While set, `answer` collects the bytes here instead of writing them.
     var capturedAnswer: [UInt8]?
+    /// The session configured or inspected the server (CONFIG SET, CONFIG RESETSTAT, SLOWLOG,
+    /// LATENCY, DEBUG …): a tool or a test, not app traffic. Its reads go to the master from then
+    /// on (until RESET), so what it inspects there (the slow log, commandstats, an LFU counter)
+    /// covers them, as it would on one Redis.
+    var readsFromMaster = false
     /// discovery: cluster — a relaying session's dedicated connections to the other shards'
     /// masters, for what one node says only of its own keys: CLIENT TRACKING's invalidations
     /// (its commands for that shard's keys run there) and keyspace notifications (its
@@ -539,6 +544,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read:
             forwardRead(frame, verb: command.verb, group)
         case .master(let write, let urgent):
+            if !readsFromMaster && proxy.table.inspectsServer(command) { readsFromMaster = true }
             forward(frame, to: group.master, write: write, urgent: urgent)
         }
     }
@@ -718,6 +724,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     }
 
     func forwardRead(_ frame: RequestFrame, verb: Verb, _ group: ReplicationGroup) {
+        if readsFromMaster && group.masterConfirmed { return forward(frame, to: group.master) }
         if proxy.tracksKeys {
             readKeyFloor = group.keyWrites.floor(tracker: group.tracker, keyVisitor(frame))
         }
@@ -1039,6 +1046,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         shardChannels = []
         relayForeign = []
         relayMarkers = []
+        readsFromMaster = false
         dropShardConnections()
         tracking = false
         trackingRedirect = -1

@@ -20,6 +20,8 @@ public final class CommandTable: Sendable {
         var info: Int32
         /// Where its keys are (Redis Cluster routing).
         var keys: KeyRule
+        /// Configures or inspects the server itself (see `inspectsServer`).
+        var inspects = false
     }
 
     /// How a command is classified: fixed, or decided by its arguments.
@@ -45,7 +47,7 @@ public final class CommandTable: Sendable {
             infos.append(command)
             entries.append(Entry(key: command.key, rule: Self.rule(for: command), verb: Verb(command: command.name), subcommandStart: 0,
                                  subcommandCount: Int32(command.subcommands.count), info: Int32(infos.count - 1),
-                                 keys: command.keyRule))
+                                 keys: command.keyRule, inspects: Self.inspects(command)))
         }
         topLevelCount = entries.count
         for index in 0..<commands.count where !commands[index].subcommands.isEmpty {
@@ -53,7 +55,7 @@ public final class CommandTable: Sendable {
             for sub in commands[index].subcommands {
                 infos.append(sub)
                 entries.append(Entry(key: sub.key, rule: Self.rule(for: sub), verb: Verb(command: sub.name), subcommandStart: 0,
-                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule))
+                                     subcommandCount: 0, info: Int32(infos.count - 1), keys: sub.keyRule, inspects: Self.inspects(sub)))
             }
         }
         var size = 16
@@ -87,6 +89,18 @@ public final class CommandTable: Sendable {
     public func adding(_ extra: [CommandInfo]) -> CommandTable {
         let names = Set(extra.map(\.name))
         return CommandTable(commands: Array(infos[0..<topLevelCount]).filter { !names.contains($0.name) } + extra)
+    }
+
+    /// Whether `command` configures or inspects the server itself: Redis's admin commands
+    /// (CONFIG SET and RESETSTAT, SLOWLOG, LATENCY, DEBUG, ACL …), except CONFIG GET, which apps
+    /// run to learn a setting.
+    @inline(__always)
+    public func inspectsServer(_ command: Command) -> Bool {
+        command.entry >= 0 && entries[Int(command.entry)].inspects
+    }
+
+    private static func inspects(_ info: CommandInfo) -> Bool {
+        info.flags.contains(.admin) && info.name != "config|get"
     }
 
     /// Where the keys of `command` (classified by this table) are; `.none` for an unknown one.

@@ -839,6 +839,52 @@ extension Integration {
         #expect(text(try dora.readRawReplyAfter(["GET", "secret"])) == direct[1])
     }
 
+    /// A session that configures or inspects the server (CONFIG SET, CONFIG RESETSTAT,
+    /// SLOWLOG …) is a tool or a test: its reads go to the master from then on, so the slow log
+    /// and commandstats it reads there show them, as on one Redis (redis-py's test_slowlog_get:
+    /// CONFIG SET slowlog-log-slower-than 0, SLOWLOG RESET, GET, SLOWLOG GET). An app session
+    /// that only runs CONFIG GET still reads from the replica; RESET ends it.
+    @Test func aSessionThatInspectsTheServerReadsFromTheMaster() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        _ = try cluster.master.client().command(["SET", "insp:k", "v"])
+        try cluster.sync()
+        let app = try ambassador.client()
+        #expect(eventually(10) { (try? app.command(["STRLEN", "insp:k"])) == .integer(1) && ((try? commandCalls(cluster.replicas[0], "strlen")) ?? 0) > 0 })
+        _ = try app.command(["CONFIG", "GET", "maxmemory"])
+        let before = try commandCalls(cluster.replicas[0], "strlen")
+        _ = try app.command(["STRLEN", "insp:k"])
+        #expect(try commandCalls(cluster.replicas[0], "strlen") == before + 1, "CONFIG GET keeps an app on the replicas")
+
+        func slowlogged(_ port: UInt16) throws -> [Bool] {
+            let tool = try BlockingClient(port: port, timeout: 5)
+            _ = try tool.command(["CONFIG", "SET", "slowlog-log-slower-than", "0"])
+            defer { _ = try? tool.command(["CONFIG", "SET", "slowlog-log-slower-than", "10000"]) }
+            _ = try tool.command(["SLOWLOG", "RESET"])
+            _ = try tool.command(["GET", "insp:k"])
+            let log = text(try tool.readRawReplyAfter(["SLOWLOG", "GET"]))
+            _ = try tool.command(["CONFIG", "RESETSTAT"])
+            _ = try tool.command(["GET", "insp:k"])
+            _ = try tool.command(["HGETALL", "insp:none"])
+            let stats = try tool.command(["INFO", "commandstats"]).text ?? ""
+            return [log.contains("insp:k"), stats.contains("cmdstat_get:calls=1,"),
+                    stats.contains("cmdstat_hgetall:calls=1,")]
+        }
+        let direct = try slowlogged(cluster.master.port)
+        #expect(direct == [true, true, true])
+        #expect(try slowlogged(ambassador.port) == direct)
+
+        // RESET: an app again.
+        let tool = try ambassador.client()
+        _ = try tool.command(["SLOWLOG", "LEN"])
+        _ = try tool.command(["RESET"])
+        let again = try commandCalls(cluster.replicas[0], "strlen")
+        _ = try tool.command(["STRLEN", "insp:k"])
+        #expect(try commandCalls(cluster.replicas[0], "strlen") == again + 1)
+    }
+
     /// A command the table does not know — here GET renamed with rename-command, as a module's
     /// command would be — is classified from the master's COMMAND INFO after its first use: the
     /// renamed read-only command then goes to the replicas. Unknown names still get Redis's error.

@@ -92,6 +92,19 @@ import Testing
         #expect(table.classify(["CLIENT", "SETINFO", "lib-name", "x"]) == expected)
     }
 
+    /// The commands after which a session reads from the master (see `ClientSession.readsFromMaster`):
+    /// Redis's admin commands, not CONFIG GET, and no data command.
+    @Test func serverInspectionIsTheAdminCommandsButConfigGet() {
+        for arguments in [["CONFIG", "SET", "x", "y"], ["CONFIG", "RESETSTAT"], ["SLOWLOG", "GET"], ["SLOWLOG", "RESET"],
+                          ["LATENCY", "LATEST"], ["DEBUG", "SLEEP", "0"], ["ACL", "SETUSER", "u"]] {
+            #expect(table.inspectsServer(table.command(arguments)), "\(arguments)")
+        }
+        for arguments in [["CONFIG", "GET", "maxmemory"], ["GET", "k"], ["SET", "k", "v"], ["INFO"], ["PUBLISH", "c", "m"],
+                          ["EVAL", "return 1", "0"], ["NOSUCHCOMMAND"]] {
+            #expect(!table.inspectsServer(table.command(arguments)), "\(arguments)")
+        }
+    }
+
     @Test func classificationIgnoresCase() {
         #expect(table.classify(["get", "k"]) == .read)
         #expect(table.classify(["GeT", "k"]) == .read)
