@@ -69,6 +69,8 @@ final class BackendConnection: ConnectionDelegate {
     private var ownAddress: String?
     /// Forward every frame straight to `owner` (pub/sub, MONITOR, tracking): no slots.
     var relay = false
+    /// Forward every byte straight to `owner`, unparsed (a session that sent SYNC or PSYNC).
+    var tunnel = false
     /// Replies at the front of the input that are next in `pendingSession`'s order: they move
     /// to its connection together when the run ends (end of the read, another session's reply,
     /// anything else reading the input) instead of one partial-block copy each.
@@ -457,6 +459,7 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     func connectionDidRead(_ connection: Connection) {
+        if tunnel, let owner { return owner.tunneled(connection) }
         // Entered again from a delivery (a relay released on this connection): the loop below
         // goes on with whatever is left, in order.
         guard !reading else { return }

@@ -54,6 +54,10 @@ extension ClientSession {
             proxy.stats.answered(.local, .ok, microseconds: 0)
             return answerLocally(.reset, frame)
         }
+        if case .stateful(.monitor) = command.kind, !inMulti, !pin.isRelaying,
+           frame.name == Self.syncName || frame.name == Self.psyncName {
+            return startTunnel(frame, on: target.backend)
+        }
         if case .stateful(.protocolVersion) = command.kind, !inMulti, !pin.isRelaying {
             // HELLO outside MULTI is the session's, as when unpinned: the ambassador answers it
             // (its AUTH or SETNAME refused, nothing changes), and the pinned connection follows
@@ -338,6 +342,63 @@ extension ClientSession {
         watching = false
         queued = 0
         if wasRelay { self.connection.close() }
+    }
+
+    static let syncName = ShortBytes("sync")
+    static let psyncName = ShortBytes("psync")
+
+    /// SYNC or PSYNC: the client asks to be a replica (Redis's own tests read the replication
+    /// stream this way). What follows is an RDB payload and a stream of commands, not replies:
+    /// the session gets a dedicated master connection of its own (never pooled again) and, once
+    /// that connection has answered everything before (Redis refuses SYNC with replies pending),
+    /// its bytes pass through unparsed both ways until either side closes.
+    func startTunnel(_ frame: RequestFrame, on master: Backend) {
+        if !replies.isEmpty {
+            hold = .barrier(frame)
+            connection.pauseReading()
+            return
+        }
+        flushPending()
+        if let ready = tunnelReady, ready === pinned, ready.isOpen {
+            // From the SYNC on, bytes pass through.
+            tunnelReady = nil
+            proxy.stats.command(.pinned, .relayed)
+            // (Not `.monitor`: no MONITOR lines are written to a replica.)
+            pin = .relaying(ready, .clientState)
+            tunnel = ready
+            ready.tunnel = true
+            ready.send(from: connection, length: connection.inputCount)
+            return
+        }
+        let dedicated: BackendConnection
+        if let current = pinned {
+            dedicated = current  // a WATCH or the like: the same connection becomes the replica
+        } else {
+            dedicated = master.acquirePinned(protocolVersion: protocolVersion, loginIndex: loginIndex)
+            guard dedicated.isUsable else {
+                input.drop(frame.length, from: connection)
+                return unavailable(.pinned, "ERR ambassador: master \(master.address) is unavailable")
+            }
+            dedicated.owner = self
+            pin = .pinned(dedicated, .clientState)
+        }
+        dedicated.reusable = false
+        hold = .probe(frame)
+        connection.pauseReading()
+        // Its set-up (AUTH, HELLO …) answered first: then nothing is pending when SYNC arrives.
+        dedicated.probe(["PING"]) { [weak self, weak dedicated] reply in
+            guard let self else { return }
+            if reply.isEmpty { return self.connection.close() }
+            self.tunnelReady = dedicated
+            self.probeAnswered()
+        }
+    }
+
+    /// The tunnel's connection read bytes: to the client as they are.
+    func tunneled(_ backend: Connection) {
+        releaseCork()
+        backend.moveInput(backend.inputCount, to: connection)
+        if connection.outputCount > Self.maxRelayOutput { backend.pauseReading() }
     }
 
     /// A frame from the relayed connection: straight to the client, in arrival order.

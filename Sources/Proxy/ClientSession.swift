@@ -85,6 +85,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// on (until RESET), so what it inspects there (the slow log, commandstats, an LFU counter)
     /// covers them, as it would on one Redis.
     var readsFromMaster = false
+    /// After SYNC or PSYNC: the session is a replica of the master, its bytes passed through
+    /// both ways unparsed (see `startTunnel`).
+    var tunnel: BackendConnection?
+    /// The connection that answered the PING sent ahead of SYNC (see `startTunnel`).
+    weak var tunnelReady: BackendConnection?
     /// discovery: cluster — a relaying session's dedicated connections to the other shards'
     /// masters, for what one node says only of its own keys: CLIENT TRACKING's invalidations
     /// (its commands for that shard's keys run there) and keyspace notifications (its
@@ -339,6 +344,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// Parses and dispatches every complete request in the input, unless one is held at a barrier.
     private func processInput() {
+        if let tunnel { return tunnel.send(from: connection, length: connection.inputCount) }
         // The reads of one batch (what one read from the socket brought) stay on one replica:
         // split across replicas, a pipeline's replies would come back out of turn and wait in
         // slots (a copy each) instead of moving straight to the client. Balancing works across
@@ -540,6 +546,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             guard let target = waitConnection(group) else { return pin(frame, state: .blocking, on: group.master) }
             forwardWait(frame, on: target)
         case .pin(let state):
+            if state == .monitor && (frame.name == Self.syncName || frame.name == Self.psyncName) {
+                return startTunnel(frame, on: group.master)
+            }
             pin(frame, state: state, on: group.master)
         case .read:
             forwardRead(frame, verb: command.verb, group)

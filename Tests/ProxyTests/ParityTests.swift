@@ -885,6 +885,43 @@ extension Integration {
         #expect(try commandCalls(cluster.replicas[0], "strlen") == again + 1)
     }
 
+    /// SYNC makes the client a replica of the master, as direct: after its earlier replies it
+    /// gets the RDB payload (no RESP reply: no CRLF after it) and then the replication stream,
+    /// byte for byte. Redis's own tests read the stream this way (attach_to_replication_stream)
+    /// to see what a command propagates. Other sessions go on as usual meanwhile.
+    @Test func syncMakesTheSessionAReplicaAsDirect() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        func stream(_ port: UInt16) throws -> [String] {
+            let admin = try BlockingClient(port: port, timeout: 10)
+            _ = try admin.command(["CONFIG", "SET", "repl-ping-replica-period", "3600"])
+            defer { _ = try? admin.command(["CONFIG", "SET", "repl-ping-replica-period", "10"]) }
+            let replica = try BlockingClient(port: port, timeout: 10)
+            // (Pipelined behind them, direct Redis would refuse SYNC: their replies pending.)
+            var out = [text(try replica.readRawReplyAfter(["SELECT", "2"])), text(try replica.readRawReplyAfter(["GET", "sync:none"]))]
+            try replica.send(Array("SYNC\r\n".utf8))
+            var line = try replica.readLine()
+            while line.isEmpty { line = try replica.readLine() }  // newlines: the master is still saving
+            guard line.first == UInt8(ascii: "$"), let count = Int(text(Array(line.dropFirst()))) else { return out + [text(line)] }
+            out.append("RDB: \(try replica.readBytes(count).starts(with: Array("REDIS".utf8)))")
+            _ = try admin.command(["SELECT", "3"])
+            _ = try admin.command(["SET", "sync:k", "v"])
+            _ = try admin.command(["GETDEL", "sync:k"])
+            #expect(try admin.command(["PING"]) == .simple("PONG"))
+            while out.count < 6 {
+                let frame = text(try replica.readRawReply())
+                if !frame.lowercased().contains("ping") { out.append(frame) }
+            }
+            return out
+        }
+        let direct = try stream(cluster.master.port)
+        #expect(direct.count == 6 && direct[2] == "RDB: true" && direct[5].contains("DEL"), "\(direct)")
+        let proxied = try stream(ambassador.port)
+        #expect(proxied == direct, "\(proxied) against \(direct)")
+    }
+
     /// A command the table does not know — here GET renamed with rename-command, as a module's
     /// command would be — is classified from the master's COMMAND INFO after its first use: the
     /// renamed read-only command then goes to the replicas. Unknown names still get Redis's error.

@@ -120,6 +120,25 @@ public final class BlockingClient {
         }
     }
 
+    /// Reads exactly `count` bytes (an RDB payload, which is no RESP reply).
+    public func readBytes(_ count: Int) throws -> [UInt8] {
+        while buffer.count - head < count { try fill() }
+        defer { head += count }
+        return Array(buffer[head..<head + count])
+    }
+
+    /// Reads one line, without its CRLF.
+    public func readLine() throws -> [UInt8] {
+        while true {
+            if let end = buffer[head...].firstIndex(of: UInt8(ascii: "\n")) {
+                defer { head = end + 1 }
+                let line = buffer[head..<end]
+                return Array(line.last == UInt8(ascii: "\r") ? line.dropLast() : line)
+            }
+            try fill()
+        }
+    }
+
     /// Sends `pipeline` and reads its `count` replies: their bytes, and whether the first
     /// `recv` brought them all (the server answered the pipeline in one write).
     public func pipeline(_ pipeline: [UInt8], replies count: Int) throws -> (inOneRead: Bool, replies: [[UInt8]]) {
