@@ -202,7 +202,7 @@ final class Backend {
         let regular = sharedConnection(for: session)
         guard !regular.inflight.isEmpty, regular.isUsable, session.loginIndex == 0 else { return regular }
         if large { return largeRequestConnection(regular: regular, session: session, now: now) }
-        let threshold = urgent ? 0 : proxy.stallMicroseconds
+        let threshold = urgent || (proxy.pausedUntil > now && role == .master) ? 0 : proxy.stallMicroseconds
         if threshold < 0 { return regular }
         let deadline = now - threshold
         if !regular.isStalled(before: deadline) { return regular }

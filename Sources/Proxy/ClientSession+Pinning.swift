@@ -29,6 +29,11 @@ extension ClientSession {
     func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
+        if proxy.table.inspectsServer(command) {
+            // As when unpinned (see `perform`): a tool's session; a CLIENT PAUSE noted.
+            readsFromMaster = true
+            if frame.name == Self.clientName && notePause(frame) { proxy.pausedUntil = 0 }
+        }
         if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
             input.drop(frame.length, from: connection)
             if inMulti && !pin.isRelaying {
@@ -146,6 +151,22 @@ extension ClientSession {
         }
         if pin.isRelaying, !inMulti, case .local(let local) = command.kind, answerInRelayedStream(local, frame, on: target) {
             return
+        }
+        if pin.isRelaying, !inMulti, frame.name == Self.clientName, frame.argumentCount == 2,
+           !(protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty)) {
+            if frame.firstArgument == Self.getRedirName {
+                // The app id it redirects to (0: tracking without REDIRECT; -1: not tracking).
+                input.drop(frame.length, from: connection)
+                encoder.clear()
+                encoder.integer(tracking ? max(trackingRedirect, 0) : -1)
+                return placeInRelayedStream(encoder.bytes, on: target)
+            }
+            if frame.firstArgument == Self.trackingInfoName {
+                // (No marker ahead of it: the marker would use up a CLIENT CACHING yes meant for it.)
+                trackingInfoPending += 1
+                proxy.stats.command(.pinned, .relayed)
+                return target.forward(from: connection, length: frame.length, slot: nil)
+            }
         }
         if pin.isRelaying {
             proxy.stats.command(.pinned, .relayed)
@@ -406,6 +427,8 @@ extension ClientSession {
         if owner !== pinned { return relayedFromShard(frame, from: backend, on: owner) }
         if !relayMarkers.isEmpty, frame.length == Self.markerReplyLength, frame.type == UInt8(ascii: "$"),
            takeRelayMarker(frame, from: backend) { return }
+        if trackingInfoPending > 0, frame.type == UInt8(ascii: "%") || frame.type == UInt8(ascii: "*"),
+           rewriteTrackingInfo(frame, from: backend) { return }
         if !relayForeign.isEmpty, frame.isError, takeRelayedRedirection(frame, from: backend, on: owner) { return }
         if frame.length == 8 && frame.type == UInt8(ascii: "+") {
             // "+RESET": the session sent RESET; the connection is clean again (and logged out).
@@ -453,11 +476,45 @@ extension ClientSession {
         answerLocally(local, frame)
         let answer = capturedAnswer ?? []
         capturedAnswer = nil
+        placeInRelayedStream(answer, on: target)
+        return true
+    }
+
+    /// Sends the ECHO of a new marker in the relayed stream: its reply will be replaced by
+    /// `answer`.
+    func placeInRelayedStream(_ answer: [UInt8], on target: BackendConnection) {
         relayMarkerCount &+= 1
         let digits = String(relayMarkerCount, radix: 16)
         let marker = Array((Self.markerPrefix + String(repeating: "0", count: 16 - digits.count) + digits).utf8)
         relayMarkers.append((marker, answer))
         target.rawWrite(BackendConnection.request(["ECHO", String(decoding: marker, as: UTF8.self)]))
+    }
+
+    static let getRedirName = ShortBytes("getredir")
+    static let trackingInfoName = ShortBytes("trackinginfo")
+
+    /// A relayed reply while CLIENT TRACKINGINFO's is awaited: when it is that reply (flags,
+    /// redirect as an integer, prefixes), its redirect names the app client (Redis names the
+    /// dedicated connection it was rewritten to). False: another reply.
+    func rewriteTrackingInfo(_ frame: ReplyFrame, from backend: Connection) -> Bool {
+        guard frame.length < 4096 else { return false }
+        let bytes = BackendConnection.copy(backend, frame.length)
+        guard let (value, _) = try? RESPValue.decode(bytes) else { return false }
+        let items: [RESPValue]
+        switch value {
+        case .map(let pairs): items = pairs
+        case .array(let flat?): items = flat
+        default: return false
+        }
+        guard items.count == 6, items[0].text?.lowercased() == "flags", items[2].text?.lowercased() == "redirect",
+              case .integer(let id) = items[3], items[4].text?.lowercased() == "prefixes" else { return false }
+        trackingInfoPending -= 1
+        guard id > 0, trackingRedirect > 0 else { return false }
+        var out = items
+        out[3] = .integer(trackingRedirect)
+        backend.discardInput(frame.length)
+        releaseCork()
+        if case .map = value { connection.write(RESPValue.map(out).encoded) } else { connection.write(RESPValue.array(out).encoded) }
         return true
     }
 

@@ -77,6 +77,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// Answers the ambassador owes in a relayed stream, each behind the ECHO of its marker
     /// (see `answerInRelayedStream`).
     var relayMarkers: [(marker: [UInt8], answer: [UInt8])] = []
+    /// CLIENT TRACKINGINFO commands relayed whose reply has not come back yet: its redirect is
+    /// Redis's id of a dedicated connection, written as the app id (see `rewriteTrackingInfo`).
+    var trackingInfoPending = 0
     var relayMarkerCount: UInt64 = 0
     /// While set, `answer` collects the bytes here instead of writing them.
     var capturedAnswer: [UInt8]?
@@ -524,9 +527,18 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .local(let local):
             if local.refusedWhileBusy, gateWhileBusy(frame, forwardable: local == .ping || local == .echo, group) { return }
             if Self.describesSession(local), holdWhileNamePending(frame) { return }
-            if (local == .ping || local == .echo) && Self.monitors.load(ordering: .relaxed) > 0 {
-                // Someone runs MONITOR: Redis answers these too, so they show there as direct.
+            if (local == .ping || local == .echo) && (readsFromMaster || Self.monitors.load(ordering: .relaxed) > 0) {
+                // Someone runs MONITOR, or this session inspects the server: Redis answers these
+                // too, so they show there (and in its slow log and commandstats) as direct.
                 return forward(frame, to: group.master)
+            }
+            if readsFromMaster, Self.shadowedOnMaster(local) {
+                // The same for what only describes the session: Redis runs it too (its reply
+                // dropped), so its commandstats and latency histograms count it; the answer is
+                // the ambassador's.
+                let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
+                let target = group.master.connection(for: self, urgent: false, now: dispatchNow)
+                if target.isUsable { target.inject(arguments, label: "shadowed", expectingError: true) }
             }
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
@@ -553,7 +565,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read:
             forwardRead(frame, verb: command.verb, group)
         case .master(let write, let urgent):
-            if !readsFromMaster && proxy.table.inspectsServer(command) { readsFromMaster = true }
+            if proxy.table.inspectsServer(command) {
+                readsFromMaster = true
+                // CLIENT UNPAUSE ends the pause once it is on its way: itself, it must not
+                // queue behind a paused write either.
+                if frame.name == Self.clientName && notePause(frame) {
+                    forward(frame, to: group.master, write: write, urgent: urgent)
+                    proxy.pausedUntil = 0
+                    return
+                }
+            }
             forward(frame, to: group.master, write: write, urgent: urgent)
         }
     }
@@ -879,6 +900,32 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         if replies.isHead(slot) { flushReady() }
     }
 
+    /// Commands the ambassador answers that Redis may run too, to no effect but its counters.
+    static func shadowedOnMaster(_ local: LocalKind) -> Bool {
+        switch local {
+        case .clientID, .clientList, .clientInfo, .clientGetName: return true
+        default: return false
+        }
+    }
+
+    /// CLIENT PAUSE ms or CLIENT UNPAUSE, on its way to the master (see `Proxy.pausedUntil`).
+    /// True for CLIENT UNPAUSE: the caller ends the pause (`Proxy.pausedUntil = 0`) once it
+    /// has sent it.
+    @discardableResult
+    func notePause(_ frame: RequestFrame) -> Bool {
+        if frame.firstArgument == Self.unpauseName {
+            return true
+        } else if frame.firstArgument == Self.pauseName, frame.argumentCount >= 3,
+                  let milliseconds = DecimalNumber.value(of: argumentBytes(2, of: frame)), milliseconds > 0 {
+            proxy.pausedUntil = max(proxy.pausedUntil, proxy.loop.nowMicroseconds + Int(min(milliseconds, 1 << 40)) * 1000)
+        }
+        return false
+    }
+
+    static let clientName = ShortBytes("client")
+    static let pauseName = ShortBytes("pause")
+    static let unpauseName = ShortBytes("unpause")
+
     /// A reply the ambassador gets from the master for a command it rewrote (CLIENT UNBLOCK with
     /// the backend connection's id): it takes its turn in the FIFO like any reply.
     func answerFromMaster(_ arguments: [String]) {
@@ -1055,6 +1102,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         shardChannels = []
         relayForeign = []
         relayMarkers = []
+        trackingInfoPending = 0
         readsFromMaster = false
         dropShardConnections()
         tracking = false

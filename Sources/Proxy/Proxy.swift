@@ -54,6 +54,11 @@ public final class Proxy {
     public private(set) var acceptedConnections = 0
     /// `stall_threshold` in µs; -1 when off.
     private(set) var stallMicroseconds = 50_000
+    /// Until when (loop µs) a CLIENT PAUSE sent through this worker holds the master's writes:
+    /// meanwhile a request never queues behind another in flight on a shared master connection
+    /// (a paused write there would hold it until the pause ends; direct, each client has its
+    /// own connection). 0: no pause.
+    var pausedUntil = 0
     /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
     /// kept as flags, read on every command. Nothing is tracked when no read can go to a
     /// replica (`read_policy: master`, or a static topology without replicas): each tracked

@@ -251,6 +251,12 @@ extension CommandTable {
         case "ambassador": return .fixed(.local(.ambassador))
         // May write or replicate, though COMMAND does not list may_replicate for them.
         case "eval", "evalsha", "fcall", "publish", "spublish": return .fixed(.write)
+        // A key's access time and LFU counter are each node's own: TOUCH and OBJECT act on the
+        // master's (where CONFIG SET maxmemory-policy applies), as on one Redis, not on a
+        // replica's copy that the app's TOUCH never reached. PFCOUNT may store the count it
+        // computed in the key (Redis pauses it with the writes): the master's too.
+        case "touch", "object|idletime", "object|freq", "object|encoding", "object|refcount", "pfcount":
+            return .fixed(.master)
         default:
             if command.flags.contains(.blocking) { return .fixed(.stateful(.blocking)) }
             if command.flags.contains(.readonly) && !command.flags.contains(.write) { return .fixed(.read) }

@@ -253,6 +253,65 @@ extension Integration {
         }
     }
 
+    /// A CLIENT PAUSE WRITE sent through the ambassador: from then on nothing queues behind a
+    /// paused write on a shared connection, not even before stall_threshold, and CLIENT UNPAUSE
+    /// itself goes out at once. Redis's pause tests poll INFO and unpause right after a write
+    /// pauses; one worker and one backend connection, so every session shares it.
+    @Test func afterClientPauseNothingQueuesBehindAPausedWrite() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            ReloadTests.yaml(port, admin, master: cluster.master, replicas: [], extra: "workers: 1\nbackend_connections: 1\nstall_threshold: 2s\n")
+        }
+        defer { ambassador.stop() }
+        for port in [cluster.master.port, ambassador.port] {
+            let tool = try BlockingClient(port: port, timeout: 10)
+            let writer = try BlockingClient(port: port, timeout: 10)
+            _ = try writer.command(["PING"])
+            #expect(try tool.command(["CLIENT", "PAUSE", "5000", "WRITE"]) == .simple("OK"))
+            let start = Date()
+            try writer.send(BlockingClient.encode(["SET", "pause:k", "1"]))
+            #expect(eventually(3) { (try? tool.command(["INFO", "clients"]).text ?? "")?.contains("blocked_clients:1") ?? false },
+                    "port \(port)")
+            #expect(try tool.command(["CLIENT", "UNPAUSE"]) == .simple("OK"))
+            #expect(try writer.readReply() == .simple("OK"))
+            let took = Date().timeIntervalSince(start)
+            #expect(took < 1.5, "port \(port): the write waited \(took) s, not until UNPAUSE")
+        }
+    }
+
+    /// CLIENT GETREDIR and CLIENT TRACKINGINFO of a tracking session (it relays its dedicated
+    /// connection) name the app client it redirects to, not the dedicated connection Redis knows;
+    /// CLIENT CACHING yes still applies to the TRACKINGINFO after it. As direct, ids aside.
+    @Test func trackingRedirectIsReportedAsTheAppsId() throws {
+        let cluster = try Cluster(replicas: 0)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster, policy: .master)
+        defer { ambassador.stop() }
+        func replies(_ port: UInt16) throws -> [String] {
+            let listener = try BlockingClient(port: port, timeout: 5)
+            guard case .integer(let listenerID) = try listener.command(["CLIENT", "ID"]) else { return ["no id"] }
+            _ = try listener.command(["SUBSCRIBE", "__redis__:invalidate"])
+            let tracked = try BlockingClient(port: port, timeout: 5)
+            func id(_ bytes: [UInt8]) -> String { text(bytes).replacingOccurrences(of: ":\(listenerID)\r\n", with: ":LISTENER\r\n") }
+            var out = [text(try tracked.readRawReplyAfter(["CLIENT", "TRACKING", "ON", "REDIRECT", String(listenerID), "NOLOOP"]))]
+            out.append(id(try tracked.readRawReplyAfter(["CLIENT", "GETREDIR"])))
+            out.append(id(try tracked.readRawReplyAfter(["CLIENT", "TRACKINGINFO"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "TRACKING", "OFF"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "GETREDIR"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "TRACKING", "ON", "OPTIN", "REDIRECT", String(listenerID)])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "CACHING", "YES"])))
+            out.append(id(try tracked.readRawReplyAfter(["CLIENT", "TRACKINGINFO"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "TRACKING", "OFF"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "TRACKING", "ON"])))
+            out.append(text(try tracked.readRawReplyAfter(["CLIENT", "GETREDIR"])))
+            return out
+        }
+        let direct = try replies(cluster.master.port)
+        #expect(direct[1] == ":LISTENER\r\n" && direct[7].contains("caching-yes") && direct[10] == ":0\r\n", "\(direct)")
+        #expect(try replies(ambassador.port) == direct)
+    }
+
     /// WAIT counts the acknowledgements of the session's own writes (the offset of the last
     /// write of the connection it runs on), direct and through the ambassador alike: with every
     /// replica healthy, with one stopped (SIGSTOP), and with one whose replication stream is held

@@ -18,7 +18,7 @@ import Testing
         (["HGETALL", "h"], .read), (["HSET", "h", "f", "v"], .write), (["LRANGE", "l", "0", "-1"], .read),
         (["LPUSH", "l", "x"], .write), (["SMEMBERS", "s"], .read), (["SADD", "s", "x"], .write),
         (["ZRANGE", "z", "0", "-1"], .read), (["ZADD", "z", "1", "m"], .write), (["ZSCORE", "z", "m"], .read),
-        (["PFCOUNT", "p"], .read), (["PFADD", "p", "x"], .write),
+        (["PFCOUNT", "p"], .master), (["PFADD", "p", "x"], .write),
         (["XRANGE", "s", "-", "+"], .read), (["XADD", "s", "*", "f", "v"], .write), (["XLEN", "s"], .read),
         // Read-only variants next to their writing originals.
         (["SORT", "l"], .write), (["SORT_RO", "l"], .read),
@@ -38,7 +38,7 @@ import Testing
         (["SCRIPT", "LOAD", "return 1"], .master), (["SCRIPT", "EXISTS", "abc"], .master),
         (["SCRIPT", "KILL"], .master), (["FUNCTION", "KILL"], .master), (["SHUTDOWN", "NOSAVE"], .master),
         (["FUNCTION", "LOAD", "x"], .write), (["SCRIPT", "FLUSH"], .master),
-        (["OBJECT", "ENCODING", "k"], .read), (["OBJECT", "FREQ", "k"], .read),
+        (["OBJECT", "ENCODING", "k"], .master), (["OBJECT", "FREQ", "k"], .master), (["TOUCH", "k"], .master),
         (["MEMORY", "USAGE", "k"], .read), (["CLIENT", "LIST"], .local(.clientList)), (["CLIENT", "KILL", "ID", "1"], .local(.clientKill)),
         (["CLIENT", "INFO"], .local(.clientInfo)), (["CLIENT", "UNBLOCK", "1"], .local(.clientUnblock)),
         (["CLIENT", "PAUSE", "10"], .master),
