@@ -29,7 +29,7 @@ extension ClientSession {
     func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
-        if proxy.table.inspectsServer(command) {
+        if command.inspectsServer {
             // As when unpinned (see `perform`): a tool's session; a CLIENT PAUSE noted.
             readsFromMaster = true
             if frame.name == Self.clientName && notePause(frame) { proxy.pausedUntil = 0 }

@@ -565,7 +565,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read:
             forwardRead(frame, verb: command.verb, group)
         case .master(let write, let urgent):
-            if proxy.table.inspectsServer(command) {
+            if command.inspectsServer {
                 readsFromMaster = true
                 // CLIENT UNPAUSE ends the pause once it is on its way: itself, it must not
                 // queue behind a paused write either.
@@ -770,6 +770,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         }
         let backend: Backend
         switch group.routeRead(for: self, request).route {
+        case .replica(let index) where loginIndex != 0 && group.replicas[index].refusesLogin(loginIndex, now: dispatchNow):
+            // The replica refused this session's login lately (ACL users are per node): the
+            // master, which accepted it, reads instead.
+            return forward(frame, to: group.master)
         case .replica(let index):
             backend = group.replicas[index]
             if isScan {

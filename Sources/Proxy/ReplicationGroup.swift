@@ -175,14 +175,6 @@ final class ReplicationGroup {
 
     /// Routes a read for `session`; read-your-writes' need for fresher replica offsets is noted.
     func routeRead(for session: ClientSession, _ request: ReadRouter.Request) -> ReadRouter.Decision {
-        var request = request
-        if session.loginIndex != 0 {
-            // Replicas that refused the session's login lately (ACL users are per node).
-            let now = proxy.loop.nowMicroseconds
-            for (index, replica) in replicas.enumerated() where index < 64 && replica.refusesLogin(session.loginIndex, now: now) {
-                request.refused |= 1 << UInt64(index)
-            }
-        }
         let decision = router.route(request, replicas: replicas, context: session, masterConfirmed: masterConfirmed)
         if decision.waitsForReplicas { tracker.demand() }
         return decision
@@ -227,6 +219,9 @@ final class ReplicationGroup {
             let request = ReadRouter.Request(floor: readFloor(for: session), excluded: replicas.firstIndex { $0 === failed },
                                              masterExcluded: master === failed)
             switch routeRead(for: session, request).route {
+            case .replica(let index) where session.loginIndex != 0
+                && replicas[index].refusesLogin(session.loginIndex, now: proxy.loop.nowMicroseconds):
+                backend = masterConfirmed && master !== failed ? master : nil  // see `ClientSession.forwardRead`
             case .replica(let index): backend = replicas[index]
             case .master: backend = master
             case .hold, .unavailable: break

@@ -104,6 +104,8 @@ public struct Command: Hashable, Sendable {
     public var keyIsFirstArgument: Bool
     /// The table entry (-1: an unknown command).
     var entry: Int32
+    /// It configures or inspects the server (see `CommandTable.inspectsServer`).
+    public var inspectsServer = false
 
     public init(_ kind: CommandClass, _ verb: Verb = .none) {
         self.init(kind, verb, entry: -1, keyIsFirstArgument: false)
@@ -169,13 +171,16 @@ extension CommandTable {
         }
         if frame.argumentCount > 1, let sub = findSubcommand(frame.firstArgument, of: index) { index = sub }
         let entry = entries[index]
+        var command: Command
         switch entry.rule {
         case .fixed(let kind):
-            return Command(kind, entry.verb, entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
+            command = Command(kind, entry.verb, entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
         case .streamRead(let withoutBlock, let isGroup):
-            return Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb,
-                           entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
+            command = Command(Self.hasBlockOption(arguments, isGroup: isGroup) ? .stateful(.blocking) : withoutBlock, entry.verb,
+                              entry: Int32(truncatingIfNeeded: index), keyIsFirstArgument: entry.keys.isFirstArgumentOnly)
         }
+        command.inspectsServer = entry.inspects
+        return command
     }
 
     /// The class and verb of a command given as its arguments; for tests.

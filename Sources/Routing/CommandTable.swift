@@ -95,9 +95,7 @@ public final class CommandTable: Sendable {
     /// (CONFIG SET and RESETSTAT, SLOWLOG, LATENCY, DEBUG, ACL …), except CONFIG GET, which apps
     /// run to learn a setting.
     @inline(__always)
-    public func inspectsServer(_ command: Command) -> Bool {
-        command.entry >= 0 && entries[Int(command.entry)].inspects
-    }
+    public func inspectsServer(_ command: Command) -> Bool { command.inspectsServer }
 
     private static func inspects(_ info: CommandInfo) -> Bool {
         info.flags.contains(.admin) && info.name != "config|get"

@@ -85,9 +85,6 @@ public struct ReadRouter: Sendable {
         public var excluded: Int?
         /// Retries: the master is allowed only when confirmed and not the one that failed.
         public var masterExcluded: Bool
-        /// Replicas that will not take the session's reads (bit i: replica i; an app login
-        /// the node refused).
-        public var refused: UInt64 = 0
 
         public init(floor: Floor = .any, batchReplica: Int? = nil, batchReads: Int = 0,
                     scan: (node: Node?, continues: Bool)? = nil, excluded: Int? = nil, masterExcluded: Bool = false) {
@@ -102,7 +99,7 @@ public struct ReadRouter: Sendable {
         public static func == (a: Request, b: Request) -> Bool {
             a.floor == b.floor && a.batchReplica == b.batchReplica && a.batchReads == b.batchReads
                 && a.scan?.node == b.scan?.node && a.scan?.continues == b.scan?.continues
-                && a.excluded == b.excluded && a.masterExcluded == b.masterExcluded && a.refused == b.refused
+                && a.excluded == b.excluded && a.masterExcluded == b.masterExcluded
         }
     }
 
@@ -180,7 +177,6 @@ public struct ReadRouter: Sendable {
     @inlinable
     func takes(_ replica: some ReplicaState, _ index: Int, _ request: Request, floor: Int64) -> Bool {
         replica.isEligible && index != request.excluded && (floor == 0 || replica.appliedOffset >= floor)
-            && (request.refused == 0 || index >= 64 || request.refused & (1 << UInt64(index)) == 0)
     }
 
     /// The balanced choice among the replicas that take the read.
