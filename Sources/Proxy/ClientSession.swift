@@ -529,15 +529,17 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             if Self.describesSession(local), holdWhileNamePending(frame) { return }
             if (local == .ping || local == .echo) && (readsFromMaster || Self.monitors.load(ordering: .relaxed) > 0) {
                 // Someone runs MONITOR, or this session inspects the server: Redis answers these
-                // too, so they show there (and in its slow log and commandstats) as direct.
-                return forward(frame, to: group.master)
+                // too, so they show there (and in its slow log and commandstats) as direct. Never
+                // behind another session's request (a script just started may keep Redis busy):
+                // Redis answers -BUSY then, as direct.
+                return forward(frame, to: group.master, urgent: true)
             }
             if readsFromMaster, Self.shadowedOnMaster(local) {
                 // The same for what only describes the session: Redis runs it too (its reply
                 // dropped), so its commandstats and latency histograms count it; the answer is
                 // the ambassador's.
                 let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
-                let target = group.master.connection(for: self, urgent: false, now: dispatchNow)
+                let target = group.master.connection(for: self, urgent: true, now: dispatchNow)
                 if target.isUsable { target.inject(arguments, label: "shadowed", expectingError: true) }
             }
             proxy.stats.answered(.local, .ok, microseconds: 0)
