@@ -411,7 +411,7 @@ extension ClientSession {
             connection.write(encoder.bytes)
             return true
         }
-        if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) {
+        if isRESP2Subscriber {
             let name = proxy.table.info(name: entry.name, firstArgument: entry.firstArgument)?.name ?? entry.name.description
             encoder.clear()
             encoder.error("ERR Can't execute '\(name)': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")

@@ -29,11 +29,8 @@ extension ClientSession {
     func dispatchPinned(_ frame: RequestFrame, on target: BackendConnection) {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
-        if command.inspectsServer {
-            // As when unpinned (see `perform`): a tool's session; a CLIENT PAUSE noted.
-            readsFromMaster = true
-            if frame.name == Self.clientName && notePause(frame) { proxy.pausedUntil = 0 }
-        }
+        // As when unpinned (see `perform`); an UNPAUSE goes on this connection, not a shared one.
+        if command.inspectsServer && noteServerCommand(frame) { proxy.pausedUntil = 0 }
         if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
             input.drop(frame.length, from: connection)
             if inMulti && !pin.isRelaying {
@@ -153,7 +150,7 @@ extension ClientSession {
             return
         }
         if pin.isRelaying, !inMulti, frame.name == Self.clientName, frame.argumentCount == 2,
-           !(protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty)) {
+           !isRESP2Subscriber {
             if frame.firstArgument == Self.getRedirName {
                 // The app id it redirects to (0: tracking without REDIRECT; -1: not tracking).
                 input.drop(frame.length, from: connection)
@@ -470,7 +467,7 @@ extension ClientSession {
         default:
             return false
         }
-        if protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty) { return false }
+        if isRESP2Subscriber { return false }
         capturedAnswer = []
         proxy.stats.answered(.local, .ok, microseconds: 0)
         answerLocally(local, frame)

@@ -88,6 +88,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// on (until RESET), so what it inspects there (the slow log, commandstats, an LFU counter)
     /// covers them, as it would on one Redis.
     var readsFromMaster = false
+    /// Subscribed in RESP2: Redis refuses most commands in that context.
+    var isRESP2Subscriber: Bool {
+        protocolVersion == 2 && !(channels.isEmpty && patterns.isEmpty && shardChannels.isEmpty)
+    }
     /// After SYNC or PSYNC: the session is a replica of the master, its bytes passed through
     /// both ways unparsed (see `startTunnel`).
     var tunnel: BackendConnection?
@@ -567,17 +571,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .read:
             forwardRead(frame, verb: command.verb, group)
         case .master(let write, let urgent):
-            if command.inspectsServer {
-                readsFromMaster = true
-                // CLIENT UNPAUSE ends the pause once it is on its way: itself, it must not
-                // queue behind a paused write either.
-                if frame.name == Self.clientName && notePause(frame) {
-                    forward(frame, to: group.master, write: write, urgent: urgent)
-                    proxy.pausedUntil = 0
-                    return
-                }
-            }
+            let unpauses = command.inspectsServer && noteServerCommand(frame)
             forward(frame, to: group.master, write: write, urgent: urgent)
+            // CLIENT UNPAUSE ends the pause once it is on its way: itself, it must not queue
+            // behind a paused write either.
+            if unpauses { proxy.pausedUntil = 0 }
         }
     }
 
@@ -914,11 +912,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         }
     }
 
-    /// CLIENT PAUSE ms or CLIENT UNPAUSE, on its way to the master (see `Proxy.pausedUntil`).
-    /// True for CLIENT UNPAUSE: the caller ends the pause (`Proxy.pausedUntil = 0`) once it
-    /// has sent it.
-    @discardableResult
-    func notePause(_ frame: RequestFrame) -> Bool {
+    /// An admin command (`Command.inspectsServer`) on its way to the master: the session is a
+    /// tool's from now on (`readsFromMaster`), and a CLIENT PAUSE ms is noted (see
+    /// `Proxy.pausedUntil`). True for CLIENT UNPAUSE: the caller ends the pause once it has sent it.
+    func noteServerCommand(_ frame: RequestFrame) -> Bool {
+        readsFromMaster = true
+        guard frame.name == Self.clientName else { return false }
         if frame.firstArgument == Self.unpauseName {
             return true
         } else if frame.firstArgument == Self.pauseName, frame.argumentCount >= 3,

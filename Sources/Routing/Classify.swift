@@ -104,7 +104,7 @@ public struct Command: Hashable, Sendable {
     public var keyIsFirstArgument: Bool
     /// The table entry (-1: an unknown command).
     var entry: Int32
-    /// It configures or inspects the server (see `CommandTable.inspectsServer`).
+    /// It configures or inspects the server (see `CommandTable.inspects(_:)`).
     public var inspectsServer = false
 
     public init(_ kind: CommandClass, _ verb: Verb = .none) {

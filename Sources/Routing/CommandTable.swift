@@ -20,7 +20,7 @@ public final class CommandTable: Sendable {
         var info: Int32
         /// Where its keys are (Redis Cluster routing).
         var keys: KeyRule
-        /// Configures or inspects the server itself (see `inspectsServer`).
+        /// Configures or inspects the server itself (see `inspects(_:)`).
         var inspects = false
     }
 
@@ -91,13 +91,10 @@ public final class CommandTable: Sendable {
         return CommandTable(commands: Array(infos[0..<topLevelCount]).filter { !names.contains($0.name) } + extra)
     }
 
-    /// Whether `command` configures or inspects the server itself: Redis's admin commands
-    /// (CONFIG SET and RESETSTAT, SLOWLOG, LATENCY, DEBUG, ACL …), except CONFIG GET, which apps
-    /// run to learn a setting.
-    @inline(__always)
-    public func inspectsServer(_ command: Command) -> Bool { command.inspectsServer }
-
-    private static func inspects(_ info: CommandInfo) -> Bool {
+    /// Whether a command configures or inspects the server itself (`Command.inspectsServer`):
+    /// Redis's admin commands (CONFIG SET and RESETSTAT, SLOWLOG, LATENCY, DEBUG, ACL …), except
+    /// CONFIG GET, which apps run to learn a setting.
+    static func inspects(_ info: CommandInfo) -> Bool {
         info.flags.contains(.admin) && info.name != "config|get"
     }
 
