@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 
 #define RA_POOL_CLASSES 7           /* 1 KiB << 0 ... 64 KiB */
 #define RA_POOL_MIN_SHIFT 10
@@ -115,3 +116,7 @@ void ra_install_buffer_pool(void) {
     event_set_mem_functions(ra_pool_malloc, ra_pool_realloc, ra_pool_free);
 }
 
+
+void ra_set_timer_slack(unsigned long nanoseconds) {
+    (void)prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0);
+}

@@ -142,8 +142,9 @@ public struct AmbassadorConfig: Sendable, Equatable {
     /// there send their next requests on another connection to the same node, so no session
     /// waits behind another session's held-back command. 0: never.
     public var stallThreshold = Duration(seconds: 0.05)
-    /// After each pass over the ready sockets a worker waits this long before it looks again,
-    /// so more replies come in per wake-up (less CPU per request, for a little latency). 0: off.
+    /// After a busy pass over the ready sockets a worker waits this long before it looks again,
+    /// so more replies come in per wake-up (less CPU per request under load, for a little
+    /// latency; a quiet worker never waits). 0: off.
     public var loopPause = Duration(seconds: 0)
     /// The most `loop_pause` may be.
     public static let maxLoopPause = Duration(seconds: 0.001)

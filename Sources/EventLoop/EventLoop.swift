@@ -109,21 +109,34 @@ public final class EventLoop {
 
     /// Runs until `stop()` is called or nothing is left to wait for.
     public func run() {
+        // The pause is short: without this the kernel may stretch a sleep by its default
+        // timer slack of 50 µs (a 20 µs pause slept about 70).
+        ra_set_timer_slack(1_000)
         // One pass at a time (EVLOOP_ONCE: wait for events, run every callback they activate,
         // the end-of-iteration flush included), so a pause can come between passes.
         while event_base_loop(base, EVLOOP_ONCE) == 0 {
             if event_base_got_break(base) != 0 || event_base_got_exit(base) != 0 { break }
-            if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
+            if pauseMicroseconds > 0 && passCallbacks >= Self.busyPass {
+                pauses &+= 1
+                usleep(pauseMicroseconds)
+            }
+            passCallbacks = 0
         }
     }
 
-    /// `loop_pause`: how long the loop waits after each pass before it looks for events again,
-    /// so more of them are ready per wake-up (fewer epoll_wait calls and context switches per
-    /// request, for that much more latency per pass). Measured (`Scripts/bench.sh --cluster`,
-    /// 20 µs): CPU per GET at -P1 −12 % (standalone) and −18 % (cluster), p50 +0.14 to
-    /// +0.2 ms; at -P16 the cluster −4 %, p50 +7 to +14 %. 0 (the default): none. Set from the
-    /// loop's own thread.
+    /// `loop_pause`: how long the loop waits after a busy pass (one that ran `busyPass` callbacks
+    /// or more) before it looks for events again, so more of them are ready per wake-up. A
+    /// quiet loop (an app's few connections taking turns) never waits: one client's round trip
+    /// costs nothing more. 0 (the default): never. Set from the loop's own thread.
     public var pauseMicroseconds: UInt32 = 0
+
+    /// Callbacks run in the current pass (sockets ready, timers, the flush).
+    private var passCallbacks = 0
+    /// A pass that ran at least this many callbacks was busy: only then does `loop_pause` wait.
+    /// One client's request and reply each take a pass of two (its socket, the flush).
+    public static let busyPass = 8
+    /// Pauses taken so far (for metrics).
+    public private(set) var pauses = 0
 
     /// Makes `run()` return after the callbacks already running finish.
     public func stop() {
@@ -162,6 +175,7 @@ public final class EventLoop {
     func callback(_ body: () -> Void) {
         inCallback = true
         clockCache = 0
+        passCallbacks &+= 1
         body()
         if !deferred.isEmpty { runDeferred() }
         inCallback = false

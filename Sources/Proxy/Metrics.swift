@@ -57,6 +57,7 @@ public enum MetricTable {
     static let durationHelp = "Time from reading a command to having its reply, by route (event-loop clock)."
     static var errors: MetricNameDescriptor { metric("errors", "total", "Errors the ambassador reported, by kind.") }
     static var bytes: MetricNameDescriptor { metric("bytes", "total", "Bytes read from (in) and written to (out) app connections and backends.") }
+    static var loopPauses: MetricNameDescriptor { metric("loop_pauses", "total", "Waits of loop_pause a worker took after a busy pass.") }
     static var backendUp: MetricNameDescriptor { metric("backend_up", "", "1 when the ambassador has a working connection to the backend.") }
     static var backendConnections: MetricNameDescriptor { metric("backend_connections", "", "Open connections to each backend (shared and pinned, all workers).") }
     static var pinnedSessions: MetricNameDescriptor { metric("pinned_sessions", "", "App sessions holding a dedicated master connection (MULTI, blocking, pub/sub).") }
@@ -255,6 +256,8 @@ public final class WorkerMetrics {
     private let bounds = MetricTable.bucketMicroseconds
     private let bytesCounters: [Counter]
     private var published: [Int] = [0, 0, 0, 0]
+    private let pausesCounter: Counter
+    private var publishedPauses = 0
     var clientsOpened = 0
     var clientsClosed = 0
     var pinnedDelta = 0
@@ -282,6 +285,7 @@ public final class WorkerMetrics {
         bytesCounters = [("client", "in"), ("client", "out"), ("backend", "in"), ("backend", "out")].map {
             registry.makeCounter(descriptor: MetricTable.bytes, labels: [("peer", $0.0), ("direction", $0.1), workerLabel])
         }
+        pausesCounter = registry.makeCounter(descriptor: MetricTable.loopPauses, labels: [workerLabel])
     }
 
     @inline(__always)
@@ -303,8 +307,8 @@ public final class WorkerMetrics {
     func error(_ kind: ErrorKind) { errorCounts[kind.rawValue] &+= 1 }
 
     /// Adds what was counted since the last call to the shared instruments. `bytes` are the
-    /// loop's running totals: client in/out, backend in/out.
-    func publish(bytes: [Int]) {
+    /// loop's running totals: client in/out, backend in/out; `pauses` the loop's `loop_pause` waits.
+    func publish(bytes: [Int], pauses: Int) {
         for i in commandCounts.indices where commandCounts[i] > 0 {
             commandCounters[i].increment(by: Int64(commandCounts[i]))
             commandCounts[i] = 0
@@ -324,6 +328,10 @@ public final class WorkerMetrics {
         for i in 0..<min(bytes.count, published.count) where bytes[i] > published[i] {
             bytesCounters[i].increment(by: Int64(bytes[i] - published[i]))
             published[i] = bytes[i]
+        }
+        if pauses > publishedPauses {
+            pausesCounter.increment(by: Int64(pauses - publishedPauses))
+            publishedPauses = pauses
         }
         if clientsOpened > 0 { metrics.clientConnectionsTotal.increment(by: Int64(clientsOpened)) }
         if clientsOpened != clientsClosed { metrics.clientConnections.increment(by: Double(clientsOpened - clientsClosed)) }

@@ -207,7 +207,7 @@ public final class Proxy {
     static let publishInterval = 0.5
 
     func publishMetrics() {
-        stats.publish(bytes: [loop.clientBytesIn, loop.clientBytesOut, loop.backendBytesIn, loop.backendBytesOut])
+        stats.publish(bytes: [loop.clientBytesIn, loop.clientBytesOut, loop.backendBytesIn, loop.backendBytesOut], pauses: loop.pauses)
     }
 
     private func startBackends() {
