@@ -79,6 +79,9 @@ final class BackendConnection: ConnectionDelegate {
     /// False once a pinned session changed the connection's identity (AUTH, CLIENT SETNAME or
     /// HELLO queued in MULTI): it is closed rather than returned to the pool.
     var reusable = true
+    /// The name this connection has in Redis: set for a tool's session (see
+    /// `ClientSession.nameInRedis`) or by a transaction's CLIENT SETNAME; nil: none.
+    var redisName: [UInt8]?
     private var reconnectTimer: Timer?
     /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
     private var failReason: String?

@@ -613,6 +613,7 @@ struct ShardContext: DispatchContext {
     var masterConfirmed: Bool { group.masterConfirmed }
     var masterWritable: Bool { group.masterWritable(for: session) }
     var hasWriteConnection: Bool { session.waitConnection(group) != nil }
+    var pinsTools: Bool { false }
 }
 
 extension String {

@@ -87,6 +87,7 @@ extension ClientSession {
         }
         target.select(db)
         target.useProtocol(protocolVersion)
+        if isPinnedTool && !inMulti && !pin.isRelaying { nameInRedis(target) }
         if let rewrite = redirectRewrite(frame, verb: verb) {
             let bytes: [UInt8]
             switch rewrite {
@@ -177,6 +178,22 @@ extension ClientSession {
                 // The session's name, id and login are the ambassador's, as when unpinned (the
                 // dedicated connection is a pooled one with its own); the answer keeps its turn.
                 if holdWhileNamePending(frame) { return }
+                if isPinnedTool, local == .clientSetName {
+                    // A tool's session: its own CLIENT SETNAME runs on its connection (Redis
+                    // answers it, a refusal too), so Redis names it, and logs it, as it would a
+                    // direct client. The session takes the name Redis takes.
+                    if frame.argumentCount == 3, setName(argumentBytes(2, of: frame)) == nil {
+                        target.redisName = name
+                        target.reusable = false
+                    }
+                    target.forward(from: connection, length: frame.length, slot: enqueue(.pinned))
+                    return
+                }
+                if isPinnedTool, Self.shadowedOnMaster(local) {
+                    // As for a tool's session unpinned (see `perform`): Redis counts it too.
+                    let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
+                    target.inject(arguments, label: "shadowed", expectingError: true)
+                }
                 proxy.stats.answered(.local, .ok, microseconds: 0)
                 return answerLocally(local, frame)
             }
@@ -218,7 +235,12 @@ extension ClientSession {
         // A cluster: outside a transaction, a command for another shard is redirected there.
         if proxy.clustered && !inMulti { keepForRedirect(frame, slot) }
         // Anything run on the dedicated connection may write (EXEC, a script, a blocking move):
-        // the session's later reads wait for it like for a write of its own.
+        // the session's later reads wait for it like for a write of its own. A tool's reads and
+        // inspections outside a transaction write nothing.
+        if isPinnedTool && !inMulti, Self.writesNothing(kind) {
+            target.forward(from: connection, length: frame.length, slot: slot)
+            return
+        }
         slot.isWrite = true
         writesInFlight += 1
         lastWriteMicroseconds = proxy.loop.nowMicroseconds
@@ -231,6 +253,44 @@ extension ClientSession {
         if verb == .exec && nameQueued { learnNameAfterExec(on: target) }
     }
 
+    /// Commands that change no key: a read, or one for the server itself (INFO, CONFIG, SLOWLOG …).
+    static func writesNothing(_ kind: CommandClass) -> Bool {
+        switch kind {
+        case .read, .master: return true
+        default: return false
+        }
+    }
+
+    /// A tool's session logged in as another user (AUTH passed through): its connection is the
+    /// old login's. Once every earlier reply is in it lets go of it for one logged in as the new
+    /// user, and `frame` goes there. False: not a pinned tool between commands (MULTI, WATCH,
+    /// relaying keep the connection, as for any pinned session).
+    @inline(never)
+    func repinToolForLogin(_ frame: RequestFrame) -> Bool {
+        guard isPinnedTool, !inMulti, !watching, !pin.isRelaying else { return false }
+        if !replies.isEmpty {
+            hold = .barrier(frame)
+            connection.pauseReading()
+            return true
+        }
+        unpin()
+        flushPending()
+        endBatch()
+        pin(frame, state: .clientState, on: group.master)
+        return true
+    }
+
+    /// A tool's session has its name in Redis too, on its dedicated connection: the slow log and
+    /// CLIENT LIST there name it, as they name a direct client. The name the session set (CLIENT
+    /// SETNAME, HELLO … SETNAME, answered by the ambassador) goes ahead of its next command;
+    /// the connection, named, is closed rather than pooled when the session lets go of it.
+    func nameInRedis(_ target: BackendConnection) {
+        guard target.redisName != name else { return }
+        target.inject(["CLIENT", "SETNAME", String(decoding: name ?? [], as: UTF8.self)], label: "name")
+        target.redisName = name
+        target.reusable = false
+    }
+
     /// A transaction queued CLIENT SETNAME (or HELLO … SETNAME): Redis ran it at EXEC, or not
     /// (WATCH, a queue-time error). The dedicated connection (pinned with no name) is asked its
     /// name right after: a name is the session's from now on; none means the transaction
@@ -239,14 +299,18 @@ extension ClientSession {
     private func learnNameAfterExec(on target: BackendConnection) {
         nameQueued = false
         namePending = true
-        target.probe(["CLIENT", "GETNAME"]) { [weak self] bytes in
+        target.probe(["CLIENT", "GETNAME"]) { [weak self, weak target] bytes in
             guard let self, self.namePending else { return }
             self.namePending = false
             // A name, or none ($-1, _); nothing when the connection was lost first (the name
             // stays as it was).
             switch (try? RESPValue.decode(bytes))?.0 {
-            case .bulkString(let name?) where !name.isEmpty: self.name = name
-            case .bulkString(nil), .null: if self.queuedNameClears { self.name = nil }
+            case .bulkString(let name?) where !name.isEmpty:
+                self.name = name
+                target?.redisName = name
+            case .bulkString(nil), .null:
+                if self.queuedNameClears { self.name = nil }
+                target?.redisName = nil
             default: break
             }
             self.probeAnswered()
@@ -339,7 +403,7 @@ extension ClientSession {
 
     /// The pinned connection has no request in flight: give it back if the state is over.
     func pinnedConnectionIdle(_ connection: BackendConnection) {
-        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, !hold.isHolding else { return }
+        guard pinned === connection, !inMulti, !watching, !pin.isRelaying, !hold.isHolding, !isPinnedTool else { return }
         unpin()
     }
 

@@ -267,6 +267,10 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var masterConfirmed: Bool { group.masterConfirmed }
     var masterWritable: Bool { group.masterWritable(for: self) }
     var hasWriteConnection: Bool { waitConnection(group) != nil }
+    var pinsTools: Bool { !proxy.clustered }
+    /// A tool's session, pinned to a dedicated master connection until RESET (see
+    /// `CommandRouter.pinTool`).
+    var isPinnedTool: Bool { readsFromMaster && !proxy.clustered }
 
     var encoder = RESPEncoder()
     /// For CLIENT LIST / INFO: when the connection was accepted and last ran a command (loop
@@ -479,7 +483,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         lastArgument = frame.firstArgument
         lastCommandAt = dispatchNow
         if let pinned {
-            if proxy.clustered && pinned.inflight.isEmpty && !inMulti && !watching && !pin.isRelaying {
+            if readsFromMaster && pinned.loginIndex != loginIndex && repinToolForLogin(frame) {
+                return
+            } else if proxy.clustered && pinned.inflight.isEmpty && !inMulti && !watching && !pin.isRelaying {
                 // A cluster session held a shard's master for a state now over (EXEC answered, a
                 // blocking command served) while this frame waited at a barrier: it lets go, so
                 // the frame is routed by its keys, as every one after it.

@@ -11,6 +11,8 @@
 ///     read ──────────────────────────────────────────────────────────────────▶ read
 ///     write / unknown: no confirmed master ─▶ hold; else ──────────────────────▶ master(write)
 ///     master (INFO, SCRIPT KILL …): no confirmed master ─▶ hold; else ──────────▶ master(urgent?)
+///     master, an admin command (CONFIG SET, SLOWLOG, DEBUG …; not SHUTDOWN) where tools are pinned:
+///                     replies owed ─▶ barrier; master cannot take it ─▶ hold; else ─▶ pin
 ///
 /// A *barrier* waits, reading paused, until every earlier reply is in: the command changes the
 /// connection it runs on or who the session is, and Redis must see the session's commands in
@@ -48,8 +50,19 @@ public enum CommandRouter {
         case .write, .unknown:
             return session.masterConfirmed ? .master(write: true, urgent: false) : .hold
         case .master:
+            if command.inspectsServer && command.verb != .urgent && session.pinsTools { return pinTool(session) }
             return session.masterConfirmed ? .master(write: false, urgent: command.verb == .urgent) : .hold
         }
+    }
+
+    /// A tool's session (it configures or inspects the server) runs on a dedicated master
+    /// connection from its first admin command on, as a direct client on its own connection:
+    /// the slow log and CLIENT LIST name it, its commands run in its order. Taken like any pin.
+    @inlinable
+    static func pinTool(_ session: some DispatchContext) -> Route {
+        if session.repliesOwed { return .barrier }
+        if !session.masterWritable { return .hold }
+        return .pin(.clientState)
     }
 
     /// AUTH and HELLO (which may carry AUTH). A switch, not `==`: this runs for every command.
@@ -77,4 +90,6 @@ public protocol DispatchContext {
     /// The shared master connection the session's last write went out on is still there (a
     /// WAIT counts that connection's writes).
     var hasWriteConnection: Bool { get }
+    /// An admin command pins the session (`pinTool`): one master, not a cluster's shards.
+    var pinsTools: Bool { get }
 }

@@ -944,6 +944,64 @@ extension Integration {
         #expect(try commandCalls(cluster.replicas[0], "strlen") == again + 1)
     }
 
+    /// A tool's session (its first admin command pins it to a dedicated master connection) is
+    /// named in Redis as a direct client is: the slow log names it, whether the name was set
+    /// before or by CLIENT SETNAME after (which Redis then runs too, a refused one included);
+    /// with every command logged, the entries (arguments and name, newest first) are the same
+    /// as direct. Redis's own slowlog tests assert the client's name. AUTH runs its next commands
+    /// as that user. RESET: an app again, its reads on the replica.
+    @Test func aToolSessionIsNamedInTheSlowLogAsDirect() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let ambassador = try Ambassador(cluster: cluster)
+        defer { ambassador.stop() }
+        func entries(_ port: UInt16) throws -> [String] {
+            let tool = try BlockingClient(port: port, timeout: 5)
+            _ = try tool.command(["client", "setname", "first"])
+            _ = try tool.command(["CONFIG", "SET", "slowlog-log-slower-than", "0"])
+            defer { _ = try? tool.command(["CONFIG", "SET", "slowlog-log-slower-than", "10000"]) }
+            _ = try tool.command(["SLOWLOG", "RESET"])
+            _ = try tool.command(["SET", "slow:k", "v"])
+            _ = try tool.command(["client", "setname", "second"])
+            _ = try tool.command(["GET", "slow:k"])
+            if case .error = try tool.command(["client", "setname", "bad name"]) {} else { Issue.record("a bad name was taken") }
+            _ = try tool.command(["EXISTS", "slow:k"])
+            _ = try tool.command(["MULTI"])
+            _ = try tool.command(["INCR", "slow:n"])
+            _ = try tool.command(["EXEC"])
+            guard case .array(let log?) = try tool.command(["SLOWLOG", "GET", "20"]) else { return ["no log"] }
+            return log.map { entry in
+                guard case .array(let fields?) = entry, fields.count == 6, case .array(let arguments?) = fields[3] else { return "\(entry)" }
+                return arguments.compactMap(\.text).joined(separator: " ") + " [" + (fields[5].text ?? "?") + "]"
+            }
+        }
+        let direct = try entries(cluster.master.port)
+        #expect(direct == ["INCR slow:n [second]", "MULTI [second]", "EXISTS slow:k [second]",
+                           "client setname bad name [second]", "GET slow:k [second]", "client setname second [second]",
+                           "SET slow:k v [first]", "SLOWLOG RESET [first]"])
+        #expect(try entries(ambassador.port) == direct)
+
+        // AUTH (passed through to the master) moves a tool to a connection logged in as that
+        // user, pipelined behind it or not.
+        for port in [cluster.master.port, ambassador.port] {
+            let tool = try BlockingClient(port: port, timeout: 5)
+            _ = try tool.command(["ACL", "SETUSER", "slowtool", "on", ">pw", "+@all", "~*"])
+            #expect(try tool.command(["AUTH", "slowtool", "pw"]) == .simpleString(Array("OK".utf8)))
+            #expect(try tool.command(["ACL", "WHOAMI"]) == .bulkString(Array("slowtool".utf8)), "port \(port)")
+            let replies = try tool.pipeline([["AUTH", "default", "x"], ["AUTH", "slowtool", "pw"], ["ACL", "WHOAMI"],
+                                             ["RESET"], ["ACL", "WHOAMI"]]).map(text)
+            #expect(replies.dropFirst() == ["+OK\r\n", "$8\r\nslowtool\r\n", "+RESET\r\n", "$7\r\ndefault\r\n"], "port \(port)")
+        }
+
+        let tool = try ambassador.client()
+        _ = try tool.command(["CLIENT", "SETNAME", "reset"])
+        _ = try tool.command(["SLOWLOG", "LEN"])
+        _ = try tool.command(["RESET"])
+        let before = try commandCalls(cluster.replicas[0], "strlen")
+        _ = try tool.command(["STRLEN", "slow:k"])
+        #expect(try commandCalls(cluster.replicas[0], "strlen") == before + 1)
+    }
+
     /// SYNC makes the client a replica of the master, as direct: after its earlier replies it
     /// gets the RDB payload (no RESP reply: no CRLF after it) and then the replication stream,
     /// byte for byte. Redis's own tests read the stream this way (attach_to_replication_stream)

@@ -10,14 +10,15 @@ import Testing
         var masterConfirmed: Bool
         var masterWritable: Bool
         var hasWriteConnection: Bool
+        var pinsTools: Bool
 
         /// Every combination (the master cannot take a pinning command it is not confirmed for).
         static var all: [State] {
             var states: [State] = []
-            for bits in 0..<32 {
+            for bits in 0..<64 {
                 let state = State(repliesOwed: bits & 1 != 0, passesLoginsThrough: bits & 2 != 0,
                                   masterConfirmed: bits & 4 != 0, masterWritable: bits & 8 != 0,
-                                  hasWriteConnection: bits & 16 != 0)
+                                  hasWriteConnection: bits & 16 != 0, pinsTools: bits & 32 != 0)
                 if state.masterWritable && !state.masterConfirmed { continue }
                 states.append(state)
             }
@@ -25,7 +26,7 @@ import Testing
         }
 
         var description: String {
-            "owed \(repliesOwed) logins \(passesLoginsThrough) confirmed \(masterConfirmed) writable \(masterWritable) writeConn \(hasWriteConnection)"
+            "owed \(repliesOwed) logins \(passesLoginsThrough) confirmed \(masterConfirmed) writable \(masterWritable) writeConn \(hasWriteConnection) tools \(pinsTools)"
         }
     }
 
@@ -39,6 +40,8 @@ import Testing
         ["BLPOP", "l", "0"], ["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], ["XREAD", "STREAMS", "s", "0"],
         ["MULTI"], ["WATCH", "k"], ["SUBSCRIBE", "c"], ["MONITOR"], ["CLIENT", "TRACKING", "on"],
         ["SELECT", "1"], ["HELLO", "3"], ["AUTH", "p"], ["PING"], ["CLIENT", "ID"], ["QUIT"], ["RESET"],
+        ["CONFIG", "SET", "maxmemory", "0"], ["CONFIG", "GET", "maxmemory"], ["SLOWLOG", "GET"], ["DEBUG", "SLEEP", "0"],
+        ["CLIENT", "PAUSE", "10"], ["LATENCY", "RESET"],
     ]
 
     @Test func everyCommandInEveryStateGoesWhereItMay() {
@@ -51,7 +54,12 @@ import Testing
                 cases += 1
                 let route = CommandRouter.route(command, state)
                 let what = "\(arguments) with \(state): \(route)"
+                // A tool's session is pinned from its first admin command of the master class on
+                // (not for SHUTDOWN, which must reach a busy master at once), as any pin is taken.
+                let pinsTool = command.kind == .master && command.inspectsServer && command.verb != .urgent && state.pinsTools
                 switch command.kind {
+                case _ where pinsTool:
+                    #expect(route == (state.repliesOwed ? .barrier : !state.masterWritable ? .hold : .pin(.clientState)), "\(what)")
                 case .read:
                     #expect(route == .read, "\(what)")
                 case .write, .unknown:
@@ -80,7 +88,13 @@ import Testing
             }
         }
         #expect(cases == Self.commands.count * State.all.count)
-        #expect(State.all.count == 24)
+        #expect(State.all.count == 48)
+        // The admin commands listed are pinned where tools are; CONFIG GET (apps run it) is not.
+        let tools = Self.commands.filter {
+            let command = Self.table.command($0)
+            return command.inspectsServer && command.kind == .master
+        }.map { $0.prefix(2).joined(separator: " ") }
+        #expect(tools == ["SHUTDOWN NOSAVE", "CONFIG SET", "SLOWLOG GET", "DEBUG SLEEP", "CLIENT PAUSE", "LATENCY RESET"])
     }
 
     @Test func urgentCommandsAreTheOnesABusyServerTakes() {
