@@ -261,12 +261,13 @@ extension ClientSession {
         }
     }
 
-    /// A tool's session logged in as another user (AUTH passed through): its connection is the
-    /// old login's. Once every earlier reply is in it lets go of it for one logged in as the new
-    /// user, and `frame` goes there. False: not a pinned tool between commands (MULTI, WATCH,
-    /// relaying keep the connection, as for any pinned session).
+    /// A tool's session whose connection is no longer right: it logged in as another user (AUTH
+    /// passed through), or its node is no longer the master (a failover; the old master may live
+    /// on as a replica). Once every earlier reply is in it lets go of it for one to the master,
+    /// logged in as the session is, and `frame` goes there. False: not a pinned tool between
+    /// commands (MULTI, WATCH, relaying keep the connection, as for any pinned session).
     @inline(never)
-    func repinToolForLogin(_ frame: RequestFrame) -> Bool {
+    func repinTool(_ frame: RequestFrame) -> Bool {
         guard isPinnedTool, !inMulti, !watching, !pin.isRelaying else { return false }
         if !replies.isEmpty {
             hold = .barrier(frame)

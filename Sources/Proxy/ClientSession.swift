@@ -483,7 +483,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         lastArgument = frame.firstArgument
         lastCommandAt = dispatchNow
         if let pinned {
-            if readsFromMaster && pinned.loginIndex != loginIndex && repinToolForLogin(frame) {
+            if readsFromMaster && (pinned.loginIndex != loginIndex || pinned.backend !== group.master) && repinTool(frame) {
                 return
             } else if proxy.clustered && pinned.inflight.isEmpty && !inMulti && !watching && !pin.isRelaying {
                 // A cluster session held a shard's master for a state now over (EXEC answered, a

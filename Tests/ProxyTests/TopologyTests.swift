@@ -234,6 +234,32 @@ extension Integration {
               + "\(String(format: "%.3f", sincePromotion)) s after the promotion, \(errorReplies) error replies")
     }
 
+    /// A tool's session (pinned to a dedicated master connection by its first admin command)
+    /// follows a switchover too: the old master lives on as a replica, and the tool's next
+    /// commands go to the new master, not to its old connection (where a write would be refused
+    /// with READONLY).
+    @Test func aToolSessionFollowsASwitchover() throws {
+        let cluster = try Cluster(replicas: 1)
+        defer { cluster.stop() }
+        let (old, promoted) = (cluster.master, cluster.replicas[0])
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: role\nnodes:\n"
+                + [old, promoted].map { "  - 127.0.0.1:\($0.port)\n" }.joined()
+                + "health_interval: 100ms\nfailover_hold: 3s\nlog_level: info\n"
+        }
+        defer { ambassador.stop() }
+        let tool = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try tool.command(["CONFIG", "SET", "slowlog-max-len", "200"]) == .simple("OK"))
+        #expect(try tool.command(["SET", "tool:before", "x"]) == .simple("OK"))
+        _ = try promoted.client().command(["REPLICAOF", "NO", "ONE"])
+        _ = try old.client().command(["REPLICAOF", "127.0.0.1", String(promoted.port)])
+        #expect(try eventually(5) { try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(promoted.port)" })
+        #expect(try tool.command(["SET", "tool:after", "y"]) == .simple("OK"))
+        #expect(try tool.command(["CONFIG", "GET", "slowlog-max-len"]) == .array([.bulk("slowlog-max-len"), .bulk("128")]),
+                "the new master's setting")
+        #expect(try promoted.client().command(["GET", "tool:after"]) == .bulk("y"))
+    }
+
     /// discovery: sentinel with three sentinels: the ambassador finds the master and replicas from
     /// them (confirmed with ROLE). When the master dies and the sentinels fail over, writes wait
     /// and then land on the promoted replica; none fails and none reaches a non-master.
