@@ -110,6 +110,7 @@ public final class Supervisor {
                 let proxy = Proxy(config: settings, loop: loop, logger: logger, worker: index, metrics: metrics)
                 proxy.useHealthChecks()
                 proxy.onClusterRedirect = { control.post { loop in (loop.context as? Supervisor)?.checker?.clusterRedirected() } }
+                proxy.onPause = { until in control.post { loop in (loop.context as? Supervisor)?.eachProxy { $0.applyPause(until) } } }
                 do throws(SocketError) {
                     try proxy.start(reusePort: true, port: fixedPort, unixSocket: socket)
                     loop.context = proxy

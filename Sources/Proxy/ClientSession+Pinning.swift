@@ -30,7 +30,7 @@ extension ClientSession {
         let command = proxy.table.command(frame, arguments: SessionArguments(session: self, frame: frame))
         let verb = command.verb
         // As when unpinned (see `perform`); an UNPAUSE goes on this connection, not a shared one.
-        if command.inspectsServer && noteServerCommand(frame) { proxy.pausedUntil = 0 }
+        if command.inspectsServer && noteServerCommand(frame) { proxy.endPause() }
         if let rules = proxy.commandRules, let refusal = refusal(by: rules, command, frame) {
             input.drop(frame.length, from: connection)
             if inMulti && !pin.isRelaying {

@@ -581,7 +581,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             forward(frame, to: group.master, write: write, urgent: urgent)
             // CLIENT UNPAUSE ends the pause once it is on its way: itself, it must not queue
             // behind a paused write either.
-            if unpauses { proxy.pausedUntil = 0 }
+            if unpauses { proxy.endPause() }
         }
     }
 
@@ -928,7 +928,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             return true
         } else if frame.firstArgument == Self.pauseName, frame.argumentCount >= 3,
                   let milliseconds = DecimalNumber.value(of: argumentBytes(2, of: frame)), milliseconds > 0 {
-            proxy.pausedUntil = max(proxy.pausedUntil, proxy.loop.nowMicroseconds + Int(min(milliseconds, 1 << 40)) * 1000)
+            proxy.notePause(milliseconds: Int(min(milliseconds, 1 << 40)))
         }
         return false
     }

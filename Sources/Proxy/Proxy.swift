@@ -54,11 +54,31 @@ public final class Proxy {
     public private(set) var acceptedConnections = 0
     /// `stall_threshold` in µs; -1 when off.
     private(set) var stallMicroseconds = 50_000
-    /// Until when (loop µs) a CLIENT PAUSE sent through this worker holds the master's writes:
-    /// meanwhile a request never queues behind another in flight on a shared master connection
-    /// (a paused write there would hold it until the pause ends; direct, each client has its
-    /// own connection). 0: no pause.
-    var pausedUntil = 0
+    /// Until when (loop µs: the wall clock, the same in every worker) a CLIENT PAUSE sent through
+    /// any worker holds the master's writes: meanwhile a request never queues behind another in
+    /// flight on a shared master connection (a paused write there would hold it until the pause
+    /// ends; direct, each client has its own connection). 0: no pause. Each worker has its own
+    /// shared connections: the worker that sent the pause tells the others (`onPause`).
+    private(set) var pausedUntil = 0
+    /// Tells every worker of a pause (its end, or 0) sent through this one (`applyPause`).
+    public var onPause: (@Sendable (Int) -> Void)?
+
+    /// A CLIENT PAUSE of `milliseconds` was sent now.
+    func notePause(milliseconds: Int) {
+        applyPause(loop.nowMicroseconds + min(milliseconds, 1 << 40) * 1000)
+        onPause?(pausedUntil)
+    }
+
+    /// CLIENT UNPAUSE was sent.
+    func endPause() {
+        applyPause(0)
+        onPause?(0)
+    }
+
+    /// A pause sent through any worker: until `until` (µs), or over (0).
+    public func applyPause(_ until: Int) {
+        pausedUntil = until == 0 ? 0 : max(pausedUntil, until)
+    }
     /// read_your_writes is `session` or `app` (offsets are tracked), and `app` (keys too):
     /// kept as flags, read on every command. Nothing is tracked when no read can go to a
     /// replica (`read_policy: master`, or a static topology without replicas): each tracked
