@@ -80,8 +80,9 @@ final class BackendConnection: ConnectionDelegate {
     /// HELLO queued in MULTI): it is closed rather than returned to the pool.
     var reusable = true
     /// The name this connection has in Redis: set for a tool's session (see
-    /// `ClientSession.nameInRedis`) or by a transaction's CLIENT SETNAME; nil: none.
-    var redisName: [UInt8]?
+    /// `ClientSession.nameInRedis`) or by a transaction's CLIENT SETNAME; nil: none. A
+    /// connection once named is never pooled again.
+    var redisName: [UInt8]? { didSet { reusable = false } }
     private var reconnectTimer: Timer?
     /// Why the connection was dropped by the ambassador itself (command_timeout, health check).
     private var failReason: String?

@@ -182,18 +182,11 @@ extension ClientSession {
                     // A tool's session: its own CLIENT SETNAME runs on its connection (Redis
                     // answers it, a refusal too), so Redis names it, and logs it, as it would a
                     // direct client. The session takes the name Redis takes.
-                    if frame.argumentCount == 3, setName(argumentBytes(2, of: frame)) == nil {
-                        target.redisName = name
-                        target.reusable = false
-                    }
+                    if frame.argumentCount == 3, setName(argumentBytes(2, of: frame)) == nil { target.redisName = name }
                     target.forward(from: connection, length: frame.length, slot: enqueue(.pinned))
                     return
                 }
-                if isPinnedTool, Self.shadowedOnMaster(local) {
-                    // As for a tool's session unpinned (see `perform`): Redis counts it too.
-                    let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
-                    target.inject(arguments, label: "shadowed", expectingError: true)
-                }
+                if isPinnedTool, Self.shadowedOnMaster(local) { shadow(frame, on: target) }
                 proxy.stats.answered(.local, .ok, microseconds: 0)
                 return answerLocally(local, frame)
             }
@@ -237,17 +230,15 @@ extension ClientSession {
         // Anything run on the dedicated connection may write (EXEC, a script, a blocking move):
         // the session's later reads wait for it like for a write of its own. A tool's reads and
         // inspections outside a transaction write nothing.
-        if isPinnedTool && !inMulti, Self.writesNothing(kind) {
-            target.forward(from: connection, length: frame.length, slot: slot)
-            return
-        }
-        slot.isWrite = true
-        writesInFlight += 1
-        lastWriteMicroseconds = proxy.loop.nowMicroseconds
-        if proxy.tracksKeys {
-            slot.isAppWrite = true
-            slot.appKeys = target.backend.group.keyWrites.sent(nil)  // a transaction's keys are not known here
-            if proxy.clustered { slot.appGroup = target.backend.group }
+        if inMulti || !isPinnedTool || !Self.writesNothing(kind) {
+            slot.isWrite = true
+            writesInFlight += 1
+            lastWriteMicroseconds = proxy.loop.nowMicroseconds
+            if proxy.tracksKeys {
+                slot.isAppWrite = true
+                slot.appKeys = target.backend.group.keyWrites.sent(nil)  // a transaction's keys are not known here
+                if proxy.clustered { slot.appGroup = target.backend.group }
+            }
         }
         target.forward(from: connection, length: frame.length, slot: slot)
         if verb == .exec && nameQueued { learnNameAfterExec(on: target) }
@@ -289,7 +280,6 @@ extension ClientSession {
         guard target.redisName != name else { return }
         target.inject(["CLIENT", "SETNAME", String(decoding: name ?? [], as: UTF8.self)], label: "name")
         target.redisName = name
-        target.reusable = false
     }
 
     /// A transaction queued CLIENT SETNAME (or HELLO … SETNAME): Redis ran it at EXEC, or not

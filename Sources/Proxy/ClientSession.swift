@@ -270,7 +270,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var pinsTools: Bool { !proxy.clustered }
     /// A tool's session, pinned to a dedicated master connection until RESET (see
     /// `CommandRouter.pinTool`).
-    var isPinnedTool: Bool { readsFromMaster && !proxy.clustered }
+    var isPinnedTool: Bool { readsFromMaster && pinsTools }
 
     var encoder = RESPEncoder()
     /// For CLIENT LIST / INFO: when the connection was accepted and last ran a command (loop
@@ -548,9 +548,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
                 // The same for what only describes the session: Redis runs it too (its reply
                 // dropped), so its commandstats and latency histograms count it; the answer is
                 // the ambassador's.
-                let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
                 let target = group.master.connection(for: self, urgent: true, now: dispatchNow)
-                if target.isUsable { target.inject(arguments, label: "shadowed", expectingError: true) }
+                if target.isUsable { shadow(frame, on: target) }
             }
             proxy.stats.answered(.local, .ok, microseconds: 0)
             answerLocally(local, frame)
@@ -916,6 +915,12 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         case .clientID, .clientList, .clientInfo, .clientGetName: return true
         default: return false
         }
+    }
+
+    /// Sends `frame` (answered by the ambassador) to Redis as well, its reply dropped.
+    func shadow(_ frame: RequestFrame, on target: BackendConnection) {
+        let arguments = (0..<frame.argumentCount).map { String(decoding: argumentBytes($0, of: frame), as: UTF8.self) }
+        target.inject(arguments, label: "shadowed", expectingError: true)
     }
 
     /// An admin command (`Command.inspectsServer`) on its way to the master: the session is a

@@ -63,9 +63,9 @@ public final class Proxy {
     /// Tells every worker of a pause (its end, or 0) sent through this one (`applyPause`).
     public var onPause: (@Sendable (Int) -> Void)?
 
-    /// A CLIENT PAUSE of `milliseconds` was sent now.
+    /// A CLIENT PAUSE of `milliseconds` (at most 2^40) was sent now.
     func notePause(milliseconds: Int) {
-        applyPause(loop.nowMicroseconds + min(milliseconds, 1 << 40) * 1000)
+        applyPause(loop.nowMicroseconds + milliseconds * 1000)
         onPause?(pausedUntil)
     }
 
