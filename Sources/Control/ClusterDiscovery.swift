@@ -7,7 +7,8 @@ import RESP
 /// master and replicas — from one node at a time: `CLUSTER SHARDS` (Redis 7), or `CLUSTER SLOTS`
 /// where that is unknown. Asked every `cluster_refresh`, and at once when a worker met `-MOVED`
 /// or a node went down (`refresh()`). The node that answered last is asked first; then the
-/// seeds, then every node the layout named, until one answers.
+/// seeds, then every node the layout named, until one answers (with a layout that serves no
+/// fewer slots than the current one; else all are asked, see `answered`).
 final class ClusterDiscovery {
     typealias ClientFactory = (_ address: Address) -> CheckClient
     private let makeClient: ClientFactory
@@ -22,6 +23,12 @@ final class ClusterDiscovery {
     /// A round in progress: the nodes still to ask if the current one fails.
     private var candidates: [Address] = []
     private var asking = false
+    /// A refresh was asked for while a round was under way: another round follows it (the
+    /// round may have begun before what prompted the refresh, a -MOVED say).
+    private var askAgain = false
+    /// In a round, the best layout seen that serves fewer slots than the current one: the
+    /// other nodes are asked too before it is believed (see `answered`).
+    private var shortLayout: (source: Address, shards: [ClusterShard], served: Int)?
     /// SHARDS is unknown to this cluster (Redis < 7): SLOTS from then on.
     private var slotsOnly = false
     private var errors: [Address: String] = [:]
@@ -58,6 +65,8 @@ final class ClusterDiscovery {
         for client in clients.values { client.reset(why) }
         clients = [:]
         asking = false
+        askAgain = false
+        shortLayout = nil
         candidates = []
     }
 
@@ -69,7 +78,10 @@ final class ClusterDiscovery {
 
     /// Reads the layout again now (unless a read is under way).
     func refresh() {
-        guard !asking else { return }
+        guard !asking else {
+            askAgain = true
+            return
+        }
         var order: [Address] = []
         for address in (lastGood.map { [$0] } ?? []) + seeds + nodes where !order.contains(address) { order.append(address) }
         candidates = order
@@ -79,8 +91,11 @@ final class ClusterDiscovery {
 
     private func askNext() {
         guard !candidates.isEmpty else {
-            asking = false
-            return
+            if let short = shortLayout {
+                // Every node asked serves fewer slots than before: so be it.
+                return accept(short.shards, from: short.source)
+            }
+            return endRound()
         }
         let address = candidates.removeFirst()
         let client = clients[address] ?? makeClient(address)
@@ -121,13 +136,38 @@ final class ClusterDiscovery {
 
     private func answered(_ source: Address, _ layout: [ClusterShard]) {
         errors[source] = nil
-        lastGood = source
+        // A layout that leaves slots unserved which the current one serves is what a node
+        // says in the middle of a failover, before it has heard of the promotion (it knows no
+        // master for the shard). The other nodes are asked as well; the fullest layout wins.
+        let served = Self.served(layout)
+        if served < Self.served(shards), served > shortLayout?.served ?? -1 {
+            shortLayout = (source, layout, served)
+        }
+        if served < Self.served(shards) { return askNext() }
+        accept(layout, from: source)
+    }
+
+    private static func served(_ layout: [ClusterShard]) -> Int {
+        layout.reduce(0) { $0 + $1.slots.reduce(0) { $0 + $1.count } }
+    }
+
+    private func endRound() {
         asking = false
         candidates = []
+        shortLayout = nil
+        if askAgain {
+            askAgain = false
+            refresh()
+        }
+    }
+
+    private func accept(_ layout: [ClusterShard], from source: Address) {
+        lastGood = source
+        endRound()
         // Shards in a stable order (by their first slot), so every refresh lists them alike.
         let sorted = layout.sorted { ($0.slots.map(\.lowerBound).min() ?? .max) < ($1.slots.map(\.lowerBound).min() ?? .max) }
         guard sorted != shards else { return }
-        let served = sorted.reduce(0) { $0 + $1.slots.reduce(0) { $0 + $1.count } }
+        let served = Self.served(sorted)
         let summary = sorted.map { "\(address(of: $0.master)) +\($0.replicas.count)" }.joined(separator: ", ")
         logger.info("cluster: \(sorted.count) shard(s) serve \(served) of 16384 slots (layout from \(source)): \(summary)")
         shards = sorted

@@ -36,6 +36,9 @@ final class HealthChecker {
     private var cluster: ClusterDiscovery!
     private var clusterSamples: [Address: OffsetSamples] = [:]
     private var clusterTimer: LoopTimer?
+    /// When a shard without a master last prompted a read of the layout (wall clock, seconds).
+    private var masterlessRefreshAt = 0.0
+    private var masterlessRefreshDelay = 0.1
 
     /// One data node: its check connection and round state, and what it last reported.
     final class Node {
@@ -360,6 +363,20 @@ final class HealthChecker {
                                             now: EventLoop.wallClock)
         }
         topology = next
+        if let shards = next.shards, shards.contains(where: { $0.topology.master == nil }) {
+            // A shard without a confirmed master is failing over, or the layout is stale (its
+            // master says it is a replica now): the layout is read again soon — after 100 ms,
+            // then less often, up to cluster_refresh — not only every cluster_refresh. Writes
+            // wait meanwhile, and no -MOVED comes to prompt a read.
+            let now = EventLoop.wallClock
+            if now - masterlessRefreshAt >= masterlessRefreshDelay {
+                masterlessRefreshAt = now
+                masterlessRefreshDelay = min(masterlessRefreshDelay * 2, config.clusterRefresh.seconds)
+                cluster.refresh()
+            }
+        } else {
+            masterlessRefreshDelay = 0.1
+        }
         guard published.map({ !TopologyBuilder.sameShape($0, next) }) ?? true else { return }
         // Each group's changes: the one master and its replicas, or every shard's.
         let groups = next.shards?.map(\.topology) ?? [next]

@@ -8,7 +8,7 @@ import Routing
 /// and the cluster's redirections (-MOVED, -ASK, -TRYAGAIN) followed for the client, which
 /// sees one Redis.
 extension ClientSession {
-    /// Redirections followed per request before the client gets the last one's error.
+    /// -MOVED / -ASK followed at once per request; further ones after a pause (see `redirect`).
     static let redirectLimit = 5
 
     /// A new command was read: whether its reply is silenced (CLIENT REPLY), decided once
@@ -486,27 +486,29 @@ extension ClientSession {
     }
 
     /// A shard redirected `slot`'s request (its error reply already read and dropped): sent
-    /// again where the cluster says, or after a pause; the client sees the error only when the
-    /// redirections run out (-CLUSTERDOWN: when `failover_hold` has passed since it was sent).
+    /// again where the cluster says, at once for the first few -MOVED / -ASK, else after a
+    /// pause. The client sees the error only when `failover_hold` has passed since the request
+    /// was sent: nodes disagree for a moment in a failover (one names a node that still sends
+    /// the request back), and a plain client cannot follow a redirection itself.
     func redirect(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
         var redirection = redirection
         // An empty host ("MOVED 3999 :6381"): the node's own host, as the cluster means it.
         if redirection.slot >= 0 && redirection.address.host.isEmpty {
             redirection.address = Address(host: backend.address.host, port: redirection.address.port)
         }
-        if redirection.kind != .clusterDown { slot.redirectsLeft -= 1 }
         switch redirection.kind {
         case .moved:
             // The slot's table entry follows at once (when a group has that master).
             _ = proxy.moved(slot: redirection.slot, to: redirection.address)
-            if send(slot, again: redirection, from: backend) { return }
         case .ask:
             proxy.requestLayout()
-            if send(slot, again: redirection, from: backend) { return }
         case .tryAgain, .clusterDown, .masterLost:
             break
         }
-        guard slot.redirectsLeft > 0 else { return fail(slot, redirection.text) }
+        if redirection.kind == .moved || redirection.kind == .ask {
+            slot.redirectsLeft -= 1
+            if slot.redirectsLeft > 0, send(slot, again: redirection, from: backend) { return }
+        }
         retryLater(slot, redirection, from: backend, attempt: 0)
     }
 
@@ -525,9 +527,15 @@ extension ClientSession {
         let pause = waitsForMaster ? 0.05 : 0.02 * Double(1 << min(attempt, 4))
         proxy.after(pause) { [weak self] in
             guard let self, slot.session === self else { return }
-            if self.send(slot, again: redirection, from: backend) { return }
-            let waits = waitsForMaster || redirection.kind == .tryAgain || attempt < Self.redirectLimit
-            guard waits && self.proxy.loop.nowMicroseconds < deadline else { return self.fail(slot, redirection.text) }
+            // The layout again, should the last read have come from a node that lagged.
+            if redirection.kind == .moved || redirection.kind == .ask { self.proxy.requestLayout() }
+            if self.send(slot, again: redirection, from: backend) {
+                // A further redirection is followed too (after a pause, once the quick ones
+                // are spent).
+                slot.redirectsLeft = max(slot.redirectsLeft, 1)
+                return
+            }
+            guard self.proxy.loop.nowMicroseconds < deadline else { return self.fail(slot, redirection.text) }
             self.retryLater(slot, redirection, from: backend, attempt: attempt + 1)
         }
     }
@@ -541,7 +549,12 @@ extension ClientSession {
             // The node named (a master of a group, or one known as a replica that was just
             // promoted: the cluster says it serves the slot); else the slot's master by the table.
             target = proxy.backend(at: redirection.address)
-            if target == nil || target!.removed { target = proxy.group(forSlot: redirection.slot)?.master }
+            if target == nil || target!.removed {
+                target = proxy.group(forSlot: redirection.slot)?.master
+                // Not back to the node that redirected it: it would only say the same again.
+                // The layout will name the node (it was asked for).
+                if target?.address == backend.address { return false }
+            }
         case .tryAgain, .clusterDown:
             target = backend.removed ? backend.group.master : backend
         case .masterLost:

@@ -231,9 +231,11 @@ extension ClientSession {
         return 10
     }
 
-    /// One part on its shard's master; a redirection is followed (a few times), a shard with
-    /// no usable master answers an error in its place.
-    private func sendPart(_ part: Part, attempt: Int, _ done: @escaping ([UInt8]) -> Void) {
+    /// One part on its shard's master; a redirection is followed (as a single request's is:
+    /// until `failover_hold` has passed since the part was first sent), a shard with no usable
+    /// master answers an error in its place.
+    private func sendPart(_ part: Part, attempt: Int, since: Int? = nil, _ done: @escaping ([UInt8]) -> Void) {
+        let since = since ?? proxy.loop.nowMicroseconds
         // Not behind a busy script or a slow command (as any request's choice, `stall_threshold`).
         let target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
         guard target.isUsable else {
@@ -245,7 +247,9 @@ extension ClientSession {
             if bytes.isEmpty {
                 return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
             }
-            guard attempt < Self.redirectLimit, bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else {
+            let waited = self.proxy.loop.nowMicroseconds - since
+            guard attempt < Self.redirectLimit || waited < Int(self.proxy.config.failoverHold.seconds * 1_000_000),
+                  bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else {
                 return done(bytes)
             }
             var next = part
@@ -258,14 +262,14 @@ extension ClientSession {
             case .tryAgain, .clusterDown, .masterLost:
                 break
             }
-            self.proxy.after(0.02 * Double(1 << attempt)) { [weak self] in
+            self.proxy.after(0.02 * Double(1 << min(attempt, 4))) { [weak self] in
                 guard let self else { return }
                 if redirection.kind == .ask {
                     // ASKING must come right before the request, on the same connection.
                     let connection = self.proxy.backend(at: redirection.address)?.sharedConnection(for: self)
                     if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
                 }
-                self.sendPart(next, attempt: attempt + 1, done)
+                self.sendPart(next, attempt: attempt + 1, since: since, done)
             }
         }
     }
