@@ -49,7 +49,7 @@ extension ClientSession {
     func dispatchClustered(_ frame: RequestFrame, _ command: Command) {
         // The common case first: one key, argument 1, hashed by the parser; a plain read or
         // write of a shard that has a master. No reference is taken that the send does not need.
-        if command.keyIsFirstArgument, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout,
+        if command.keyIsFirstArgument, frame.firstArgumentSlot >= 0, !deferredMulti, proxy.hasLayout, waitingRedirects.isEmpty,
            let index = proxy.slotMap.shard(of: Int(frame.firstArgumentSlot)) {
             switch command.kind {
             case .read:
@@ -70,6 +70,12 @@ extension ClientSession {
     /// not pay this function's frame.)
     @inline(never)
     func dispatchClusteredInGeneral(_ frame: RequestFrame, _ command: Command) {
+        if !waitingRedirects.isEmpty {
+            // A redirected request waits to be sent again: nothing overtakes it.
+            flushPending()
+            hold = .barrier(frame)
+            return connection.pauseReading()
+        }
         let keys = proxy.table.keys(of: command)
         var target = proxy.primary!
         var crossSlot = false
@@ -490,6 +496,10 @@ extension ClientSession {
     /// pause. The client sees the error only when `failover_hold` has passed since the request
     /// was sent: nodes disagree for a moment in a failover (one names a node that still sends
     /// the request back), and a plain client cannot follow a redirection itself.
+    ///
+    /// Requests that wait are sent again in the order the client sent them, and none overtakes
+    /// one that waits: a pipelined SET and GET of a key whose slot is on the move must run in
+    /// that order wherever they end up.
     func redirect(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
         var redirection = redirection
         // An empty host ("MOVED 3999 :6381"): the node's own host, as the cluster means it.
@@ -505,38 +515,66 @@ extension ClientSession {
         case .tryAgain, .clusterDown, .masterLost:
             break
         }
-        if redirection.kind == .moved || redirection.kind == .ask {
+        if waitingRedirects.isEmpty, redirection.kind == .moved || redirection.kind == .ask {
             slot.redirectsLeft -= 1
             if slot.redirectsLeft > 0, send(slot, again: redirection, from: backend) { return }
         }
-        retryLater(slot, redirection, from: backend, attempt: 0)
+        wait(WaitingRedirect(slot: slot, redirection: redirection, backend: backend))
     }
 
     /// A request lost with its connection but safe to send again (never sent, or a read): to
     /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent.
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
         let unsent = ClusterRedirection(kind: .masterLost, text: "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
-        retryLater(slot, unsent, from: backend, attempt: 0)
+        wait(WaitingRedirect(slot: slot, redirection: unsent, backend: backend))
     }
 
-    /// The node is not (yet) a master here, or is reconnecting, or keys are being migrated, or a
-    /// shard has no master: again after a pause, to wherever the layout then says.
-    private func retryLater(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend, attempt: Int) {
-        let deadline = slot.started + Int(proxy.config.failoverHold.seconds * 1_000_000)
-        let waitsForMaster = redirection.kind == .clusterDown || redirection.kind == .masterLost
+    /// Queues `waiting` in request order; the first to wait starts the retries.
+    private func wait(_ waiting: WaitingRedirect) {
+        let position = replies.slots.firstIndex { $0 === waiting.slot } ?? Int.max
+        let index = waitingRedirects.firstIndex { other in
+            (replies.slots.firstIndex { $0 === other.slot } ?? Int.max) > position
+        } ?? waitingRedirects.endIndex
+        waitingRedirects.insert(waiting, at: index)
+        if waitingRedirects.count == 1 { retryWaiting(attempt: 0) }
+    }
+
+    /// After a pause (by the first waiting request's kind): the waiting requests are sent
+    /// again in order, as far as their nodes allow; the rest wait on.
+    private func retryWaiting(attempt: Int) {
+        guard let first = waitingRedirects.first else { return }
+        let waitsForMaster = first.redirection.kind == .clusterDown || first.redirection.kind == .masterLost
         let pause = waitsForMaster ? 0.05 : 0.02 * Double(1 << min(attempt, 4))
-        proxy.after(pause) { [weak self] in
-            guard let self, slot.session === self else { return }
-            // The layout again, should the last read have come from a node that lagged.
-            if redirection.kind == .moved || redirection.kind == .ask { self.proxy.requestLayout() }
-            if self.send(slot, again: redirection, from: backend) {
+        proxy.after(pause) { [weak self] in self?.sendWaiting(attempt: attempt) }
+    }
+
+    private func sendWaiting(attempt: Int) {
+        var layoutAsked = false
+        while let first = waitingRedirects.first {
+            let slot = first.slot
+            guard slot.session === self, connection.isOpen else {
+                waitingRedirects.removeFirst()
+                continue
+            }
+            if !layoutAsked, first.redirection.kind == .moved || first.redirection.kind == .ask {
+                // The layout again, should the last read have come from a node that lagged.
+                proxy.requestLayout()
+                layoutAsked = true
+            }
+            if send(slot, again: first.redirection, from: first.backend) {
                 // A further redirection is followed too (after a pause, once the quick ones
                 // are spent).
                 slot.redirectsLeft = max(slot.redirectsLeft, 1)
-                return
+                waitingRedirects.removeFirst()
+                continue
             }
-            guard self.proxy.loop.nowMicroseconds < deadline else { return self.fail(slot, redirection.text) }
-            self.retryLater(slot, redirection, from: backend, attempt: attempt + 1)
+            let deadline = slot.started + Int(proxy.config.failoverHold.seconds * 1_000_000)
+            guard proxy.loop.nowMicroseconds < deadline else {
+                waitingRedirects.removeFirst()
+                fail(slot, first.redirection.text)
+                continue
+            }
+            return retryWaiting(attempt: attempt + 1)
         }
     }
 
@@ -568,6 +606,14 @@ extension ClientSession {
         resend(slot, to: connection)
         return true
     }
+}
+
+/// A redirected request waiting to be sent again (see `ClientSession.redirect`).
+struct WaitingRedirect {
+    let slot: Slot
+    let redirection: ClusterRedirection
+    /// The node that redirected it (or lost it).
+    let backend: Backend
 }
 
 /// A cluster's redirection of one request, read from its error reply.

@@ -74,6 +74,9 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// keys live on another shard, oldest first: that node's -MOVED (or -ASK) for each marks its
     /// place in the relayed stream (see `takeRelayedRedirection`).
     var relayForeign: [ForeignCommand] = []
+    /// Cluster requests redirected and waiting to be sent again, in request order (see
+    /// `ClientSession.redirect`); while any waits, new commands wait behind the replies owed.
+    var waitingRedirects: [WaitingRedirect] = []
     /// Answers the ambassador owes in a relayed stream, each behind the ECHO of its marker
     /// (see `answerInRelayedStream`).
     var relayMarkers: [(marker: [UInt8], answer: [UInt8])] = []

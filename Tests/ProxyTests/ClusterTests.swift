@@ -464,6 +464,57 @@ import TestSupport
         print("resharding: 2000 slots in \(String(format: "%.1f", took)) s under 20 clients, \(load.commands.load(ordering: .relaxed)) commands, \(all.count) errors, \(written.count) keys checked, \(lost) lost")
     }
 
+    /// A node added to the cluster (empty, so in no shard yet) takes slots from a master while
+    /// 20 clients read and write: keys of a slot on its way there are answered by -ASK naming
+    /// a node the layout does not list until the first slot is its own. No client sees an
+    /// error; no write is lost.
+    @Test func aNewNodeTakesSlotsUnderLoad() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let bus = try RedisServer.freePort()
+        let added = try RedisServer(arguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                                "--cluster-port", String(bus), "--cluster-node-timeout", "1000"])
+        defer { added.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let load = ClientLoad(port: ambassador.port) { client, index, n in
+            let key = "r\(index):\(n % 500)"
+            let value = "v\(n)"
+            let replies = try client.pipeline([["SET", key, value], ["GET", key]])
+            let ok = replies[0] == RESPValue.simple("OK").encoded && replies[1] == RESPValue.bulk(value).encoded
+            return (2, ok ? nil : "\(key): \(replies.map { text($0) })", key, value)
+        }
+        #expect(load.ran(1000))
+        let masters = try cluster.masters()
+        let join = try AmbassadorProcess.runToCompletion(RedisServer.executable("redis-cli"), [
+            "--cluster", "add-node", "127.0.0.1:\(added.port)", "127.0.0.1:\(masters[0].port)",
+        ])
+        #expect(join.status == 0, "\(join.output.suffix(500))")
+        #expect(try eventually(20) {
+            try (cluster.nodes + [added]).allSatisfy {
+                let info = try $0.client().command(["CLUSTER", "INFO"]).text ?? ""
+                return info.contains("cluster_known_nodes:4") && info.contains("cluster_state:ok")
+            }
+        })
+        let from = try masters[0].client().command(["CLUSTER", "MYID"]).text ?? ""
+        let to = try added.client().command(["CLUSTER", "MYID"]).text ?? ""
+        let reshard = try AmbassadorProcess.runToCompletion(RedisServer.executable("redis-cli"), [
+            "--cluster", "reshard", "127.0.0.1:\(masters[0].port)", "--cluster-from", from, "--cluster-to", to,
+            "--cluster-slots", "1000", "--cluster-yes",
+        ])
+        #expect(reshard.status == 0, "\(reshard.output.suffix(500))")
+        #expect(load.ran(1000))
+        load.finish()
+        let all = load.failures.withLock { $0 }
+        #expect(all.isEmpty, "errors: \(all.count), first: \(all.prefix(5))")
+        let reader = try BlockingClient(port: ambassador.port, timeout: 10)
+        var lost = 0
+        for (key, value) in load.acknowledged.withLock({ $0 }) where try reader.command(["GET", key]) != .bulk(value) { lost += 1 }
+        #expect(lost == 0)
+        #expect(try added.client().command(["DBSIZE"]) != .integer(0))
+        print("a new node: 1000 slots moved to it under 20 clients, \(load.commands.load(ordering: .relaxed)) commands, \(all.count) errors, \(lost) lost")
+    }
+
     /// The transparency scripts (every data type, scripts, transactions, pub/sub, blocking pops,
     /// errors, CLIENT REPLY, RESP3 tracking, connection commands) through the ambassador in front
     /// of a cluster, compared with one standalone Redis: the same bytes, except where a cluster

@@ -280,14 +280,16 @@ extension Integration {
         let ambassador = try ConfigMapAmbassador { port, admin in
             "listen: 127.0.0.1:\(port)\nadmin:\n  listen: 127.0.0.1:\(admin)\ndiscovery: sentinel\nmaster_name: group\nsentinels:\n"
                 + sentinels.map { "  - 127.0.0.1:\($0.port)\n" }.joined()
-                + "health_interval: 100ms\nfailover_hold: 20s\nlog_level: info\n"
+                // The sentinels' election may fail under load and be tried again after twice
+                // their failover-timeout (5 s): writes wait that long.
+                + "health_interval: 100ms\nfailover_hold: 45s\nlog_level: info\n"
         }
         defer { ambassador.stop() }
         #expect(try Self.topology(ambassador)["master"] as? String == "127.0.0.1:\(cluster.master.port)")
         #expect(try eventually(3) {
             (try Self.topology(ambassador)["replicas"] as? [[String: Any]] ?? []).filter { $0["eligible"] as? Bool == true }.count == 2
         })
-        let writer = try BlockingClient(port: ambassador.port, timeout: 30)
+        let writer = try BlockingClient(port: ambassador.port, timeout: 60)
         for i in 0..<50 { #expect(try writer.command(["SET", "before:\(i)", "x"]) == .simple("OK")) }
 
         cluster.master.kill9()
