@@ -43,6 +43,9 @@ public struct Duration: Hashable, Sendable, Comparable, CustomStringConvertible 
 
     public init(seconds: Double) { self.seconds = seconds }
 
+    /// In whole microseconds (the event loop's clock).
+    public var microseconds: Int { Int(seconds * 1_000_000) }
+
     public init?(parsing text: String) {
         let units: [(String, Double)] = [("ms", 0.001), ("us", 0.000_001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {

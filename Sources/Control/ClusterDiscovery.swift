@@ -140,11 +140,9 @@ final class ClusterDiscovery {
         // says in the middle of a failover, before it has heard of the promotion (it knows no
         // master for the shard). The other nodes are asked as well; the fullest layout wins.
         let served = Self.served(layout)
-        if served < Self.served(shards), served > shortLayout?.served ?? -1 {
-            shortLayout = (source, layout, served)
-        }
-        if served < Self.served(shards) { return askNext() }
-        accept(layout, from: source)
+        guard served < Self.served(shards) else { return accept(layout, from: source) }
+        if served > shortLayout?.served ?? -1 { shortLayout = (source, layout, served) }
+        askNext()
     }
 
     private static func served(_ layout: [ClusterShard]) -> Int {

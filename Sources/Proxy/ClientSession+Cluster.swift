@@ -568,7 +568,7 @@ extension ClientSession {
                 waitingRedirects.removeFirst()
                 continue
             }
-            let deadline = slot.started + Int(proxy.config.failoverHold.seconds * 1_000_000)
+            let deadline = slot.started + proxy.config.failoverHold.microseconds
             guard proxy.loop.nowMicroseconds < deadline else {
                 waitingRedirects.removeFirst()
                 fail(slot, first.redirection.text)

@@ -248,7 +248,7 @@ extension ClientSession {
                 return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
             }
             let waited = self.proxy.loop.nowMicroseconds - since
-            guard attempt < Self.redirectLimit || waited < Int(self.proxy.config.failoverHold.seconds * 1_000_000),
+            guard attempt < Self.redirectLimit || waited < self.proxy.config.failoverHold.microseconds,
                   bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else {
                 return done(bytes)
             }

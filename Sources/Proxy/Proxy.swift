@@ -118,7 +118,7 @@ public final class Proxy {
     }
 
     static func microseconds(_ threshold: Duration) -> Int {
-        threshold.seconds > 0 ? Int(threshold.seconds * 1_000_000) : -1
+        threshold.seconds > 0 ? threshold.microseconds : -1
     }
 
     /// Opens the listener and the backend connections. With several workers every one listens on
@@ -617,7 +617,7 @@ public final class Proxy {
     private func expiryTimer(_ limit: Duration, every bounds: ClosedRange<Double>,
                              _ check: @escaping (Proxy, _ deadline: Int) -> Void) -> Timer? {
         guard limit.seconds > 0 else { return nil }
-        let microseconds = Int(limit.seconds * 1_000_000)
+        let microseconds = limit.microseconds
         let timer = Timer(loop: loop, repeating: true) { [unowned self] in
             check(self, self.loop.nowMicroseconds - microseconds)
         }

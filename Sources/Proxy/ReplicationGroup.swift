@@ -160,7 +160,7 @@ final class ReplicationGroup {
     }
 
     private func expireWaitingWrites() {
-        let deadline = proxy.loop.nowMicroseconds - Int(proxy.config.failoverHold.seconds * 1_000_000)
+        let deadline = proxy.loop.nowMicroseconds - proxy.config.failoverHold.microseconds
         let expired = waitingForMaster.filter { $0.waitingSince <= deadline }
         guard !expired.isEmpty else { return }
         waitingForMaster.removeAll { $0.waitingSince <= deadline }
@@ -192,7 +192,7 @@ final class ReplicationGroup {
             return Self.floor(max(own, keys))
         case .duration(let window):
             let open = session.lastWriteMicroseconds > 0
-                && proxy.loop.nowMicroseconds - session.lastWriteMicroseconds < Int(window.seconds * 1_000_000)
+                && proxy.loop.nowMicroseconds - session.lastWriteMicroseconds < window.microseconds
             return open ? .masterWindow : .any
         }
     }
