@@ -265,7 +265,7 @@ extension Connection {
         guard isOpen else { return }
         log.withBytes(at: position, count: count) { raw in
             guard let base = raw.baseAddress, raw.count > 0 else { return }
-            _ = evbuffer_add(outputBuffer, base, raw.count)
+            append(base, raw.count)
         }
         outputAppendedExternally()
     }

@@ -76,11 +76,58 @@ public final class Connection {
         inputStorage = buffer
         return buffer
     }
+    /// The output evbuffer, with the staged bytes (see `stagesWrites`) added first: whatever
+    /// reads, moves into or sends the output sees every byte written, in order.
     private var output: OpaquePointer {
-        if let buffer = outputStorage { return buffer }
+        let buffer = outputStorage ?? makeOutput()
+        if stagedCount > 0 { commitStaged(to: buffer) }
+        return buffer
+    }
+
+    private func makeOutput() -> OpaquePointer {
         let buffer = evbuffer_new()!
         outputStorage = buffer
         return buffer
+    }
+
+    /// Small writes are copied into a buffer of the connection's own and reach the output
+    /// evbuffer in one `evbuffer_add` when anything else touches it (the end-of-iteration
+    /// flush, a move into it, a count): a cluster session's requests go to several shards one
+    /// by one, and an `evbuffer_add` each costs several times the copy. Set by the owner for
+    /// connections that take many small writes per loop iteration (a backend's).
+    public var stagesWrites = false
+    private var staged: UnsafeMutableRawPointer?
+    private var stagedCount = 0
+    /// The staging buffer's size, and the largest write staged.
+    static let stageCapacity = 8 * 1024
+    static let stageLimit = 1024
+
+    /// Copies `count` bytes at `base` into the staging buffer; false when they must go to the
+    /// output directly (staging off, or a large write).
+    @inline(__always)
+    private func stage(_ base: UnsafeRawPointer, _ count: Int) -> Bool {
+        guard stagesWrites, count <= Self.stageLimit else { return false }
+        if stagedCount + count > Self.stageCapacity { commitStaged(to: outputStorage ?? makeOutput()) }
+        let into = staged ?? {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.stageCapacity, alignment: 16)
+            staged = buffer
+            return buffer
+        }()
+        (into + stagedCount).copyMemory(from: base, byteCount: count)
+        stagedCount += count
+        return true
+    }
+
+    @inline(never)
+    private func commitStaged(to buffer: OpaquePointer) {
+        _ = evbuffer_add(buffer, staged, stagedCount)
+        stagedCount = 0
+    }
+
+    /// Appends `count` bytes at `base` to the output (staged when small, see `stagesWrites`).
+    @inline(__always)
+    func append(_ base: UnsafeRawPointer, _ count: Int) {
+        if !stage(base, count) { _ = evbuffer_add(output, base, count) }
     }
     var inputBuffer: OpaquePointer { input }
     var outputBuffer: OpaquePointer { output }
@@ -114,6 +161,7 @@ public final class Connection {
         if state == .idle { _ = Glibc.close(fd) }
         if let inputStorage { evbuffer_free(inputStorage) }
         if let outputStorage { evbuffer_free(outputStorage) }
+        staged?.deallocate()
     }
 
     // MARK: opening
@@ -200,7 +248,7 @@ public final class Connection {
     public var inputCount: Int { inputStorage.map { evbuffer_get_length($0) } ?? 0 }
     /// Bytes waiting to be written (with TLS: plaintext not yet encrypted, and records not yet sent).
     public var outputCount: Int { plainOutputCount + (tls?.ciphertextCount ?? 0) }
-    private var plainOutputCount: Int { outputStorage.map { evbuffer_get_length($0) } ?? 0 }
+    private var plainOutputCount: Int { (outputStorage.map { evbuffer_get_length($0) } ?? 0) + stagedCount }
     /// The local port (useful when a test connects to port 0 listeners).
     public var localPort: UInt16 { Socket.localPort(fd) }
     /// The other end as "ip:port" (CLIENT LIST's `addr`), and this end (`laddr`).
@@ -436,8 +484,9 @@ public final class Connection {
     /// Appends bytes to the output; they are written at the end of this loop iteration.
     public func write(_ bytes: Span<UInt8>) {
         guard isOpen else { return }
-        bytes.withUnsafeBufferPointer { raw in
-            _ = evbuffer_add(output, raw.baseAddress, raw.count)
+        bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress, raw.count > 0 else { return }
+            append(base, raw.count)
         }
         outputAppended()
     }

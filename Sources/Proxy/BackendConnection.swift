@@ -145,6 +145,10 @@ final class BackendConnection: ConnectionDelegate {
         // Replies come in bulk (a pipeline's worth, or a 64 KiB value): read them in chunks of
         // the pool's largest class, 4× fewer reads than the client side's 16 KiB.
         connection?.readChunkSize = Connection.largeReadChunkSize
+        // A shared connection takes many sessions' small requests per loop iteration (a
+        // cluster session's pipeline is split over shards request by request); a dedicated
+        // one, one session's, and there may be many of those: no staging buffer for them.
+        connection?.stagesWrites = !dedicated
         state = .connecting
         generation &+= 1
         if !dedicated && (redisClientID != nil || identityUnknown) {

@@ -126,6 +126,75 @@ import Glibc
         w.close(); r.close(); listener.close()
     }
 
+    /// Staged writes (`stagesWrites`) reach the peer in the order written, whatever comes
+    /// between them: writes too large to stage, bytes moved in from an input, a count of the
+    /// output, a log's bytes, and more small ones than the staging buffer holds.
+    @Test func stagedWritesKeepTheirOrder() throws {
+        let loop = try EventLoop()
+        // The server frames each read: a staged "<", the input moved in, a staged ">".
+        final class Framer: ConnectionDelegate {
+            var sent = 0
+            func connectionDidRead(_ connection: Connection) {
+                let count = connection.inputCount
+                connection.write("<")
+                connection.moveInput(count, to: connection)
+                connection.write(">")
+                sent += count
+            }
+            func connectionDidClose(_ connection: Connection, error: SocketError?) {}
+        }
+        let framer = Framer()
+        let listener = try Listener(loop: loop, endpoint: loopback) { connection in
+            connection.stagesWrites = true
+            connection.start(delegate: framer)
+        }
+        var expected: [UInt8] = []
+        let log = ByteLog()
+        let client = Collector(loop: loop)
+        client.onConnect = { connection in
+            connection.stagesWrites = true
+            var size = 1
+            for i in 0..<400 {
+                // Sizes from 1 byte to past the staging limit, 24 KiB in all several times over.
+                size = (size * 7 + i) % 1_500 + 1
+                let piece = pattern(size, seed: UInt8(truncatingIfNeeded: i)).map { UInt8(ascii: "a") + $0 % 26 }
+                if i % 5 == 0 {
+                    let at = log.append(piece.span)
+                    connection.write(log, at: at, count: size)
+                } else {
+                    connection.write(piece)
+                }
+                expected += piece
+                // Nothing is sent before the iteration ends: the count is every byte written.
+                #expect(connection.outputCount == expected.count)
+            }
+        }
+        _ = try Connection.connect(to: Endpoint(host: "127.0.0.1", port: listener.port), on: loop, timeout: 2, delegate: client)
+        // The client's bytes come back framed by the server's reads: strip the frames.
+        let poll = Timer(loop: loop, repeating: true) {
+            let body = client.received.filter { $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">") }
+            if body.count >= expected.count { loop.stop() }
+        }
+        poll.schedule(after: 0.005)
+        runLoop(loop)
+        poll.cancel()
+        #expect(framer.sent == expected.count)
+        // Each read's frame is whole and in place: "<" + bytes + ">", never a marker inside.
+        var unframed: [UInt8] = []
+        var index = 0
+        let received = client.received
+        while index < received.count {
+            #expect(received[index] == UInt8(ascii: "<"))
+            guard let close = received[(index + 1)...].firstIndex(of: UInt8(ascii: ">")) else {
+                Issue.record("unterminated frame"); break
+            }
+            unframed += received[(index + 1)..<close]
+            index = close + 1
+        }
+        #expect(unframed == expected)
+        listener.close()
+    }
+
     @Test func connectingToAClosedPortReportsAnError() throws {
         let loop = try EventLoop()
         // Bind a port, then close it, so nothing listens there.
