@@ -467,7 +467,7 @@ public final class Connection {
     /// Drops the first `count` input bytes.
     public func discardInput(_ count: Int) {
         evbuffer_drain(input, count)
-        updateReading()
+        inputConsumed()
     }
 
     /// Moves the first `count` input bytes to `other`'s output. Whole libevent chunks change owner
@@ -476,7 +476,7 @@ public final class Connection {
         precondition(count <= inputCount, "moveInput beyond the input")
         evbuffer_remove_buffer(input, other.output, count)
         other.outputAppended()
-        updateReading()
+        inputConsumed()
     }
 
     // MARK: writing
@@ -499,7 +499,14 @@ public final class Connection {
     }
 
     func outputAppendedExternally() { outputAppended() }
-    func inputConsumed() { updateReading() }
+    /// Input was taken: reading may resume (below the high-water mark again). Reading that is
+    /// on stays on (only the owner's pause or more input turns it off, and both update it
+    /// themselves): nothing to look at, on the path every reply and request takes.
+    @inline(__always)
+    func inputConsumed() {
+        if readEnabled { return }
+        updateReading()
+    }
 
     private func outputAppended() {
         guard !dirty, isOpen || state == .closing else { return }
