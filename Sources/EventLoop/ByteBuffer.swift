@@ -157,8 +157,9 @@ extension Connection {
         precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")
         guard count > 0 else { return }
         // One positioning and one copy by libevent (across chunks as needed), straight into
-        // the room reserved: a third of the instructions of peeking the chunks and appending
-        // each (a replica read keeps its request this way, for a retry elsewhere).
+        // the room reserved, rather than peeking the chunks and appending each through a
+        // closure: about 7 % fewer instructions (a replica read keeps its request this way,
+        // for a retry elsewhere).
         var position = evbuffer_ptr()
         guard evbuffer_ptr_set(inputBuffer, &position, offset, EVBUFFER_PTR_SET) == 0 else { return }
         let copied = evbuffer_copyout_from(inputBuffer, &position, saved.reserve(count), count)

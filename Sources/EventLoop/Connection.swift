@@ -92,9 +92,10 @@ public final class Connection {
 
     /// Small writes are copied into a buffer of the connection's own and reach the output
     /// evbuffer in one `evbuffer_add` when anything else touches it (the end-of-iteration
-    /// flush, a move into it, a count): a cluster session's requests go to several shards one
-    /// by one, and an `evbuffer_add` each costs several times the copy. Set by the owner for
-    /// connections that take many small writes per loop iteration (a backend's).
+    /// flush, a move into it; counts include the staged bytes): a cluster session's requests
+    /// go to several shards one by one, and an `evbuffer_add` each costs several times the
+    /// copy. Set by the owner for connections that take many small writes per loop iteration
+    /// (a shared backend connection).
     public var stagesWrites = false
     private var staged: UnsafeMutableRawPointer?
     private var stagedCount = 0
