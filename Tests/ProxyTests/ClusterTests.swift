@@ -306,7 +306,7 @@ import TestSupport
         // master, and `replica` replicates it, in sync. A failover (or a kill) before then can
         // leave the cluster stuck on its own: the old master, not yet told of its demotion,
         // still calls itself master of the slots, so a kill of the new one has no replica to
-        // promote, and every other node keeps naming the dead node (seen 2 runs in 27, the
+        // promote, and every other node keeps naming the dead node (seen in 3 runs of 33, the
         // cluster's own CLUSTER NODES showing it; direct clients would be stuck as well).
         let settled = { (master: RedisServer, replica: RedisServer) throws -> Bool in
             let client = try master.client()
