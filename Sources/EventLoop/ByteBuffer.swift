@@ -160,9 +160,10 @@ extension Connection {
         // the room reserved, rather than peeking the chunks and appending each through a
         // closure: about 7 % fewer instructions (a replica read keeps its request this way,
         // for a retry elsewhere).
+        let input = inputBuffer
         var position = evbuffer_ptr()
-        guard evbuffer_ptr_set(inputBuffer, &position, offset, EVBUFFER_PTR_SET) == 0 else { return }
-        let copied = evbuffer_copyout_from(inputBuffer, &position, saved.reserve(count), count)
+        guard evbuffer_ptr_set(input, &position, offset, EVBUFFER_PTR_SET) == 0 else { return }
+        let copied = evbuffer_copyout_from(input, &position, saved.reserve(count), count)
         saved.added(max(0, copied))
     }
 

@@ -109,12 +109,8 @@ public final class Connection {
     private func stage(_ base: UnsafeRawPointer, _ count: Int) -> Bool {
         guard stagesWrites, count <= Self.stageLimit else { return false }
         if stagedCount + count > Self.stageCapacity { commitStaged(to: outputStorage ?? makeOutput()) }
-        let into = staged ?? {
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.stageCapacity, alignment: 16)
-            staged = buffer
-            return buffer
-        }()
-        (into + stagedCount).copyMemory(from: base, byteCount: count)
+        if staged == nil { staged = UnsafeMutableRawPointer.allocate(byteCount: Self.stageCapacity, alignment: 16) }
+        (staged! + stagedCount).copyMemory(from: base, byteCount: count)
         stagedCount += count
         return true
     }

@@ -30,9 +30,9 @@ public final class Proxy {
     /// `groups` of the shard serving each slot). Fixed at start (a restart changes it).
     let clustered: Bool
     private(set) var slotMap = SlotMap()
-    /// The layout's ranges `slotMap` was built from, and whether a -MOVED edited it since.
-    private var slotMapRanges: [[ClosedRange<Int>]] = []
-    private var slotMapEdited = false
+    /// The layout's ranges `slotMap` was built from; nil once a -MOVED edited it (the next
+    /// layout rebuilds it whatever its ranges).
+    private var slotMapRanges: [[ClosedRange<Int>]]? = []
     /// A layout has arrived (before it, every command waits for a master, as during a failover).
     private(set) var hasLayout = false
     /// Tells the control plane a -MOVED or -ASK was met (the layout is read again); set by the
@@ -488,10 +488,9 @@ public final class Proxy {
         // Every health-check snapshot comes here; the table is rebuilt (16,384 entries) only
         // when the layout's ranges changed, or a -MOVED edited it since.
         let ranges = shards.map(\.slots)
-        if ranges != slotMapRanges || slotMapEdited {
+        if ranges != slotMapRanges {
             slotMap = SlotMap(ranges: ranges)
             slotMapRanges = ranges
-            slotMapEdited = false
         }
         for (group, shard) in zip(groups, shards) {
             if shard.topology.master == nil, group.master.address != shard.layoutMaster, group.topology == nil {
@@ -515,7 +514,7 @@ public final class Proxy {
         requestLayout()
         guard let index = groups.firstIndex(where: { $0.master.address == address }) else { return nil }
         slotMap.assign(slot, to: index)
-        slotMapEdited = true
+        slotMapRanges = nil
         return groups[index]
     }
 
