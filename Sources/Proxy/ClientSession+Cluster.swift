@@ -494,8 +494,9 @@ extension ClientSession {
     /// A shard redirected `slot`'s request (its error reply already read and dropped): sent
     /// again where the cluster says, at once for the first few -MOVED / -ASK, else after a
     /// pause. The client sees the error only when `failover_hold` has passed since the request
-    /// was sent: nodes disagree for a moment in a failover (one names a node that still sends
-    /// the request back), and a plain client cannot follow a redirection itself.
+    /// was sent (or began to wait for a master), and then at the latest: nodes disagree for a
+    /// moment in a failover (one names a node that still sends the request back), and a plain
+    /// client cannot follow a redirection itself.
     ///
     /// Requests that wait are sent again in the order the client sent them, and none overtakes
     /// one that waits: a pipelined SET and GET of a key whose slot is on the move must run in
@@ -523,7 +524,7 @@ extension ClientSession {
     }
 
     /// A request lost with its connection but safe to send again (never sent, or a read): to
-    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent.
+    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent (or held).
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
         let unsent = ClusterRedirection(kind: .masterLost, text: "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
         wait(WaitingRedirect(slot: slot, redirection: unsent, backend: backend))
@@ -556,6 +557,14 @@ extension ClientSession {
                 waitingRedirects.removeFirst()
                 continue
             }
+            // Checked before every send, not only when the node is unreachable: a node that
+            // answers (-TRYAGAIN in a half-migrated slot, -CLUSTERDOWN while the cluster cannot
+            // fail a shard over) would otherwise be asked again and again, without end.
+            guard proxy.loop.nowMicroseconds < slot.holdSince + proxy.config.failoverHold.microseconds else {
+                waitingRedirects.removeFirst()
+                fail(slot, first.redirection.text)
+                continue
+            }
             if !layoutAsked, first.redirection.kind == .moved || first.redirection.kind == .ask {
                 // The layout again, should the last read have come from a node that lagged.
                 proxy.requestLayout()
@@ -566,12 +575,6 @@ extension ClientSession {
                 // are spent).
                 slot.redirectsLeft = max(slot.redirectsLeft, 1)
                 waitingRedirects.removeFirst()
-                continue
-            }
-            let deadline = slot.started + proxy.config.failoverHold.microseconds
-            guard proxy.loop.nowMicroseconds < deadline else {
-                waitingRedirects.removeFirst()
-                fail(slot, first.redirection.text)
                 continue
             }
             return retryWaiting(attempt: attempt + 1)

@@ -21,6 +21,9 @@ final class Slot {
     /// Where the request went and when (loop clock, µs): for the latency histogram.
     var route = Route.master
     var started = 0
+    /// discovery: cluster — since when `failover_hold` counts for this request (loop µs): when
+    /// it first waited for a master, else when it was sent. Set by `ClientSession.enqueue`.
+    var holdSince = 0
     /// A write (or an unknown command) on the master: its reply time feeds read-your-writes.
     var isWrite = false
     /// EVALSHA_RO: -NOSCRIPT from a replica is retried elsewhere (the script may be cached there).

@@ -360,6 +360,57 @@ import TestSupport
         }
     }
 
+    /// failover_hold bounds every wait: a node that keeps answering -TRYAGAIN (a slot half
+    /// migrated: a write of two keys, one moved) is asked again only until failover_hold has
+    /// passed, then the client gets the node's error, as a direct client would; and the time a
+    /// write first waited for its shard's master (gone, then back) counts towards it.
+    @Test func failoverHoldBoundsEveryWait() throws {
+        // A node timeout longer than the node's absence: the cluster does not mark it failed.
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0, nodeTimeoutMilliseconds: 5000)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "failover_hold: 3s\ncluster_refresh: 1h\n")
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 15)
+        #expect(try client.command(["MSET", "{h}a", "1", "{h}b", "2"]) == .simple("OK"))
+        let source = try Self.owner(of: "{h}a", in: cluster)
+        let target = try cluster.masters().first { $0 !== source }!
+        let slot = String(HashSlot.of("{h}a"))
+        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text!
+        let targetID = try target.client().command(["CLUSTER", "MYID"]).text!
+        #expect(try target.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
+        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == .simple("OK"))
+        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", "{h}a"]) == .simple("OK"))
+        let write = ["MSET", "{h}a", "3", "{h}b", "4"]
+        let direct = try source.client().command(write)
+        #expect(direct.text?.hasPrefix("TRYAGAIN") == true, "\(direct)")
+        var start = Date()
+        #expect(try client.command(write) == direct)
+        let alone = Date().timeIntervalSince(start)
+        #expect(alone >= 2.9, "asked again for \(alone) s")
+        // The node goes (its data saved): the shard has no master, the write waits for one.
+        let bus = try source.client().command(["CLUSTER", "NODES"]).text?.split(separator: "\n")
+            .first { $0.contains("myself") }?.split(separator: " ")[1].split(separator: "@").last.map(String.init)
+        #expect(try source.client().command(["SAVE"]) == .simple("OK"))
+        source.kill9()
+        #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
+        start = Date()
+        try client.send(BlockingClient.encode(write))
+        Thread.sleep(forTimeInterval: 2)
+        // Back on its port, from its own directory: its data, its cluster config (the slot
+        // still migrating), the same bus port.
+        let back = try RedisServer(port: source.port, arguments: [
+            "--dir", source.directory.path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", bus ?? "0", "--cluster-node-timeout", "5000"])
+        defer { back.stop() }
+        let reply = try client.readReply()
+        let held = Date().timeIntervalSince(start)
+        // What the node answers now, direct: -CLUSTERDOWN until it has heard from the others.
+        #expect(["TRYAGAIN ", "CLUSTERDOWN "].contains { reply.text?.hasPrefix($0) == true }, "\(reply)")
+        // 3 s from its arrival (not 2 s without a master, then 3 s of -TRYAGAIN).
+        #expect(held >= 2.9 && held < 4.2, "answered after \(held) s")
+        #expect(try client.command(["GET", "{h}b"]) == .bulk("2"))
+    }
+
     /// MGET, MSET, DEL, UNLINK, EXISTS and TOUCH across slots are split per slot and merged in
     /// key order; DBSIZE, KEYS, SCAN, FLUSHDB, SCRIPT and FUNCTION go to every master: each
     /// answer is what one Redis holding the same data gives, in RESP2 and RESP3.
