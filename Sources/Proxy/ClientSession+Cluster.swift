@@ -544,8 +544,19 @@ extension ClientSession {
     /// again in order, as far as their nodes allow; the rest wait on.
     private func retryWaiting(attempt: Int) {
         guard let first = waitingRedirects.first else { return }
-        let waitsForMaster = first.redirection.kind == .clusterDown || first.redirection.kind == .masterLost
-        let pause = waitsForMaster ? 0.05 : 0.02 * Double(1 << min(attempt, 4))
+        let pause: Double
+        switch first.redirection.kind {
+        case .masterLost:
+            // Nothing goes out until a master is confirmed: a check, not a request.
+            pause = 0.05
+        case .tryAgain, .clusterDown:
+            // The node answered and is asked again: the pause grows with the wait, an eighth
+            // of it (20 ms at first, 100 ms from 0.8 s on), not a request every 20 ms throughout.
+            let waited = Double(proxy.loop.nowMicroseconds - first.slot.holdSince) / 1_000_000
+            pause = min(0.1, max(0.02, waited / 8))
+        case .moved, .ask:
+            pause = 0.02 * Double(1 << min(attempt, 4))
+        }
         proxy.after(pause) { [weak self] in self?.sendWaiting(attempt: attempt) }
     }
 
@@ -562,7 +573,7 @@ extension ClientSession {
             // fail a shard over) would otherwise be asked again and again, without end.
             guard proxy.loop.nowMicroseconds < slot.holdSince + proxy.config.failoverHold.microseconds else {
                 waitingRedirects.removeFirst()
-                fail(slot, first.redirection.text)
+                fail(slot, first.redirection.clientError)
                 continue
             }
             if !layoutAsked, first.redirection.kind == .moved || first.redirection.kind == .ask {
@@ -629,12 +640,22 @@ struct ClusterRedirection {
     var kind: Kind
     var slot: Int
     var address: Address
-    /// The error as the node wrote it (without the leading '-' and CRLF): what the client gets
-    /// if the redirections run out.
+    /// The error as the node wrote it (without the leading '-' and CRLF).
     var text: String
 
     init(kind: Kind, text: String) {
         (self.kind, slot, address, self.text) = (kind, -1, Address(host: "", port: 0), text)
+    }
+
+    /// What the client gets when the redirections run out: a -TRYAGAIN or -CLUSTERDOWN as the
+    /// node wrote it; a -MOVED or -ASK as a -TRYAGAIN. The client knows the ambassador as the
+    /// one node that serves every slot: a cluster client would turn to the node named, around
+    /// the ambassador, and a plain one cannot follow it.
+    var clientError: String {
+        switch kind {
+        case .moved, .ask: "TRYAGAIN ambassador: slot \(slot) still redirected when failover_hold ran out (\(text))"
+        case .tryAgain, .clusterDown, .masterLost: text
+        }
     }
 
     /// `-MOVED 3999 127.0.0.1:6381`, `-ASK 3999 127.0.0.1:6381`, `-TRYAGAIN …`; nil for any

@@ -247,10 +247,10 @@ extension ClientSession {
             if bytes.isEmpty {
                 return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
             }
+            guard bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else { return done(bytes) }
             let waited = self.proxy.loop.nowMicroseconds - since
-            guard attempt < Self.redirectLimit || waited < self.proxy.config.failoverHold.microseconds,
-                  bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else {
-                return done(bytes)
+            guard attempt < Self.redirectLimit || waited < self.proxy.config.failoverHold.microseconds else {
+                return done(Array("-\(redirection.clientError)\r\n".utf8))
             }
             var next = part
             switch redirection.kind {

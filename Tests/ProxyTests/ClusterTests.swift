@@ -375,8 +375,9 @@ import TestSupport
 
     /// failover_hold bounds every wait: a node that keeps answering -TRYAGAIN (a slot half
     /// migrated: a write of two keys, one moved) is asked again only until failover_hold has
-    /// passed, then the client gets the node's error, as a direct client would; and the time a
-    /// write first waited for its shard's master (gone, then back) counts towards it.
+    /// passed, then the client gets the node's error, as a direct client would (a -MOVED as a
+    /// -TRYAGAIN); and the time a write first waited for its shard's master (gone, then back)
+    /// counts towards it.
     @Test func failoverHoldBoundsEveryWait() throws {
         // A node timeout longer than the node's absence: the cluster does not mark it failed.
         let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0, nodeTimeoutMilliseconds: 5000)
@@ -422,6 +423,21 @@ import TestSupport
         // 3 s from its arrival (not 2 s without a master, then 3 s of -TRYAGAIN).
         #expect(held >= 2.9 && held < 4.2, "answered after \(held) s")
         #expect(try client.command(["GET", "{h}b"]) == .bulk("2"))
+        // A node that sends a slot's requests to one that is gone (its own view, before the
+        // cluster has marked it failed; a node gives away only an empty slot): after
+        // failover_hold, -TRYAGAIN, not the -MOVED, whose node a cluster client would turn to,
+        // around the ambassador.
+        let third = try cluster.masters().first { $0 !== source && $0 !== target }!
+        let key = try (0..<1000).map { "m:\($0)" }.first { try Self.owner(of: $0, in: cluster) === third }!
+        target.kill9()
+        let keySlot = String(HashSlot.of(key))
+        #expect(try third.client().command(["CLUSTER", "SETSLOT", keySlot, "NODE", targetID]) == .simple("OK"))
+        #expect(try third.client().command(["GET", key]).text == "MOVED \(keySlot) 127.0.0.1:\(target.port)")
+        start = Date()
+        let moved = try client.command(["GET", key])
+        let redirected = Date().timeIntervalSince(start)
+        #expect(moved.text?.hasPrefix("TRYAGAIN ") == true, "\(moved)")
+        #expect(redirected < 4.2, "answered after \(redirected) s")
     }
 
     /// Prints what tells a stuck cluster from a stuck ambassador: the ambassador's CPU over a
