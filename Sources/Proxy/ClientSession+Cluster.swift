@@ -524,9 +524,12 @@ extension ClientSession {
     }
 
     /// A request lost with its connection but safe to send again (never sent, or a read): to
-    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent (or held).
+    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent
+    /// (or held).
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
-        let unsent = ClusterRedirection(kind: .masterLost, text: "ERR ambassador: connection to \(backend.role) \(backend.address) lost before it replied")
+        // Its error if no master is confirmed in time: -TRYAGAIN, as for a write that waited for
+        // one (it never ran: a read, or a request that never left).
+        let unsent = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: connection to \(backend.role) \(backend.address) lost before it replied, and no master confirmed within failover_hold")
         wait(WaitingRedirect(slot: slot, redirection: unsent, backend: backend))
     }
 

@@ -426,7 +426,8 @@ import TestSupport
         // A node that sends a slot's requests to one that is gone (its own view, before the
         // cluster has marked it failed; a node gives away only an empty slot): after
         // failover_hold, -TRYAGAIN, not the -MOVED, whose node a cluster client would turn to,
-        // around the ambassador.
+        // around the ambassador. (Or, should the ambassador send it there before it sees the
+        // node gone, -TRYAGAIN for a read lost with its connection and no master since.)
         let third = try cluster.masters().first { $0 !== source && $0 !== target }!
         let key = try (0..<1000).map { "m:\($0)" }.first { try Self.owner(of: $0, in: cluster) === third }!
         target.kill9()
