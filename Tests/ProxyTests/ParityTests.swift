@@ -355,10 +355,11 @@ extension Integration {
             let client = try BlockingClient(port: port, timeout: 10)
             // Never wrote: every replica has offset 0 and more.
             #expect(try client.command(["WAIT", "2", "100"]) == .integer(2), "\(name)")
-            // Healthy: one acknowledgement at once.
-            let (one, fast) = try waitAfterWrite(client, 1, 2000)
+            // Healthy: one acknowledgement, long before the timeout (which a loaded machine's
+            // second or so of scheduling delay is far from: 0.82 s seen under two CPU hogs).
+            let (one, fast) = try waitAfterWrite(client, 1, 5000)
             #expect(one == .integer(1) || one == .integer(2), "\(name): at least one, at once")
-            #expect(fast < 0.5, "\(name): WAIT 1 took \(fast) s")
+            #expect(fast < 3, "\(name): WAIT 1 took \(fast) s")
             // One replica lagging: WAIT 2 gives 1 after its timeout, never 2.
             relay.pauseReplication(true)
             // (Redis 7.0 itself sometimes answers 0 here, the healthy replica's ACK not yet
