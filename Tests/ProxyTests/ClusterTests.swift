@@ -204,11 +204,7 @@ import TestSupport
         #expect(try client.command(["SET", key, "v1"]) == .simple("OK"))
         let source = try Self.owner(of: key, in: cluster)
         let target = try cluster.masters().first { $0 !== source }!
-        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text!
-        let targetID = try target.client().command(["CLUSTER", "MYID"]).text!
-        #expect(try target.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
-        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == .simple("OK"))
-        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", key]) == .simple("OK"))
+        let targetID = try Self.migrate(key, from: source, to: target)
         // The key is on the target now; the source answers -ASK for it.
         #expect(try source.client().command(["GET", key]).text?.hasPrefix("ASK ") == true)
         #expect(try client.command(["GET", key]) == .bulk("v1"))
@@ -225,6 +221,18 @@ import TestSupport
         // A pipeline of writes and reads to the moved slot keeps its order.
         let replies = try client.pipeline((0..<50).flatMap { [["SET", key, "p\($0)"], ["GET", key]] })
         for i in 0..<50 { #expect(replies[2 * i + 1] == RESPValue.bulk("p\(i)").encoded) }
+    }
+
+    /// Starts moving `key`'s slot from `source` to `target` (IMPORTING there, MIGRATING here)
+    /// and moves `key` alone: the slot stays half migrated. Returns the target's node id.
+    static func migrate(_ key: String, from source: RedisServer, to target: RedisServer) throws -> String {
+        let slot = String(HashSlot.of(key))
+        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text!
+        let targetID = try target.client().command(["CLUSTER", "MYID"]).text!
+        #expect(try target.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
+        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == .simple("OK"))
+        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", key]) == .simple("OK"))
+        return targetID
     }
 
     /// The port of the master that `node` says serves `slot` (CLUSTER SLOTS); nil if none.
@@ -388,12 +396,7 @@ import TestSupport
         #expect(try client.command(["MSET", "{h}a", "1", "{h}b", "2"]) == .simple("OK"))
         let source = try Self.owner(of: "{h}a", in: cluster)
         let target = try cluster.masters().first { $0 !== source }!
-        let slot = String(HashSlot.of("{h}a"))
-        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text!
-        let targetID = try target.client().command(["CLUSTER", "MYID"]).text!
-        #expect(try target.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
-        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", targetID]) == .simple("OK"))
-        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", "{h}a"]) == .simple("OK"))
+        let targetID = try Self.migrate("{h}a", from: source, to: target)
         let write = ["MSET", "{h}a", "3", "{h}b", "4"]
         let direct = try source.client().command(write)
         #expect(direct.text?.hasPrefix("TRYAGAIN") == true, "\(direct)")
