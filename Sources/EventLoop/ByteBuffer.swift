@@ -196,6 +196,15 @@ public final class ByteLog {
     public init() {}
     deinit { storage?.deallocate() }
 
+    /// Room for `count` more bytes at `end` (the caller fills them, then counts them with
+    /// `added`).
+    fileprivate func reserve(_ count: Int) -> UnsafeMutableRawPointer {
+        if end - base + count > capacity { makeRoom(count) }
+        return storage! + (end - base)
+    }
+
+    fileprivate func added(_ count: Int) { end += count }
+
     /// Keeps a copy of `bytes` after the others; returns its position.
     public func append(_ bytes: Span<UInt8>) -> Int {
         let position = end
@@ -262,6 +271,28 @@ public final class ByteLog {
 }
 
 extension Connection {
+    /// Moves the first `count` input bytes into `log` (after what it keeps): one copy, and the
+    /// input drained, in one libevent call. Returns their position in the log.
+    public func removeInput(_ count: Int, into log: ByteLog) -> Int {
+        precondition(count >= 0 && count <= inputCount, "removeInput beyond the input")
+        let position = log.end
+        guard count > 0 else { return position }
+        let taken = evbuffer_remove(inputBuffer, log.reserve(count), count)
+        log.added(max(0, Int(taken)))
+        inputConsumed()
+        return position
+    }
+
+    /// Copies the `count` bytes `log` keeps at `position` into `room`, after what it holds.
+    public func copy(_ log: ByteLog, at position: Int, count: Int, into room: inout OutputRoom) {
+        guard count > 0 else { return }
+        precondition(room.used + count <= room.capacity, "copy past the reserved output")
+        log.withBytes(at: position, count: count) { raw in
+            (room.base + room.used).copyMemory(from: raw.baseAddress!, byteCount: count)
+        }
+        room.used += count
+    }
+
     /// Appends a copy of `count` bytes kept in `log` at `position` to the output.
     public func write(_ log: ByteLog, at position: Int, count: Int) {
         guard isOpen else { return }

@@ -76,6 +76,9 @@ final class BackendConnection: ConnectionDelegate {
     /// anything else reading the input) instead of one partial-block copy each.
     private var pendingSession: ClientSession?
     private var pendingReplyBytes = 0
+    /// The pending run is of replies that came before their turn: they go into the session's
+    /// `replyLog` together, one copy for the run, not one each (see `keepReply`).
+    private var pendingKept = false
     /// False once a pinned session changed the connection's identity (AUTH, CLIENT SETNAME or
     /// HELLO queued in MULTI): it is closed rather than returned to the pool.
     var reusable = true
@@ -565,12 +568,34 @@ final class BackendConnection: ConnectionDelegate {
 
     /// A session's reply, next in its order, joins the pending run (see `pendingSession`).
     func deferReply(_ length: Int, for session: ClientSession) {
-        if pendingSession !== session { flushReplies() }
+        if pendingSession !== session || pendingKept { flushReplies() }
         pendingSession = session
         pendingReplyBytes += length
     }
 
-    /// Moves the pending replies to their client.
+    /// A session's reply that came before its turn: it joins a pending run of such replies,
+    /// which goes into the session's `replyLog` when the run ends (see `flushReplies`). A
+    /// large one, or one on a connection that does not batch, is taken at once.
+    ///
+    /// The slot is ready at once, its place in the log known: nothing else goes into that log
+    /// before the run does (the session's replies from other connections come in their own
+    /// callbacks; any other use of this input ends the run first), and a session about to
+    /// write its replies ends the run first (`ClientSession.keptPendingOn`).
+    func keepReply(_ length: Int, for slot: Slot, of session: ClientSession) {
+        guard batchesReplies, length <= Slot.shortReplyLimit else { return moveReply(length, to: slot, of: session) }
+        if pendingSession !== session || !pendingKept {
+            flushReplies()
+            pendingSession = session
+            pendingKept = true
+            session.keptPendingOn = self
+        }
+        slot.replyAt = session.replyLog.end + pendingReplyBytes
+        slot.replyCount = length
+        slot.ready = true
+        pendingReplyBytes += length
+    }
+
+    /// Moves the pending replies to their client (or, replies out of turn, into its log).
     func flushReplies() {
         if let connection { flushReplies(from: connection) }
     }
@@ -580,6 +605,16 @@ final class BackendConnection: ConnectionDelegate {
         let count = pendingReplyBytes
         pendingSession = nil
         pendingReplyBytes = 0
+        if pendingKept {
+            // Where `keepReply` placed them (a client that left meanwhile gave its slots back;
+            // the bytes still leave the input).
+            pendingKept = false
+            session.keptPendingOn = nil
+            session.makeReplyRoom(count)
+            let position = connection.removeInput(count, into: session.replyLog)
+            assert(position + count == session.replyLog.end, "a kept run landed elsewhere than keepReply placed it")
+            return
+        }
         connection.moveInput(count, to: session.connection)
         session.checkOutputCap()
     }
@@ -590,14 +625,16 @@ final class BackendConnection: ConnectionDelegate {
         connection?.discardInput(length)
     }
 
-    /// Takes the reply at the front of the input (after the pending run) into `slot`, where it
-    /// waits for its turn (see `Slot.shortReply`).
-    func moveReply(_ length: Int, to slot: Slot) {
+    /// Takes the reply at the front of the input (after the pending run) for `slot`, where it
+    /// waits for its turn (see `Slot.replyAt`).
+    func moveReply(_ length: Int, to slot: Slot, of session: ClientSession) {
         flushReplies()
         slot.ready = true
         guard let connection else { return }
         if length <= Slot.shortReplyLimit {
-            connection.removeInput(length, into: slot.shortReply)
+            session.makeReplyRoom(length)
+            slot.replyAt = connection.removeInput(length, into: session.replyLog)
+            slot.replyCount = length
         } else {
             connection.moveInput(length, to: slot.reply)
             slot.large = true
@@ -735,6 +772,9 @@ final class BackendConnection: ConnectionDelegate {
         forgetOwnAddress()
         let wasUp = state == .up
         state = .down
+        // A run of replies read before the close still reaches its session (its slots count
+        // on those bytes).
+        flushReplies(from: connection)
         self.connection = nil
         uncount()
         let why = error.map { "\($0)" } ?? "closed by the server"
@@ -836,6 +876,7 @@ final class BackendConnection: ConnectionDelegate {
         owner = nil
         relay = false
         if let connection {
+            flushReplies(from: connection)
             self.connection = nil
             state = .down
             failInflight()

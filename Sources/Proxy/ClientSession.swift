@@ -227,6 +227,14 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     let requestLog = ByteLog()
     var frameAt = 0
     var frameKept = false
+    /// Short replies that came back out of turn, waiting for the replies before them (see
+    /// `Slot.replyAt`): one buffer filled front to back, so a pipeline's replies from several
+    /// shards or nodes land next to each other, not in the storage of whichever pooled slot.
+    let replyLog = ByteLog()
+    /// The backend connection whose pending run holds replies of this session kept out of
+    /// turn: their slots are ready, their bytes not yet in `replyLog` (see
+    /// `BackendConnection.keepReply`). Writing replies ends that run first.
+    var keptPendingOn: BackendConnection?
     /// Where the binding `sharedConnection(to:)` used last sits in `bindings` (saves `send` a search).
     private var lastBinding = 0
 
@@ -877,8 +885,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         }
         if replies.isHead(slot) {
             if slot.endsBatch { connection.flushCorked() }  // written at the iteration's end, run and all
-            replies.removeHead(into: proxy.slots)
+            // Joined first, then removed: a run of this session's replies kept out of turn
+            // that ends here becomes ready while this one is still the head, so none of it is
+            // written ahead of this reply (see `BackendConnection.flushReplies`).
             backend.deferReply(length, for: self)
+            replies.removeHead(into: proxy.slots)
             // While the next reply is still awaited nothing else can be written to the client:
             // this one waits in the backend's pending run, to move with the ones after it (a
             // pipeline's replies leave in one move). Otherwise it moves now, ahead of the rest.
@@ -886,8 +897,15 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             backend.flushReplies()
             flushReady()
         } else {
-            backend.moveReply(length, to: slot)
+            backend.keepReply(length, for: slot, of: self)
         }
+    }
+
+    /// Room in `replyLog` for `count` more bytes: when they do not fit, what no waiting reply
+    /// needs any more is let go first (a client that keeps its pipeline full never empties
+    /// the queue, where the log would otherwise start over).
+    func makeReplyRoom(_ count: Int) {
+        if !replyLog.fits(count) { replyLog.release(upTo: replies.oldestKept(in: replyLog)) }
     }
 
     /// A write's reply (or failure) is in: read-your-writes by offset needs a master probe sent
@@ -986,12 +1004,15 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// Writes every ready reply from the head of the queue; once nothing is owed, what waited
     /// for that resumes after the current callback.
     func flushReady() {
-        replies.flush(to: connection, pool: proxy.slots)
+        if let pending = keptPendingOn { pending.flushReplies() }
+        replies.flush(to: connection, log: replyLog, pool: proxy.slots)
         checkOutputCap()
         if replies.isEmpty {
             // Nothing awaited keeps a request in the log now (but a frame parsed and held, not
-            // yet sent, may): it starts over, and lets go of a buffer a burst made large.
+            // yet sent, may): it starts over, and lets go of a buffer a burst made large. The
+            // same for the replies kept out of turn.
             if keepsFrames { requestLog.release(upTo: frameKept ? frameAt : requestLog.end) }
+            replyLog.release(upTo: replyLog.end)
             releaseCork()
             scheduleResume()
         }

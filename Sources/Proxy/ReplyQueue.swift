@@ -27,23 +27,28 @@ struct ReplyQueue {
         pool.give(slots.removeFirst())
     }
 
-    /// Writes every ready reply from the head, in order, to `client`. Nothing else. Two or more
-    /// short replies in a row (a pipeline's, come back from several shards or nodes) are copied
-    /// into one reservation of the client's output rather than appended one by one.
-    mutating func flush(to client: Connection, pool: SlotPool) {
+    /// Writes every ready reply from the head, in order, to `client` (short replies a backend
+    /// sent out of turn are in `log`). Nothing else. Two or more short replies in a row (a
+    /// pipeline's, come back from several shards or nodes) are copied into one reservation of
+    /// the client's output rather than appended one by one.
+    mutating func flush(to client: Connection, log: ByteLog, pool: SlotPool) {
         while let head = slots.first, head.ready {
             if !head.large, slots.count > 1 {
                 var count = 0, total = 0
                 for slot in slots {
                     guard slot.ready, !slot.large else { break }
                     count += 1
-                    total += slot.shortReply.count
+                    total += slot.shortCount
                 }
                 if count > 1, var room = client.reserveOutput(total) {
                     var endsBatch = false
                     for _ in 0..<count {
                         let slot = slots.removeFirst()
-                        client.copy(slot.shortReply, into: &room)
+                        if slot.replyAt >= 0 {
+                            client.copy(log, at: slot.replyAt, count: slot.replyCount, into: &room)
+                        } else {
+                            client.copy(slot.shortReply, into: &room)
+                        }
                         endsBatch = endsBatch || slot.endsBatch
                         pool.give(slot)
                     }
@@ -54,6 +59,8 @@ struct ReplyQueue {
             }
             if head.large {
                 client.write(head.reply)
+            } else if head.replyAt >= 0 {
+                client.write(log, at: head.replyAt, count: head.replyCount)
             } else if head.shortReply.count > 0 {
                 client.write(head.shortReply)
             }
@@ -61,6 +68,13 @@ struct ReplyQueue {
             slots.removeFirst()
             pool.give(head)
         }
+    }
+
+    /// The oldest position in `log` a waiting reply still needs (`end` when none does).
+    func oldestKept(in log: ByteLog) -> Int {
+        var oldest = log.end
+        for slot in slots where slot.replyAt >= 0 && slot.replyAt < oldest { oldest = slot.replyAt }
+        return oldest
     }
 
     /// The client left: ready replies go back to the pool; a slot still awaited is read and

@@ -46,16 +46,25 @@ final class Slot {
     var endsBatch = false
     /// The reply is complete (in `shortReply` or `reply`, or answered locally into one).
     var ready = false
-    /// A reply that waits for its turn: up to `shortReplyLimit` bytes are copied into
-    /// `shortReply`, storage the slot keeps, and copied on into the client's output, where
-    /// they join the bytes before them. Larger ones move into `reply` as libevent chains
+    /// A backend's reply that waits for its turn: up to `shortReplyLimit` bytes are kept in the
+    /// session's `replyLog` (`replyCount` bytes at `replyAt`; -1: not there), with the rest of
+    /// the run of that session's replies the backend read together (one copy for the run, see
+    /// `BackendConnection.keepReply`), and copied on into the client's output in its turn,
+    /// where they join the bytes before them. Larger ones move into `reply` as libevent chains
     /// (no copy of the bulk). Moving every reply as a chain cost a buffer block per reply and
     /// gave a pipeline answered by three shards about ten iovecs per client write instead of one.
+    var replyAt = -1
+    var replyCount = 0
+    /// A reply the ambassador made (`store`), up to `shortReplyLimit` bytes.
     let shortReply = SavedBytes()
     let reply = ByteBuffer()
-    /// `reply` holds the reply (not `shortReply`).
+    /// `reply` holds the reply (not `shortReply` or the log).
     var large = false
     static let shortReplyLimit = 1024
+
+    /// The bytes of a short reply (in the session's log, or `shortReply`).
+    @inline(__always)
+    var shortCount: Int { replyAt >= 0 ? replyCount : shortReply.count }
 
     /// Keeps `bytes` as the reply.
     func store(_ bytes: [UInt8]) {
@@ -95,6 +104,7 @@ final class Slot {
             large = false
         }
         shortReply.removeAll()
+        replyAt = -1
         ready = false
         retryRequest.removeAll()
         keptAt = -1

@@ -1151,6 +1151,58 @@ import TestSupport
         #expect(through.count == direct.count)
     }
 
+    /// Replies that come back before their turn wait in the session's reply log, each shard's
+    /// run of them taken in one copy, and leave in the client's order. A stream of 12,000
+    /// commands kept about 1,000 deep (the session's queue never empties, so the log is let go
+    /// of piecemeal, never started over) over keys of every shard: values short and past the
+    /// 1 KiB that is kept in the log (those move as chains), errors and local answers among
+    /// them. Every reply is the one a single Redis gives.
+    @Test func repliesBeforeTheirTurnKeepOrderInAStreamThatNeverDrains() throws {
+        let setup = try Self.besideOneRedis()
+        defer { setup.stop() }
+        let (single, ambassador) = (setup.single, setup.ambassador)
+        let keys = (0..<300).map { "stream:\($0)" }
+        #expect(Set(keys.map { HashSlot.of($0) * 3 / HashSlot.count }).count == 3)
+        var prefill: [[String]] = []
+        for (index, key) in keys.enumerated() {
+            if index % 17 == 0 {
+                prefill.append(["RPUSH", key, "a", "b"])  // GET answers WRONGTYPE
+            } else {
+                prefill.append(["SET", key, String(repeating: Character(UnicodeScalar(97 + index % 26)!), count: index * 53 % 1_600)])
+            }
+        }
+        var commands: [[String]] = []
+        for i in 0..<12_000 {
+            let key = keys[i * 7 % keys.count]
+            switch i % 10 {
+            case 0: commands.append(["STRLEN", key])
+            case 1: commands.append(["ECHO", "local-\(i)"])
+            case 2: commands.append(["INCR", key])  // not an integer: an error from the shard
+            case 3: commands.append(["APPEND", keys[(i * 11 + 5) % keys.count], "+"])
+            default: commands.append(["GET", key])
+            }
+        }
+        func replies(_ port: UInt16) throws -> [[UInt8]] {
+            let client = try BlockingClient(port: port, timeout: 20)
+            _ = try client.command(["FLUSHALL"])
+            for command in prefill { _ = try client.command(command) }
+            let chunks = stride(from: 0, to: commands.count, by: 500).map { commands[$0..<min($0 + 500, commands.count)] }
+            var replies: [[UInt8]] = []
+            try client.send(chunks[0].flatMap(BlockingClient.encode))
+            for (index, chunk) in chunks.enumerated() {
+                // The next chunk goes out before this one's replies are read: always ~1,000 owed.
+                if index + 1 < chunks.count { try client.send(chunks[index + 1].flatMap(BlockingClient.encode)) }
+                for _ in chunk { replies.append(try client.readRawReply()) }
+            }
+            return replies
+        }
+        let direct = try replies(single.port)
+        let through = try replies(ambassador.port)
+        #expect(through.count == direct.count)
+        let mismatches = zip(direct, through).enumerated().filter { $0.element.0 != $0.element.1 }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differ; first: \(mismatches.first.map { "\($0.offset) \(commands[$0.offset]): \(text($0.element.0).prefix(60)) vs \(text($0.element.1).prefix(60))" } ?? "")")
+    }
+
     /// A session holds a shard's master while a transaction runs, while it WATCHes, and while a
     /// blocking command waits. Commands pipelined behind EXEC, DISCARD or a BLPOP, and those sent
     /// while watching, whose keys span slots or that ask every master (MSET, MGET, DEL, DBSIZE,
