@@ -670,6 +670,13 @@ final class BackendConnection: ConnectionDelegate {
                 // -MOVED, -ASK, -TRYAGAIN from a cluster shard: the request goes where it says.
                 connection.discardInput(frame.length)
                 session.redirect(slot, redirection, from: backend)
+            } else if frame.isError, slot.redirectsLeft == 0, proxy.clustered, let session = slot.session,
+                      let redirection = clusterRedirection(frame, from: connection),
+                      redirection.kind == .moved || redirection.kind == .ask {
+                // Inside a transaction (nothing kept to send again): the map follows, and the
+                // client gets an error that keeps it talking to the ambassador.
+                connection.discardInput(frame.length)
+                session.redirectedInTransaction(slot, redirection, from: backend)
             } else if frame.isError, slot.retriesLeft > 0, backend.role == .replica, let session = slot.session,
                retryable(frame, from: connection, slot: slot) {
                 // -LOADING, -MASTERDOWN (or -NOSCRIPT for EVALSHA_RO): the read goes to another

@@ -523,6 +523,25 @@ extension ClientSession {
         wait(WaitingRedirect(slot: slot, redirection: redirection, backend: backend))
     }
 
+    /// A command queued in a transaction was answered -MOVED or -ASK: the transaction's shard
+    /// no longer serves that slot. The command cannot go elsewhere (the transaction runs on
+    /// one node, which has now marked it to abort, as Redis does), so the client gets
+    /// -TRYAGAIN in its place, and the slot map follows at once: the transaction sent again
+    /// goes to the new owner, as a cluster client's would after the -MOVED. The raw -MOVED
+    /// would send a cluster client around the ambassador, and mean nothing to a plain one.
+    func redirectedInTransaction(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
+        var redirection = redirection
+        if redirection.address.host.isEmpty {
+            redirection.address = Address(host: backend.address.host, port: redirection.address.port)
+        }
+        if redirection.kind == .moved {
+            _ = proxy.moved(slot: redirection.slot, to: redirection.address)
+        } else {
+            proxy.requestLayout()
+        }
+        fail(slot, "TRYAGAIN ambassador: slot \(redirection.slot) moved during the transaction, which will abort; send it again (\(redirection.text))")
+    }
+
     /// A request lost with its connection but safe to send again (never sent, or a read): to
     /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent
     /// (or held).

@@ -1203,6 +1203,40 @@ import TestSupport
         #expect(mismatches.isEmpty, "\(mismatches.count) differ; first: \(mismatches.first.map { "\($0.offset) \(commands[$0.offset]): \(text($0.element.0).prefix(60)) vs \(text($0.element.1).prefix(60))" } ?? "")")
     }
 
+    /// A slot moves to another master while the ambassador's map still names the old one: a
+    /// transaction sent there is answered -MOVED by the node, which marks it to abort. A
+    /// cluster client would get the -MOVED (and EXECABORT), update its map and send the
+    /// transaction again. Through the ambassador the client gets -TRYAGAIN instead of the
+    /// -MOVED (which would send a cluster client around the ambassador), the EXECABORT as
+    /// Redis gives it, and the map follows at once: the transaction sent again runs on the new
+    /// owner, without waiting for `cluster_refresh`.
+    @Test func aTransactionOnAMovedSlotAbortsWithTryAgainAndTheNextOneRuns() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "cluster_refresh: 1h\n")
+        defer { ambassador.stop() }
+        let key = "tx-moved"
+        let client = try BlockingClient(port: ambassador.port, timeout: 5)
+        #expect(try client.command(["SET", "tx-other", "1"]) == .simple("OK"))  // the map is in
+        let old = try Self.owner(of: key, in: cluster)
+        let new = try cluster.masters().first { $0.port != old.port }!
+        let newID = try new.client().command(["CLUSTER", "MYID"]).text!
+        // The slot is empty: it changes owner at once, on every master.
+        for node in try cluster.masters() {
+            #expect(try node.client().command(["CLUSTER", "SETSLOT", String(HashSlot.of(key)), "NODE", newID]) == .simple("OK"))
+        }
+        let transaction: [[String]] = [["MULTI"], ["SET", key, "v"], ["INCR", "{tx-moved}n"], ["EXEC"]]
+        let first = try client.pipeline(transaction).map(text)
+        #expect(first[0] == "+OK\r\n")
+        #expect(first[1].hasPrefix("-TRYAGAIN ambassador: slot \(HashSlot.of(key)) moved") && first[1].contains("MOVED"), "\(first)")
+        #expect(first[3].hasPrefix("-EXECABORT"), "\(first)")
+        #expect(!first.contains { $0.hasPrefix("-MOVED") }, "\(first)")
+        #expect(try new.client().command(["EXISTS", key]) == .integer(0), "nothing ran")
+        let second = try client.pipeline(transaction).map(text)
+        #expect(second == ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n+OK\r\n:1\r\n"], "\(second)")
+        #expect(try new.client().command(["GET", key]) == .bulk("v"))
+    }
+
     /// A session holds a shard's master while a transaction runs, while it WATCHes, and while a
     /// blocking command waits. Commands pipelined behind EXEC, DISCARD or a BLPOP, and those sent
     /// while watching, whose keys span slots or that ask every master (MSET, MGET, DEL, DBSIZE,
