@@ -142,16 +142,6 @@ extension Connection {
 }
 
 extension Connection {
-    /// Moves the first `count` input bytes into `saved` (after what it holds): one copy, and
-    /// the input drained, in one libevent call.
-    public func removeInput(_ count: Int, into saved: SavedBytes) {
-        precondition(count >= 0 && count <= inputCount, "removeInput beyond the input")
-        guard count > 0 else { return }
-        let taken = evbuffer_remove(inputBuffer, saved.reserve(count), count)
-        saved.added(max(0, Int(taken)))
-        inputConsumed()
-    }
-
     /// Copies `count` input bytes starting `offset` bytes in into `saved` (after what it holds).
     public func copyInput(from offset: Int, count: Int, into saved: SavedBytes) {
         precondition(offset >= 0 && count >= 0 && offset + count <= inputCount, "copyInput out of range")
@@ -176,10 +166,12 @@ extension Connection {
     }
 }
 
-/// A session's requests kept for a while — a cluster request's bytes, for a resend after a
-/// -MOVED — in one buffer, appended in order and let go in order (a FIFO of bytes: replies come
-/// back in request order). Positions are absolute and keep counting as the front is let go, so
-/// a request kept at `position` is found there however the bytes below it move.
+/// A session's bytes kept for a while — a cluster request's, for a resend after a -MOVED
+/// (`requestLog`); replies that came back before their turn (`replyLog`) — in one buffer,
+/// appended in order and let go from the front (requests: replies come back in request order;
+/// replies: up to the oldest one still waiting). Positions are absolute and keep counting as
+/// the front is let go, so bytes kept at `position` are found there however the bytes below
+/// them move.
 ///
 /// One buffer written front to back, rather than a buffer per request handed from slot to slot:
 /// the bytes land where the last request's ended (memory just touched, or next to it), not in
