@@ -566,19 +566,7 @@ extension ClientSession {
     /// again in order, as far as their nodes allow; the rest wait on.
     private func retryWaiting(attempt: Int) {
         guard let first = waitingRedirects.first else { return }
-        let pause: Double
-        switch first.redirection.kind {
-        case .masterLost:
-            // Nothing goes out until a master is confirmed: a check, not a request.
-            pause = 0.05
-        case .tryAgain, .clusterDown:
-            // The node answered and is asked again: the pause grows with the wait, an eighth
-            // of it (20 ms at first, 100 ms from 0.8 s on), not a request every 20 ms throughout.
-            let waited = Double(proxy.loop.nowMicroseconds - first.slot.holdSince) / 1_000_000
-            pause = min(0.1, max(0.02, waited / 8))
-        case .moved, .ask:
-            pause = 0.02 * Double(1 << min(attempt, 4))
-        }
+        let pause = first.redirection.pause(attempt: attempt, waited: proxy.loop.nowMicroseconds - first.slot.holdSince)
         proxy.after(pause) { [weak self] in self?.sendWaiting(attempt: attempt) }
     }
 
@@ -677,6 +665,23 @@ struct ClusterRedirection {
         switch kind {
         case .moved, .ask: "TRYAGAIN ambassador: slot \(slot) still redirected when failover_hold ran out (\(text))"
         case .tryAgain, .clusterDown, .masterLost: text
+        }
+    }
+
+    /// The pause (seconds) before a request turned back this way is sent again, on its
+    /// `attempt`th wait, `waited` µs into its `failover_hold`: the same for a single request
+    /// (`ClientSession.retryWaiting`) and a part of a split one (`sendPart`).
+    func pause(attempt: Int, waited: Int) -> Double {
+        switch kind {
+        case .masterLost:
+            // Nothing goes out until a master is confirmed: a check, not a request.
+            0.05
+        case .tryAgain, .clusterDown:
+            // The node answered and is asked again: the pause grows with the wait, an eighth
+            // of it (20 ms at first, 100 ms from 0.8 s on), not a request every 20 ms throughout.
+            min(0.1, max(0.02, Double(waited) / 8_000_000))
+        case .moved, .ask:
+            0.02 * Double(1 << min(attempt, 4))
         }
     }
 

@@ -174,7 +174,7 @@ extension ClientSession {
         var replies = [[UInt8]](repeating: [], count: parts.count)
         var remaining = parts.count
         for (index, part) in parts.enumerated() {
-            sendPart(part, attempt: 0) { [weak self] bytes in
+            sendPart(part, attempt: 0, since: slot.holdSince, mayResend: !isWrite) { [weak self] bytes in
                 guard let self, slot.session === self else { return }
                 replies[index] = bytes
                 remaining -= 1
@@ -187,7 +187,7 @@ extension ClientSession {
     /// (10 unless given) were found in this call hands over to the next master in the same
     /// call, as one Redis holding few keys answers them all at once with cursor 0.
     private func scan(from index: Int, of count: Int, _ part: Part, wanted: Int, found: [RESPValue], into slot: Slot) {
-        sendPart(part, attempt: 0) { [weak self] bytes in
+        sendPart(part, attempt: 0, since: slot.holdSince, mayResend: true) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             guard let (value, _) = try? RESPValue.decode(bytes), let reply = value.list, reply.count == 2,
                   let text = reply[0].text, let cursor = UInt64(text), let keys = reply[1].list else {
@@ -231,27 +231,41 @@ extension ClientSession {
         return 10
     }
 
-    /// One part on its shard's master; a redirection is followed (as a single request's is:
-    /// until `failover_hold` has passed since the part was first sent), a shard with no usable
-    /// master answers an error in its place.
-    private func sendPart(_ part: Part, attempt: Int, since: Int? = nil, _ done: @escaping ([UInt8]) -> Void) {
-        let since = since ?? proxy.loop.nowMicroseconds
+    /// One part on its shard's master, under the rules of a single request: a redirection
+    /// is followed, a shard with no usable master (a failover) is waited for, and a read lost
+    /// with its connection is sent again once a master is confirmed; each pause as a single
+    /// request's (`ClusterRedirection.pause`), all within `failover_hold` from `since` (when
+    /// the command was sent, or began to wait for a master), after which the part answers the
+    /// error a single request would get. A write lost with its connection answers an error at
+    /// once: it may have run, and is never sent twice. `mayResend`: the part only reads.
+    private func sendPart(_ part: Part, attempt: Int, since: Int, mayResend: Bool, _ done: @escaping ([UInt8]) -> Void) {
+        let inTime = proxy.loop.nowMicroseconds - since < proxy.config.failoverHold.microseconds
         // Not behind a busy script or a slow command (as any request's choice, `stall_threshold`).
         let target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
-        guard target.isUsable else {
-            return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
+        guard target.isUsable, part.group.masterConfirmed else {
+            guard proxy.healthChecked else {
+                return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
+            }
+            let waiting = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: no node confirmed as master of \(part.group.master.address)'s shard within failover_hold (\(proxy.config.failoverHold)); this part of the command was not sent")
+            guard inTime else { return done(Array("-\(waiting.clientError)\r\n".utf8)) }
+            return retryPart(part, after: waiting, attempt: attempt, since: since, mayResend: mayResend, done)
         }
         target.select(db)
         target.probe(request: RESPValue.array(part.arguments.map { .bulkString($0) }).encoded) { [weak self] bytes in
             guard let self else { return }
+            let inTime = self.proxy.loop.nowMicroseconds - since < self.proxy.config.failoverHold.microseconds
             if bytes.isEmpty {
-                return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
+                let lost = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: connection to master \(part.group.master.address) lost before it replied, and no master confirmed within failover_hold")
+                guard mayResend, self.proxy.healthChecked, inTime else {
+                    return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
+                }
+                return self.retryPart(part, after: lost, attempt: attempt, since: since, mayResend: mayResend, done)
             }
             guard bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else { return done(bytes) }
-            let waited = self.proxy.loop.nowMicroseconds - since
-            guard attempt < Self.redirectLimit || waited < self.proxy.config.failoverHold.microseconds else {
-                return done(Array("-\(redirection.clientError)\r\n".utf8))
-            }
+            // The first few -MOVED / -ASK are followed whatever the time, as a single request's
+            // are; every other resend only within failover_hold.
+            let quick = (redirection.kind == .moved || redirection.kind == .ask) && attempt < Self.redirectLimit
+            guard quick || inTime else { return done(Array("-\(redirection.clientError)\r\n".utf8)) }
             var next = part
             switch redirection.kind {
             case .moved, .ask:
@@ -262,15 +276,22 @@ extension ClientSession {
             case .tryAgain, .clusterDown, .masterLost:
                 break
             }
-            self.proxy.after(0.02 * Double(1 << min(attempt, 4))) { [weak self] in
-                guard let self else { return }
-                if redirection.kind == .ask {
-                    // ASKING must come right before the request, on the same connection.
-                    let connection = self.proxy.backend(at: redirection.address)?.sharedConnection(for: self)
-                    if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
-                }
-                self.sendPart(next, attempt: attempt + 1, since: since, done)
+            self.retryPart(next, after: redirection, attempt: attempt, since: since, mayResend: mayResend, done)
+        }
+    }
+
+    /// `part` again after `redirection`'s pause (an -ASK's ASKING goes right before it).
+    private func retryPart(_ part: Part, after redirection: ClusterRedirection, attempt: Int, since: Int, mayResend: Bool,
+                           _ done: @escaping ([UInt8]) -> Void) {
+        let pause = redirection.pause(attempt: attempt, waited: proxy.loop.nowMicroseconds - since)
+        proxy.after(pause) { [weak self] in
+            guard let self else { return }
+            if redirection.kind == .ask {
+                // ASKING must come right before the request, on the same connection.
+                let connection = self.proxy.backend(at: redirection.address)?.sharedConnection(for: self)
+                if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
             }
+            self.sendPart(part, attempt: attempt + 1, since: since, mayResend: mayResend, done)
         }
     }
 

@@ -444,6 +444,53 @@ import TestSupport
         #expect(redirected < 4.2, "answered after \(redirected) s")
     }
 
+    /// The parts of a split command follow a single request's rules: while a shard has no
+    /// master, an MGET's or MSET's part for it waits (up to `failover_hold`) instead of failing
+    /// at once, and runs when the master is back; past `failover_hold`, -TRYAGAIN, as a
+    /// single command that waited gets.
+    @Test func splitCommandsWaitForAShardsMasterAsSingleOnesDo() throws {
+        // A node timeout longer than the node's absence: the cluster does not mark it failed.
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0, nodeTimeoutMilliseconds: 5000)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster, extra: "failover_hold: 10s\ncluster_refresh: 1h\n")
+        defer { ambassador.stop() }
+        let short = try Self.start(cluster, extra: "failover_hold: 1s\ncluster_refresh: 1h\n")
+        defer { short.stop() }
+        let source = try cluster.masters()[0]
+        let keys = try (0..<3).map { shard in
+            try (0..<1000).map { "split-wait:\(shard):\($0)" }.first { try Self.owner(of: $0, in: cluster) === cluster.masters()[shard] }!
+        }
+        let client = try BlockingClient(port: ambassador.port, timeout: 20)
+        #expect(try client.command(["MSET", keys[0], "1", keys[1], "2", keys[2], "3"]) == .simple("OK"))
+        let bus = try source.client().command(["CLUSTER", "NODES"]).text?.split(separator: "\n")
+            .first { $0.contains("myself") }?.split(separator: " ")[1].split(separator: "@").last.map(String.init)
+        #expect(try source.client().command(["SAVE"]) == .simple("OK"))
+        source.kill9()
+        #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
+        // Past failover_hold with no master: -TRYAGAIN (one part was not sent).
+        var start = Date()
+        let expired = try BlockingClient(port: short.port, timeout: 10).command(["MGET", keys[0], keys[1]])
+        let waitedOut = Date().timeIntervalSince(start)
+        #expect(expired.text?.hasPrefix("TRYAGAIN ambassador: no node confirmed as master") == true, "\(expired)")
+        #expect(waitedOut >= 0.9 && waitedOut < 5, "answered after \(waitedOut) s")
+        // Within it: the read and the write wait for the master, then run.
+        start = Date()
+        try client.send(BlockingClient.encode(["MGET", keys[0], keys[1], keys[2]])
+                        + BlockingClient.encode(["MSET", keys[0], "10", keys[1], "20", keys[2], "30"]))
+        Thread.sleep(forTimeInterval: 1.5)
+        let back = try RedisServer(port: source.port, arguments: [
+            "--dir", source.directory.path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", bus ?? "0", "--cluster-node-timeout", "5000"])
+        defer { back.stop() }
+        let read = try client.readReply()
+        let held = Date().timeIntervalSince(start)
+        #expect(read == .array([.bulk("1"), .bulk("2"), .bulk("3")]), "\(read)")
+        #expect(held >= 1.4, "answered after \(held) s, before the master was back")
+        #expect(try client.readReply() == .simple("OK"))
+        #expect(try back.client().command(["GET", keys[0]]) == .bulk("10"))
+        #expect(try client.command(["MGET", keys[0], keys[1], keys[2]]) == .array([.bulk("10"), .bulk("20"), .bulk("30")]))
+    }
+
     /// Prints what tells a stuck cluster from a stuck ambassador: the ambassador's CPU over a
     /// second (a spinning loop) and its log's end, its view of the shards, every live node's
     /// CLUSTER NODES and log's end, and what a direct write in `key`'s slot gets from the node
