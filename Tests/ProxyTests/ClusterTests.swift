@@ -235,6 +235,20 @@ import TestSupport
         return targetID
     }
 
+    /// `node`'s cluster bus port (from its CLUSTER NODES), for `restart`.
+    static func busPort(of node: RedisServer) throws -> String? {
+        try node.client().command(["CLUSTER", "NODES"]).text?.split(separator: "\n")
+            .first { $0.contains("myself") }?.split(separator: " ")[1].split(separator: "@").last.map(String.init)
+    }
+
+    /// A node killed after a SAVE, back on its port from its own directory: its data, its
+    /// cluster config, the same bus port (node timeout 5 s).
+    static func restart(_ node: RedisServer, bus: String?) throws -> RedisServer {
+        try RedisServer(port: node.port, arguments: [
+            "--dir", node.directory.path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", bus ?? "0", "--cluster-node-timeout", "5000"])
+    }
+
     /// The port of the master that `node` says serves `slot` (CLUSTER SLOTS); nil if none.
     static func master(ofSlot slot: Int, by node: RedisServer) throws -> Int? {
         guard case .array(let ranges?) = try node.client().command(["CLUSTER", "SLOTS"]) else { return nil }
@@ -405,8 +419,7 @@ import TestSupport
         let alone = Date().timeIntervalSince(start)
         #expect(alone >= 2.9, "asked again for \(alone) s")
         // The node goes (its data saved): the shard has no master, the write waits for one.
-        let bus = try source.client().command(["CLUSTER", "NODES"]).text?.split(separator: "\n")
-            .first { $0.contains("myself") }?.split(separator: " ")[1].split(separator: "@").last.map(String.init)
+        let bus = try Self.busPort(of: source)
         #expect(try source.client().command(["SAVE"]) == .simple("OK"))
         source.kill9()
         #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
@@ -415,9 +428,7 @@ import TestSupport
         Thread.sleep(forTimeInterval: 2)
         // Back on its port, from its own directory: its data, its cluster config (the slot
         // still migrating), the same bus port.
-        let back = try RedisServer(port: source.port, arguments: [
-            "--dir", source.directory.path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-port", bus ?? "0", "--cluster-node-timeout", "5000"])
+        let back = try Self.restart(source, bus: bus)
         defer { back.stop() }
         let reply = try client.readReply()
         let held = Date().timeIntervalSince(start)
@@ -462,8 +473,7 @@ import TestSupport
         }
         let client = try BlockingClient(port: ambassador.port, timeout: 20)
         #expect(try client.command(["MSET", keys[0], "1", keys[1], "2", keys[2], "3"]) == .simple("OK"))
-        let bus = try source.client().command(["CLUSTER", "NODES"]).text?.split(separator: "\n")
-            .first { $0.contains("myself") }?.split(separator: " ")[1].split(separator: "@").last.map(String.init)
+        let bus = try Self.busPort(of: source)
         #expect(try source.client().command(["SAVE"]) == .simple("OK"))
         source.kill9()
         #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
@@ -478,9 +488,7 @@ import TestSupport
         try client.send(BlockingClient.encode(["MGET", keys[0], keys[1], keys[2]])
                         + BlockingClient.encode(["MSET", keys[0], "10", keys[1], "20", keys[2], "30"]))
         Thread.sleep(forTimeInterval: 1.5)
-        let back = try RedisServer(port: source.port, arguments: [
-            "--dir", source.directory.path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-port", bus ?? "0", "--cluster-node-timeout", "5000"])
+        let back = try Self.restart(source, bus: bus)
         defer { back.stop() }
         let read = try client.readReply()
         let held = Date().timeIntervalSince(start)
