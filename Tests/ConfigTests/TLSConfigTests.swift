@@ -23,7 +23,7 @@ import TestSupport
         #expect(try parse("backend_tls: false\n").backendTLS == nil)
         let system = try #require(try parse("backend_tls: true\n").backendTLS)
         #expect(system.verify == .full && system.caFile == nil && system.minVersion == .tls12)
-        let full = try #require(try parse("""
+        let full = try parse("""
             backend_tls:
               ca_file: \(certificates.ca)
               cert_file: \(certificates.client.cert)
@@ -33,7 +33,7 @@ import TestSupport
               min_version: "1.3"
             sentinel_tls: {ca_file: \(certificates.otherCA)}
             listen_tls: {cert_file: \(certificates.server.cert), key_file: \(certificates.server.key), ca_file: \(certificates.ca)}
-            """))
+            """)
         let backend = try #require(full.backendTLS)
         #expect(backend.serverName == "redis.internal" && backend.verify == .ca && backend.minVersion == .tls13)
         #expect(backend.files == [certificates.ca, certificates.client.cert, certificates.client.key])

@@ -701,7 +701,7 @@ import TestSupport
     @Test func transparencyScriptsMatchOneRedisButForClusterRules() throws {
         let setup = try Self.besideOneRedis(extra: "read_policy: master\n")
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         let viaAmbassador = try BlockingClient(port: ambassador.port, timeout: 10)
         let direct = try single.client()
         var compared = 0
@@ -735,7 +735,7 @@ import TestSupport
     func subscribersCommandsForOtherShardsAnswerInPlace(protocolVersion: Int) throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         // Keys on the last shard (the subscriber's connection is on the first).
         let far = (0..<1000).map { "far:\($0)" }.filter { HashSlot.of($0) > 12_000 }.prefix(2)
         let (a, b) = (far.first!, far.last!)
@@ -759,7 +759,7 @@ import TestSupport
     func clientTrackingInvalidatesKeysOfEveryShard(mode: [String]) throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         // A key in each third of the slots: one per shard.
         let keys = Self.keyPerShard("tk")
         let optIn = mode.first == "OPTIN", broadcast = mode.first == "BCAST"
@@ -1067,7 +1067,7 @@ import TestSupport
     func randomKeyAndInfoKeyspaceCoverEveryShard(protocolVersion: Int) throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         let direct = try single.client()
         let client = try BlockingClient(port: ambassador.port, timeout: 10)
         _ = try client.command(["HELLO", String(protocolVersion)])
@@ -1172,7 +1172,7 @@ import TestSupport
     @Test func pipelinesMixingCopiedMovedAndLocalCommandsKeepOrder() throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         var pipeline: [[String]] = []
         for i in 0..<240 {
             let key = "mix:\(i % 7)", other = "mix:\((i + 3) % 7)"
@@ -1304,7 +1304,7 @@ import TestSupport
     @Test func commandsAcrossShardsAfterATransactionAnswerAsOneRedis() throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         let spread = (0..<6).map { "tx-spread:\($0)" }  // no tag: several shards
         let commands: [[String]] = [
             ["MULTI"], ["INCR", "{tx}n"], ["EXEC"],
@@ -1344,7 +1344,7 @@ import TestSupport
     @Test func clientReplyAcrossShardsAnswersAsOneRedis() throws {
         let setup = try Self.besideOneRedis()
         defer { setup.stop() }
-        let (cluster, single, ambassador) = (setup.cluster, setup.single, setup.ambassador)
+        let (single, ambassador) = (setup.single, setup.ambassador)
         let keys = (0..<12).map { "cr:\($0)" }
         var commands: [[String]] = [["CLIENT", "REPLY", "OFF"]]
         commands += keys.map { ["SET", $0, "v-\($0)"] }
@@ -1400,7 +1400,7 @@ final class ClientLoad: @unchecked Sendable {
                         commands.add(result.commands, ordering: .relaxed)
                         if let failure = result.failure {
                             failures.withLock { $0.append(failure) }
-                            unsure.withLock { $0[result.key, default: []].insert(result.value) }
+                            _ = unsure.withLock { $0[result.key, default: []].insert(result.value) }
                         } else {
                             acknowledged.withLock { $0[result.key] = result.value }
                             unsure.withLock { $0[result.key] = nil }
