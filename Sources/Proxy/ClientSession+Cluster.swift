@@ -502,20 +502,7 @@ extension ClientSession {
     /// one that waits: a pipelined SET and GET of a key whose slot is on the move must run in
     /// that order wherever they end up.
     func redirect(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
-        var redirection = redirection
-        // An empty host ("MOVED 3999 :6381"): the node's own host, as the cluster means it.
-        if redirection.slot >= 0 && redirection.address.host.isEmpty {
-            redirection.address = Address(host: backend.address.host, port: redirection.address.port)
-        }
-        switch redirection.kind {
-        case .moved:
-            // The slot's table entry follows at once (when a group has that master).
-            _ = proxy.moved(slot: redirection.slot, to: redirection.address)
-        case .ask:
-            proxy.requestLayout()
-        case .tryAgain, .clusterDown, .masterLost:
-            break
-        }
+        let redirection = followMap(redirection, from: backend)
         if waitingRedirects.isEmpty, redirection.kind == .moved || redirection.kind == .ask {
             slot.redirectsLeft -= 1
             if slot.redirectsLeft > 0, send(slot, again: redirection, from: backend) { return }
@@ -530,16 +517,33 @@ extension ClientSession {
     /// goes to the new owner, as a cluster client's would after the -MOVED. The raw -MOVED
     /// would send a cluster client around the ambassador, and mean nothing to a plain one.
     func redirectedInTransaction(_ slot: Slot, _ redirection: ClusterRedirection, from backend: Backend) {
+        let redirection = followMap(redirection, from: backend)
+        fail(slot, "TRYAGAIN ambassador: slot \(redirection.slot) moved during the transaction, which will abort; send it again (\(redirection.text))")
+    }
+
+    /// What `backend` said of the slot map, taken in: a -MOVED's slot follows to the node named
+    /// at once (when a group has that master), an -ASK asks for the layout. Returns the
+    /// redirection with an empty host ("MOVED 3999 :6381") read as the node's own, as the
+    /// cluster means it.
+    private func followMap(_ redirection: ClusterRedirection, from backend: Backend) -> ClusterRedirection {
         var redirection = redirection
-        if redirection.address.host.isEmpty {
+        if redirection.slot >= 0 && redirection.address.host.isEmpty {
             redirection.address = Address(host: backend.address.host, port: redirection.address.port)
         }
-        if redirection.kind == .moved {
+        switch redirection.kind {
+        case .moved:
             _ = proxy.moved(slot: redirection.slot, to: redirection.address)
-        } else {
+        case .ask:
             proxy.requestLayout()
+        case .tryAgain, .clusterDown, .masterLost:
+            break
         }
-        fail(slot, "TRYAGAIN ambassador: slot \(redirection.slot) moved during the transaction, which will abort; send it again (\(redirection.text))")
+        return redirection
+    }
+
+    /// Whether a request whose `failover_hold` counts from `since` (loop µs) may still wait.
+    func withinFailoverHold(since: Int) -> Bool {
+        proxy.loop.nowMicroseconds - since < proxy.config.failoverHold.microseconds
     }
 
     /// A request lost with its connection but safe to send again (never sent, or a read): to
@@ -548,8 +552,7 @@ extension ClientSession {
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
         // Its error if no master is confirmed in time: -TRYAGAIN, as for a write that waited for
         // one (it never ran: a read, or a request that never left).
-        let unsent = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: connection to \(backend.role) \(backend.address) lost before it replied, and no master confirmed within failover_hold")
-        wait(WaitingRedirect(slot: slot, redirection: unsent, backend: backend))
+        wait(WaitingRedirect(slot: slot, redirection: .connectionLost(to: backend), backend: backend))
     }
 
     /// Queues `waiting` in request order; the first to wait starts the retries.
@@ -581,7 +584,7 @@ extension ClientSession {
             // Checked before every send, not only when the node is unreachable: a node that
             // answers (-TRYAGAIN in a half-migrated slot, -CLUSTERDOWN while the cluster cannot
             // fail a shard over) would otherwise be asked again and again, without end.
-            guard proxy.loop.nowMicroseconds < slot.holdSince + proxy.config.failoverHold.microseconds else {
+            guard withinFailoverHold(since: slot.holdSince) else {
                 waitingRedirects.removeFirst()
                 fail(slot, first.redirection.clientError)
                 continue
@@ -655,6 +658,13 @@ struct ClusterRedirection {
 
     init(kind: Kind, text: String) {
         (self.kind, slot, address, self.text) = (kind, -1, Address(host: "", port: 0), text)
+    }
+
+    /// A request lost with its connection to `backend` before it replied: it waits for a
+    /// master to be confirmed, and this is its error if none is in time (-TRYAGAIN: it never
+    /// ran, being a read or never sent).
+    static func connectionLost(to backend: Backend) -> ClusterRedirection {
+        ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: connection to \(backend.role) \(backend.address) lost before it replied, and no master confirmed within failover_hold")
     }
 
     /// What the client gets when the redirections run out: a -TRYAGAIN or -CLUSTERDOWN as the

@@ -239,7 +239,6 @@ extension ClientSession {
     /// error a single request would get. A write lost with its connection answers an error at
     /// once: it may have run, and is never sent twice. `mayResend`: the part only reads.
     private func sendPart(_ part: Part, attempt: Int, since: Int, mayResend: Bool, _ done: @escaping ([UInt8]) -> Void) {
-        let inTime = proxy.loop.nowMicroseconds - since < proxy.config.failoverHold.microseconds
         // Not behind a busy script or a slow command (as any request's choice, `stall_threshold`).
         let target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
         guard target.isUsable, part.group.masterConfirmed else {
@@ -247,19 +246,18 @@ extension ClientSession {
                 return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
             }
             let waiting = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: no node confirmed as master of \(part.group.master.address)'s shard within failover_hold (\(proxy.config.failoverHold)); this part of the command was not sent")
-            guard inTime else { return done(Array("-\(waiting.clientError)\r\n".utf8)) }
+            guard withinFailoverHold(since: since) else { return done(Array("-\(waiting.clientError)\r\n".utf8)) }
             return retryPart(part, after: waiting, attempt: attempt, since: since, mayResend: mayResend, done)
         }
         target.select(db)
         target.probe(request: RESPValue.array(part.arguments.map { .bulkString($0) }).encoded) { [weak self] bytes in
             guard let self else { return }
-            let inTime = self.proxy.loop.nowMicroseconds - since < self.proxy.config.failoverHold.microseconds
+            let inTime = self.withinFailoverHold(since: since)
             if bytes.isEmpty {
-                let lost = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: connection to master \(part.group.master.address) lost before it replied, and no master confirmed within failover_hold")
                 guard mayResend, self.proxy.healthChecked, inTime else {
                     return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
                 }
-                return self.retryPart(part, after: lost, attempt: attempt, since: since, mayResend: mayResend, done)
+                return self.retryPart(part, after: .connectionLost(to: part.group.master), attempt: attempt, since: since, mayResend: mayResend, done)
             }
             guard bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else { return done(bytes) }
             // The first few -MOVED / -ASK are followed whatever the time, as a single request's
