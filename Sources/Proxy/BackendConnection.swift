@@ -327,9 +327,16 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     /// The same with the request already encoded (a probe sent often: nothing built per call).
-    func probe(request: [UInt8], _ handler: @escaping ([UInt8]) -> Void) {
+    /// `waitOf`: the request is a WAIT (or WAITAOF) of that session, which holds the
+    /// connection as a client's WAIT does (`isStalled`, `heldByWait`) and is ended if the
+    /// session hangs up first (`abandonWaits`).
+    func probe(request: [UInt8], waitOf session: ClientSession? = nil, _ handler: @escaping ([UInt8]) -> Void) {
         let slot = proxy.slots.take()
         slot.kind = .probe
+        if let session {
+            slot.session = session
+            slot.isBlocking = true
+        }
         slot.started = proxy.loop.nowMicroseconds
         slot.probe = handler
         write(request, slot: slot)
@@ -403,12 +410,22 @@ final class BackendConnection: ConnectionDelegate {
     /// to (CLIENT UNBLOCK, on another connection), once per such WAIT. Its reply is dropped.
     func unblockAbandonedWait() {
         guard !dedicated, answered < blockingThrough, let first = inflight.first, first.isBlocking,
-              first.kind == .client, first.session == nil, unblockedAt != answered, let id = redisClientID else { return }
+              first.kind != .injected, first.session == nil, unblockedAt != answered, let id = redisClientID else { return }
         unblockedAt = answered
         backend.unblock(self, id: id)
     }
     /// `answered` when `unblockAbandonedWait` last asked (the WAIT then at the head).
     private var unblockedAt = -1
+
+    /// `session` hung up: its WAITs here are abandoned (a client's slot lost its session with
+    /// the session's replies; a WAIT part of a split, see `ClientSession.runParts`, is a probe
+    /// that names it), and the one at the front is ended.
+    func abandonWaits(of session: ClientSession) {
+        for slot in inflight where slot.kind == .probe && slot.isBlocking && slot.session === session {
+            slot.session = nil
+        }
+        unblockAbandonedWait()
+    }
 
     /// A request's reply will come on this connection, after those already expected; its bytes
     /// follow with `send(from:length:)`, before anything else is written here.

@@ -102,11 +102,26 @@ extension ClientSession {
                 target = owner
             }
         }
-        if command.verb == .wait, keyless, !deferredMulti, let written = lastWriteConnection?.backend.group,
-           proxy.groups.contains(where: { $0 === written }) {
-            // WAIT / WAITAOF count the replicas of the node the session's writes went to: the
-            // shard of its last write (one node cannot speak for another's replicas).
-            target = written
+        if command.verb == .wait, keyless, !deferredMulti {
+            let written = shardWaitConnections()
+            if written.count > 1 {
+                // Writes to several shards: WAIT / WAITAOF run on each, where the session's
+                // last write there went, after every earlier reply (as any WAIT), and the
+                // client gets the least count (see `Merge.least`).
+                if !replies.isEmpty {
+                    flushPending()
+                    hold = .barrier(frame)
+                    return connection.pauseReading()
+                }
+                let arguments = (0..<frame.argumentCount).map { argumentBytes($0, of: frame) }
+                let parts = written.map { Part(arguments: arguments, group: $0.backend.group, slot: -1, waitsOn: $0) }
+                return runParts(frame, parts, .least, isWrite: false)
+            }
+            if let written = lastWriteConnection?.backend.group, proxy.groups.contains(where: { $0 === written }) {
+                // WAIT / WAITAOF count the replicas of the node the session's writes went to
+                // (one node cannot speak for another's replicas).
+                target = written
+            }
         }
         if deferredMulti { return queueInDeferredTransaction(frame, command, target, keyless: keyless) }
         if command.verb == .multi && frame.argumentCount == 1 {
@@ -549,6 +564,39 @@ extension ClientSession {
     /// A request lost with its connection but safe to send again (never sent, or a read): to
     /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent
     /// (or held).
+    /// Remembers `target` as where the session's last write to its node went (see `shardWrites`).
+    @inline(__always)
+    func noteShardWrite(_ target: BackendConnection) {
+        guard !target.dedicated else { return }
+        let id = ObjectIdentifier(target.backend)
+        if let i = shardWrites.firstIndex(where: { $0.backendID == id }) {
+            if shardWrites[i].connection !== target || shardWrites[i].generation != target.generation {
+                shardWrites[i] = ShardWrite(connection: target, generation: target.generation, backendID: id)
+            }
+            return
+        }
+        // Entries for nodes that are masters no more go when there are more than shards.
+        if shardWrites.count > proxy.groups.count { shardWrites.removeAll { !Self.isWaitConnection($0) } }
+        shardWrites.append(ShardWrite(connection: target, generation: target.generation, backendID: id))
+    }
+
+    /// Where a WAIT of this session runs when its writes went to more than one shard: for each
+    /// shard, the connection that took its last write there, while that is the same connection
+    /// (not reconnected since) to the shard's master. Empty when that is one shard or none: the
+    /// WAIT then runs as in the other modes (on the connection of the session's last write).
+    /// Writes in a transaction or a script on a dedicated connection are counted there only.
+    func shardWaitConnections() -> [BackendConnection] {
+        guard shardWrites.count > 1 else { return [] }
+        let live = shardWrites.filter(Self.isWaitConnection).map(\.connection)
+        return live.count > 1 ? live : []
+    }
+
+    private static func isWaitConnection(_ write: ShardWrite) -> Bool {
+        let connection = write.connection
+        return connection.isOpen && connection.generation == write.generation && !connection.backend.removed
+            && connection.backend.group.master === connection.backend
+    }
+
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
         // Its error if no master is confirmed in time: -TRYAGAIN, as for a write that waited for
         // one (it never ran: a read, or a request that never left).

@@ -24,8 +24,10 @@ extension ClientSession {
         case same
         /// KEYS: every part's array, one after another.
         case concatenate
-        /// SCRIPT EXISTS: 1 where every master has the script.
-        case all
+        /// The least of each count: SCRIPT EXISTS (1 where every master has the script); WAIT
+        /// (the replicas that acknowledged every shard's writes, as one Redis counts replicas
+        /// that have all of a client's); WAITAOF (each of its two counts).
+        case least
         /// SCAN on master `index` of `count`: the cursor carries the master's index.
         case scan(index: Int, count: Int)
         /// RANDOMKEY (the first `count` parts; then each master's DBSIZE): one of the masters'
@@ -47,6 +49,9 @@ extension ClientSession {
         var slot: Int
         /// SCRIPT KILL, FUNCTION KILL: on a connection with nothing in flight (not behind the script).
         var urgent = false
+        /// WAIT, WAITAOF: on this connection (Redis counts from the offset of the last write of
+        /// the connection a WAIT runs on), held as a client's WAIT holds one.
+        var waitsOn: BackendConnection?
     }
 
     /// The split or fan-out for this command, if it needs one (nil: route it as usual).
@@ -133,7 +138,7 @@ extension ClientSession {
             case ("script", "load"), ("script", "flush"), ("function", "load"), ("function", "flush"), ("function", "delete"):
                 return (everyMaster(arguments()), .same, true)
             case ("script", "exists") where frame.argumentCount > 2:
-                return (everyMaster(arguments()), .all, false)
+                return (everyMaster(arguments()), .least, false)
             default:
                 return nil
             }
@@ -159,6 +164,8 @@ extension ClientSession {
     func runParts(_ frame: RequestFrame, _ parts: [Part], _ merge: Merge, isWrite: Bool) {
         input.drop(frame.length, from: connection)
         let slot = enqueue(.master)
+        // A WAIT: the session's client may hang up while it runs (see `connectionPeerFinishedSending`).
+        if parts.contains(where: { $0.waitsOn != nil }) { slot.isBlocking = true }
         if isWrite {
             slot.isWrite = true
             writesInFlight += 1
@@ -174,7 +181,7 @@ extension ClientSession {
         var replies = [[UInt8]](repeating: [], count: parts.count)
         var remaining = parts.count
         for (index, part) in parts.enumerated() {
-            sendPart(part, attempt: 0, since: slot.holdSince, mayResend: !isWrite) { [weak self] bytes in
+            sendPart(part, attempt: 0, since: slot.holdSince, isWrite: isWrite) { [weak self] bytes in
                 guard let self, slot.session === self else { return }
                 replies[index] = bytes
                 remaining -= 1
@@ -187,7 +194,7 @@ extension ClientSession {
     /// (10 unless given) were found in this call hands over to the next master in the same
     /// call, as one Redis holding few keys answers them all at once with cursor 0.
     private func scan(from index: Int, of count: Int, _ part: Part, wanted: Int, found: [RESPValue], into slot: Slot) {
-        sendPart(part, attempt: 0, since: slot.holdSince, mayResend: true) { [weak self] bytes in
+        sendPart(part, attempt: 0, since: slot.holdSince, isWrite: false) { [weak self] bytes in
             guard let self, slot.session === self else { return }
             guard let (value, _) = try? RESPValue.decode(bytes), let reply = value.list, reply.count == 2,
                   let text = reply[0].text, let cursor = UInt64(text), let keys = reply[1].list else {
@@ -237,27 +244,38 @@ extension ClientSession {
     /// request's (`ClusterRedirection.pause`), all within `failover_hold` from `since` (when
     /// the command was sent, or began to wait for a master), after which the part answers the
     /// error a single request would get. A write lost with its connection answers an error at
-    /// once: it may have run, and is never sent twice. `mayResend`: the part only reads.
-    private func sendPart(_ part: Part, attempt: Int, since: Int, mayResend: Bool, _ done: @escaping ([UInt8]) -> Void) {
+    /// once: it may have run, and is never sent twice; so does a WAIT, which has nothing to count
+    /// on another connection.
+    private func sendPart(_ part: Part, attempt: Int, since: Int, isWrite: Bool, _ done: @escaping ([UInt8]) -> Void) {
+        let mayResend = !isWrite && part.waitsOn == nil
         // Not behind a busy script or a slow command (as any request's choice, `stall_threshold`).
-        let target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
+        var target = part.group.master.connection(for: self, urgent: part.urgent, now: proxy.loop.nowMicroseconds)
+        if let own = part.waitsOn, own.isUsable, own.backend === part.group.master { target = own }
         guard target.isUsable, part.group.masterConfirmed else {
             guard proxy.healthChecked else {
                 return done(Array("-ERR ambassador: master \(part.group.master.address) is unavailable\r\n".utf8))
             }
             let waiting = ClusterRedirection(kind: .masterLost, text: "TRYAGAIN ambassador: no node confirmed as master of \(part.group.master.address)'s shard within failover_hold (\(proxy.config.failoverHold)); this part of the command was not sent")
             guard withinFailoverHold(since: since) else { return done(Array("-\(waiting.clientError)\r\n".utf8)) }
-            return retryPart(part, after: waiting, attempt: attempt, since: since, mayResend: mayResend, done)
+            return retryPart(part, after: waiting, attempt: attempt, since: since, isWrite: isWrite, done)
         }
         target.select(db)
-        target.probe(request: RESPValue.array(part.arguments.map { .bulkString($0) }).encoded) { [weak self] bytes in
+        if part.waitsOn != nil {
+            // Its Redis id first, so the WAIT can be ended if the client hangs up (see
+            // `BackendConnection.unblockAbandonedWait`).
+            target.identify()
+        }
+        if isWrite { noteShardWrite(target) }
+        defer { if part.waitsOn != nil { bindToWait(on: target) } }
+        target.probe(request: RESPValue.array(part.arguments.map { .bulkString($0) }).encoded,
+                     waitOf: part.waitsOn == nil ? nil : self) { [weak self] bytes in
             guard let self else { return }
             let inTime = self.withinFailoverHold(since: since)
             if bytes.isEmpty {
                 guard mayResend, self.proxy.healthChecked, inTime else {
                     return done(Array("-ERR ambassador: connection to master \(part.group.master.address) lost before it replied\r\n".utf8))
                 }
-                return self.retryPart(part, after: .connectionLost(to: part.group.master), attempt: attempt, since: since, mayResend: mayResend, done)
+                return self.retryPart(part, after: .connectionLost(to: part.group.master), attempt: attempt, since: since, isWrite: isWrite, done)
             }
             guard bytes.first == UInt8(ascii: "-"), let redirection = ClusterRedirection(bytes) else { return done(bytes) }
             // The first few -MOVED / -ASK are followed whatever the time, as a single request's
@@ -274,12 +292,12 @@ extension ClientSession {
             case .tryAgain, .clusterDown, .masterLost:
                 break
             }
-            self.retryPart(next, after: redirection, attempt: attempt, since: since, mayResend: mayResend, done)
+            self.retryPart(next, after: redirection, attempt: attempt, since: since, isWrite: isWrite, done)
         }
     }
 
     /// `part` again after `redirection`'s pause (an -ASK's ASKING goes right before it).
-    private func retryPart(_ part: Part, after redirection: ClusterRedirection, attempt: Int, since: Int, mayResend: Bool,
+    private func retryPart(_ part: Part, after redirection: ClusterRedirection, attempt: Int, since: Int, isWrite: Bool,
                            _ done: @escaping ([UInt8]) -> Void) {
         let pause = redirection.pause(attempt: attempt, waited: proxy.loop.nowMicroseconds - since)
         proxy.after(pause) { [weak self] in
@@ -289,7 +307,7 @@ extension ClientSession {
                 let connection = self.proxy.backend(at: redirection.address)?.sharedConnection(for: self)
                 if let connection, connection.isUsable { connection.inject(["ASKING"], label: "ASKING") }
             }
-            self.sendPart(part, attempt: attempt + 1, since: since, mayResend: mayResend, done)
+            self.sendPart(part, attempt: attempt + 1, since: since, isWrite: isWrite, done)
         }
     }
 
@@ -332,13 +350,23 @@ extension ClientSession {
             bytes = RESPValue.array(merged).encoded
         case .concatenate:
             bytes = RESPValue.array(values.flatMap { $0?.list ?? [] }).encoded
-        case .all:
+        case .least:
             var merged: [Int64]?
             for value in values {
-                let flags = (value?.list ?? []).map { item -> Int64 in if case .integer(let n) = item { return n } else { return 0 } }
-                merged = merged.map { zip($0, flags).map { min($0, $1) } } ?? flags
+                let counts: [Int64]
+                if case .integer(let n)? = value {
+                    counts = [n]
+                } else {
+                    counts = (value?.list ?? []).map { item -> Int64 in if case .integer(let n) = item { return n } else { return 0 } }
+                }
+                merged = merged.map { zip($0, counts).map { min($0, $1) } } ?? counts
             }
-            bytes = RESPValue.array((merged ?? []).map { .integer($0) }).encoded
+            if case .integer? = values.first {
+                encoder.integer(merged?.first ?? 0)
+                bytes = encoder.bytes
+            } else {
+                bytes = RESPValue.array((merged ?? []).map { .integer($0) }).encoded
+            }
         case .random(let count):
             var weights: [(index: Int, keys: Int64)] = []
             for index in 0..<min(count, replies.count) where values[index].map({ $0 != .bulkString(nil) && $0 != .null }) ?? false {

@@ -206,6 +206,16 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// connection it runs on*, so the session's WAIT runs there.
     var lastWriteConnection: BackendConnection?
     var lastWriteGeneration = 0
+    /// discovery: cluster — for each master the session wrote to, the shared connection its
+    /// last write there went out on (and that connection's generation then): a WAIT after
+    /// writes to several shards runs on each of them (see `shardWaitConnections`). A handful
+    /// of entries, one per master written.
+    struct ShardWrite {
+        let connection: BackendConnection
+        let generation: Int
+        let backendID: ObjectIdentifier
+    }
+    var shardWrites: [ShardWrite] = []
     var writesInFlight = 0
     /// Read-your-writes by offset: the master probe that covers the session's last answered
     /// write (0: it wrote nothing; -1: it wrote, and no probe was asked for yet), and the
@@ -306,6 +316,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         user = login?.user ?? "default"
         bindings.removeAll()
         lastWriteConnection = nil
+        shardWrites.removeAll()
     }
     var channels: Set<[UInt8]> = []
     var patterns: Set<[UInt8]> = []
@@ -708,10 +719,11 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         if write {
             lastWriteMicroseconds = proxy.loop.nowMicroseconds
             writesInFlight += 1
-            if lastWriteConnection !== target {
+            if lastWriteConnection !== target || lastWriteGeneration != target.generation {
                 lastWriteConnection = target
+                lastWriteGeneration = target.generation
+                if proxy.clustered { noteShardWrite(target) }
             }
-            lastWriteGeneration = target.generation
         }
         let slot = enqueue(route)
         slot.isWrite = write
@@ -755,17 +767,24 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         holdStarted = 0
         let slot = enqueue(.master)
         slot.isBlocking = true
-        let id = ObjectIdentifier(target.backend)
-        for i in bindings.indices where bindings[i].backendID == id {
-            bindings.remove(at: i)
-            break
-        }
-        bindings.append(Binding(connection: target, through: 0))
+        bindToWait(on: target)
         // Its Redis id before the WAIT, so a WAIT left behind by a client that hangs up can be
         // ended (see `BackendConnection.unblockAbandonedWait`).
         target.identify()
         send(frame, to: target, slot: slot)
         flushPending()
+    }
+
+    /// A WAIT of this session goes out on `target` now: the session's next requests to that node
+    /// follow it there (as they would wait for it direct), and the session's hang-up ends it
+    /// (see `connectionDidClose`).
+    func bindToWait(on target: BackendConnection) {
+        let id = ObjectIdentifier(target.backend)
+        for i in bindings.indices where bindings[i].backendID == id {
+            bindings.remove(at: i)
+            break
+        }
+        bindings.append(Binding(connection: target, through: target.expected))
     }
 
     func forwardRead(_ frame: RequestFrame, verb: Verb, _ group: ReplicationGroup) {
@@ -831,6 +850,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
 
     /// Sends `slot`'s kept request again, to `target` (a redirection, a read retried elsewhere).
     func resend(_ slot: Slot, to target: BackendConnection) {
+        if slot.isWrite && proxy.clustered { noteShardWrite(target) }
         writeKept(slot, to: target)
         target.expect(slot)
     }
@@ -1156,6 +1176,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
             loginIndex = 0
             bindings.removeAll()
             lastWriteConnection = nil
+            shardWrites.removeAll()
         }
     }
 
@@ -1185,7 +1206,7 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
         replies.abandon(pool: proxy.slots)
         // A WAIT of this session holding a shared connection ends, as a direct Redis ends it
         // (its connection stays among the bindings while the WAIT is in flight).
-        for binding in bindings { binding.connection.unblockAbandonedWait() }
+        for binding in bindings { binding.connection.abandonWaits(of: self) }
         dropPinned()
         dropShardConnections()
         proxy.sessionClosed(self)

@@ -109,6 +109,34 @@ import TestSupport
         #expect(try waiter.command(["WAIT", "1", "300"]) == .integer(0))
         farReplica.signal(SIGCONT)
         #expect(try waiter.command(["WAIT", "1", "2000"]) == .integer(1))
+        // After writes to several shards, WAIT counts the replicas that acknowledged them all,
+        // as one Redis counts replicas holding all of a client's writes: the least over the
+        // shards written. The stopped replica's shard was written first, then another one
+        // (singly, then by a split MSET), so its last write alone would count 1.
+        let near = Self.key("wait", in: 0..<5000)
+        farReplica.signal(SIGSTOP)
+        #expect(try waiter.command(["SET", far, "3"]) == .simple("OK"))
+        #expect(try waiter.command(["SET", near, "1"]) == .simple("OK"))
+        #expect(try waiter.command(["WAIT", "1", "300"]) == .integer(0))
+        #expect(try waiter.command(["MSET", near, "2", far, "4"]) == .simple("OK"))
+        #expect(try waiter.command(["WAIT", "1", "300"]) == .integer(0))
+        // A client that hangs up in such a WAIT has it ended on every shard, as Redis ends a
+        // client's WAIT when it leaves: the stopped shard's master holds no WAIT afterwards.
+        let leaver = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try leaver.command(["SET", far, "5"]) == .simple("OK"))
+        #expect(try leaver.command(["SET", near, "3"]) == .simple("OK"))
+        try leaver.send(BlockingClient.encode(["WAIT", "1", "0"]))
+        func waits(on node: RedisServer) throws -> Int {  // clients blocked (flag b) in a WAIT
+            (try node.client().command(["CLIENT", "LIST"]).text ?? "").split(separator: "\n").filter { line in
+                line.contains("cmd=wait ") && line.split(separator: " ").contains { $0.hasPrefix("flags=") && $0.contains("b") }
+            }.count
+        }
+        #expect(try eventually(5) { try waits(on: farMaster) == 1 })
+        leaver.disconnect()
+        #expect(try eventually(5) { try waits(on: farMaster) == 0 })
+        farReplica.signal(SIGCONT)
+        #expect(try waiter.command(["WAIT", "1", "2000"]) == .integer(1))
+        #expect(try waiter.command(["GET", far]) == .bulk("5"))
         // /config shows every shard; /readyz wants a reachable master in each.
         func shards() throws -> [[String: Any]] {
             (try ambassador.configView()["topology"] as? [String: Any])?["shards"] as? [[String: Any]] ?? []
