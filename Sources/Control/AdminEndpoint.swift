@@ -23,8 +23,10 @@ struct AdminEndpoint {
             return HTTPResponse(status: 200, text: "ok\n")
         case (.get, "/readyz"), (.head, "/readyz"):
             if supervisor.isStopping { return HTTPResponse(status: 503, text: "shutting down\n") }
-            if let shards = supervisor.clusterShards {
-                // A cluster: every shard needs a confirmed, reachable master.
+            if let all = supervisor.clusterShards {
+                // A cluster: every shard that serves slots needs a confirmed, reachable master
+                // (not a node added without slots yet).
+                let shards = all.filter { !$0.slots.isEmpty }
                 let missing = shards.filter { shard in
                     !(shard.topology.master.map { supervisor.metrics.isUp($0.description, role: "master") } ?? false)
                 }

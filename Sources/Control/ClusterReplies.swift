@@ -26,8 +26,11 @@ struct ClusterShard: Sendable, Equatable {
 enum ClusterReplies {
     /// `CLUSTER SHARDS`: one entry per shard, a field/value list (`slots`, `nodes`), each node
     /// a field/value list (`id`, `port`, `tls-port`, `ip`, `endpoint`, `hostname`, `role`,
-    /// `health` …). A shard without a master (every node failed, or a new empty node) is left
-    /// out; so are its slots, which then belong to nobody, as the cluster says.
+    /// `health` …). A shard without a master (every node failed) is left out; so are its slots,
+    /// which then belong to nobody, as the cluster says. A master without slots (a node just
+    /// added, or emptied before its removal) is a shard that serves none: a slot moving to it
+    /// answers -ASK with its address, and the fan-outs (DBSIZE, SCAN, SCRIPT LOAD …) reach the
+    /// keys and settings it holds.
     static func shards(_ reply: RESPValue) -> [ClusterShard]? {
         guard let entries = reply.list else { return nil }
         var shards: [ClusterShard] = []
@@ -62,7 +65,7 @@ enum ClusterReplies {
             }
             // A failed master with slots: its replicas will take over; until then the shard
             // has no master (writes wait, as in a failover).
-            guard let master, !slots.isEmpty else { continue }
+            guard let master else { continue }
             shards.append(ClusterShard(slots: slots, master: master, replicas: replicas))
         }
         return shards

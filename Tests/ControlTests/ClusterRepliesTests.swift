@@ -27,11 +27,12 @@ import TestSupport
             .array([bulk("slots"), .array([.integer(5461), .integer(10922)]),
                     bulk("nodes"), .array([.array(node("c", 7004, role: "replica")),
                                            .array(node("d", 7001, role: "master", endpoint: "redis-1.example", tlsPort: 7101))])]),
-            // A node added but given no slots yet: no shard to route to.
+            // A node added but given no slots yet: a shard that serves none.
             .array([bulk("slots"), .array([]), bulk("nodes"), .array([.array(node("e", 7006, role: "master"))])]),
         ])
         let shards = try #require(ClusterReplies.shards(resp2))
-        #expect(shards.count == 2)
+        #expect(shards.count == 3)
+        #expect(shards[2].slots == [] && shards[2].master.address.port == 7006)
         #expect(shards[0].slots == [0...5460, 10923...10923])
         #expect(shards[0].master.address == Address(host: "127.0.0.1", port: 7000))
         #expect(shards[0].replicas.map(\.id) == ["b"] && shards[0].replicas[0].health == "loading")

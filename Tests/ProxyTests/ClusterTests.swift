@@ -704,6 +704,27 @@ import TestSupport
         })
         let from = try masters[0].client().command(["CLUSTER", "MYID"]).text ?? ""
         let to = try added.client().command(["CLUSTER", "MYID"]).text ?? ""
+        // A slot moving to the new node, which serves no slot yet: a key already moved is read
+        // there (its old owner answers -ASK with the new node's address), and DBSIZE counts it
+        // there, as one Redis holding every key would.
+        let moving = Self.key("ask", in: 0..<5000)
+        let slot = String(HashSlot.of(moving))
+        let source = try Self.owner(of: moving, in: cluster)
+        let asker = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try asker.command(["SET", moving, "here"]) == .simple("OK"))
+        let sourceID = try source.client().command(["CLUSTER", "MYID"]).text ?? ""
+        #expect(try added.client().command(["CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID]) == .simple("OK"))
+        #expect(try source.client().command(["CLUSTER", "SETSLOT", slot, "MIGRATING", to]) == .simple("OK"))
+        #expect(try source.client().command(["MIGRATE", "127.0.0.1", String(added.port), moving, "0", "5000"]) == .simple("OK"))
+        #expect(try asker.command(["GET", moving]) == .bulk("here"))
+        #expect(try eventually(5) {
+            var total: Int64 = 0
+            for node in masters + [added] { if case .integer(let n) = try node.client().command(["DBSIZE"]) { total += n } }
+            return try asker.command(["DBSIZE"]) == .integer(total) && (try added.client().command(["DBSIZE"])) == .integer(1)
+        })
+        for node in masters + [added] {
+            #expect(try node.client().command(["CLUSTER", "SETSLOT", slot, "NODE", to]) == .simple("OK"))
+        }
         let reshard = try AmbassadorProcess.runToCompletion(RedisServer.executable("redis-cli"), [
             "--cluster", "reshard", "127.0.0.1:\(masters[0].port)", "--cluster-from", from, "--cluster-to", to,
             "--cluster-slots", "1000", "--cluster-yes",
