@@ -116,7 +116,7 @@ extension ClientSession {
             for group in proxy.groups where group !== relay.backend.group {
                 if let shard = existing[ObjectIdentifier(group)] {
                     subscribedShards.insert(ObjectIdentifier(shard))
-                    shard.rawWrite(request)
+                    writeMirrored(request, confirmations: local.count, on: shard, holding: relay)
                 } else {
                     _ = shardConnection(for: group)  // subscribes to them all
                 }
@@ -127,8 +127,29 @@ extension ClientSession {
             guard !gone.isEmpty else { return }
             if patterns { mirroredPatterns.subtract(gone) } else { mirroredChannels.subtract(gone) }
             let request = RESPValue.array(([command] + gone).map { .bulkString($0) }).encoded
-            for shard in shardConnections.values { shard.rawWrite(request) }
+            for shard in shardConnections.values { writeMirrored(request, confirmations: gone.count, on: shard, holding: relay) }
         }
+    }
+
+    /// A (un)subscription on a shard's connection: the relayed stream waits for its
+    /// confirmations (one per name), so the client's confirmation, which follows in that
+    /// stream, means every shard has it: a message published after it reaches the client (and
+    /// none after an unsubscription's).
+    private func writeMirrored(_ request: [UInt8], confirmations: Int, on shard: BackendConnection, holding relay: BackendConnection?) {
+        shard.rawWrite(request)
+        guard let relay else { return }
+        shardConfirmationsOwed += confirmations
+        heldForConfirmations = relay
+        relay.holdRelay()
+    }
+
+    /// A subscription confirmation from a shard's connection came (see `writeMirrored`).
+    private func shardConfirmed() {
+        guard shardConfirmationsOwed > 0 else { return }
+        shardConfirmationsOwed -= 1
+        guard shardConfirmationsOwed == 0, let relay = heldForConfirmations else { return }
+        heldForConfirmations = nil
+        if heldForShard !== relay { relay.releaseRelay() }
     }
 
     /// A channel only the node that owns the key publishes on.
@@ -159,7 +180,8 @@ extension ClientSession {
         if tracking, let request = redirectRequests[id] ?? trackingRequest { shard.inject(request: request, label: "CLIENT TRACKING") }
         for (names, command) in [(mirroredChannels, "SUBSCRIBE"), (mirroredPatterns, "PSUBSCRIBE")] where !names.isEmpty {
             subscribedShards.insert(ObjectIdentifier(shard))
-            shard.rawWrite(RESPValue.array([.bulk(command)] + names.map { .bulkString($0) }).encoded)
+            writeMirrored(RESPValue.array([.bulk(command)] + names.map { .bulkString($0) }).encoded,
+                          confirmations: names.count, on: shard, holding: pinned)
         }
         shardConnections[id] = shard
         return shard
@@ -212,15 +234,21 @@ extension ClientSession {
             subscription = Self.isPubSubFrame(bytes)
         }
         if subscription {
-            guard Self.isForClient(bytes.isEmpty ? BackendConnection.copy(backend, frame.length) : bytes) else {
+            let value = bytes.isEmpty ? BackendConnection.copy(backend, frame.length) : bytes
+            switch Self.pubSubKind(value) {
+            case .forClient:
+                return passRelayed(frame, from: backend)
+            case .confirmation:
+                backend.discardInput(frame.length)
+                return shardConfirmed()
+            case .other:
                 return backend.discardInput(frame.length)
             }
-            return passRelayed(frame, from: backend)
         }
         passRelayed(frame, from: backend)
         if let relay = heldForShard {
             heldForShard = nil
-            relay.releaseRelay()
+            if heldForConfirmations !== relay { relay.releaseRelay() }
         }
     }
 
@@ -290,25 +318,29 @@ extension ClientSession {
         return ["message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "pong"].contains(kind)
     }
 
-    /// Whether a push (or a RESP2 subscriber's array) from a shard's connection goes to the
-    /// client: an invalidation, or a message on a node-local channel.
-    static func isForClient(_ bytes: [UInt8]) -> Bool {
-        guard let (value, _) = try? RESPValue.decode(bytes) else { return false }
+    enum ShardPubSub { case forClient, confirmation, other }
+
+    /// What a push (or a RESP2 subscriber's array) from a shard's connection is: for the client
+    /// (an invalidation, or a message on a node-local channel), a confirmation of a mirrored
+    /// (un)subscription, or other traffic (dropped).
+    static func pubSubKind(_ bytes: [UInt8]) -> ShardPubSub {
+        guard let (value, _) = try? RESPValue.decode(bytes) else { return .other }
         let items: [RESPValue]
         switch value {
         case .push(let list), .array(let list?): items = list
-        default: return false
+        default: return .other
         }
-        guard let kind = items.first?.text?.lowercased() else { return false }
+        guard let kind = items.first?.text?.lowercased() else { return .other }
         func channel(_ index: Int) -> [UInt8]? {
             guard index < items.count, case .bulkString(let bytes?) = items[index] else { return nil }
             return bytes
         }
         switch kind {
-        case "invalidate": return true
-        case "message": return channel(1).map(isNodeLocal) ?? false
-        case "pmessage": return channel(2).map(isNodeLocal) ?? false
-        default: return false
+        case "invalidate": return .forClient
+        case "message": return channel(1).map(isNodeLocal) ?? false ? .forClient : .other
+        case "pmessage": return channel(2).map(isNodeLocal) ?? false ? .forClient : .other
+        case "subscribe", "psubscribe", "unsubscribe", "punsubscribe": return .confirmation
+        default: return .other
         }
     }
 
@@ -342,6 +374,8 @@ extension ClientSession {
         subscribedShards = []
         cachingRequest = nil
         heldForShard = nil
+        shardConfirmationsOwed = 0
+        heldForConfirmations = nil
         for shard in shards { shard.close() }
     }
 }

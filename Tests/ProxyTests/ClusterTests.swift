@@ -1006,6 +1006,36 @@ import TestSupport
         }
     }
 
+    /// A subscription to keyspace notifications is confirmed once every shard holds it, as one
+    /// Redis confirms a subscription only when the next event would reach the client: while
+    /// another shard's master is stopped, no confirmation comes; once it runs, the confirmation
+    /// comes and that shard's next event follows it.
+    @Test(arguments: [2, 3])
+    func aSubscriptionIsConfirmedOnceEveryShardHoldsIt(protocolVersion: Int) throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let client = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try client.command(["CONFIG", "SET", "notify-keyspace-events", "KEA"]) == .simple("OK"))
+        let far = Self.keyPerShard("sub")[2]
+        let farMaster = try Self.owner(of: far, in: cluster)
+        let subscriber = try BlockingClient(port: ambassador.port, timeout: 10)
+        _ = try subscriber.command(["HELLO", String(protocolVersion)])
+        farMaster.signal(SIGSTOP)
+        try subscriber.send(BlockingClient.encode(["PSUBSCRIBE", "__keyevent@0__:*"]))
+        subscriber.setTimeout(0.3)
+        let early = try? subscriber.readReply()
+        farMaster.signal(SIGCONT)
+        #expect(early == nil, "confirmed while a shard's master was stopped: \(String(describing: early))")
+        subscriber.setTimeout(5)
+        let confirmation = try early ?? subscriber.readReply()
+        #expect(confirmation.list?.first?.text == "psubscribe")
+        #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
+        let event = try subscriber.readReply()
+        #expect(event.list?.first?.text == "pmessage" && event.list?.last?.text == far, "\(event)")
+    }
+
     /// A transaction that begins with keyless commands (PING, ECHO, CLIENT SETNAME …) runs on
     /// the shard of its first key, as one Redis runs it, pipelined or one command at a time;
     /// a queue-time error among the keyless ones still aborts it.
