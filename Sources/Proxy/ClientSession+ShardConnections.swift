@@ -73,7 +73,7 @@ extension ClientSession {
         redirectRequests = [:]
         for group in proxy.groups where group !== relay.backend.group {
             if let shard = existing[ObjectIdentifier(group)] {
-                shard.inject(request: bytes, label: "CLIENT TRACKING")
+                trackMirrored(bytes, on: shard, holding: relay)
             } else if tracksAcrossShards {
                 _ = shardConnection(for: group)
             }
@@ -89,7 +89,7 @@ extension ClientSession {
             let id = ObjectIdentifier(group)
             guard let request = redirectRequests[id] else { continue }
             if let shard = existing[id] {
-                shard.inject(request: request, label: "CLIENT TRACKING")
+                trackMirrored(request, on: shard, holding: relay)
             } else {
                 _ = shardConnection(for: group)
             }
@@ -137,18 +137,35 @@ extension ClientSession {
     /// none after an unsubscription's).
     private func writeMirrored(_ request: [UInt8], confirmations: Int, on shard: BackendConnection, holding relay: BackendConnection?) {
         shard.rawWrite(request)
-        guard let relay else { return }
-        shardConfirmationsOwed += confirmations
-        heldForConfirmations = relay
+        if let relay { owe(confirmations, holding: relay) }
+    }
+
+    /// CLIENT TRACKING on a shard's connection: the relayed stream waits for its reply, so the
+    /// client's OK means every shard tracks (BCAST: a key changed next on any shard is
+    /// invalidated).
+    private func trackMirrored(_ request: [UInt8], on shard: BackendConnection, holding relay: BackendConnection?) {
+        guard let relay else { return shard.inject(request: request, label: "CLIENT TRACKING") }
+        owe(1, holding: relay)
+        shard.probe(request: request) { [weak self] reply in
+            if reply.first == UInt8(ascii: "-"), let self {
+                self.proxy.logger.warning("CLIENT TRACKING on \(shard.backend.address) failed: \(String(decoding: reply, as: UTF8.self).trimmed)")
+            }
+            self?.shardConfirmed()
+        }
+    }
+
+    private func owe(_ replies: Int, holding relay: BackendConnection) {
+        shardRepliesOwed += replies
+        heldForShardReplies = relay
         relay.holdRelay()
     }
 
-    /// A subscription confirmation from a shard's connection came (see `writeMirrored`).
+    /// A reply owed by a shard's connection came (see `writeMirrored`, `trackMirrored`).
     private func shardConfirmed() {
-        guard shardConfirmationsOwed > 0 else { return }
-        shardConfirmationsOwed -= 1
-        guard shardConfirmationsOwed == 0, let relay = heldForConfirmations else { return }
-        heldForConfirmations = nil
+        guard shardRepliesOwed > 0 else { return }
+        shardRepliesOwed -= 1
+        guard shardRepliesOwed == 0, let relay = heldForShardReplies else { return }
+        heldForShardReplies = nil
         if heldForShard !== relay { relay.releaseRelay() }
     }
 
@@ -177,7 +194,7 @@ extension ClientSession {
         shard.owner = self
         shard.relay = true
         shard.select(db)
-        if tracking, let request = redirectRequests[id] ?? trackingRequest { shard.inject(request: request, label: "CLIENT TRACKING") }
+        if tracking, let request = redirectRequests[id] ?? trackingRequest { trackMirrored(request, on: shard, holding: pinned) }
         for (names, command) in [(mirroredChannels, "SUBSCRIBE"), (mirroredPatterns, "PSUBSCRIBE")] where !names.isEmpty {
             subscribedShards.insert(ObjectIdentifier(shard))
             writeMirrored(RESPValue.array([.bulk(command)] + names.map { .bulkString($0) }).encoded,
@@ -248,7 +265,7 @@ extension ClientSession {
         passRelayed(frame, from: backend)
         if let relay = heldForShard {
             heldForShard = nil
-            if heldForConfirmations !== relay { relay.releaseRelay() }
+            if heldForShardReplies !== relay { relay.releaseRelay() }
         }
     }
 
@@ -374,8 +391,8 @@ extension ClientSession {
         subscribedShards = []
         cachingRequest = nil
         heldForShard = nil
-        shardConfirmationsOwed = 0
-        heldForConfirmations = nil
+        shardRepliesOwed = 0
+        heldForShardReplies = nil
         for shard in shards { shard.close() }
     }
 }

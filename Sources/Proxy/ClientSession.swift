@@ -129,12 +129,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var cachingRequest: [UInt8]?
     /// The relayed connection waiting while another shard's tracking connection answers a command.
     weak var heldForShard: BackendConnection?
-    /// Subscription confirmations still to come from shard connections, and the relayed
-    /// connection waiting for them: the client's own confirmation (the relayed connection's)
-    /// goes out once every shard holds the subscription, as one Redis confirms it only when a
-    /// message published next would reach the client.
-    var shardConfirmationsOwed = 0
-    weak var heldForConfirmations: BackendConnection?
+    /// What shard connections still owe for a mirrored subscription or CLIENT TRACKING (a
+    /// confirmation per name, a reply per CLIENT TRACKING), and the relayed connection waiting
+    /// for it: the client's own reply (the relayed connection's) goes out once every shard
+    /// holds the subscription or the tracking, as one Redis answers only once the next message,
+    /// or the next invalidation, would reach the client.
+    var shardRepliesOwed = 0
+    weak var heldForShardReplies: BackendConnection?
     /// discovery: cluster — CLIENT REPLY, kept here (the session's commands run on many
     /// connections): OFF silences every reply, SKIP the next command's; `silentCommand` is
     /// whether the command being dispatched gets none (decided when it is read: see

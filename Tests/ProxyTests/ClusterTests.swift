@@ -1036,6 +1036,30 @@ import TestSupport
         #expect(event.list?.first?.text == "pmessage" && event.list?.last?.text == far, "\(event)")
     }
 
+    /// The same for CLIENT TRACKING … BCAST: its OK comes once every shard tracks, so a key of
+    /// another shard changed right after it is invalidated, as one Redis would.
+    @Test func broadcastTrackingIsOnOnceEveryShardTracks() throws {
+        let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
+        defer { cluster.stop() }
+        let ambassador = try Self.start(cluster)
+        defer { ambassador.stop() }
+        let far = Self.keyPerShard("tk")[2]
+        let farMaster = try Self.owner(of: far, in: cluster)
+        let tracker = try BlockingClient(port: ambassador.port, timeout: 10)
+        _ = try tracker.command(["HELLO", "3"])
+        farMaster.signal(SIGSTOP)
+        try tracker.send(BlockingClient.encode(["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "tk:"]))
+        tracker.setTimeout(0.3)
+        let early = try? tracker.readReply()
+        farMaster.signal(SIGCONT)
+        #expect(early == nil, "tracking on while a shard's master was stopped: \(String(describing: early))")
+        tracker.setTimeout(5)
+        #expect(try early ?? tracker.readReply() == .simple("OK"))
+        #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
+        let push = try tracker.readReply()
+        #expect(push.list?.first?.text == "invalidate" && push.list?.last?.list?.first?.text == far, "\(push)")
+    }
+
     /// A transaction that begins with keyless commands (PING, ECHO, CLIENT SETNAME …) runs on
     /// the shard of its first key, as one Redis runs it, pipelined or one command at a time;
     /// a queue-time error among the keyless ones still aborts it.
