@@ -477,6 +477,7 @@ extension ClientSession {
     /// A frame from the relayed connection: straight to the client, in arrival order.
     func relayed(_ frame: ReplyFrame, from backend: Connection, backend owner: BackendConnection) {
         if owner !== pinned { return relayedFromShard(frame, from: backend, on: owner) }
+        if relayGate > 0, passedRelayGate(frame, from: backend) { return }
         if !relayMarkers.isEmpty, frame.length == Self.markerReplyLength, frame.type == UInt8(ascii: "$"),
            takeRelayMarker(frame, from: backend) { return }
         if trackingInfoPending > 0, frame.type == UInt8(ascii: "%") || frame.type == UInt8(ascii: "*"),

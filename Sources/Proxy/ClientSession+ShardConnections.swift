@@ -71,11 +71,13 @@ extension ClientSession {
         let existing = shardConnections
         trackingRequest = bytes
         redirectRequests = [:]
-        for group in proxy.groups where group !== relay.backend.group {
-            if let shard = existing[ObjectIdentifier(group)] {
-                trackMirrored(bytes, on: shard, holding: relay)
-            } else if tracksAcrossShards {
-                _ = shardConnection(for: group)
+        gateShards(1) {
+            for group in proxy.groups where group !== relay.backend.group {
+                if let shard = existing[ObjectIdentifier(group)] {
+                    trackMirrored(bytes, on: shard, holding: relay)
+                } else if tracksAcrossShards {
+                    _ = shardConnection(for: group)
+                }
             }
         }
     }
@@ -85,13 +87,15 @@ extension ClientSession {
     func mirrorRedirectTracking(besides relay: BackendConnection) {
         trackingRequest = nil
         let existing = shardConnections
-        for group in proxy.groups where group !== relay.backend.group {
-            let id = ObjectIdentifier(group)
-            guard let request = redirectRequests[id] else { continue }
-            if let shard = existing[id] {
-                trackMirrored(request, on: shard, holding: relay)
-            } else {
-                _ = shardConnection(for: group)
+        gateShards(1) {
+            for group in proxy.groups where group !== relay.backend.group {
+                let id = ObjectIdentifier(group)
+                guard let request = redirectRequests[id] else { continue }
+                if let shard = existing[id] {
+                    trackMirrored(request, on: shard, holding: relay)
+                } else {
+                    _ = shardConnection(for: group)
+                }
             }
         }
     }
@@ -113,12 +117,14 @@ extension ClientSession {
             let existing = shardConnections
             if patterns { mirroredPatterns.formUnion(local) } else { mirroredChannels.formUnion(local) }
             let request = RESPValue.array(([command] + local).map { .bulkString($0) }).encoded
-            for group in proxy.groups where group !== relay.backend.group {
-                if let shard = existing[ObjectIdentifier(group)] {
-                    subscribedShards.insert(ObjectIdentifier(shard))
-                    writeMirrored(request, confirmations: local.count, on: shard, holding: relay)
-                } else {
-                    _ = shardConnection(for: group)  // subscribes to them all
+            gateShards(names.count) {
+                for group in proxy.groups where group !== relay.backend.group {
+                    if let shard = existing[ObjectIdentifier(group)] {
+                        subscribedShards.insert(ObjectIdentifier(shard))
+                        writeMirrored(request, confirmations: local.count, on: shard, holding: relay)
+                    } else {
+                        _ = shardConnection(for: group)  // subscribes to them all
+                    }
                 }
             }
         } else {
@@ -131,13 +137,13 @@ extension ClientSession {
         }
     }
 
-    /// A (un)subscription on a shard's connection: the relayed stream waits for its
-    /// confirmations (one per name), so the client's confirmation, which follows in that
+    /// A (un)subscription (or MONITOR) on a shard's connection: the relayed stream waits for its
+    /// confirmations (one per name; MONITOR's +OK), so the client's, which follows in that
     /// stream, means every shard has it: a message published after it reaches the client (and
-    /// none after an unsubscription's).
+    /// none after an unsubscription's), a command run after it is shown.
     private func writeMirrored(_ request: [UInt8], confirmations: Int, on shard: BackendConnection, holding relay: BackendConnection?) {
         shard.rawWrite(request)
-        if let relay { owe(confirmations, holding: relay) }
+        if let relay { owe(confirmations, on: shard, holding: relay) }
     }
 
     /// CLIENT TRACKING on a shard's connection: the relayed stream waits for its reply, so the
@@ -145,28 +151,67 @@ extension ClientSession {
     /// invalidated).
     private func trackMirrored(_ request: [UInt8], on shard: BackendConnection, holding relay: BackendConnection?) {
         guard let relay else { return shard.inject(request: request, label: "CLIENT TRACKING") }
-        owe(1, holding: relay)
-        shard.probe(request: request) { [weak self] reply in
-            if reply.first == UInt8(ascii: "-"), let self {
-                self.proxy.logger.warning("CLIENT TRACKING on \(shard.backend.address) failed: \(String(decoding: reply, as: UTF8.self).trimmed)")
+        owe(1, on: shard, holding: relay)
+        shard.probe(request: request) { [weak self, weak shard] reply in
+            guard let self, let shard else { return }
+            if reply.first == UInt8(ascii: "-") {
+                proxy.logger.warning("CLIENT TRACKING on \(shard.backend.address) failed: \(String(decoding: reply, as: UTF8.self).trimmed)")
             }
-            self?.shardConfirmed()
+            shardConfirmed(by: shard)
         }
     }
 
-    private func owe(_ replies: Int, holding relay: BackendConnection) {
+    private func owe(_ replies: Int, on shard: BackendConnection, holding relay: BackendConnection) {
         shardRepliesOwed += replies
+        owedByShard[ObjectIdentifier(shard), default: 0] += replies
         heldForShardReplies = relay
         relay.holdRelay()
     }
 
-    /// A reply owed by a shard's connection came (see `writeMirrored`, `trackMirrored`).
-    private func shardConfirmed() {
-        guard shardRepliesOwed > 0 else { return }
+    /// A reply owed by a shard's connection came (see `writeMirrored`, `trackMirrored`). The
+    /// last one it owes: it waits while the client's own confirmation has not gone out
+    /// (`relayGate`). The last one any owes: the relayed stream goes on.
+    private func shardConfirmed(by shard: BackendConnection) {
+        let id = ObjectIdentifier(shard)
+        guard let owed = owedByShard[id], owed > 0 else { return }
+        owedByShard[id] = owed == 1 ? nil : owed - 1
+        if owed == 1 && relayGate > 0 {
+            shard.holdRelay()
+            gatedShards.append(shard)
+        }
         shardRepliesOwed -= 1
         guard shardRepliesOwed == 0, let relay = heldForShardReplies else { return }
         heldForShardReplies = nil
         if heldForShard !== relay { relay.releaseRelay() }
+    }
+
+    /// The relayed connection owes the client `count` confirmations of a mirrored command, if
+    /// it waits for shard replies that `change` made owed.
+    private func gateShards(_ count: Int, _ change: () -> Void) {
+        let before = shardRepliesOwed
+        change()
+        if shardRepliesOwed > before { relayGate += count }
+    }
+
+    /// A frame the relayed connection delivers while `relayGate` is open: a confirmation (a
+    /// (p)subscribe one, or +OK) counts down, an error ends the wait (the command failed); at
+    /// zero the shard connections go on. False: neither.
+    func passedRelayGate(_ frame: ReplyFrame, from backend: Connection) -> Bool {
+        var counts = frame.isError
+        if !counts && frame.length == 5 && frame.type == UInt8(ascii: "+") { counts = true }
+        if !counts && (frame.type == UInt8(ascii: ">") || frame.type == UInt8(ascii: "*")) && frame.length < 1024 {
+            let bytes = BackendConnection.copy(backend, frame.length)
+            counts = Self.pubSubKind(bytes) == .confirmation
+        }
+        guard counts else { return false }
+        passRelayed(frame, from: backend)
+        relayGate = frame.isError ? 0 : relayGate - 1
+        if relayGate == 0 {
+            let gated = gatedShards
+            gatedShards = []
+            for shard in gated { shard.releaseRelay() }
+        }
+        return true
     }
 
     /// A channel only the node that owns the key publishes on.
@@ -228,7 +273,11 @@ extension ClientSession {
     /// the reply to the command run there, after which the relayed stream goes on.
     func relayedFromShard(_ frame: ReplyFrame, from backend: Connection, on shard: BackendConnection) {
         if replicaMonitors.contains(where: { $0 === shard }) {
-            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
+            if frame.length == 5 {  // MONITOR's +OK (the relayed stream waits for it)
+                backend.discardInput(frame.length)
+                return shardConfirmed(by: shard)
+            }
+            if isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
                 return backend.discardInput(frame.length)
             }
             return passRelayed(frame, from: backend)
@@ -237,9 +286,14 @@ extension ClientSession {
             return backend.discardInput(frame.length)  // a connection this session let go of
         }
         if monitoringShards {
-            // MONITOR's +OK (the relayed connection gave the client its own), and the lines of the
-            // ambassador's own control connections, are dropped; the other lines go as they come.
-            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
+            // MONITOR's +OK (the relayed connection gives the client its own once every node's
+            // is in), and the lines of the ambassador's own control connections, are dropped;
+            // the other lines go as they come.
+            if frame.length == 5 {
+                backend.discardInput(frame.length)
+                return shardConfirmed(by: shard)
+            }
+            if isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
             return passRelayed(frame, from: backend)
         }
         // A push; or, in RESP2 on a connection that subscribed, an array that is a message or a
@@ -257,7 +311,7 @@ extension ClientSession {
                 return passRelayed(frame, from: backend)
             case .confirmation:
                 backend.discardInput(frame.length)
-                return shardConfirmed()
+                return shardConfirmed(by: shard)
             case .other:
                 return backend.discardInput(frame.length)
             }
@@ -276,20 +330,22 @@ extension ClientSession {
     func monitorEverywhere(besides relay: BackendConnection) {
         guard !monitoringShards && replicaMonitors.isEmpty else { return }
         let request = RESPValue.array([.bulk("MONITOR")]).encoded
-        if proxy.clustered {
-            monitoringShards = true
-            for group in proxy.groups where group !== relay.backend.group {
-                shardConnection(for: group)?.rawWrite(request)
+        gateShards(1) {
+            if proxy.clustered {
+                monitoringShards = true
+                for group in proxy.groups where group !== relay.backend.group {
+                    if let shard = shardConnection(for: group) { writeMirrored(request, confirmations: 1, on: shard, holding: relay) }
+                }
             }
-        }
-        for group in proxy.clustered ? proxy.groups : [self.group] {
-            for replica in group.replicas where replica !== relay.backend {
-                let monitor = replica.acquirePinned(protocolVersion: 2, loginIndex: loginIndex)
-                guard monitor.isUsable else { continue }
-                monitor.owner = self
-                monitor.relay = true
-                monitor.rawWrite(request)
-                replicaMonitors.append(monitor)
+            for group in proxy.clustered ? proxy.groups : [self.group] {
+                for replica in group.replicas where replica !== relay.backend {
+                    let monitor = replica.acquirePinned(protocolVersion: 2, loginIndex: loginIndex)
+                    guard monitor.isUsable else { continue }
+                    monitor.owner = self
+                    monitor.relay = true
+                    writeMirrored(request, confirmations: 1, on: monitor, holding: relay)
+                    replicaMonitors.append(monitor)
+                }
             }
         }
     }
@@ -393,6 +449,9 @@ extension ClientSession {
         heldForShard = nil
         shardRepliesOwed = 0
         heldForShardReplies = nil
+        owedByShard = [:]
+        relayGate = 0
+        gatedShards = []
         for shard in shards { shard.close() }
     }
 }

@@ -136,6 +136,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// or the next invalidation, would reach the client.
     var shardRepliesOwed = 0
     weak var heldForShardReplies: BackendConnection?
+    /// The same per shard connection.
+    var owedByShard: [ObjectIdentifier: Int] = [:]
+    /// The relayed connection's confirmations (or +OK) of mirrored commands, still to reach the
+    /// client; meanwhile the shard connections that have confirmed wait (`gatedShards`), so
+    /// nothing they send (a message, a MONITOR line, an invalidation) overtakes them.
+    var relayGate = 0
+    var gatedShards: [BackendConnection] = []
     /// discovery: cluster — CLIENT REPLY, kept here (the session's commands run on many
     /// connections): OFF silences every reply, SKIP the next command's; `silentCommand` is
     /// whether the command being dispatched gets none (decided when it is read: see

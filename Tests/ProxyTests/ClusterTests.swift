@@ -1037,8 +1037,9 @@ import TestSupport
     }
 
     /// The same for CLIENT TRACKING … BCAST: its OK comes once every shard tracks, so a key of
-    /// another shard changed right after it is invalidated, as one Redis would.
-    @Test func broadcastTrackingIsOnOnceEveryShardTracks() throws {
+    /// another shard changed right after it is invalidated, as one Redis would; and for MONITOR,
+    /// whose OK comes once every master shows commands.
+    @Test func trackingAndMonitorBeginOnceEveryShardHasThem() throws {
         let cluster = try RedisClusterNodes(masters: 3, replicasPerMaster: 0)
         defer { cluster.stop() }
         let ambassador = try Self.start(cluster)
@@ -1058,6 +1059,19 @@ import TestSupport
         #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
         let push = try tracker.readReply()
         #expect(push.list?.first?.text == "invalidate" && push.list?.last?.list?.first?.text == far, "\(push)")
+        // MONITOR too: its +OK comes once every master shows commands.
+        let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
+        farMaster.signal(SIGSTOP)
+        try monitor.send(BlockingClient.encode(["MONITOR"]))
+        monitor.setTimeout(0.3)
+        let earlyOK = try? monitor.readReply()
+        farMaster.signal(SIGCONT)
+        #expect(earlyOK == nil, "MONITOR began while a shard's master was stopped: \(String(describing: earlyOK))")
+        monitor.setTimeout(5)
+        let began = try earlyOK ?? monitor.readReply()
+        #expect(began == .simple("OK"), "\(began.text ?? "\(began)")")
+        #expect(try farMaster.client().command(["SET", far, "shown"]) == .simple("OK"))
+        #expect(try eventually(5) { (try monitor.readReply().text ?? "").contains("\"shown\"") })
     }
 
     /// A transaction that begins with keyless commands (PING, ECHO, CLIENT SETNAME …) runs on
