@@ -1006,6 +1006,19 @@ import TestSupport
         }
     }
 
+    /// Sends `command` on `client` while `node` is stopped (SIGSTOP, well within the cluster's
+    /// node timeout): what came back in the 0.3 s it stayed stopped (nil: nothing), and the
+    /// reply once it runs again.
+    static func reply(to command: [String], on client: BlockingClient, while node: RedisServer) throws -> (early: RESPValue?, reply: RESPValue) {
+        node.signal(SIGSTOP)
+        try client.send(BlockingClient.encode(command))
+        client.setTimeout(0.3)
+        let early = try? client.readReply()
+        node.signal(SIGCONT)
+        client.setTimeout(5)
+        return (early, try early ?? client.readReply())
+    }
+
     /// A subscription to keyspace notifications is confirmed once every shard holds it, as one
     /// Redis confirms a subscription only when the next event would reach the client: while
     /// another shard's master is stopped, no confirmation comes; once it runs, the confirmation
@@ -1022,14 +1035,8 @@ import TestSupport
         let farMaster = try Self.owner(of: far, in: cluster)
         let subscriber = try BlockingClient(port: ambassador.port, timeout: 10)
         _ = try subscriber.command(["HELLO", String(protocolVersion)])
-        farMaster.signal(SIGSTOP)
-        try subscriber.send(BlockingClient.encode(["PSUBSCRIBE", "__keyevent@0__:*"]))
-        subscriber.setTimeout(0.3)
-        let early = try? subscriber.readReply()
-        farMaster.signal(SIGCONT)
+        let (early, confirmation) = try Self.reply(to: ["PSUBSCRIBE", "__keyevent@0__:*"], on: subscriber, while: farMaster)
         #expect(early == nil, "confirmed while a shard's master was stopped: \(String(describing: early))")
-        subscriber.setTimeout(5)
-        let confirmation = try early ?? subscriber.readReply()
         #expect(confirmation.list?.first?.text == "psubscribe")
         #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
         let event = try subscriber.readReply()
@@ -1048,27 +1055,16 @@ import TestSupport
         let farMaster = try Self.owner(of: far, in: cluster)
         let tracker = try BlockingClient(port: ambassador.port, timeout: 10)
         _ = try tracker.command(["HELLO", "3"])
-        farMaster.signal(SIGSTOP)
-        try tracker.send(BlockingClient.encode(["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "tk:"]))
-        tracker.setTimeout(0.3)
-        let early = try? tracker.readReply()
-        farMaster.signal(SIGCONT)
+        let (early, on) = try Self.reply(to: ["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "tk:"], on: tracker, while: farMaster)
         #expect(early == nil, "tracking on while a shard's master was stopped: \(String(describing: early))")
-        tracker.setTimeout(5)
-        #expect(try early ?? tracker.readReply() == .simple("OK"))
+        #expect(on == .simple("OK"))
         #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
         let push = try tracker.readReply()
         #expect(push.list?.first?.text == "invalidate" && push.list?.last?.list?.first?.text == far, "\(push)")
         // MONITOR too: its +OK comes once every master shows commands.
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
-        farMaster.signal(SIGSTOP)
-        try monitor.send(BlockingClient.encode(["MONITOR"]))
-        monitor.setTimeout(0.3)
-        let earlyOK = try? monitor.readReply()
-        farMaster.signal(SIGCONT)
+        let (earlyOK, began) = try Self.reply(to: ["MONITOR"], on: monitor, while: farMaster)
         #expect(earlyOK == nil, "MONITOR began while a shard's master was stopped: \(String(describing: earlyOK))")
-        monitor.setTimeout(5)
-        let began = try earlyOK ?? monitor.readReply()
         #expect(began == .simple("OK"), "\(began.text ?? "\(began)")")
         #expect(try farMaster.client().command(["SET", far, "shown"]) == .simple("OK"))
         #expect(try eventually(5) { (try monitor.readReply().text ?? "").contains("\"shown\"") })
