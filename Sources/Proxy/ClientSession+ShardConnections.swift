@@ -154,32 +154,37 @@ extension ClientSession {
         owe(1, on: shard, holding: relay)
         shard.probe(request: request) { [weak self, weak shard] reply in
             guard let self, let shard else { return }
-            if reply.first == UInt8(ascii: "-") {
+            let refused = reply.first == UInt8(ascii: "-")
+            if refused {
                 proxy.logger.warning("CLIENT TRACKING on \(shard.backend.address) failed: \(String(decoding: reply, as: UTF8.self).trimmed)")
             }
-            shardConfirmed(by: shard)
+            shardConfirmed(by: shard, refused: refused)
         }
     }
 
     private func owe(_ replies: Int, on shard: BackendConnection, holding relay: BackendConnection) {
         shardRepliesOwed += replies
-        owedByShard[ObjectIdentifier(shard), default: 0] += replies
+        owedByShard[ObjectIdentifier(shard), default: []].append(replies)
         heldForShardReplies = relay
         relay.holdRelay()
     }
 
-    /// A reply owed by a shard's connection came (see `writeMirrored`, `trackMirrored`). The
-    /// last one it owes: it waits while the client's own confirmation has not gone out
+    /// A reply owed by a shard's connection came (see `writeMirrored`, `trackMirrored`); an
+    /// error settles all its command owed (Redis refuses a command with one error, an ACL's
+    /// NOPERM say: the relayed connection's reply tells the client). The last one that
+    /// connection owes: it waits while the client's own confirmation has not gone out
     /// (`relayGate`). The last one any owes: the relayed stream goes on.
-    private func shardConfirmed(by shard: BackendConnection) {
+    private func shardConfirmed(by shard: BackendConnection, refused: Bool = false) {
         let id = ObjectIdentifier(shard)
-        guard let owed = owedByShard[id], owed > 0 else { return }
-        owedByShard[id] = owed == 1 ? nil : owed - 1
-        if owed == 1 && relayGate > 0 {
+        guard var owed = owedByShard[id], let first = owed.first else { return }
+        let settled = refused ? first : 1
+        if first == settled { owed.removeFirst() } else { owed[0] = first - settled }
+        owedByShard[id] = owed.isEmpty ? nil : owed
+        if owed.isEmpty && relayGate > 0 {
             shard.holdRelay()
             gatedShards.append(shard)
         }
-        shardRepliesOwed -= 1
+        shardRepliesOwed -= settled
         guard shardRepliesOwed == 0, let relay = heldForShardReplies else { return }
         heldForShardReplies = nil
         if heldForShard !== relay { relay.releaseRelay() }
@@ -272,6 +277,12 @@ extension ClientSession {
     /// client at once, other subscription traffic is dropped (see above), and anything else is
     /// the reply to the command run there, after which the relayed stream goes on.
     func relayedFromShard(_ frame: ReplyFrame, from backend: Connection, on shard: BackendConnection) {
+        if frame.isError, owedByShard[ObjectIdentifier(shard)] != nil {
+            // A mirrored (un)subscription or MONITOR refused there: the relayed connection's
+            // own reply answers the client.
+            backend.discardInput(frame.length)
+            return shardConfirmed(by: shard, refused: true)
+        }
         if replicaMonitors.contains(where: { $0 === shard }) {
             if frame.length == 5 {  // MONITOR's +OK (the relayed stream waits for it)
                 backend.discardInput(frame.length)

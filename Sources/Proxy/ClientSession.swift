@@ -136,8 +136,8 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     /// or the next invalidation, would reach the client.
     var shardRepliesOwed = 0
     weak var heldForShardReplies: BackendConnection?
-    /// The same per shard connection.
-    var owedByShard: [ObjectIdentifier: Int] = [:]
+    /// The same per shard connection, per mirrored command in the order sent.
+    var owedByShard: [ObjectIdentifier: [Int]] = [:]
     /// The relayed connection's confirmations (or +OK) of mirrored commands, still to reach the
     /// client; meanwhile the shard connections that have confirmed wait (`gatedShards`), so
     /// nothing they send (a message, a MONITOR line, an invalidation) overtakes them.

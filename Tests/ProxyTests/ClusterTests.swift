@@ -1041,6 +1041,18 @@ import TestSupport
         #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
         let event = try subscriber.readReply()
         #expect(event.list?.first?.text == "pmessage" && event.list?.last?.text == far, "\(event)")
+        // A user whose ACL refuses the channels: one error, as from one Redis (every node
+        // refuses it, and the ambassador's own reply is the first shard's), and the session
+        // goes on.
+        for node in try cluster.masters() {
+            #expect(try node.client().command(["ACL", "SETUSER", "limited", "on", ">pw", "~*", "resetchannels", "&news*", "+@all"]) == .simple("OK"))
+        }
+        let limited = try BlockingClient(port: ambassador.port, timeout: 10)
+        _ = try limited.command(["HELLO", String(protocolVersion), "AUTH", "limited", "pw"])
+        let refused = try limited.command(["PSUBSCRIBE", "__keyevent@0__:*"])
+        guard case .error = refused else { Issue.record("not an error: \(refused)"); return }
+        #expect(refused.text?.hasPrefix("NOPERM") == true, "\(refused.text ?? "")")
+        #expect(try limited.command(["PING"]) == .simple("PONG"))
     }
 
     /// The same for CLIENT TRACKING … BCAST: its OK comes once every shard tracks, so a key of
