@@ -185,6 +185,21 @@ extension ClientSession {
             gatedShards.append(shard)
         }
         shardRepliesOwed -= settled
+        releaseRelayWhenSettled()
+    }
+
+    /// A connection that owed replies is gone (a replica's MONITOR that could not connect):
+    /// what it owed is settled, its node's part lost with it.
+    private func settleOwed(by lost: BackendConnection) {
+        gatedShards.removeAll { $0 === lost }
+        guard let owed = owedByShard.removeValue(forKey: ObjectIdentifier(lost)) else { return }
+        shardRepliesOwed -= owed.reduce(0, +)
+        releaseRelayWhenSettled()
+    }
+
+    /// Nothing owed any more: the relayed stream goes on (unless a command run on a shard's
+    /// connection still holds it, see `runOnShardConnection`).
+    private func releaseRelayWhenSettled() {
         guard shardRepliesOwed == 0, let relay = heldForShardReplies else { return }
         heldForShardReplies = nil
         if heldForShard !== relay { relay.releaseRelay() }
@@ -434,6 +449,7 @@ extension ClientSession {
     func shardConnectionLost(_ lost: BackendConnection) -> Bool {
         if let index = replicaMonitors.firstIndex(where: { $0 === lost }) {
             replicaMonitors.remove(at: index)  // a replica gone: the master's lines go on
+            settleOwed(by: lost)
             return true
         }
         guard let entry = shardConnections.first(where: { $0.value === lost }) else { return false }

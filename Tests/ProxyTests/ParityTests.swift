@@ -558,6 +558,27 @@ extension Integration {
     /// SELECT, HELLO and CLIENT ID (here: connections for db 9 opened while a client monitors,
     /// for shared commands, a BLPOP, a transaction and a RESP3 subscriber), nor the marker that
     /// keeps a relaying session's CLIENT ID in place. Line for line, after the address, as direct.
+    /// MONITOR's +OK comes once every replica shows commands too (a read served there right
+    /// after it is shown, as a direct Redis shows every command after its +OK): while a replica
+    /// is stopped, none comes. A replica that cannot be reached is left out, not waited for.
+    @Test func monitorBeginsOnceEveryReplicaShowsCommands() throws {
+        let cluster = try Cluster(replicas: 2)
+        defer { cluster.stop() }
+        let ambassador = try ConfigMapAmbassador { port, admin in
+            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: "health_interval: 30s\n")
+        }
+        defer { ambassador.stop() }
+        let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
+        let (early, began) = try ClusterTests.reply(to: ["MONITOR"], on: monitor, while: cluster.replicas[0])
+        #expect(early == nil, "MONITOR began while a replica was stopped: \(String(describing: early))")
+        #expect(began == .simple("OK"))
+        // A replica killed since the last check (30 s apart): its connection fails, the
+        // MONITOR goes on without it.
+        cluster.replicas[1].kill9()
+        let other = try BlockingClient(port: ambassador.port, timeout: 10)
+        #expect(try other.command(["MONITOR"]) == .simple("OK"))
+    }
+
     @Test func monitorLeavesOutWhatTheAmbassadorSendsOnItsOwn() throws {
         let cluster = try Cluster(replicas: 0)
         defer { cluster.stop() }
