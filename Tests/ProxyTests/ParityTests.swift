@@ -482,6 +482,13 @@ extension Integration {
         #expect(try replicaGets() - readerBefore >= 95)
     }
 
+    /// An ambassador in front of `cluster`'s master and replicas, checking them every `healthInterval`.
+    static func ambassador(for cluster: Cluster, healthInterval: String) throws -> ConfigMapAmbassador {
+        try ConfigMapAmbassador { port, admin in
+            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: "health_interval: \(healthInterval)\n")
+        }
+    }
+
     /// MONITOR through the ambassador shows the apps' commands as a direct Redis would: reads a
     /// replica served too (not what replication brings it), PING and ECHO (Redis answers them
     /// while someone monitors), and not the ambassador's own health checks (ROLE, INFO every
@@ -489,9 +496,7 @@ extension Integration {
     @Test func monitorShowsTheAppsCommandsNotTheAmbassadorsChecks() throws {
         let cluster = try Cluster(replicas: 2)
         defer { cluster.stop() }
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: "health_interval: 50ms\n")
-        }
+        let ambassador = try Self.ambassador(for: cluster, healthInterval: "50ms")
         defer { ambassador.stop() }
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
@@ -564,9 +569,7 @@ extension Integration {
     @Test func monitorBeginsOnceEveryReplicaShowsCommands() throws {
         let cluster = try Cluster(replicas: 2)
         defer { cluster.stop() }
-        let ambassador = try ConfigMapAmbassador { port, admin in
-            ReloadTests.yaml(port, admin, master: cluster.master, replicas: cluster.replicas, extra: "health_interval: 30s\n")
-        }
+        let ambassador = try Self.ambassador(for: cluster, healthInterval: "30s")
         defer { ambassador.stop() }
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
         let (early, began) = try ClusterTests.reply(to: ["MONITOR"], on: monitor, while: cluster.replicas[0])
