@@ -561,9 +561,6 @@ extension ClientSession {
         proxy.loop.nowMicroseconds - since < proxy.config.failoverHold.microseconds
     }
 
-    /// A request lost with its connection but safe to send again (never sent, or a read): to
-    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent
-    /// (or held).
     /// Remembers `target` as where the session's last write to its node went (see `shardWrites`).
     @inline(__always)
     func noteShardWrite(_ target: BackendConnection) {
@@ -584,7 +581,7 @@ extension ClientSession {
     /// shard, the connection that took its last write there, while that is the same connection
     /// (not reconnected since) to the shard's master. Empty when that is one shard or none: the
     /// WAIT then runs as in the other modes (on the connection of the session's last write).
-    /// Writes in a transaction or a script on a dedicated connection are counted there only.
+    /// A transaction's writes (on a dedicated connection) are not among these.
     func shardWaitConnections() -> [BackendConnection] {
         guard shardWrites.count > 1 else { return [] }
         let live = shardWrites.filter(Self.isWaitConnection).map(\.connection)
@@ -597,6 +594,9 @@ extension ClientSession {
             && connection.backend.group.master === connection.backend
     }
 
+    /// A request lost with its connection but safe to send again (never sent, or a read): to
+    /// the shard's master once one is confirmed, up to `failover_hold` after it was first sent
+    /// (or held).
     func resendWhenMasterConfirmed(_ slot: Slot, from backend: Backend) {
         // Its error if no master is confirmed in time: -TRYAGAIN, as for a write that waited for
         // one (it never ran: a read, or a request that never left).
