@@ -219,9 +219,9 @@ extension ClientSession {
     func passedRelayGate(_ frame: ReplyFrame, from backend: Connection) -> Bool {
         var counts = frame.isError
         if !counts && frame.length == 5 && frame.type == UInt8(ascii: "+") { counts = true }
-        if !counts && (frame.type == UInt8(ascii: ">") || frame.type == UInt8(ascii: "*")) && frame.length < 1024 {
-            let bytes = BackendConnection.copy(backend, frame.length)
-            counts = Self.pubSubKind(bytes) == .confirmation
+        if !counts && (frame.type == UInt8(ascii: ">") || frame.type == UInt8(ascii: "*")) {
+            // Its head names its kind (a long channel name makes a long frame, read no further).
+            counts = Self.isConfirmation(head: BackendConnection.copy(backend, min(frame.length, 32)))
         }
         guard counts else { return false }
         passRelayed(frame, from: backend)
@@ -415,6 +415,18 @@ extension ClientSession {
         guard let (value, _) = try? RESPValue.decode(bytes), case .array(let items?) = value,
               let kind = items.first?.text?.lowercased() else { return false }
         return ["message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "pong"].contains(kind)
+    }
+
+    /// Whether a push or array whose first bytes are `head` is a (un)subscribe confirmation:
+    /// `*3\r\n$9\r\nsubscribe\r\n…` (RESP3: `>3`).
+    static func isConfirmation(head: [UInt8]) -> Bool {
+        guard let firstEnd = head.firstIndex(of: UInt8(ascii: "\n")), firstEnd + 1 < head.count,
+              head[firstEnd + 1] == UInt8(ascii: "$"),
+              let lengthEnd = head[(firstEnd + 1)...].firstIndex(of: UInt8(ascii: "\r")),
+              let length = Int(String(decoding: head[(firstEnd + 2)..<lengthEnd], as: UTF8.self)),
+              lengthEnd + 2 + length <= head.count else { return false }
+        let word = String(decoding: head[(lengthEnd + 2)..<(lengthEnd + 2 + length)], as: UTF8.self).lowercased()
+        return ["subscribe", "psubscribe", "unsubscribe", "punsubscribe"].contains(word)
     }
 
     enum ShardPubSub { case forClient, confirmation, other }

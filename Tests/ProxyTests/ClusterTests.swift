@@ -1041,6 +1041,16 @@ import TestSupport
         #expect(try farMaster.client().command(["SET", far, "v"]) == .simple("OK"))
         let event = try subscriber.readReply()
         #expect(event.list?.first?.text == "pmessage" && event.list?.last?.text == far, "\(event)")
+        // A channel name longer than a kilobyte (a long key's keyspace channel): its
+        // confirmation is a long frame, and the shard's events after it still come.
+        let long = Self.key(String(repeating: "k", count: 1100), in: 12000..<16384)
+        let longOwner = try Self.owner(of: long, in: cluster)
+        let other = try BlockingClient(port: ambassador.port, timeout: 10)
+        _ = try other.command(["HELLO", String(protocolVersion)])
+        #expect(try other.command(["SUBSCRIBE", "__keyspace@0__:" + long]).list?.first?.text == "subscribe")
+        #expect(try longOwner.client().command(["SET", long, "v"]) == .simple("OK"))
+        let message = try other.readReply()
+        #expect(message.list?.first?.text == "message" && message.list?.last?.text == "set", "\(message)")
         // A user whose ACL refuses the channels: one error, as from one Redis (every node
         // refuses it, and the ambassador's own reply is the first shard's), and the session
         // goes on.
