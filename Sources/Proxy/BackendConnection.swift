@@ -141,7 +141,7 @@ final class BackendConnection: ConnectionDelegate {
             connection = try Connection.connect(to: backend.endpoint, on: proxy.loop, timeout: config.connectTimeout.seconds,
                                                 tls: config.backendTLS?.context, delegate: self)
         } catch {
-            proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(error)")
+            logCannotConnect("\(error)")
             scheduleReconnect()
             return
         }
@@ -226,6 +226,7 @@ final class BackendConnection: ConnectionDelegate {
     }
 
     func connectionDidConnect(_ connection: Connection) {
+        failuresInARow = 0
         if isControl {
             ownAddress = connection.localAddress
             OwnConnections.add(ownAddress!)
@@ -284,6 +285,32 @@ final class BackendConnection: ConnectionDelegate {
     /// Attempts since this connection last got a reply: a server that accepts and drops the
     /// connection counts as failing too.
     private var failedAttempts = 0
+
+    /// A failed attempt to connect. The first `loudAttempts` in a row are logged each (the
+    /// backoff growing to `reconnect_max`); after that one line a minute says how many more
+    /// failed, so a node down for hours does not write a line per attempt per connection.
+    private func logCannotConnect(_ why: String) {
+        failuresInARow += 1
+        if failuresInARow <= Self.loudAttempts {
+            let more = failuresInARow == Self.loudAttempts ? " (further failures: one line a minute)" : ""
+            proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)\(more)")
+            quietSince = proxy.loop.nowMicroseconds
+            quietFailures = 0
+            return
+        }
+        quietFailures += 1
+        let now = proxy.loop.nowMicroseconds
+        guard now - quietSince >= Self.quietLogInterval else { return }
+        proxy.logger.warning("still cannot connect to \(backend.role) \(backend.address): \(why) (\(quietFailures) more attempts failed since the last line)")
+        quietSince = now
+        quietFailures = 0
+    }
+    /// Attempts in a row that could not connect (reset by one that does).
+    private var failuresInARow = 0
+    private var quietSince = 0
+    private var quietFailures = 0
+    static let loudAttempts = 5
+    static let quietLogInterval = 60_000_000
 
     // MARK: writing
 
@@ -805,7 +832,7 @@ final class BackendConnection: ConnectionDelegate {
         if wasUp {
             proxy.logger.warning("lost \(backend.role) \(backend.address)\(dedicated ? " (dedicated)" : overflow ? " (overflow)" : ""): \(why)")
         } else {
-            proxy.logger.warning("cannot connect to \(backend.role) \(backend.address): \(why)")
+            logCannotConnect(why)
         }
         failInflight(sent: wasUp)
         failReason = nil

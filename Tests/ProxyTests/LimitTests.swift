@@ -281,6 +281,26 @@ extension Integration {
 /// restarted master together; the jittered backoff (reconnects and the health probes of a down
 /// node) spreads them out. Sixteen processes stand in for the thousand.
 @Suite(.serialized) struct SidecarHerdTests {
+    /// A node down for long does not fill the log: each connection logs its first five failed
+    /// attempts in a row (the backoff growing), then one line a minute, not one per attempt.
+    /// (Here attempts come every 10–40 ms: some fifty a connection in the two seconds.)
+    @Test func aLongOutageLogsAFewLinesNotOnePerAttempt() throws {
+        let dead = try RedisServer.freePort()  // nothing listens there
+        let listen = try RedisServer.freePort()
+        let sidecar = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(listen)\nmaster: 127.0.0.1:\(dead)\nread_policy: master\n"
+                                                + "workers: 1\nreconnect_interval: 10ms\nreconnect_max: 40ms\n")
+        defer { sidecar.stop() }
+        let perAttempt = "cannot connect to master"
+        #expect(eventually(5) { sidecar.logText.contains("(further failures: one line a minute)") }, "\(sidecar.logText.suffix(2000))")
+        Thread.sleep(forTimeInterval: 2)
+        let log = sidecar.logText
+        let lines = log.components(separatedBy: perAttempt).count - 1
+        let connections = log.components(separatedBy: "(further failures: one line a minute)").count - 1
+        #expect(connections >= 1 && lines <= 5 * connections + 2, "\(lines) lines for \(connections) connection(s):\n\(log.suffix(3000))")
+        #expect(!log.contains("still cannot connect"), "a minute has not passed")
+        #expect(sidecar.isRunning)
+    }
+
     @Test func sidecarsThatLostTheMasterTogetherComeBackSpreadOut() throws {
         let master = try RedisServer()
         let port = master.port
