@@ -269,8 +269,9 @@ extension Integration {
         let other = try BlockingClient(port: ambassador.port, timeout: 10)
         for round in 0..<5 {
             let leaver = try BlockingClient(port: ambassador.port, timeout: 10)
+            let leaverID = try sessionID(leaver)
             try leaver.send((0..<20).flatMap { _ in BlockingClient.encode(["GET", "skip:big"]) })
-            usleep(20_000)
+            #expect(awaitLastCommand("get", of: leaverID, via: admin))  // the GETs are on their way
             leaver.abort()
             // Same connection (one shared connection to the master): the other client's
             // pipeline comes behind the abandoned replies, including a large reply of its own.
@@ -498,10 +499,12 @@ extension Integration {
         let busy = "local s = redis.call('TIME') while true do local t = redis.call('TIME') "
             + "if (t[1] - s[1]) * 1000000 + (t[2] - s[2]) > 400000 then return 1 end end"
         let bound = try ambassador.client(timeout: 3)
+        let observer = try ambassador.client()
+        let (boundID, waiterID) = (try sessionID(bound), try sessionID(waiter))
         try bound.send(BlockingClient.encode(["EVAL", busy, "0"]))
-        Thread.sleep(forTimeInterval: 0.1)
+        #expect(awaitLastCommand("eval", of: boundID, via: observer))
         try waiter.send(BlockingClient.encode(["WAIT", "3", "0"]))
-        Thread.sleep(forTimeInterval: 0.1)
+        #expect(awaitLastCommand("wait", of: waiterID, via: observer))
         try bound.send(BlockingClient.encode(["INCR", "hol:n"]))
         #expect(try bound.readReply() == .integer(1))
         do {

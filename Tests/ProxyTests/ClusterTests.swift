@@ -55,6 +55,11 @@ import TestSupport
         return shards.compactMap { $0["master"] as? String }
     }
 
+    /// Whether the ambassador sees a shard with no confirmed master.
+    static func masterless(_ ambassador: ConfigMapAmbassador) -> Bool {
+        (try? shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true
+    }
+
     /// A direct client to the master that serves `key`'s slot now.
     static func owner(of key: String, in cluster: RedisClusterNodes) throws -> RedisServer {
         let slot = HashSlot.of(key)
@@ -394,8 +399,8 @@ import TestSupport
         // rejects it and the shard stays down for good (its log: "Failover election won"
         // with no election started; seen in 2 runs of 35 under load, with every other node
         // naming the dead master, and a direct SET there unanswered).
-        let electionAge = Date().timeIntervalSince(firstElection)
-        if electionAge < 4.5 { Thread.sleep(forTimeInterval: 4.5 - electionAge) }
+        // (Nothing shows that state: the condition is its age.)
+        #expect(eventually(10) { Date().timeIntervalSince(firstElection) >= 4.5 })
         replica.kill9()
         #expect(try eventually(20) { try victim.info("replication").contains("role:master") })
         #expect(try eventually(10) { try Self.shardMasters(ambassador).contains("127.0.0.1:\(victim.port)") })
@@ -450,10 +455,11 @@ import TestSupport
         let bus = try Self.busPort(of: source)
         #expect(try source.client().command(["SAVE"]) == .simple("OK"))
         source.kill9()
-        #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
+        #expect(eventually(5) { Self.masterless(ambassador) })
         start = Date()
         try client.send(BlockingClient.encode(write))
-        Thread.sleep(forTimeInterval: 2)
+        // The shard stays without a master for 2 s of the write's wait.
+        #expect(eventually(5) { Date().timeIntervalSince(start) >= 2 && Self.masterless(ambassador) })
         // Back on its port, from its own directory: its data, its cluster config (the slot
         // still migrating), the same bus port.
         let back = try Self.restart(source, bus: bus)
@@ -504,7 +510,7 @@ import TestSupport
         let bus = try Self.busPort(of: source)
         #expect(try source.client().command(["SAVE"]) == .simple("OK"))
         source.kill9()
-        #expect(eventually(5) { (try? Self.shardMasters(ambassador))?.contains { $0.hasPrefix("none") } == true })
+        #expect(eventually(5) { Self.masterless(ambassador) })
         // Past failover_hold with no master: -TRYAGAIN (one part was not sent).
         var start = Date()
         let expired = try BlockingClient(port: short.port, timeout: 10).command(["MGET", keys[0], keys[1]])
@@ -515,7 +521,8 @@ import TestSupport
         start = Date()
         try client.send(BlockingClient.encode(["MGET", keys[0], keys[1], keys[2]])
                         + BlockingClient.encode(["MSET", keys[0], "10", keys[1], "20", keys[2], "30"]))
-        Thread.sleep(forTimeInterval: 1.5)
+        // The shard stays without a master for 1.5 s of their wait.
+        #expect(eventually(5) { Date().timeIntervalSince(start) >= 1.5 && Self.masterless(ambassador) })
         let back = try Self.restart(source, bus: bus)
         defer { back.stop() }
         let read = try client.readReply()
@@ -538,7 +545,8 @@ import TestSupport
             return fields.count > 12 ? (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0) : -1
         }
         let before = cpuTicks()
-        Thread.sleep(forTimeInterval: 1)
+        let from = Date()
+        eventually(2) { Date().timeIntervalSince(from) >= 1 }  // a second's CPU
         print("diagnosis: ambassador CPU over 1 s: \(cpuTicks() - before) ticks (100 = one core busy)")
         let shards = (try? ambassador.configView()["topology"]).flatMap { $0 }.map { "\($0)" }
         print("diagnosis: ambassador shards: \(shards ?? "no answer")")
@@ -1138,12 +1146,14 @@ import TestSupport
         let ambassador = try Self.start(cluster)
         defer { ambassador.stop() }
         let keys = Self.keyPerShard("mo")
+        let masters = try cluster.masters()  // (asked before MONITOR: their INFO would show)
         let monitor = try BlockingClient(port: ambassador.port, timeout: 10)
         #expect(try monitor.command(["MONITOR"]) == .simple("OK"))
         let app = try BlockingClient(port: ambassador.port)
         for key in keys {
+            let checks = try masters.map(roleCalls)
             _ = try app.command(["SET", key, "v"])
-            usleep(150_000)  // health checks (every 100 ms) run meanwhile
+            #expect(awaitHealthChecks(on: masters, since: checks))  // health checks (every 100 ms) run meanwhile
         }
         _ = try app.command(["MGET"] + keys)
         var lines: [String] = []
@@ -1173,10 +1183,12 @@ import TestSupport
             for script in ["local i = 0 while true do i = i + 1 end",
                            "redis.call('set', KEYS[1], 'x') local i = 0 while i < 60000000 do i = i + 1 end return i"] {
                 try runner.send(BlockingClient.encode(["EVAL", script, "1", far]))
-                // Busy once the node answers others -BUSY. (Past the ambassador's stall_threshold,
-                // 50 ms, first: a request sent before it would share the script's connection and
-                // wait behind it.)
-                usleep(150_000)
+                // Busy once the node answers others -BUSY. (Through the ambassador, once its
+                // connection counts as stalled first, past stall_threshold: a request sent before
+                // would share the script's connection and wait behind it.)
+                if port == setup.ambassador.port {
+                    #expect(eventually(5) { ((try? admin.command(["AMBASSADOR", "INFO"]).text) ?? "").contains("stalled_connections:1") })
+                }
                 #expect(eventually(10) { (try? admin.command(["GET", far]).text?.hasPrefix("BUSY")) ?? false })
                 // What the ambassador answers itself, one Redis refuses while busy.
                 for command in [["PING"], ["ECHO", "e"], ["CLIENT", "ID"]] { got.append(shown(try admin.command(command))) }

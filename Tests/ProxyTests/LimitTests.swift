@@ -283,16 +283,25 @@ extension Integration {
 @Suite(.serialized) struct SidecarHerdTests {
     /// A node down for long does not fill the log: each connection logs its first five failed
     /// attempts in a row (the backoff growing), then one line a minute, not one per attempt.
-    /// (Here attempts come every 10–40 ms: some fifty a connection in the two seconds.)
+    /// (Here attempts come every 10–40 ms; the test waits for forty failed health probes, on
+    /// the same backoff: some fifty reconnects a connection.)
     @Test func aLongOutageLogsAFewLinesNotOnePerAttempt() throws {
         let dead = try RedisServer.freePort()  // nothing listens there
         let listen = try RedisServer.freePort()
-        let sidecar = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(listen)\nmaster: 127.0.0.1:\(dead)\nread_policy: master\n"
-                                                + "workers: 1\nreconnect_interval: 10ms\nreconnect_max: 40ms\n")
+        let admin = try RedisServer.freePort()
+        let sidecar = try AmbassadorProcess(yaml: "listen: 127.0.0.1:\(listen)\nadmin:\n  listen: 127.0.0.1:\(admin)\n"
+                                                + "master: 127.0.0.1:\(dead)\nread_policy: master\nworkers: 1\n"
+                                                + "health_interval: 10ms\nreconnect_interval: 10ms\nreconnect_max: 40ms\n")
         defer { sidecar.stop() }
         let perAttempt = "cannot connect to master"
         #expect(eventually(5) { sidecar.logText.contains("(further failures: one line a minute)") }, "\(sidecar.logText.suffix(2000))")
-        Thread.sleep(forTimeInterval: 2)
+        func failedChecks() -> Int {
+            let body = (try? HTTPProbe.request(port: admin, path: "/config").body) ?? ""
+            let nodes = ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any])
+                .flatMap { $0["topology"] as? [String: Any] }?["nodes"] as? [[String: Any]]
+            return nodes?.compactMap { $0["consecutive_failures"] as? Int }.max() ?? 0
+        }
+        #expect(eventually(10) { failedChecks() >= 40 })
         let log = sidecar.logText
         let lines = log.components(separatedBy: perAttempt).count - 1
         let connections = log.components(separatedBy: "(further failures: one line a minute)").count - 1

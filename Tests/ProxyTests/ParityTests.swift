@@ -503,9 +503,11 @@ extension Integration {
         let app = try BlockingClient(port: ambassador.port)
         let reader = try BlockingClient(port: ambassador.port)  // wrote nothing: reads go to replicas
         var expected: [String] = []
+        let nodes = [cluster.master] + cluster.replicas
         for i in 0..<4 {
+            let checks = try nodes.map(roleCalls)
             _ = try app.command(["SET", "mon:\(i)", "v"])
-            usleep(150_000)  // health checks run meanwhile (every 50 ms), and replication
+            #expect(awaitHealthChecks(on: nodes, since: checks))  // health checks run meanwhile (every 50 ms)
             _ = try reader.command(["GET", "mon:\(i)"])  // a replica's
             _ = try app.command(["PING"])
             expected += [" \"SET\" \"mon:\(i)\" \"v\"", " \"GET\" \"mon:\(i)\"", " \"PING\""]

@@ -146,13 +146,22 @@ extension Integration {
         }
         defer { ambassador.stop() }
         #expect(try (ambassador.configView()["config"] as? [String: Any])?["loop_pause"] as? String == "200us")
-        func pauses() throws -> Double {
-            metricSamples(try ambassador.admin("/metrics").body)["redis_ambassador_loop_pauses_total{worker=\"0\"}"] ?? -1
-        }
-        // Published every 0.5 s: a count read after 1.2 s covers what came before.
+        // The worker publishes its counts every 0.5 s. A publication after a PING sent now
+        // (its commands count grew past what was published before) covers every pause before.
+        let probe = try BlockingClient(port: ambassador.port, timeout: 10)
         func pausesSettled() throws -> Double {
-            Thread.sleep(forTimeInterval: 1.2)
-            return try pauses()
+            func commands(_ samples: [String: Double]) -> Double {
+                samples.filter { $0.key.hasPrefix("redis_ambassador_commands_total") }.values.reduce(0, +)
+            }
+            let published = commands(metricSamples(try ambassador.admin("/metrics").body))
+            _ = try probe.command(["PING"])
+            var pauses = -1.0
+            #expect(try eventually(5) {
+                let samples = metricSamples(try ambassador.admin("/metrics").body)
+                pauses = samples["redis_ambassador_loop_pauses_total{worker=\"0\"}"] ?? -1
+                return commands(samples) > published
+            })
+            return pauses
         }
         #expect(try pausesSettled() == 0)
 

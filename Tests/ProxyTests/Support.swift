@@ -140,6 +140,32 @@ func commandCalls(_ server: RedisServer, _ command: String) throws -> Int {
     return count
 }
 
+/// How many ROLE commands `server` has run (the health checks' question), read from LATENCY
+/// HISTOGRAM: an admin command, which no MONITOR stream shows, unlike INFO.
+func roleCalls(_ server: RedisServer) throws -> Int {
+    guard let entry = try server.client().command(["LATENCY", "HISTOGRAM", "role"]).list, entry.count >= 2,
+          let fields = entry[1].list, fields.count >= 2, case .integer(let calls) = fields[1] else { return 0 }
+    return Int(calls)
+}
+
+/// Waits until each of `servers` has run a ROLE since `before` (each one's `roleCalls` then):
+/// a health check has run on every node meanwhile.
+func awaitHealthChecks(on servers: [RedisServer], since before: [Int]) -> Bool {
+    eventually(5) { (try? servers.map(roleCalls)).map { zip($0, before).allSatisfy { $0 > $1 } } ?? false }
+}
+
+/// Waits until the ambassador has read `command` (lower case, as CLIENT LIST writes it) from
+/// the session `id`: its CLIENT LIST line's `cmd=`, asked through `observer`.
+func awaitLastCommand(_ command: String, of id: Int64, via observer: BlockingClient) -> Bool {
+    eventually(5) { ((try? observer.command(["CLIENT", "LIST", "ID", String(id)]).text) ?? "").contains(" cmd=\(command) ") }
+}
+
+/// The session id CLIENT ID gives `client`.
+func sessionID(_ client: BlockingClient) throws -> Int64 {
+    guard case .integer(let id) = try client.command(["CLIENT", "ID"]) else { throw RedisServerError.didNotStart("no CLIENT ID") }
+    return id
+}
+
 func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
 /// A master and a replica whose replication stream runs through a relay that a test can hold
