@@ -163,7 +163,6 @@ extension ClientSession {
     }
 
     private func owe(_ replies: Int, on shard: BackendConnection, holding relay: BackendConnection) {
-        shardRepliesOwed += replies
         owedByShard[ObjectIdentifier(shard), default: []].append(replies)
         heldForShardReplies = relay
         relay.holdRelay()
@@ -184,7 +183,6 @@ extension ClientSession {
             shard.holdRelay()
             gatedShards.append(shard)
         }
-        shardRepliesOwed -= settled
         releaseRelayWhenSettled()
     }
 
@@ -192,15 +190,14 @@ extension ClientSession {
     /// what it owed is settled, its node's part lost with it.
     private func settleOwed(by lost: BackendConnection) {
         gatedShards.removeAll { $0 === lost }
-        guard let owed = owedByShard.removeValue(forKey: ObjectIdentifier(lost)) else { return }
-        shardRepliesOwed -= owed.reduce(0, +)
+        guard owedByShard.removeValue(forKey: ObjectIdentifier(lost)) != nil else { return }
         releaseRelayWhenSettled()
     }
 
     /// Nothing owed any more: the relayed stream goes on (unless a command run on a shard's
     /// connection still holds it, see `runOnShardConnection`).
     private func releaseRelayWhenSettled() {
-        guard shardRepliesOwed == 0, let relay = heldForShardReplies else { return }
+        guard owedByShard.isEmpty, let relay = heldForShardReplies else { return }
         heldForShardReplies = nil
         if heldForShard !== relay { relay.releaseRelay() }
     }
@@ -208,9 +205,10 @@ extension ClientSession {
     /// The relayed connection owes the client `count` confirmations of a mirrored command, if
     /// it waits for shard replies that `change` made owed.
     private func gateShards(_ count: Int, _ change: () -> Void) {
-        let before = shardRepliesOwed
+        func owed() -> Int { owedByShard.values.reduce(0) { $0 + $1.count } }  // commands owed for
+        let before = owed()
         change()
-        if shardRepliesOwed > before { relayGate += count }
+        if owed() > before { relayGate += count }
     }
 
     /// A frame the relayed connection delivers while `relayGate` is open: a confirmation (a
@@ -292,18 +290,15 @@ extension ClientSession {
     /// client at once, other subscription traffic is dropped (see above), and anything else is
     /// the reply to the command run there, after which the relayed stream goes on.
     func relayedFromShard(_ frame: ReplyFrame, from backend: Connection, on shard: BackendConnection) {
-        if frame.isError, owedByShard[ObjectIdentifier(shard)] != nil {
-            // A mirrored (un)subscription or MONITOR refused there: the relayed connection's
-            // own reply answers the client.
+        if frame.isError || frame.length == 5, heldForShard == nil, owedByShard[ObjectIdentifier(shard)] != nil {
+            // MONITOR's +OK, or a mirrored (un)subscription or MONITOR refused there (the
+            // relayed connection's own reply answers the client). Not while a command of the
+            // client's runs on a shard's connection: the reply there is its own (see the end).
             backend.discardInput(frame.length)
-            return shardConfirmed(by: shard, refused: true)
+            return shardConfirmed(by: shard, refused: frame.isError)
         }
         if replicaMonitors.contains(where: { $0 === shard }) {
-            if frame.length == 5 {  // MONITOR's +OK (the relayed stream waits for it)
-                backend.discardInput(frame.length)
-                return shardConfirmed(by: shard)
-            }
-            if isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
+            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) || !isReadMonitorLine(frame, from: backend) {
                 return backend.discardInput(frame.length)
             }
             return passRelayed(frame, from: backend)
@@ -315,11 +310,7 @@ extension ClientSession {
             // MONITOR's +OK (the relayed connection gives the client its own once every node's
             // is in), and the lines of the ambassador's own control connections, are dropped;
             // the other lines go as they come.
-            if frame.length == 5 {
-                backend.discardInput(frame.length)
-                return shardConfirmed(by: shard)
-            }
-            if isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
+            if frame.length == 5 || isOwnMonitorLine(frame, from: backend) { return backend.discardInput(frame.length) }
             return passRelayed(frame, from: backend)
         }
         // A push; or, in RESP2 on a connection that subscribed, an array that is a message or a
@@ -426,8 +417,10 @@ extension ClientSession {
               let length = Int(String(decoding: head[(firstEnd + 2)..<lengthEnd], as: UTF8.self)),
               lengthEnd + 2 + length <= head.count else { return false }
         let word = String(decoding: head[(lengthEnd + 2)..<(lengthEnd + 2 + length)], as: UTF8.self).lowercased()
-        return ["subscribe", "psubscribe", "unsubscribe", "punsubscribe"].contains(word)
+        return confirmationKinds.contains(word)
     }
+
+    static let confirmationKinds: Set<String> = ["subscribe", "psubscribe", "unsubscribe", "punsubscribe"]
 
     enum ShardPubSub { case forClient, confirmation, other }
 
@@ -450,8 +443,7 @@ extension ClientSession {
         case "invalidate": return .forClient
         case "message": return channel(1).map(isNodeLocal) ?? false ? .forClient : .other
         case "pmessage": return channel(2).map(isNodeLocal) ?? false ? .forClient : .other
-        case "subscribe", "psubscribe", "unsubscribe", "punsubscribe": return .confirmation
-        default: return .other
+        default: return confirmationKinds.contains(kind) ? .confirmation : .other
         }
     }
 
@@ -486,7 +478,6 @@ extension ClientSession {
         subscribedShards = []
         cachingRequest = nil
         heldForShard = nil
-        shardRepliesOwed = 0
         heldForShardReplies = nil
         owedByShard = [:]
         relayGate = 0

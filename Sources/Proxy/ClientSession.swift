@@ -129,15 +129,13 @@ final class ClientSession: ConnectionDelegate, DeferredWork, DispatchContext {
     var cachingRequest: [UInt8]?
     /// The relayed connection waiting while another shard's tracking connection answers a command.
     weak var heldForShard: BackendConnection?
-    /// What shard connections still owe for a mirrored subscription or CLIENT TRACKING (a
-    /// confirmation per name, a reply per CLIENT TRACKING), and the relayed connection waiting
-    /// for it: the client's own reply (the relayed connection's) goes out once every shard
-    /// holds the subscription or the tracking, as one Redis answers only once the next message,
-    /// or the next invalidation, would reach the client.
-    var shardRepliesOwed = 0
-    weak var heldForShardReplies: BackendConnection?
-    /// The same per shard connection, per mirrored command in the order sent.
+    /// What each shard connection still owes for the mirrored commands it was sent, in order (a
+    /// confirmation per name, MONITOR's +OK, a reply to CLIENT TRACKING), and the relayed
+    /// connection waiting while any is owed: the client's own reply (the relayed connection's)
+    /// goes out once every node holds the subscription, the tracking or the MONITOR, as one
+    /// Redis answers only once the next message, invalidation or command would reach the client.
     var owedByShard: [ObjectIdentifier: [Int]] = [:]
+    weak var heldForShardReplies: BackendConnection?
     /// The relayed connection's confirmations (or +OK) of mirrored commands, still to reach the
     /// client; meanwhile the shard connections that have confirmed wait (`gatedShards`), so
     /// nothing they send (a message, a MONITOR line, an invalidation) overtakes them.
